@@ -1,0 +1,63 @@
+"""durably: durable Python workflows checkpointed in PostgreSQL.
+
+Decorate a function as a workflow and the functions it calls as steps; every finished
+step is recorded in Postgres, and if the process dies, a live worker resumes the
+workflow from its last completed step.
+"""
+
+from durably.app import App
+from durably.codec import Codec, JsonCodec, PickleCodec
+from durably.errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    DurablyError,
+    InvalidArgument,
+    LostOwnership,
+    NonDeterminismError,
+    NotInWorkflow,
+    RecordedError,
+    ResultTimeout,
+    StepRetriesExceeded,
+    UnknownWorkflow,
+    ValueDecodingError,
+    ValueEncodingError,
+    WorkflowCancelled,
+    WorkflowConflict,
+    WorkflowDeadLettered,
+    WorkflowNotFound,
+)
+from durably.info import StepInfo, WorkflowInfo
+from durably.status import Status
+from durably.workflow import Step, Workflow, WorkflowHandle
+
+__all__ = [
+    "App",
+    "Codec",
+    "ConfigurationError",
+    "DatabaseUnavailable",
+    "DurablyError",
+    "InvalidArgument",
+    "JsonCodec",
+    "LostOwnership",
+    "NonDeterminismError",
+    "NotInWorkflow",
+    "PickleCodec",
+    "RecordedError",
+    "ResultTimeout",
+    "Status",
+    "Step",
+    "StepInfo",
+    "StepRetriesExceeded",
+    "UnknownWorkflow",
+    "ValueDecodingError",
+    "ValueEncodingError",
+    "Workflow",
+    "WorkflowCancelled",
+    "WorkflowConflict",
+    "WorkflowDeadLettered",
+    "WorkflowHandle",
+    "WorkflowInfo",
+    "WorkflowNotFound",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,279 @@
+"""``durably.App``: declare workflows and steps, run them, and look at what ran."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar, overload
+
+from durably import codec as codec_module
+from durably.errors import ConfigurationError, InvalidArgument, WorkflowNotFound
+from durably.execution.effects import drive_async, drive_sync
+from durably.execution.protocol import read_outcome
+from durably.execution.specs import StepSpec, WorkflowSpec
+from durably.info import StepInfo, WorkflowInfo, list_query, step_info, workflow_info
+from durably.options import check_workflow_id
+from durably.runtime.engine import Engine
+from durably.store.database import Database
+from durably.workflow import Step, Workflow, WorkflowHandle, step_name
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_LEASE = 15.0
+
+
+class App:
+    """A durably application: its workflows and steps, bound to one Postgres schema.
+
+    ``url`` is a PostgreSQL URL; without one, ``$DURABLY_DATABASE_URL`` is used, else an
+    embedded PostgreSQL 18 is started in ``data_dir`` (default ``./.durably``).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        name: str | None = None,
+        schema: str = "durably",
+        executor_id: str | None = None,
+        codec: codec_module.Codec | None = None,
+        lease: float = DEFAULT_LEASE,
+        data_dir: str | os.PathLike[str] | None = None,
+        max_threads: int = 64,
+    ) -> None:
+        if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
+            raise ConfigurationError(
+                f"schema must be a name of 1 to 63 bytes, got {schema!r}"
+            )
+        if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
+            raise ConfigurationError(f"lease must be a positive number of seconds, got {lease!r}")
+        if executor_id is not None and (not isinstance(executor_id, str) or not executor_id):
+            raise ConfigurationError(f"executor_id must be a non-empty string, got {executor_id!r}")
+        if url is not None and not isinstance(url, str):
+            raise ConfigurationError(f"url must be a string, got {type(url).__name__}")
+        if not isinstance(max_threads, int) or max_threads < 1:
+            raise ConfigurationError(f"max_threads must be >= 1, got {max_threads!r}")
+        self.name = name
+        self.schema = schema
+        self._url = url
+        self._data_dir = data_dir
+        self._executor_id = executor_id
+        self.codec: codec_module.Codec = codec or codec_module.JsonCodec()
+        self.lease = float(lease)
+        self._max_threads = max_threads
+        self._registry: dict[str, WorkflowSpec] = {}
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
+
+    # ------------------------------------------------------------- decorators
+
+    @overload
+    def workflow(self, fn: Callable[P, R], /) -> Workflow[P, R]: ...
+    @overload
+    def workflow(
+        self, *, name: str | None = None, max_recovery_attempts: int = 50
+    ) -> Callable[[Callable[P, R]], Workflow[P, R]]: ...
+
+    def workflow(
+        self,
+        fn: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        max_recovery_attempts: int = 50,
+    ) -> Workflow[P, R] | Callable[[Callable[P, R]], Workflow[P, R]]:
+        """Declare a durable workflow (``@app.workflow`` or ``@app.workflow(...)``)."""
+
+        def decorate(func: Callable[P, R]) -> Workflow[P, R]:
+            _check_callable(func, "workflow")
+            spec = WorkflowSpec(
+                func, name or step_name(func), max_recovery_attempts=max_recovery_attempts
+            )
+            if spec.name in self._registry and self._registry[spec.name].fn is not func:
+                raise ConfigurationError(
+                    f"a workflow named {spec.name!r} is already registered on this app; "
+                    f"give one of them another name=..."
+                )
+            self._registry[spec.name] = spec
+            return Workflow(self, spec)
+
+        return decorate(fn) if fn is not None else decorate
+
+    @overload
+    def step(self, fn: Callable[P, R], /) -> Step[P, R]: ...
+    @overload
+    def step(
+        self,
+        *,
+        name: str | None = None,
+        retries: int = 0,
+        interval: float = 1.0,
+        backoff: float = 2.0,
+        max_delay: float = 60.0,
+        retry_on: Callable[[BaseException], bool] | None = None,
+    ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
+
+    def step(
+        self,
+        fn: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retries: int = 0,
+        interval: float = 1.0,
+        backoff: float = 2.0,
+        max_delay: float = 60.0,
+        retry_on: Callable[[BaseException], bool] | None = None,
+    ) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
+        """Declare a step: its result is recorded, and replayed instead of recomputed.
+
+        ``retries`` more attempts follow a failure, ``interval`` seconds after the first and
+        ``backoff`` times longer after each next one (at most ``max_delay``); ``retry_on``
+        decides from the exception whether to retry at all.
+        """
+
+        def decorate(func: Callable[P, R]) -> Step[P, R]:
+            _check_callable(func, "step")
+            spec = StepSpec(
+                func,
+                name or step_name(func),
+                retries=retries,
+                interval=interval,
+                backoff=backoff,
+                max_delay=max_delay,
+                retry_on=retry_on,
+            )
+            return Step(self, spec)
+
+        return decorate(fn) if fn is not None else decorate
+
+    # ------------------------------------------------------------- lifecycle
+
+    @property
+    def engine(self) -> Engine:
+        """The live engine, connecting to (or starting) the database on first use."""
+        engine = self._engine
+        if engine is not None:
+            return engine
+        with self._engine_lock:
+            if self._engine is None:
+                self._engine = self._connect()
+            return self._engine
+
+    def _connect(self) -> Engine:
+        url = self._url or os.environ.get("DURABLY_DATABASE_URL") or None
+        release: Callable[[], None] | None = None
+        if url is None:
+            from durably import embedded
+
+            server = embedded.acquire(self._data_dir or embedded.DEFAULT_DIR)
+            url, release = server.url, server.release
+        db = Database(url, self.schema)
+        engine = Engine(
+            db=db,
+            app_name=self.name,
+            executor_id=self._executor_id,
+            codec=self.codec,
+            lease=self.lease,
+            registry=self._registry,
+            max_threads=self._max_threads,
+            on_release=release,
+        )
+        atexit.register(self._at_exit)
+        return engine
+
+    def _at_exit(self) -> None:
+        engine = self._engine
+        if engine is not None:
+            engine.shutdown(grace=0)
+
+    @property
+    def executor_id(self) -> str:
+        """This process's executor ID (its workflows are recovered under it)."""
+        return self.engine.executor_id
+
+    def launch(self) -> None:
+        """Start this process's executor: heartbeat, recover its own unfinished workflows,
+        and take over those of executors whose lease expired."""
+        self.engine.launch()
+
+    def shutdown(self, grace: float = 10.0) -> None:
+        """Stop background work, waiting up to ``grace`` s for running workflows."""
+        with self._engine_lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            atexit.unregister(self._at_exit)
+            engine.shutdown(grace)
+
+    def __enter__(self) -> App:
+        self.launch()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # ------------------------------------------------------------- looking
+
+    def handle(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """A handle for an existing workflow; WorkflowNotFound if there is none."""
+        check_workflow_id(workflow_id)
+        engine = self.engine
+        outcome = drive_sync(engine, read_outcome(engine, workflow_id))
+        return self._handle(workflow_id, outcome)
+
+    async def handle_async(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """Async twin of ``handle``."""
+        check_workflow_id(workflow_id)
+        engine = self.engine
+        outcome = await drive_async(engine, read_outcome(engine, workflow_id))
+        return self._handle(workflow_id, outcome)
+
+    def _handle(self, workflow_id: str, outcome: Any) -> WorkflowHandle[Any]:
+        if outcome is None:
+            raise WorkflowNotFound(workflow_id)
+        rows = self.engine.db.run(self.engine.statements.get_outcome(workflow_id))
+        spec = self._registry.get(rows[0][0]) if rows else None
+        return WorkflowHandle(self.engine, workflow_id, spec.return_hint if spec else None)
+
+    def list_workflows(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        name: str | None = None,
+        ids: Sequence[str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        descending: bool = False,
+    ) -> list[WorkflowInfo]:
+        """Workflows matching every filter given, oldest first unless ``descending``."""
+        engine = self.engine
+        statement = list_query(
+            engine.statements, status=status, name=name, ids=ids, created_after=created_after,
+            created_before=created_before, limit=limit, offset=offset, descending=descending,
+        )
+        return [workflow_info(row, engine.codec, self._registry) for row in engine.db.run(statement)]
+
+    def list_steps(self, workflow_id: str) -> list[StepInfo]:
+        """Every recorded operation of a workflow, in step order."""
+        check_workflow_id(workflow_id)
+        engine = self.engine
+        rows = engine.db.run(engine.statements.list_operations(workflow_id))
+        if not rows and drive_sync(engine, read_outcome(engine, workflow_id)) is None:
+            raise WorkflowNotFound(workflow_id)
+        return [step_info(row, engine.codec) for row in rows]
+
+
+def _check_callable(fn: object, what: str) -> None:
+    if not callable(fn):
+        raise ConfigurationError(
+            f"@{what} decorates a function; got {type(fn).__name__} (did you mean "
+            f"@app.{what}(...)?)"
+        )
+    if isinstance(fn, Workflow | Step):
+        raise ConfigurationError(f"{fn!r} is already durable; decorate the plain function")

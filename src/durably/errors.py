@@ -1,0 +1,124 @@
+"""Every error durably raises, under one root: ``DurablyError``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DurablyError(Exception):
+    """Root of every error raised by durably itself."""
+
+
+class ConfigurationError(DurablyError):
+    """The app, a decorator or a call was configured with invalid options."""
+
+
+class InvalidArgument(DurablyError, ValueError):
+    """An argument of a durably call is out of range or of the wrong type."""
+
+
+class DatabaseUnavailable(DurablyError):
+    """The database (embedded or remote) could not be reached or started."""
+
+
+class ValueEncodingError(DurablyError, TypeError):
+    """A value cannot be stored: raised before anything is written."""
+
+
+class ValueDecodingError(DurablyError):
+    """A stored value cannot be turned back into the type its hints ask for."""
+
+
+class WorkflowNotFound(DurablyError, LookupError):
+    """No workflow with the given ID exists."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"no workflow with id {workflow_id!r} exists")
+        self.workflow_id = workflow_id
+
+
+class WorkflowConflict(DurablyError):
+    """A workflow ID is already used by a different workflow function."""
+
+    def __init__(self, workflow_id: str, existing: str, requested: str) -> None:
+        super().__init__(
+            f"workflow id {workflow_id!r} already belongs to workflow {existing!r}; "
+            f"it cannot be started as {requested!r} (choose another id)"
+        )
+        self.workflow_id = workflow_id
+        self.existing = existing
+        self.requested = requested
+
+
+class UnknownWorkflow(DurablyError):
+    """A stored workflow names a function this process has not registered."""
+
+
+class NonDeterminismError(DurablyError):
+    """Replay reached a recorded position with a different operation."""
+
+    def __init__(self, workflow_id: str, position: int, recorded: str, called: str) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r} is not deterministic: step {position} was recorded as "
+            f"{recorded!r} but replay called {called!r}; workflow code must call the same "
+            f"steps in the same order on every run (use durably.patched() for upgrades)"
+        )
+        self.workflow_id = workflow_id
+        self.position = position
+        self.recorded = recorded
+        self.called = called
+
+
+class NotInWorkflow(DurablyError):
+    """A durable operation that needs a workflow was called outside one."""
+
+
+class WorkflowCancelled(DurablyError):
+    """The workflow was cancelled (by a user or by its timeout)."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"workflow {workflow_id!r} was cancelled")
+        self.workflow_id = workflow_id
+
+
+class WorkflowDeadLettered(DurablyError):
+    """The workflow crashed its worker too often and was set aside."""
+
+    def __init__(self, workflow_id: str, attempts: int) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r} was dead-lettered after {attempts} recovery attempts; "
+            f"fix the cause, then app.resume({workflow_id!r})"
+        )
+        self.workflow_id = workflow_id
+        self.attempts = attempts
+
+
+class ResultTimeout(DurablyError, TimeoutError):
+    """Waiting for a workflow's result took longer than the timeout given."""
+
+
+class StepRetriesExceeded(DurablyError):
+    """A step failed on every attempt; ``errors`` holds each attempt's exception."""
+
+    def __init__(self, step_name: str, errors: list[BaseException]) -> None:
+        detail = "; ".join(f"#{i + 1} {type(e).__name__}: {e}" for i, e in enumerate(errors))
+        super().__init__(f"step {step_name!r} failed after {len(errors)} attempts: {detail}")
+        self.step_name = step_name
+        self.errors = errors
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.step_name, self.errors))
+
+
+class RecordedError(DurablyError):
+    """A recorded error whose original type could not be rebuilt on replay."""
+
+    def __init__(self, type_name: str, message: str, traceback: str = "") -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.traceback = traceback
+
+
+class LostOwnership(DurablyError):
+    """This process no longer owns the workflow: another executor took it over."""

@@ -1,0 +1,73 @@
+"""What a running workflow knows about itself, held in a context variable."""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from durably.errors import NotInWorkflow
+
+if TYPE_CHECKING:
+    from durably.runtime.engine import Engine
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One operation recorded by an earlier run of the workflow."""
+
+    step: int
+    name: str
+    kind: str
+    output: Any
+    error: Any
+    child_id: str | None
+
+
+class WorkflowContext:
+    """The state of one execution of one workflow: identity, ownership and replay log."""
+
+    __slots__ = ("engine", "epoch", "name", "next_step", "recorded", "workflow_id")
+
+    def __init__(
+        self,
+        engine: Engine,
+        workflow_id: str,
+        name: str,
+        epoch: int,
+        recorded: dict[int, Recorded] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.workflow_id = workflow_id
+        self.name = name
+        self.epoch = epoch
+        self.recorded = recorded or {}
+        self.next_step = 1
+
+    def take_step(self) -> int:
+        """Number the next durable operation; called when it is called, not when it runs."""
+        number = self.next_step
+        self.next_step += 1
+        return number
+
+
+current_workflow: contextvars.ContextVar[WorkflowContext | None] = contextvars.ContextVar(
+    "durably_workflow", default=None
+)
+# True while a step body runs: durable calls inside it are plain calls.
+in_step: contextvars.ContextVar[bool] = contextvars.ContextVar("durably_in_step", default=False)
+
+
+def active_workflow() -> WorkflowContext | None:
+    """The workflow whose body is running here, or None (outside, or inside a step)."""
+    if in_step.get():
+        return None
+    return current_workflow.get()
+
+
+def require_workflow(operation: str) -> WorkflowContext:
+    """The running workflow, or a clear error naming the operation that needs one."""
+    ctx = active_workflow()
+    if ctx is None:
+        raise NotInWorkflow(f"durably.{operation}() can only be called inside a workflow")
+    return ctx

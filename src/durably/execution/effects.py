@@ -1,0 +1,116 @@
+"""The engine's decisions are generators that yield effects; two small drivers perform them.
+
+The logic of recording, replaying and fencing exists once, as generators in
+``durably.execution.protocol``. They never block: they yield an effect ("call the user's
+function", "write this statement", "sleep") and receive its result. ``drive_sync``
+performs effects by blocking the thread; ``drive_async`` performs them by awaiting.
+This is how sync and async workflows share one implementation (the psycopg pattern).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from durably.store.statements import Statement
+
+if TYPE_CHECKING:
+    from durably.runtime.engine import Engine
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Run user code (a step body or a workflow body)."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Pause (between step retries)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """Run a write statement through group commit."""
+
+    statement: Statement
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """Run a read statement directly."""
+
+    statement: Statement
+
+
+Effect = Call | Sleep | Write | Read
+Protocol = Generator[Effect, Any, T]
+
+
+def drive_sync(engine: Engine, gen: Protocol[T]) -> T:
+    """Run a protocol to its end, performing each effect by blocking this thread."""
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = gen.send(send) if error is None else gen.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        send, error = None, None
+        try:
+            if type(effect) is Write:
+                send = engine.db.write(effect.statement)
+            elif type(effect) is Call:
+                send = effect.fn(*effect.args, **effect.kwargs)
+                if inspect.isawaitable(send):
+                    raise TypeError(
+                        f"{effect.fn.__qualname__} is async; call it from an async workflow "
+                        f"with await"
+                    )
+            elif type(effect) is Read:
+                send = engine.db.run(effect.statement)
+            elif type(effect) is Sleep:
+                time.sleep(effect.seconds)
+        except BaseException as exc:
+            error = exc
+
+
+async def drive_async(engine: Engine, gen: Protocol[T]) -> T:
+    """Run a protocol to its end, performing each effect by awaiting."""
+    send: Any = None
+    error: BaseException | None = None
+    db = await engine.async_db()
+    while True:
+        try:
+            effect = gen.send(send) if error is None else gen.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        send, error = None, None
+        try:
+            if type(effect) is Write:
+                send = await db.write(effect.statement)
+            elif type(effect) is Call:
+                if inspect.iscoroutinefunction(effect.fn):
+                    send = await effect.fn(*effect.args, **effect.kwargs)
+                else:
+                    # A blocking function must not stall the event loop.
+                    send = await asyncio.to_thread(effect.fn, *effect.args, **effect.kwargs)
+                    if inspect.isawaitable(send):
+                        send = await send
+            elif type(effect) is Read:
+                send = await db.run(effect.statement)
+            elif type(effect) is Sleep:
+                await asyncio.sleep(effect.seconds)
+        except BaseException as exc:
+            error = exc

@@ -1,0 +1,270 @@
+"""The engine's decisions, written once: start, step, child, finish, replay and fencing.
+
+Each function is a generator of effects (see ``effects``); ``drive_sync`` and
+``drive_async`` run them. A fresh execution never reads before it writes: a step is
+one fenced INSERT, a workflow start one INSERT, its outcome one UPDATE. Reads happen
+only on the rare paths: an ID that already exists, a fenced write that touched no row.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from durably import codec as codec_module
+from durably.errors import (
+    LostOwnership,
+    NonDeterminismError,
+    StepRetriesExceeded,
+    ValueEncodingError,
+    WorkflowCancelled,
+    WorkflowConflict,
+    WorkflowNotFound,
+)
+from durably.execution.context import Recorded, WorkflowContext, in_step
+from durably.execution.effects import Call, Protocol, Read, Sleep, Write
+from durably.execution.specs import StepSpec, WorkflowSpec
+from durably.status import Status
+
+if TYPE_CHECKING:
+    from durably.runtime.engine import Engine
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def start_top(
+    engine: Engine, spec: WorkflowSpec, workflow_id: str, inputs: str
+) -> Protocol[tuple[str, int | None]]:
+    """Create a top-level workflow row, owned by this executor.
+
+    Returns its ID and fencing epoch when this call created it; the epoch is None when
+    the ID already existed (the caller then attaches to it instead of running it again).
+    """
+    rows = yield Write(
+        engine.statements.insert_workflow(
+            workflow_id=workflow_id,
+            name=spec.name,
+            inputs=inputs,
+            executor_id=engine.executor_id,
+            max_recovery_attempts=spec.max_recovery_attempts,
+            codec=engine.codec.name,
+        )
+    )
+    if rows:
+        return workflow_id, int(rows[0][0])
+    rows = yield Read(engine.statements.get_outcome(workflow_id))
+    if not rows:
+        raise WorkflowNotFound(workflow_id)
+    existing = rows[0][0]
+    if existing != spec.name:
+        raise WorkflowConflict(workflow_id, existing, spec.name)
+    return workflow_id, None
+
+
+def check_recorded(ctx: WorkflowContext, rec: Recorded, kind: str, name: str) -> None:
+    """A replay must call, at each recorded position, the operation recorded there."""
+    if rec.kind != kind or rec.name != name:
+        raise NonDeterminismError(
+            ctx.workflow_id, rec.step, f"{rec.kind} {rec.name}", f"{kind} {name}"
+        )
+
+
+def replay_value(ctx: WorkflowContext, rec: Recorded, hint: Any) -> Any:
+    """The recorded result of an operation, or its recorded error raised again."""
+    if rec.error is not None:
+        raise codec_module.load_error(rec.error)
+    return ctx.engine.codec.load(rec.output, hint)
+
+
+def run_step(
+    ctx: WorkflowContext, position: int, spec: StepSpec, args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Protocol[Any]:
+    """Replay a recorded step, or run it (with retries) and record its outcome."""
+    rec = ctx.recorded.get(position)
+    if rec is not None:
+        check_recorded(ctx, rec, "step", spec.name)
+        return replay_value(ctx, rec, spec.return_hint)
+    started = now()
+    errors: list[BaseException] = []
+    while True:
+        token = in_step.set(True)
+        try:
+            result = yield Call(spec.fn, args, kwargs)
+        except Exception as exc:
+            errors.append(exc)
+            if len(errors) <= spec.retries and spec.should_retry(exc):
+                yield Sleep(spec.delay_before(len(errors)))
+                continue
+            failure: Exception = (
+                exc if len(errors) == 1 else StepRetriesExceeded(spec.name, errors)
+            )
+            break
+        finally:
+            in_step.reset(token)
+        # Encoding fails before anything is written: the value is rejected at the call.
+        output = ctx.engine.codec.dumps(result)
+        yield from record(ctx, position, spec.name, "step", started, output=output)
+        return result
+    yield from record(
+        ctx, position, spec.name, "step", started, error=codec_module.dump_error(failure)
+    )
+    raise failure
+
+
+def record(
+    ctx: WorkflowContext,
+    position: int,
+    name: str,
+    kind: str,
+    started: datetime,
+    *,
+    output: str | None = None,
+    error: str | None = None,
+    child_id: str | None = None,
+) -> Protocol[None]:
+    """Write one operation's checkpoint, fenced by the workflow's epoch."""
+    written = yield Write(
+        ctx.engine.statements.record_operation(
+            workflow_id=ctx.workflow_id,
+            epoch=ctx.epoch,
+            step=position,
+            name=name,
+            kind=kind,
+            output=output,
+            error=error,
+            started_at=started,
+            child_id=child_id,
+        )
+    )
+    if written == 1:
+        return
+    yield from explain_unwritten(ctx, position, kind, name)
+
+
+def explain_unwritten(ctx: WorkflowContext, position: int, kind: str, name: str) -> Protocol[None]:
+    """A fenced write touched no row: lost ownership, cancelled, or already recorded."""
+    rows = yield Read(ctx.engine.statements.inspect_operation(ctx.workflow_id, position))
+    if not rows:
+        raise WorkflowNotFound(ctx.workflow_id)
+    epoch, status, rec_name, rec_kind, *_ = rows[0]
+    if status == Status.CANCELLED:
+        raise WorkflowCancelled(ctx.workflow_id)
+    if epoch != ctx.epoch or status != Status.PENDING:
+        raise LostOwnership(
+            f"workflow {ctx.workflow_id!r} is now owned by another executor (epoch "
+            f"{epoch}, this run holds {ctx.epoch}); this run stops without writing"
+        )
+    if rec_name is not None and (rec_name != name or rec_kind != kind):
+        raise NonDeterminismError(
+            ctx.workflow_id, position, f"{rec_kind} {rec_name}", f"{kind} {name}"
+        )
+    # Same owner, same operation already recorded: keep the recorded value.
+
+
+def start_child(
+    ctx: WorkflowContext,
+    position: int,
+    spec: WorkflowSpec,
+    workflow_id: str | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Protocol[tuple[str, int | None]]:
+    """Start (or on replay re-attach to) a child workflow at ``position`` of its parent.
+
+    Returns the child's ID and, when this call created it, its epoch (the caller then
+    runs it); None means the child already exists and is run or recovered elsewhere.
+    """
+    rec = ctx.recorded.get(position)
+    if rec is not None:
+        check_recorded(ctx, rec, "child", spec.name)
+        assert rec.child_id is not None
+        return rec.child_id, None
+    child_id = workflow_id or f"{ctx.workflow_id}-{position}"
+    engine = ctx.engine
+    inputs = codec_module.dumps_args(engine.codec, args, kwargs)
+    rows = yield Write(
+        engine.statements.start_child(
+            parent_id=ctx.workflow_id,
+            epoch=ctx.epoch,
+            step=position,
+            workflow_id=child_id,
+            name=spec.name,
+            inputs=inputs,
+            executor_id=engine.executor_id,
+            max_recovery_attempts=spec.max_recovery_attempts,
+            codec=engine.codec.name,
+        )
+    )
+    owned, child_epoch, recorded = rows[0]
+    if not owned or not recorded:
+        yield from explain_unwritten(ctx, position, "child", spec.name)
+    if child_epoch is None:
+        existing = yield Read(engine.statements.get_outcome(child_id))
+        if existing and existing[0][0] != spec.name:
+            raise WorkflowConflict(child_id, existing[0][0], spec.name)
+        return child_id, None
+    return child_id, int(child_epoch)
+
+
+def run_body(
+    ctx: WorkflowContext, spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Protocol[Any]:
+    """Run (or replay) the workflow function, then record its outcome, fenced."""
+    try:
+        result = yield Call(spec.fn, args, kwargs)
+    except (LostOwnership, WorkflowCancelled):
+        raise
+    except Exception as exc:
+        yield from finish(ctx, Status.ERROR, error=codec_module.dump_error(exc))
+        raise
+    try:
+        output = ctx.engine.codec.dumps(result)
+    except ValueEncodingError as exc:
+        yield from finish(ctx, Status.ERROR, error=codec_module.dump_error(exc))
+        raise
+    yield from finish(ctx, Status.SUCCESS, output=output)
+    return result
+
+
+def finish(
+    ctx: WorkflowContext, status: Status, *, output: str | None = None, error: str | None = None
+) -> Protocol[None]:
+    written = yield Write(
+        ctx.engine.statements.finish_workflow(
+            workflow_id=ctx.workflow_id,
+            epoch=ctx.epoch,
+            status=status.value,
+            output=output,
+            error=error,
+        )
+    )
+    if written != 1:
+        rows = yield Read(ctx.engine.statements.get_outcome(ctx.workflow_id))
+        if rows and rows[0][1] == Status.CANCELLED:
+            raise WorkflowCancelled(ctx.workflow_id)
+        raise LostOwnership(
+            f"workflow {ctx.workflow_id!r} is no longer owned by this run (epoch {ctx.epoch}); "
+            f"its outcome is recorded by the executor that took it over"
+        )
+
+
+def load_recorded(engine: Engine, workflow_id: str) -> Protocol[dict[int, Recorded]]:
+    """Every operation recorded for a workflow, in one query, for replay."""
+    rows = yield Read(engine.statements.load_operations(workflow_id))
+    return {
+        row[0]: Recorded(step=row[0], name=row[1], kind=row[2], output=row[3], error=row[4],
+                         child_id=row[5])
+        for row in rows
+    }
+
+
+def read_outcome(engine: Engine, workflow_id: str) -> Protocol[tuple[str, Any, Any, int] | None]:
+    """(status, output, error, recovery attempts) of a workflow; None when it does not exist."""
+    rows = yield Read(engine.statements.get_outcome(workflow_id))
+    if not rows:
+        return None
+    _name, status, output, error, attempts = rows[0]
+    return status, output, error, attempts

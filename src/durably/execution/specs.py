@@ -1,0 +1,95 @@
+"""What a decorator declares about a workflow or a step, independent of how it is called."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from durably import codec as codec_module
+from durably.errors import ConfigurationError
+
+_UNSET: Any = object()
+
+
+@dataclass(slots=True)
+class StepSpec:
+    """A step: its function and retry policy."""
+
+    fn: Callable[..., Any]
+    name: str
+    retries: int = 0
+    interval: float = 1.0
+    backoff: float = 2.0
+    max_delay: float = 60.0
+    retry_on: Callable[[BaseException], bool] | None = None
+    is_async: bool = False
+    _hint: Any = field(default=_UNSET, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
+            raise ConfigurationError(
+                f"step {self.name!r}: retries must be a whole number >= 0, got {self.retries!r}"
+            )
+        for label, value in (
+            ("interval", self.interval),
+            ("backoff", self.backoff),
+            ("max_delay", self.max_delay),
+        ):
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ConfigurationError(
+                    f"step {self.name!r}: {label} must be a number >= 0, got {value!r}"
+                )
+        if self.backoff < 1:
+            raise ConfigurationError(
+                f"step {self.name!r}: backoff multiplies the delay after each attempt and "
+                f"must be >= 1, got {self.backoff!r}"
+            )
+        if self.retry_on is not None and not callable(self.retry_on):
+            raise ConfigurationError(
+                f"step {self.name!r}: retry_on must be a function of the exception, "
+                f"got {self.retry_on!r}"
+            )
+        self.is_async = inspect.iscoroutinefunction(self.fn)
+
+    @property
+    def return_hint(self) -> Any:
+        if self._hint is _UNSET:
+            self._hint = codec_module.return_hint(self.fn)
+        return self._hint
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based), bounded by max_delay."""
+        return float(min(self.max_delay, self.interval * self.backoff ** (attempt - 1)))
+
+    def should_retry(self, exc: BaseException) -> bool:
+        return self.retry_on is None or bool(self.retry_on(exc))
+
+
+@dataclass(slots=True)
+class WorkflowSpec:
+    """A workflow: its function, registered name and recovery policy."""
+
+    fn: Callable[..., Any]
+    name: str
+    max_recovery_attempts: int = 50
+    is_async: bool = False
+    _hint: Any = field(default=_UNSET, repr=False)
+
+    def __post_init__(self) -> None:
+        attempts = self.max_recovery_attempts
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+            raise ConfigurationError(
+                f"workflow {self.name!r}: max_recovery_attempts must be a whole number >= 1, "
+                f"got {attempts!r}"
+            )
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigurationError(f"workflow name must be a non-empty string, got {self.name!r}")
+        self.is_async = inspect.iscoroutinefunction(self.fn)
+
+    @property
+    def return_hint(self) -> Any:
+        if self._hint is _UNSET:
+            self._hint = codec_module.return_hint(self.fn)
+        return self._hint

@@ -1,0 +1,134 @@
+"""What listings return: one record per workflow or recorded operation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from durably import codec as codec_module
+from durably.errors import InvalidArgument
+from durably.execution.specs import WorkflowSpec
+from durably.status import Status
+from durably.store.statements import Statement, Statements
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo:
+    """A workflow as stored: identity, status, inputs, outcome and times."""
+
+    id: str
+    name: str
+    status: Status
+    inputs: Any
+    output: Any
+    error: BaseException | None
+    executor_id: str | None
+    recovery_attempts: int
+    parent_id: str | None
+    forked_from: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    """One recorded operation of a workflow."""
+
+    step: int
+    name: str
+    kind: str
+    output: Any
+    error: BaseException | None
+    child_id: str | None
+    started_at: datetime
+    completed_at: datetime
+
+
+def list_query(
+    statements: Statements,
+    *,
+    status: str | Sequence[str] | None,
+    name: str | None,
+    ids: Sequence[str] | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    limit: int | None,
+    offset: int,
+    descending: bool,
+) -> Statement:
+    """Validate listing filters and build the statement; bad filters name the problem."""
+    statuses: list[str] | None = None
+    if status is not None:
+        raw = [status] if isinstance(status, str) else list(status)
+        statuses = []
+        for value in raw:
+            try:
+                statuses.append(Status(value).value)
+            except ValueError:
+                valid = ", ".join(s.value for s in Status)
+                raise InvalidArgument(f"unknown status {value!r}; use one of {valid}") from None
+    if name is not None and not isinstance(name, str):
+        raise InvalidArgument(f"name must be a string, got {type(name).__name__}")
+    if ids is not None:
+        if isinstance(ids, str) or not all(isinstance(i, str) for i in ids):
+            raise InvalidArgument("ids must be a list of workflow id strings")
+    for label, value in (("created_after", created_after), ("created_before", created_before)):
+        if value is not None and not isinstance(value, datetime):
+            raise InvalidArgument(f"{label} must be a datetime, got {type(value).__name__}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise InvalidArgument(f"limit must be a whole number >= 0 or None, got {limit!r}")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise InvalidArgument(f"offset must be a whole number >= 0, got {offset!r}")
+    return statements.list_workflows(
+        status=statuses, name=name, ids=ids, created_after=created_after,
+        created_before=created_before, limit=limit, offset=offset, descending=bool(descending),
+    )
+
+
+def _decode(codec: codec_module.Codec, data: Any, hint: Any) -> Any:
+    if data is None:
+        return None
+    try:
+        return codec.load(data, hint)
+    except Exception:
+        return data  # a listing shows what is stored even if the type can't be rebuilt
+
+
+def workflow_info(
+    row: tuple[Any, ...], codec: codec_module.Codec, registry: dict[str, WorkflowSpec]
+) -> WorkflowInfo:
+    (wid, name, status, inputs, output, error, executor_id, _epoch, attempts, _max,
+     parent_id, _parent_step, forked_from, _codec, created_at, updated_at, completed_at) = row
+    spec = registry.get(name)
+    return WorkflowInfo(
+        id=wid,
+        name=name,
+        status=Status(status),
+        inputs=inputs,
+        output=_decode(codec, output, spec.return_hint if spec else None),
+        error=codec_module.load_error(error) if error is not None else None,
+        executor_id=executor_id,
+        recovery_attempts=attempts,
+        parent_id=parent_id,
+        forked_from=forked_from,
+        created_at=created_at,
+        updated_at=updated_at,
+        completed_at=completed_at,
+    )
+
+
+def step_info(row: tuple[Any, ...], codec: codec_module.Codec) -> StepInfo:
+    step, name, kind, output, error, child_id, started_at, completed_at = row
+    return StepInfo(
+        step=step,
+        name=name,
+        kind=kind,
+        output=_decode(codec, output, None),
+        error=codec_module.load_error(error) if error is not None else None,
+        child_id=child_id,
+        started_at=started_at,
+        completed_at=completed_at,
+    )

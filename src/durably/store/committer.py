@@ -1,0 +1,185 @@
+"""Group commit: writes from many concurrent workflows share one transaction.
+
+A caller that finds no batch in flight becomes the leader and runs what is queued,
+its own write included, at once: a lone workflow pays no added latency. Callers that
+arrive while a batch is in flight queue up and go out together in the next one. One
+batch is one pipelined transaction, so N checkpoints cost one commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import psycopg
+import psycopg_pool
+
+from durably.store.statements import Statement
+
+Result = Any  # rowcount (int) or rows (list of tuples), as the statement asks
+
+
+class Pending:
+    """One queued write and, once its batch ran, its result or error."""
+
+    __slots__ = ("done", "error", "result", "statement", "waiter")
+
+    def __init__(self, statement: Statement) -> None:
+        self.statement = statement
+        self.result: Result = None
+        self.error: BaseException | None = None
+        self.done = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    def outcome(self) -> Result:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def run_sync(conn: psycopg.Connection[Any], statement: Statement) -> Result:
+    """Run one statement in its own (autocommit) transaction."""
+    cur = conn.execute(statement.sql, statement.params, prepare=True)
+    return cur.fetchall() if statement.returns == "rows" else cur.rowcount
+
+
+async def run_async(conn: psycopg.AsyncConnection[Any], statement: Statement) -> Result:
+    """Run one statement in its own (autocommit) transaction."""
+    cur = await conn.execute(statement.sql, statement.params, prepare=True)
+    return await cur.fetchall() if statement.returns == "rows" else cur.rowcount
+
+
+def execute_batch_sync(conn: psycopg.Connection[Any], batch: list[Pending]) -> None:
+    """Run a batch in one pipelined transaction; on a failure, run each alone."""
+    if len(batch) == 1:
+        item = batch[0]
+        try:
+            item.result = run_sync(conn, item.statement)
+        except Exception as exc:
+            item.error = exc
+        return
+    try:
+        with conn.pipeline(), conn.transaction():
+            cursors = [
+                conn.execute(item.statement.sql, item.statement.params, prepare=True)
+                for item in batch
+            ]
+        for item, cur in zip(batch, cursors, strict=True):
+            item.result = cur.fetchall() if item.statement.returns == "rows" else cur.rowcount
+    except psycopg.Error:
+        # One statement (a deadlock with a takeover, say) aborted the shared
+        # transaction: give every write its own answer.
+        for item in batch:
+            try:
+                item.result = run_sync(conn, item.statement)
+            except Exception as exc:
+                item.error = exc
+
+
+async def execute_batch_async(conn: psycopg.AsyncConnection[Any], batch: list[Pending]) -> None:
+    """Async twin of execute_batch_sync."""
+    if len(batch) == 1:
+        item = batch[0]
+        try:
+            item.result = await run_async(conn, item.statement)
+        except Exception as exc:
+            item.error = exc
+        return
+    try:
+        async with conn.pipeline(), conn.transaction():
+            cursors = [
+                await conn.execute(item.statement.sql, item.statement.params, prepare=True)
+                for item in batch
+            ]
+        for item, acur in zip(batch, cursors, strict=True):
+            item.result = (
+                await acur.fetchall() if item.statement.returns == "rows" else acur.rowcount
+            )
+    except psycopg.Error:
+        for item in batch:
+            try:
+                item.result = await run_async(conn, item.statement)
+            except Exception as exc:
+                item.error = exc
+
+
+class SyncCommitter:
+    """Leader/follower group commit for threads."""
+
+    def __init__(self, pool: psycopg_pool.ConnectionPool[Any]) -> None:
+        self._pool = pool
+        self._cond = threading.Condition()
+        self._queue: list[Pending] = []
+        self._leading = False
+
+    def submit(self, statement: Statement) -> Result:
+        item = Pending(statement)
+        with self._cond:
+            self._queue.append(item)
+            while self._leading and not item.done:
+                self._cond.wait()
+            if item.done:
+                return item.outcome()
+            self._leading = True
+            batch, self._queue = self._queue, []
+        try:
+            with self._pool.connection() as conn:
+                execute_batch_sync(conn, batch)
+        except BaseException as exc:  # the pool itself failed: fail the whole batch
+            for other in batch:
+                if not other.done and other.error is None and other.result is None:
+                    other.error = exc
+            raise_for_self = exc
+        else:
+            raise_for_self = None
+        finally:
+            with self._cond:
+                for other in batch:
+                    other.done = True
+                self._leading = False
+                self._cond.notify_all()
+        if raise_for_self is not None and item.error is raise_for_self:
+            raise raise_for_self
+        return item.outcome()
+
+
+class AsyncCommitter:
+    """Group commit for tasks of one event loop."""
+
+    def __init__(self, pool: psycopg_pool.AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+        self._queue: list[Pending] = []
+        self._leading = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, statement: Statement) -> Result:
+        item = Pending(statement)
+        item.waiter = asyncio.get_running_loop().create_future()
+        self._queue.append(item)
+        if not self._leading:
+            self._leading = True
+            await self._lead()
+        await item.waiter
+        return item.outcome()
+
+    async def _lead(self) -> None:
+        batch, self._queue = self._queue, []
+        try:
+            async with self._pool.connection() as conn:
+                await execute_batch_async(conn, batch)
+        except BaseException as exc:
+            for other in batch:
+                if other.error is None and other.result is None:
+                    other.error = exc
+        finally:
+            for other in batch:
+                other.done = True
+                if other.waiter is not None and not other.waiter.done():
+                    other.waiter.set_result(None)
+            if self._queue:
+                task = asyncio.get_running_loop().create_task(self._lead())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                self._leading = False

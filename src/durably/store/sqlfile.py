@@ -1,0 +1,42 @@
+"""Loads the named statements of ``queries.sql`` and renders them for one schema."""
+
+from __future__ import annotations
+
+import functools
+import re
+from importlib import resources
+
+from psycopg import sql
+
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+@functools.cache
+def _blocks() -> dict[str, str]:
+    text = resources.files("durably.store").joinpath("queries.sql").read_text("utf-8")
+    parts = _NAME.split(text)
+    # parts = [preamble, name1, body1, name2, body2, ...]
+    return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts), 2)}
+
+
+def render(template: str, schema: str, **fragments: str) -> str:
+    """Substitute the quoted schema (and fixed SQL keywords) into a statement template."""
+    values: dict[str, sql.Composable] = {"schema": sql.Identifier(schema)}
+    values.update({k: sql.SQL(v) for k, v in fragments.items()})
+    return sql.SQL(template).format(**values).as_string(None)  # type: ignore[arg-type]
+
+
+def statement(name: str, schema: str, **fragments: str) -> str:
+    """The statement called ``name`` in queries.sql, rendered for ``schema``."""
+    return render(_blocks()[name], schema, **fragments)
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """Every migration as (version, file name, SQL template), in order."""
+    root = resources.files("durably.store").joinpath("migrations")
+    found = []
+    for entry in root.iterdir():
+        match = re.match(r"^(\d+)_.*\.sql$", entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text("utf-8")))
+    return sorted(found)

@@ -1,0 +1,212 @@
+"""Ready-to-run statements: the named queries of queries.sql bound to their parameters.
+
+The execution layer asks for these by name and hands them to a store to run; it never
+sees SQL. Each statement says what it returns, so the sync and the async store (and the
+group committer) run them the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from durably.store import sqlfile
+
+Returns = Literal["rowcount", "rows"]
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One SQL statement with its parameters and what the caller wants back."""
+
+    sql: str
+    params: Mapping[str, Any]
+    returns: Returns = "rowcount"
+
+
+class Statements:
+    """Builds every statement for one schema; the SQL text is rendered once."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        names = (
+            "insert_workflow start_child record_operation inspect_operation finish_workflow "
+            "load_operations get_workflow get_outcome heartbeat remove_executor claim_own "
+            "take_over remove_expired_executors list_operations"
+        ).split()
+        self._sql = {name: sqlfile.statement(name, schema) for name in names}
+        self._list_asc = sqlfile.statement("list_workflows", schema, order="ASC")
+        self._list_desc = sqlfile.statement("list_workflows", schema, order="DESC")
+
+    def insert_workflow(
+        self,
+        *,
+        workflow_id: str,
+        name: str,
+        inputs: str,
+        executor_id: str,
+        max_recovery_attempts: int,
+        codec: str,
+    ) -> Statement:
+        return Statement(
+            self._sql["insert_workflow"],
+            {
+                "id": workflow_id,
+                "name": name,
+                "inputs": inputs,
+                "executor_id": executor_id,
+                "max_recovery_attempts": max_recovery_attempts,
+                "codec": codec,
+            },
+            "rows",
+        )
+
+    def start_child(
+        self,
+        *,
+        parent_id: str,
+        epoch: int,
+        step: int,
+        workflow_id: str,
+        name: str,
+        inputs: str,
+        executor_id: str,
+        max_recovery_attempts: int,
+        codec: str,
+    ) -> Statement:
+        return Statement(
+            self._sql["start_child"],
+            {
+                "parent_id": parent_id,
+                "epoch": epoch,
+                "step": step,
+                "id": workflow_id,
+                "name": name,
+                "inputs": inputs,
+                "executor_id": executor_id,
+                "max_recovery_attempts": max_recovery_attempts,
+                "codec": codec,
+            },
+            "rows",
+        )
+
+    def record_operation(
+        self,
+        *,
+        workflow_id: str,
+        epoch: int,
+        step: int,
+        name: str,
+        kind: str,
+        output: str | None,
+        error: str | None,
+        started_at: datetime,
+        child_id: str | None = None,
+    ) -> Statement:
+        return Statement(
+            self._sql["record_operation"],
+            {
+                "workflow_id": workflow_id,
+                "epoch": epoch,
+                "step": step,
+                "name": name,
+                "kind": kind,
+                "output": output,
+                "error": error,
+                "child_id": child_id,
+                "started_at": started_at,
+            },
+        )
+
+    def inspect_operation(self, workflow_id: str, step: int) -> Statement:
+        return Statement(
+            self._sql["inspect_operation"], {"workflow_id": workflow_id, "step": step}, "rows"
+        )
+
+    def finish_workflow(
+        self, *, workflow_id: str, epoch: int, status: str, output: str | None, error: str | None
+    ) -> Statement:
+        return Statement(
+            self._sql["finish_workflow"],
+            {
+                "workflow_id": workflow_id,
+                "epoch": epoch,
+                "status": status,
+                "output": output,
+                "error": error,
+            },
+        )
+
+    def load_operations(self, workflow_id: str) -> Statement:
+        return Statement(self._sql["load_operations"], {"workflow_id": workflow_id}, "rows")
+
+    def get_workflow(self, workflow_id: str) -> Statement:
+        return Statement(self._sql["get_workflow"], {"workflow_id": workflow_id}, "rows")
+
+    def get_outcome(self, workflow_id: str) -> Statement:
+        return Statement(self._sql["get_outcome"], {"workflow_id": workflow_id}, "rows")
+
+    def heartbeat(
+        self, *, executor_id: str, app_name: str | None, hostname: str, pid: int, lease: float
+    ) -> Statement:
+        return Statement(
+            self._sql["heartbeat"],
+            {
+                "id": executor_id,
+                "app_name": app_name,
+                "hostname": hostname,
+                "pid": pid,
+                "lease_seconds": lease,
+            },
+        )
+
+    def remove_executor(self, executor_id: str) -> Statement:
+        return Statement(self._sql["remove_executor"], {"id": executor_id})
+
+    def claim_own(self, executor_id: str, names: Sequence[str], limit: int) -> Statement:
+        return Statement(
+            self._sql["claim_own"],
+            {"executor_id": executor_id, "names": list(names), "limit": limit},
+            "rows",
+        )
+
+    def take_over(self, executor_id: str, names: Sequence[str], limit: int) -> Statement:
+        return Statement(
+            self._sql["take_over"],
+            {"executor_id": executor_id, "names": list(names), "limit": limit},
+            "rows",
+        )
+
+    def remove_expired_executors(self) -> Statement:
+        return Statement(self._sql["remove_expired_executors"], {})
+
+    def list_workflows(
+        self,
+        *,
+        status: Sequence[str] | None,
+        name: str | None,
+        ids: Sequence[str] | None,
+        created_after: datetime | None,
+        created_before: datetime | None,
+        limit: int | None,
+        offset: int,
+        descending: bool,
+    ) -> Statement:
+        return Statement(
+            self._list_desc if descending else self._list_asc,
+            {
+                "status": list(status) if status is not None else None,
+                "name": name,
+                "ids": list(ids) if ids is not None else None,
+                "created_after": created_after,
+                "created_before": created_before,
+                "limit": limit,
+                "offset": offset,
+            },
+            "rows",
+        )
+
+    def list_operations(self, workflow_id: str) -> Statement:
+        return Statement(self._sql["list_operations"], {"workflow_id": workflow_id}, "rows")

@@ -1,0 +1,189 @@
+"""The objects the decorators return: callable workflows and steps, and their handles."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from durably import codec as codec_module
+from durably.errors import InvalidArgument, LostOwnership, WorkflowNotFound
+from durably.execution.context import WorkflowContext, active_workflow
+from durably.execution.effects import drive_async, drive_sync
+from durably.execution.effects import Protocol
+from durably.execution.protocol import read_outcome, run_step, start_child, start_top
+from durably.execution.specs import StepSpec, WorkflowSpec
+from durably.options import WorkflowOptions
+from durably.status import Status
+
+if TYPE_CHECKING:
+    from durably.app import App
+    from durably.runtime.engine import Engine
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class WorkflowHandle(Generic[R]):
+    """A workflow that exists in the database: wait for its result or look at its status."""
+
+    def __init__(self, engine: Engine, workflow_id: str, hint: Any = None) -> None:
+        self._engine = engine
+        self.id = workflow_id
+        self._hint = hint
+
+    def __repr__(self) -> str:
+        return f"WorkflowHandle(id={self.id!r})"
+
+    def result(self, timeout: float | None = None) -> R:
+        """Wait for the workflow to finish; return its result or raise its recorded error."""
+        return self._engine.wait_outcome(self.id, self._hint, _check_timeout(timeout))  # type: ignore[no-any-return]
+
+    async def result_async(self, timeout: float | None = None) -> R:
+        """Async twin of ``result``."""
+        return await self._engine.wait_outcome_async(  # type: ignore[no-any-return]
+            self.id, self._hint, _check_timeout(timeout)
+        )
+
+    def status(self) -> Status:
+        """The workflow's current status."""
+        return _status(self.id, drive_sync(self._engine, read_outcome(self._engine, self.id)))
+
+    async def status_async(self) -> Status:
+        """Async twin of ``status``."""
+        outcome = await drive_async(self._engine, read_outcome(self._engine, self.id))
+        return _status(self.id, outcome)
+
+
+def _status(workflow_id: str, outcome: tuple[str, Any, Any, int] | None) -> Status:
+    if outcome is None:
+        raise WorkflowNotFound(workflow_id)
+    return Status(outcome[0])
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
+        raise InvalidArgument(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+    return float(timeout)
+
+
+class Workflow(Generic[P, R]):
+    """A durable workflow. Call it to run it durably; ``start`` runs it in the background."""
+
+    def __init__(self, app: App, spec: WorkflowSpec, options: WorkflowOptions | None = None):
+        self._app = app
+        self.spec = spec
+        self._options = options or WorkflowOptions()
+        functools.update_wrapper(self, spec.fn)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __repr__(self) -> str:
+        return f"<durably workflow {self.spec.name!r}>"
+
+    def options(self, *, id: str | None = None, timeout: float | None = None) -> Workflow[P, R]:  # noqa: A002
+        """This workflow with options for the next call: a workflow ID (idempotency key)."""
+        options = replace(self._options, id=id if id is not None else self._options.id)
+        if timeout is not None:
+            options = replace(options, timeout=timeout)
+        options.validate()
+        return Workflow(self._app, self.spec, options)
+
+    # ---- call: run durably and return the result
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        # Everything that numbers the call happens now, before any await, so that
+        # concurrent children (asyncio.gather) replay with the same step numbers.
+        engine, begin = self._begin(args, kwargs)
+        if self.spec.is_async:
+            return self._run_async(engine, begin, args, kwargs)  # type: ignore[return-value]
+        workflow_id, epoch = drive_sync(engine, begin)
+        if epoch is not None:
+            ctx = WorkflowContext(engine, workflow_id, self.spec.name, epoch)
+            try:
+                return engine.run_sync(ctx, self.spec, args, kwargs)  # type: ignore[no-any-return]
+            except LostOwnership:
+                pass  # the executor that took it over records the outcome
+        return engine.wait_outcome(workflow_id, self.spec.return_hint, None)  # type: ignore[no-any-return]
+
+    async def _run_async(
+        self, engine: Engine, begin: Protocol[tuple[str, int | None]],
+        args: tuple[Any, ...], kwargs: dict[str, Any],
+    ) -> Any:
+        workflow_id, epoch = await drive_async(engine, begin)
+        if epoch is not None:
+            ctx = WorkflowContext(engine, workflow_id, self.spec.name, epoch)
+            try:
+                return await engine.run_async(ctx, self.spec, args, kwargs)
+            except LostOwnership:
+                pass
+        return await engine.wait_outcome_async(workflow_id, self.spec.return_hint, None)
+
+    # ---- start: run in the background, return a handle
+
+    def start(self, *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[Any]:
+        """Start the workflow in the background and return its handle at once."""
+        engine, begin = self._begin(args, kwargs)
+        return self._started(engine, drive_sync(engine, begin), args, kwargs)
+
+    async def start_async(self, *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[Any]:
+        """Async twin of ``start``."""
+        engine, begin = self._begin(args, kwargs)
+        return self._started(engine, await drive_async(engine, begin), args, kwargs)
+
+    def _started(
+        self, engine: Engine, begun: tuple[str, int | None], args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> WorkflowHandle[Any]:
+        workflow_id, epoch = begun
+        if epoch is not None:
+            ctx = WorkflowContext(engine, workflow_id, self.spec.name, epoch)
+            engine.run_in_background(ctx, self.spec, args, kwargs)
+        return WorkflowHandle(engine, workflow_id, self.spec.return_hint)
+
+    def _begin(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Engine, Protocol[tuple[str, int | None]]]:
+        """Number the call (inside a workflow) and prepare the protocol that starts it."""
+        engine = self._app.engine
+        engine.ensure_launched()
+        parent = active_workflow()
+        if parent is not None and parent.engine is engine:
+            position = parent.take_step()
+            return engine, start_child(parent, position, self.spec, self._options.id, args, kwargs)
+        workflow_id = self._options.id if self._options.id is not None else str(uuid.uuid4())
+        # Encoding happens here, before anything is written: bad input changes nothing.
+        inputs = codec_module.dumps_args(engine.codec, args, kwargs)
+        return engine, start_top(engine, self.spec, workflow_id, inputs)
+
+class Step(Generic[P, R]):
+    """A step: inside a workflow its result is recorded; outside one it is a plain call."""
+
+    def __init__(self, app: App, spec: StepSpec) -> None:
+        self._app = app
+        self.spec = spec
+        functools.update_wrapper(self, spec.fn)
+
+    def __repr__(self) -> str:
+        return f"<durably step {self.spec.name!r}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        ctx = active_workflow()
+        if ctx is None or ctx.engine is not self._app._engine:  # noqa: SLF001
+            return self.spec.fn(*args, **kwargs)  # type: ignore[no-any-return]
+        # The number is taken now, in the caller's task, so concurrent steps replay alike.
+        position = ctx.take_step()
+        protocol = run_step(ctx, position, self.spec, args, kwargs)
+        if self.spec.is_async:
+            return drive_async(ctx.engine, protocol)  # type: ignore[return-value]
+        return drive_sync(ctx.engine, protocol)  # type: ignore[no-any-return]
+
+
+def step_name(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"

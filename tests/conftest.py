@@ -1,0 +1,74 @@
+"""Shared fixtures: one real PostgreSQL for the session, a fresh schema per test.
+
+The server is the embedded PostgreSQL 18 (``durably.embedded``) in a directory shared
+by every pytest-xdist worker, or the server named by ``DURABLY_TEST_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import durably
+from durably import embedded
+
+TEST_DATA_DIR = Path(tempfile.gettempdir()) / f"durably-tests-{os.getuid()}"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    url = os.environ.get("DURABLY_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    server = embedded.acquire(TEST_DATA_DIR)
+    try:
+        yield server.url
+    finally:
+        server.release()
+
+
+@pytest.fixture
+def schema(pg_url: str) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+            psycopg.sql.Identifier(name)))
+
+
+@pytest.fixture
+def make_app(pg_url: str, schema: str) -> Iterator[Callable[..., durably.App]]:
+    """Build apps on the test's schema; every one is shut down after the test."""
+    apps: list[durably.App] = []
+
+    def make(**kwargs: Any) -> durably.App:
+        kwargs.setdefault("schema", schema)
+        app = durably.App(pg_url, **kwargs)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.shutdown(grace=5)
+
+
+@pytest.fixture
+def app(make_app: Callable[..., durably.App]) -> durably.App:
+    return make_app()
+
+
+@pytest.fixture
+def db(pg_url: str, schema: str) -> Iterator[psycopg.Connection[Any]]:
+    """A plain connection for looking at the tables the way an operator would."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("SET search_path = {}").format(
+            psycopg.sql.Identifier(schema)))
+        yield conn
