@@ -40,8 +40,9 @@ def schema(pg_url: str) -> Iterator[str]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     yield name
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-            psycopg.sql.Identifier(name)))
+        conn.execute(
+            psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(name))
+        )
 
 
 @pytest.fixture
@@ -62,13 +63,14 @@ def make_app(pg_url: str, schema: str) -> Iterator[Callable[..., durably.App]]:
 
 @pytest.fixture
 def app(make_app: Callable[..., durably.App]) -> durably.App:
-    return make_app()
+    made = make_app()
+    made.launch()  # creates the schema, so tests may look at the tables at once
+    return made
 
 
 @pytest.fixture
 def db(pg_url: str, schema: str) -> Iterator[psycopg.Connection[Any]]:
     """A plain connection for looking at the tables the way an operator would."""
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("SET search_path = {}").format(
-            psycopg.sql.Identifier(schema)))
+        conn.execute(psycopg.sql.SQL("SET search_path = {}").format(psycopg.sql.Identifier(schema)))
         yield conn

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, ParamSpec, TypeVar, overload
 
 from durably import codec as codec_module
-from durably.errors import ConfigurationError, InvalidArgument, WorkflowNotFound
+from durably.errors import ConfigurationError, WorkflowNotFound
 from durably.execution.effects import drive_async, drive_sync
 from durably.execution.protocol import read_outcome
 from durably.execution.specs import StepSpec, WorkflowSpec
@@ -46,9 +46,7 @@ class App:
         max_threads: int = 64,
     ) -> None:
         if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
-            raise ConfigurationError(
-                f"schema must be a name of 1 to 63 bytes, got {schema!r}"
-            )
+            raise ConfigurationError(f"schema must be a name of 1 to 63 bytes, got {schema!r}")
         if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
             raise ConfigurationError(f"lease must be a positive number of seconds, got {lease!r}")
         if executor_id is not None and (not isinstance(executor_id, str) or not executor_id):
@@ -75,7 +73,7 @@ class App:
     def workflow(self, fn: Callable[P, R], /) -> Workflow[P, R]: ...
     @overload
     def workflow(
-        self, *, name: str | None = None, max_recovery_attempts: int = 50
+        self, fn: None = None, /, *, name: str | None = None, max_recovery_attempts: int = 50
     ) -> Callable[[Callable[P, R]], Workflow[P, R]]: ...
 
     def workflow(
@@ -108,6 +106,8 @@ class App:
     @overload
     def step(
         self,
+        fn: None = None,
+        /,
         *,
         name: str | None = None,
         retries: int = 0,
@@ -254,10 +254,19 @@ class App:
         """Workflows matching every filter given, oldest first unless ``descending``."""
         engine = self.engine
         statement = list_query(
-            engine.statements, status=status, name=name, ids=ids, created_after=created_after,
-            created_before=created_before, limit=limit, offset=offset, descending=descending,
+            engine.statements,
+            status=status,
+            name=name,
+            ids=ids,
+            created_after=created_after,
+            created_before=created_before,
+            limit=limit,
+            offset=offset,
+            descending=descending,
         )
-        return [workflow_info(row, engine.codec, self._registry) for row in engine.db.run(statement)]
+        return [
+            workflow_info(row, engine.codec, self._registry) for row in engine.db.run(statement)
+        ]
 
     def list_steps(self, workflow_id: str) -> list[StepInfo]:
         """Every recorded operation of a workflow, in step order."""

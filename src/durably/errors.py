@@ -8,6 +8,17 @@ from typing import Any
 class DurablyError(Exception):
     """Root of every error raised by durably itself."""
 
+    _message: str | None = None
+
+    def _set(self, message: str, *args: Any) -> None:
+        # ``args`` keep the constructor's arguments so a recorded error is rebuilt
+        # exactly on replay; the message is what a person reads.
+        self._message = message
+        self.args = args
+
+    def __str__(self) -> str:
+        return self._message if self._message is not None else super().__str__()
+
 
 class ConfigurationError(DurablyError):
     """The app, a decorator or a call was configured with invalid options."""
@@ -33,7 +44,7 @@ class WorkflowNotFound(DurablyError, LookupError):
     """No workflow with the given ID exists."""
 
     def __init__(self, workflow_id: str) -> None:
-        super().__init__(f"no workflow with id {workflow_id!r} exists")
+        self._set(f"no workflow with id {workflow_id!r} exists", workflow_id)
         self.workflow_id = workflow_id
 
 
@@ -41,9 +52,12 @@ class WorkflowConflict(DurablyError):
     """A workflow ID is already used by a different workflow function."""
 
     def __init__(self, workflow_id: str, existing: str, requested: str) -> None:
-        super().__init__(
+        self._set(
             f"workflow id {workflow_id!r} already belongs to workflow {existing!r}; "
-            f"it cannot be started as {requested!r} (choose another id)"
+            f"it cannot be started as {requested!r} (choose another id)",
+            workflow_id,
+            existing,
+            requested,
         )
         self.workflow_id = workflow_id
         self.existing = existing
@@ -58,10 +72,14 @@ class NonDeterminismError(DurablyError):
     """Replay reached a recorded position with a different operation."""
 
     def __init__(self, workflow_id: str, position: int, recorded: str, called: str) -> None:
-        super().__init__(
+        self._set(
             f"workflow {workflow_id!r} is not deterministic: step {position} was recorded as "
             f"{recorded!r} but replay called {called!r}; workflow code must call the same "
-            f"steps in the same order on every run (use durably.patched() for upgrades)"
+            f"steps in the same order on every run",
+            workflow_id,
+            position,
+            recorded,
+            called,
         )
         self.workflow_id = workflow_id
         self.position = position
@@ -77,7 +95,7 @@ class WorkflowCancelled(DurablyError):
     """The workflow was cancelled (by a user or by its timeout)."""
 
     def __init__(self, workflow_id: str) -> None:
-        super().__init__(f"workflow {workflow_id!r} was cancelled")
+        self._set(f"workflow {workflow_id!r} was cancelled", workflow_id)
         self.workflow_id = workflow_id
 
 
@@ -85,9 +103,11 @@ class WorkflowDeadLettered(DurablyError):
     """The workflow crashed its worker too often and was set aside."""
 
     def __init__(self, workflow_id: str, attempts: int) -> None:
-        super().__init__(
+        self._set(
             f"workflow {workflow_id!r} was dead-lettered after {attempts} recovery attempts; "
-            f"fix the cause, then app.resume({workflow_id!r})"
+            f"fix the cause, then app.resume({workflow_id!r})",
+            workflow_id,
+            attempts,
         )
         self.workflow_id = workflow_id
         self.attempts = attempts
@@ -100,21 +120,27 @@ class ResultTimeout(DurablyError, TimeoutError):
 class StepRetriesExceeded(DurablyError):
     """A step failed on every attempt; ``errors`` holds each attempt's exception."""
 
-    def __init__(self, step_name: str, errors: list[BaseException]) -> None:
-        detail = "; ".join(f"#{i + 1} {type(e).__name__}: {e}" for i, e in enumerate(errors))
-        super().__init__(f"step {step_name!r} failed after {len(errors)} attempts: {detail}")
+    def __init__(self, step_name: str, errors: list[BaseException] | list[str]) -> None:
+        # On replay the attempts come back as their recorded descriptions.
+        rebuilt = [e if isinstance(e, BaseException) else RecordedError("", e) for e in errors]
+        described = [e if isinstance(e, str) else f"{type(e).__name__}: {e}" for e in errors]
+        detail = "; ".join(f"#{i + 1} {d}" for i, d in enumerate(described))
+        self._set(
+            f"step {step_name!r} failed after {len(errors)} attempts: {detail}",
+            step_name,
+            described,
+        )
         self.step_name = step_name
-        self.errors = errors
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.step_name, self.errors))
+        self.errors: list[BaseException] = rebuilt
 
 
 class RecordedError(DurablyError):
     """A recorded error whose original type could not be rebuilt on replay."""
 
     def __init__(self, type_name: str, message: str, traceback: str = "") -> None:
-        super().__init__(f"{type_name}: {message}")
+        self._set(
+            f"{type_name}: {message}" if type_name else message, type_name, message, traceback
+        )
         self.type_name = type_name
         self.message = message
         self.traceback = traceback

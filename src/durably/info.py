@@ -72,19 +72,25 @@ def list_query(
                 raise InvalidArgument(f"unknown status {value!r}; use one of {valid}") from None
     if name is not None and not isinstance(name, str):
         raise InvalidArgument(f"name must be a string, got {type(name).__name__}")
-    if ids is not None:
-        if isinstance(ids, str) or not all(isinstance(i, str) for i in ids):
-            raise InvalidArgument("ids must be a list of workflow id strings")
-    for label, value in (("created_after", created_after), ("created_before", created_before)):
-        if value is not None and not isinstance(value, datetime):
-            raise InvalidArgument(f"{label} must be a datetime, got {type(value).__name__}")
+    if ids is not None and (isinstance(ids, str) or not all(isinstance(i, str) for i in ids)):
+        raise InvalidArgument("ids must be a list of workflow id strings")
+    bounds: dict[str, object] = {"created_after": created_after, "created_before": created_before}
+    for label, bound in bounds.items():
+        if bound is not None and not isinstance(bound, datetime):
+            raise InvalidArgument(f"{label} must be a datetime, got {type(bound).__name__}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise InvalidArgument(f"limit must be a whole number >= 0 or None, got {limit!r}")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise InvalidArgument(f"offset must be a whole number >= 0, got {offset!r}")
     return statements.list_workflows(
-        status=statuses, name=name, ids=ids, created_after=created_after,
-        created_before=created_before, limit=limit, offset=offset, descending=bool(descending),
+        status=statuses,
+        name=name,
+        ids=ids,
+        created_after=created_after,
+        created_before=created_before,
+        limit=limit,
+        offset=offset,
+        descending=bool(descending),
     )
 
 
@@ -100,8 +106,25 @@ def _decode(codec: codec_module.Codec, data: Any, hint: Any) -> Any:
 def workflow_info(
     row: tuple[Any, ...], codec: codec_module.Codec, registry: dict[str, WorkflowSpec]
 ) -> WorkflowInfo:
-    (wid, name, status, inputs, output, error, executor_id, _epoch, attempts, _max,
-     parent_id, _parent_step, forked_from, _codec, created_at, updated_at, completed_at) = row
+    (
+        wid,
+        name,
+        status,
+        inputs,
+        output,
+        error,
+        executor_id,
+        _epoch,
+        attempts,
+        _max,
+        parent_id,
+        _parent_step,
+        forked_from,
+        _codec,
+        created_at,
+        updated_at,
+        completed_at,
+    ) = row
     spec = registry.get(name)
     return WorkflowInfo(
         id=wid,

@@ -32,9 +32,7 @@ class WorkflowOptions:
 def check_workflow_id(workflow_id: object) -> str:
     """A workflow ID must be a non-empty string of printable text."""
     if not isinstance(workflow_id, str):
-        raise InvalidArgument(
-            f"a workflow id must be a string, got {type(workflow_id).__name__}"
-        )
+        raise InvalidArgument(f"a workflow id must be a string, got {type(workflow_id).__name__}")
     if not workflow_id or len(workflow_id) > MAX_ID_LENGTH:
         raise InvalidArgument(
             f"a workflow id must have 1 to {MAX_ID_LENGTH} characters, got {len(workflow_id)}"

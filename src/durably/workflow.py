@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 from durably import codec as codec_module
 from durably.errors import InvalidArgument, LostOwnership, WorkflowNotFound
 from durably.execution.context import WorkflowContext, active_workflow
-from durably.execution.effects import drive_async, drive_sync
-from durably.execution.effects import Protocol
+from durably.execution.effects import Protocol, drive_async, drive_sync
 from durably.execution.protocol import read_outcome, run_step, start_child, start_top
 from durably.execution.specs import StepSpec, WorkflowSpec
 from durably.options import WorkflowOptions
@@ -87,7 +86,7 @@ class Workflow(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<durably workflow {self.spec.name!r}>"
 
-    def options(self, *, id: str | None = None, timeout: float | None = None) -> Workflow[P, R]:  # noqa: A002
+    def options(self, *, id: str | None = None, timeout: float | None = None) -> Workflow[P, R]:
         """This workflow with options for the next call: a workflow ID (idempotency key)."""
         options = replace(self._options, id=id if id is not None else self._options.id)
         if timeout is not None:
@@ -113,8 +112,11 @@ class Workflow(Generic[P, R]):
         return engine.wait_outcome(workflow_id, self.spec.return_hint, None)  # type: ignore[no-any-return]
 
     async def _run_async(
-        self, engine: Engine, begin: Protocol[tuple[str, int | None]],
-        args: tuple[Any, ...], kwargs: dict[str, Any],
+        self,
+        engine: Engine,
+        begin: Protocol[tuple[str, int | None]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> Any:
         workflow_id, epoch = await drive_async(engine, begin)
         if epoch is not None:
@@ -138,7 +140,10 @@ class Workflow(Generic[P, R]):
         return self._started(engine, await drive_async(engine, begin), args, kwargs)
 
     def _started(
-        self, engine: Engine, begun: tuple[str, int | None], args: tuple[Any, ...],
+        self,
+        engine: Engine,
+        begun: tuple[str, int | None],
+        args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> WorkflowHandle[Any]:
         workflow_id, epoch = begun
@@ -162,6 +167,7 @@ class Workflow(Generic[P, R]):
         inputs = codec_module.dumps_args(engine.codec, args, kwargs)
         return engine, start_top(engine, self.spec, workflow_id, inputs)
 
+
 class Step(Generic[P, R]):
     """A step: inside a workflow its result is recorded; outside one it is a plain call."""
 
@@ -175,7 +181,7 @@ class Step(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         ctx = active_workflow()
-        if ctx is None or ctx.engine is not self._app._engine:  # noqa: SLF001
+        if ctx is None or ctx.engine is not self._app._engine:
             return self.spec.fn(*args, **kwargs)  # type: ignore[no-any-return]
         # The number is taken now, in the caller's task, so concurrent steps replay alike.
         position = ctx.take_step()

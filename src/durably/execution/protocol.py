@@ -79,7 +79,10 @@ def replay_value(ctx: WorkflowContext, rec: Recorded, hint: Any) -> Any:
 
 
 def run_step(
-    ctx: WorkflowContext, position: int, spec: StepSpec, args: tuple[Any, ...],
+    ctx: WorkflowContext,
+    position: int,
+    spec: StepSpec,
+    args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Protocol[Any]:
     """Replay a recorded step, or run it (with retries) and record its outcome."""
@@ -98,9 +101,7 @@ def run_step(
             if len(errors) <= spec.retries and spec.should_retry(exc):
                 yield Sleep(spec.delay_before(len(errors)))
                 continue
-            failure: Exception = (
-                exc if len(errors) == 1 else StepRetriesExceeded(spec.name, errors)
-            )
+            failure: Exception = exc if len(errors) == 1 else StepRetriesExceeded(spec.name, errors)
             break
         finally:
             in_step.reset(token)
@@ -255,8 +256,9 @@ def load_recorded(engine: Engine, workflow_id: str) -> Protocol[dict[int, Record
     """Every operation recorded for a workflow, in one query, for replay."""
     rows = yield Read(engine.statements.load_operations(workflow_id))
     return {
-        row[0]: Recorded(step=row[0], name=row[1], kind=row[2], output=row[3], error=row[4],
-                         child_id=row[5])
+        row[0]: Recorded(
+            step=row[0], name=row[1], kind=row[2], output=row[3], error=row[4], child_id=row[5]
+        )
         for row in rows
     }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import random
@@ -64,7 +65,9 @@ class Engine:
         self.db = db
         self.statements: Statements = db.statements
         self.app_name = app_name
-        self.executor_id = executor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.executor_id = (
+            executor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        )
         self.codec = codec
         self.lease = lease
         self.registry = registry
@@ -210,10 +213,8 @@ class Engine:
                 next_beat = min(next_beat, now + 1.0)
                 next_scan = max(next_scan, now + 1.0)
             timeout = max(0.0, min(next_beat, next_scan) - time.monotonic())
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout)
-            except TimeoutError:
-                pass
 
     async def _claim(self, adb: AsyncDatabase, *, own: bool) -> None:
         names = list(self.registry)
@@ -236,7 +237,9 @@ class Engine:
         if status == Status.DEAD_LETTER:
             log.error(
                 "workflow %s (%s) dead-lettered after %d recovery attempts",
-                workflow_id, name, attempts - 1,
+                workflow_id,
+                name,
+                attempts - 1,
             )
             return
         spec = self.registry[name]
@@ -253,7 +256,10 @@ class Engine:
     # ----------------------------------------------------------------- running
 
     def run_sync(
-        self, ctx: WorkflowContext, spec: WorkflowSpec, args: tuple[Any, ...],
+        self,
+        ctx: WorkflowContext,
+        spec: WorkflowSpec,
+        args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
         """Run a sync workflow body to its recorded outcome in this thread."""
@@ -264,7 +270,10 @@ class Engine:
             current_workflow.reset(token)
 
     async def run_async(
-        self, ctx: WorkflowContext, spec: WorkflowSpec, args: tuple[Any, ...],
+        self,
+        ctx: WorkflowContext,
+        spec: WorkflowSpec,
+        args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
         """Run an async workflow body to its recorded outcome in this task."""
@@ -275,7 +284,10 @@ class Engine:
             current_workflow.reset(token)
 
     def run_in_background(
-        self, ctx: WorkflowContext, spec: WorkflowSpec, args: tuple[Any, ...],
+        self,
+        ctx: WorkflowContext,
+        spec: WorkflowSpec,
+        args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> None:
         """Start a workflow this executor owns without waiting for it."""
@@ -356,17 +368,13 @@ class Engine:
                 pass  # another executor finishes it: read its outcome below
         return drive_sync(self, poll_outcome(self, workflow_id, hint, deadline, timeout))
 
-    async def wait_outcome_async(
-        self, workflow_id: str, hint: Any, timeout: float | None
-    ) -> Any:
+    async def wait_outcome_async(self, workflow_id: str, hint: Any, timeout: float | None) -> Any:
         """Async twin of wait_outcome."""
         deadline = None if timeout is None else time.monotonic() + timeout
         local = self.local_future(workflow_id)
         if local is not None:
             try:
-                return await asyncio.wait_for(
-                    asyncio.shield(asyncio.wrap_future(local)), timeout
-                )
+                return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(local)), timeout)
             except TimeoutError:
                 raise _timeout(workflow_id, timeout) from None
             except LostOwnership:
@@ -390,6 +398,11 @@ def poll_outcome(
             raise _timeout(workflow_id, timeout)
         yield Sleep(delay if remaining is None else min(delay, remaining))
         delay = min(_POLL_MAX, delay * 1.5)
+
+
+def default_executor_id() -> str:
+    """A fresh ID per process: its workflows are taken over by others if it dies."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def _timeout(workflow_id: str, timeout: float | None) -> ResultTimeout:

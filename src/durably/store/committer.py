@@ -128,19 +128,14 @@ class SyncCommitter:
                 execute_batch_sync(conn, batch)
         except BaseException as exc:  # the pool itself failed: fail the whole batch
             for other in batch:
-                if not other.done and other.error is None and other.result is None:
+                if other.error is None and other.result is None:
                     other.error = exc
-            raise_for_self = exc
-        else:
-            raise_for_self = None
         finally:
             with self._cond:
                 for other in batch:
                     other.done = True
                 self._leading = False
                 self._cond.notify_all()
-        if raise_for_self is not None and item.error is raise_for_self:
-            raise raise_for_self
         return item.outcome()
 
 

@@ -40,7 +40,11 @@ class Database:
                 f"cannot connect to PostgreSQL at {_redact(url)}: {exc}".strip()
             ) from exc
         self.pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
-            url, min_size=1, max_size=max_size, kwargs=_CONNECT_KWARGS, open=True,
+            url,
+            min_size=1,
+            max_size=max_size,
+            kwargs=_CONNECT_KWARGS,
+            open=True,
             name="durably",
         )
         self._committer = SyncCommitter(self.pool)
@@ -66,7 +70,11 @@ class AsyncDatabase:
         self.schema = schema
         self.statements = Statements(schema)
         self.pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
-            url, min_size=1, max_size=max_size, kwargs=_CONNECT_KWARGS, open=False,
+            url,
+            min_size=1,
+            max_size=max_size,
+            kwargs=_CONNECT_KWARGS,
+            open=False,
             name="durably-async",
         )
         self._committer = AsyncCommitter(self.pool)
@@ -94,4 +102,4 @@ def _redact(url: str) -> str:
     except psycopg.ProgrammingError:
         return "<unparseable URL>"
     info.pop("password", None)
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})

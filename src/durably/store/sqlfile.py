@@ -23,7 +23,7 @@ def render(template: str, schema: str, **fragments: str) -> str:
     """Substitute the quoted schema (and fixed SQL keywords) into a statement template."""
     values: dict[str, sql.Composable] = {"schema": sql.Identifier(schema)}
     values.update({k: sql.SQL(v) for k, v in fragments.items()})
-    return sql.SQL(template).format(**values).as_string(None)  # type: ignore[arg-type]
+    return sql.SQL(template).format(**values).as_string(None)
 
 
 def statement(name: str, schema: str, **fragments: str) -> str:

@@ -31,11 +31,12 @@ class Statements:
 
     def __init__(self, schema: str) -> None:
         self.schema = schema
-        names = (
-            "insert_workflow start_child record_operation inspect_operation finish_workflow "
-            "load_operations get_workflow get_outcome heartbeat remove_executor claim_own "
-            "take_over remove_expired_executors list_operations"
-        ).split()
+        names = [
+            "insert_workflow", "start_child", "record_operation", "inspect_operation",
+            "finish_workflow", "load_operations", "get_workflow", "get_outcome", "heartbeat",
+            "remove_executor", "claim_own", "take_over", "remove_expired_executors",
+            "list_operations",
+        ]  # fmt: skip
         self._sql = {name: sqlfile.statement(name, schema) for name in names}
         self._list_asc = sqlfile.statement("list_workflows", schema, order="ASC")
         self._list_desc = sqlfile.statement("list_workflows", schema, order="DESC")
