@@ -549,3 +549,31 @@ def test_result_timeout(app: durably.App) -> None:
     assert handle.status() is durably.Status.PENDING
     gate.set()
     assert handle.result(timeout=10) == 7
+
+
+def test_orphaned_workflow_is_recovered_by_its_own_live_executor(
+    make_app: Callable[..., durably.App],
+) -> None:
+    # A workflow that stopped without an outcome in a process that is still alive (its
+    # thread died, or its database connection was lost for too long) is not stranded:
+    # the same executor picks it up again once it has been idle for a lease.
+    app = make_app(lease=0.5)
+    state = {"crash": True}
+
+    @app.step
+    def maybe_crash() -> str:
+        if state["crash"]:
+            state["crash"] = False
+            raise Crash()
+        return "recovered"
+
+    @app.workflow
+    def wf() -> str:
+        return maybe_crash()
+
+    app.launch()
+    with pytest.raises(Crash):
+        wf.options(id="orphan")()
+    assert app.handle("orphan").result(timeout=20) == "recovered"
+    [info] = app.list_workflows(ids=["orphan"])
+    assert info.recovery_attempts == 1 and info.executor_id == app.executor_id

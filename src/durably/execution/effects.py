@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import psycopg
+
+from durably.errors import DatabaseUnavailable
 from durably.store.statements import Statement
 
 if TYPE_CHECKING:
     from durably.runtime.engine import Engine
 
 T = TypeVar("T")
+log = logging.getLogger("durably")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +75,10 @@ def drive_sync(engine: Engine, gen: Protocol[T]) -> T:
         send, error = None, None
         try:
             if type(effect) is Write:
-                send = engine.db.write(effect.statement)
+                try:
+                    send = engine.db.write(effect.statement)
+                except psycopg.OperationalError as exc:
+                    send = _retry_sync(engine.db.write, effect.statement, exc)
             elif type(effect) is Call:
                 send = effect.fn(*effect.args, **effect.kwargs)
                 if inspect.isawaitable(send):
@@ -79,7 +87,10 @@ def drive_sync(engine: Engine, gen: Protocol[T]) -> T:
                         f"with await"
                     )
             elif type(effect) is Read:
-                send = engine.db.run(effect.statement)
+                try:
+                    send = engine.db.run(effect.statement)
+                except psycopg.OperationalError as exc:
+                    send = _retry_sync(engine.db.run, effect.statement, exc)
             elif type(effect) is Sleep:
                 time.sleep(effect.seconds)
         except BaseException as exc:
@@ -99,7 +110,10 @@ async def drive_async(engine: Engine, gen: Protocol[T]) -> T:
         send, error = None, None
         try:
             if type(effect) is Write:
-                send = await db.write(effect.statement)
+                try:
+                    send = await db.write(effect.statement)
+                except psycopg.OperationalError as exc:
+                    send = await _retry_async(db.write, effect.statement, exc)
             elif type(effect) is Call:
                 if inspect.iscoroutinefunction(effect.fn):
                     send = await effect.fn(*effect.args, **effect.kwargs)
@@ -109,8 +123,51 @@ async def drive_async(engine: Engine, gen: Protocol[T]) -> T:
                     if inspect.isawaitable(send):
                         send = await send
             elif type(effect) is Read:
-                send = await db.run(effect.statement)
+                try:
+                    send = await db.run(effect.statement)
+                except psycopg.OperationalError as exc:
+                    send = await _retry_async(db.run, effect.statement, exc)
             elif type(effect) is Sleep:
                 await asyncio.sleep(effect.seconds)
         except BaseException as exc:
             error = exc
+
+
+# A database that is restarting, failing over or briefly unreachable must not turn into
+# a recorded workflow error: statements are retried for a while (a write that did commit
+# before the connection dropped is answered by the "already recorded" path), then the
+# workflow is abandoned unrecorded and recovered later.
+RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 5.0, 5.0, 5.0, 10.0, 10.0, 10.0)
+
+
+def _unavailable(first: BaseException, last: BaseException) -> DatabaseUnavailable:
+    return DatabaseUnavailable(
+        f"the database did not answer for {sum(RETRY_DELAYS):.0f} s ({last}); the workflow "
+        f"is left unfinished and will be recovered"
+    )
+
+
+def _retry_sync(run: Callable[[Statement], Any], statement: Statement, first: Exception) -> Any:
+    last: Exception = first
+    for delay in RETRY_DELAYS:
+        log.warning("database call failed (%s); retrying in %.2f s", last, delay)
+        time.sleep(delay)
+        try:
+            return run(statement)
+        except psycopg.OperationalError as exc:
+            last = exc
+    raise _unavailable(first, last) from last
+
+
+async def _retry_async(
+    run: Callable[[Statement], Awaitable[Any]], statement: Statement, first: Exception
+) -> Any:
+    last: Exception = first
+    for delay in RETRY_DELAYS:
+        log.warning("database call failed (%s); retrying in %.2f s", last, delay)
+        await asyncio.sleep(delay)
+        try:
+            return await run(statement)
+        except psycopg.OperationalError as exc:
+            last = exc
+    raise _unavailable(first, last) from last

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from durably import codec as codec_module
 from durably.errors import (
+    DatabaseUnavailable,
     LostOwnership,
     NonDeterminismError,
     StepRetriesExceeded,
@@ -216,8 +217,8 @@ def run_body(
     """Run (or replay) the workflow function, then record its outcome, fenced."""
     try:
         result = yield Call(spec.fn, args, kwargs)
-    except (LostOwnership, WorkflowCancelled):
-        raise
+    except (LostOwnership, WorkflowCancelled, DatabaseUnavailable):
+        raise  # not the workflow's own outcome: left for its owner or for recovery
     except Exception as exc:
         yield from finish(ctx, Status.ERROR, error=codec_module.dump_error(exc))
         raise

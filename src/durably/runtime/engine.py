@@ -74,6 +74,8 @@ class Engine:
         self._on_release = on_release
         self._threads = DaemonPool(max_threads)
         self._local: dict[str, concurrent.futures.Future[Any]] = {}
+        # Workflows owned and running (or scheduled to run) in this process.
+        self.active: set[str] = set()
         self._local_lock = threading.Lock()
         self._async_dbs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncDatabase] = (
             weakref.WeakKeyDictionary()
@@ -191,7 +193,7 @@ class Engine:
         self._stopping = asyncio.Event()
         try:
             adb = await self.async_db()
-            await self._claim(adb, own=True)
+            await self._claim(adb, "own")
         except BaseException as exc:
             ready.set_exception(exc)
             raise
@@ -206,7 +208,8 @@ class Engine:
                     await adb.run(self._heartbeat_statement())
                     next_beat = now + beat_every
                 if now >= next_scan:
-                    await self._claim(adb, own=False)
+                    await self._claim(adb, "expired")
+                    await self._claim(adb, "orphaned")
                     next_scan = now + self.lease / 2 * random.uniform(0.5, 1.0)
             except Exception:
                 log.warning("durably keeper: database call failed; retrying", exc_info=True)
@@ -216,16 +219,24 @@ class Engine:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout)
 
-    async def _claim(self, adb: AsyncDatabase, *, own: bool) -> None:
+    async def _claim(self, adb: AsyncDatabase, which: str) -> None:
+        """Claim and run unfinished workflows: this executor's own on launch, those of
+        expired executors, or this executor's orphans (owned, PENDING, not running here:
+        left by a database outage or a failed recovery)."""
         names = list(self.registry)
         if not names:
             return
         while True:
-            statement = (
-                self.statements.claim_own(self.executor_id, names, 100)
-                if own
-                else self.statements.take_over(self.executor_id, names, 100)
-            )
+            if which == "own":
+                statement = self.statements.claim_own(self.executor_id, names, 100)
+            elif which == "orphaned":
+                with self._local_lock:
+                    active = list(self.active.copy())
+                statement = self.statements.claim_own(
+                    self.executor_id, names, 100, active=active, min_age=self.lease
+                )
+            else:
+                statement = self.statements.take_over(self.executor_id, names, 100)
             rows = await adb.write(statement)
             for row in rows:
                 await self._recover(adb, row)
@@ -264,9 +275,11 @@ class Engine:
     ) -> Any:
         """Run a sync workflow body to its recorded outcome in this thread."""
         token = current_workflow.set(ctx)
+        self.active.add(ctx.workflow_id)
         try:
             return drive_sync(self, run_body(ctx, spec, args, kwargs))
         finally:
+            self.active.discard(ctx.workflow_id)
             current_workflow.reset(token)
 
     async def run_async(
@@ -278,9 +291,11 @@ class Engine:
     ) -> Any:
         """Run an async workflow body to its recorded outcome in this task."""
         token = current_workflow.set(ctx)
+        self.active.add(ctx.workflow_id)
         try:
             return await drive_async(self, run_body(ctx, spec, args, kwargs))
         finally:
+            self.active.discard(ctx.workflow_id)
             current_workflow.reset(token)
 
     def run_in_background(
@@ -296,6 +311,7 @@ class Engine:
         workflow_id = ctx.workflow_id
         with self._local_lock:
             self._local[workflow_id] = future
+            self.active.add(workflow_id)
 
         def settle(result: Any = None, error: BaseException | None = None) -> None:
             with self._local_lock:

@@ -95,8 +95,9 @@ SET heartbeat_at = now(), pid = EXCLUDED.pid, hostname = EXCLUDED.hostname,
 DELETE FROM {schema}.executors WHERE id = %(id)s
 
 -- name: claim_own
--- On launch: take back this executor's unfinished workflows at once, bumping each
--- epoch so that any older process still running under the same ID is fenced out.
+-- Take back this executor's unfinished workflows that are not running in this process:
+-- on launch all of them (an older process under the same ID is fenced out by the new
+-- epoch); later, those orphaned by a lost database connection or a failed recovery.
 UPDATE {schema}.workflows w
 SET epoch = w.epoch + 1,
     recovery_attempts = w.recovery_attempts + 1,
@@ -108,6 +109,8 @@ FROM (
     SELECT id FROM {schema}.workflows
     WHERE executor_id = %(executor_id)s AND status = 'PENDING'
       AND name = ANY(%(names)s::text[])
+      AND NOT (id = ANY(%(active)s::text[]))
+      AND updated_at < clock_timestamp() - make_interval(secs => %(min_age)s)
     ORDER BY created_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

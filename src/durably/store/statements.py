@@ -166,10 +166,24 @@ class Statements:
     def remove_executor(self, executor_id: str) -> Statement:
         return Statement(self._sql["remove_executor"], {"id": executor_id})
 
-    def claim_own(self, executor_id: str, names: Sequence[str], limit: int) -> Statement:
+    def claim_own(
+        self,
+        executor_id: str,
+        names: Sequence[str],
+        limit: int,
+        *,
+        active: Sequence[str] = (),
+        min_age: float = 0.0,
+    ) -> Statement:
         return Statement(
             self._sql["claim_own"],
-            {"executor_id": executor_id, "names": list(names), "limit": limit},
+            {
+                "executor_id": executor_id,
+                "names": list(names),
+                "limit": limit,
+                "active": list(active),
+                "min_age": min_age,
+            },
             "rows",
         )
 
