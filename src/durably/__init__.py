@@ -27,6 +27,18 @@ from durably.errors import (
     WorkflowNotFound,
 )
 from durably.info import StepInfo, WorkflowInfo
+from durably.operations import (
+    close_stream,
+    close_stream_async,
+    recv,
+    recv_async,
+    set_event,
+    set_event_async,
+    sleep,
+    sleep_async,
+    write_stream,
+    write_stream_async,
+)
 from durably.status import Status
 from durably.workflow import Step, Workflow, WorkflowHandle
 
@@ -58,6 +70,16 @@ __all__ = [
     "WorkflowHandle",
     "WorkflowInfo",
     "WorkflowNotFound",
+    "close_stream",
+    "close_stream_async",
+    "recv",
+    "recv_async",
+    "set_event",
+    "set_event_async",
+    "sleep",
+    "sleep_async",
+    "write_stream",
+    "write_stream_async",
 ]
 
 __version__ = "0.1.0"

@@ -5,20 +5,16 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import Any, ParamSpec, TypeVar, overload
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar, overload
 
 from durably import codec as codec_module
-from durably.errors import ConfigurationError, WorkflowNotFound
-from durably.execution.effects import drive_async, drive_sync
-from durably.execution.protocol import read_outcome
+from durably.control import Control
+from durably.errors import ConfigurationError
 from durably.execution.specs import StepSpec, WorkflowSpec
-from durably.info import StepInfo, WorkflowInfo, list_query, step_info, workflow_info
-from durably.options import check_workflow_id
 from durably.runtime.engine import Engine
 from durably.store.database import Database
-from durably.workflow import Step, Workflow, WorkflowHandle, step_name
+from durably.workflow import Step, Workflow, step_name
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -26,7 +22,7 @@ R = TypeVar("R")
 DEFAULT_LEASE = 15.0
 
 
-class App:
+class App(Control):
     """A durably application: its workflows and steps, bound to one Postgres schema.
 
     ``url`` is a PostgreSQL URL; without one, ``$DURABLY_DATABASE_URL`` is used, else an
@@ -44,6 +40,8 @@ class App:
         lease: float = DEFAULT_LEASE,
         data_dir: str | os.PathLike[str] | None = None,
         max_threads: int = 64,
+        park_after: float = 10.0,
+        poll_interval: float = 5.0,
     ) -> None:
         if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
             raise ConfigurationError(f"schema must be a name of 1 to 63 bytes, got {schema!r}")
@@ -55,6 +53,11 @@ class App:
             raise ConfigurationError(f"url must be a string, got {type(url).__name__}")
         if not isinstance(max_threads, int) or max_threads < 1:
             raise ConfigurationError(f"max_threads must be >= 1, got {max_threads!r}")
+        for label, value in (("park_after", park_after), ("poll_interval", poll_interval)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigurationError(f"{label} must be a number of seconds >= 0, got {value!r}")
+        self.park_after = float(park_after)
+        self.poll_interval = max(0.05, float(poll_interval))
         self.name = name
         self.schema = schema
         self._url = url
@@ -181,6 +184,8 @@ class App:
             lease=self.lease,
             registry=self._registry,
             max_threads=self._max_threads,
+            park_after=self.park_after,
+            poll_interval=self.poll_interval,
             on_release=release,
         )
         atexit.register(self._at_exit)
@@ -215,67 +220,6 @@ class App:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
-
-    # ------------------------------------------------------------- looking
-
-    def handle(self, workflow_id: str) -> WorkflowHandle[Any]:
-        """A handle for an existing workflow; WorkflowNotFound if there is none."""
-        check_workflow_id(workflow_id)
-        engine = self.engine
-        outcome = drive_sync(engine, read_outcome(engine, workflow_id))
-        return self._handle(workflow_id, outcome)
-
-    async def handle_async(self, workflow_id: str) -> WorkflowHandle[Any]:
-        """Async twin of ``handle``."""
-        check_workflow_id(workflow_id)
-        engine = self.engine
-        outcome = await drive_async(engine, read_outcome(engine, workflow_id))
-        return self._handle(workflow_id, outcome)
-
-    def _handle(self, workflow_id: str, outcome: Any) -> WorkflowHandle[Any]:
-        if outcome is None:
-            raise WorkflowNotFound(workflow_id)
-        rows = self.engine.db.run(self.engine.statements.get_outcome(workflow_id))
-        spec = self._registry.get(rows[0][0]) if rows else None
-        return WorkflowHandle(self.engine, workflow_id, spec.return_hint if spec else None)
-
-    def list_workflows(
-        self,
-        *,
-        status: str | Sequence[str] | None = None,
-        name: str | None = None,
-        ids: Sequence[str] | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-        descending: bool = False,
-    ) -> list[WorkflowInfo]:
-        """Workflows matching every filter given, oldest first unless ``descending``."""
-        engine = self.engine
-        statement = list_query(
-            engine.statements,
-            status=status,
-            name=name,
-            ids=ids,
-            created_after=created_after,
-            created_before=created_before,
-            limit=limit,
-            offset=offset,
-            descending=descending,
-        )
-        return [
-            workflow_info(row, engine.codec, self._registry) for row in engine.db.run(statement)
-        ]
-
-    def list_steps(self, workflow_id: str) -> list[StepInfo]:
-        """Every recorded operation of a workflow, in step order."""
-        check_workflow_id(workflow_id)
-        engine = self.engine
-        rows = engine.db.run(engine.statements.list_operations(workflow_id))
-        if not rows and drive_sync(engine, read_outcome(engine, workflow_id)) is None:
-            raise WorkflowNotFound(workflow_id)
-        return [step_info(row, engine.codec) for row in rows]
 
 
 def _check_callable(fn: object, what: str) -> None:

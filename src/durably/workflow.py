@@ -9,12 +9,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from durably import codec as codec_module
-from durably.errors import InvalidArgument, LostOwnership, WorkflowNotFound
+from durably.errors import InvalidArgument, WorkflowNotFound
 from durably.execution.context import WorkflowContext, active_workflow
 from durably.execution.effects import Protocol, drive_async, drive_sync
-from durably.execution.protocol import read_outcome, run_step, start_child, start_top
+from durably.execution.protocol import Started, read_outcome, run_step, start_child, start_top
 from durably.execution.specs import StepSpec, WorkflowSpec
 from durably.options import WorkflowOptions
+from durably.runtime.engine import NOT_HERE
 from durably.status import Status
 
 if TYPE_CHECKING:
@@ -102,30 +103,40 @@ class Workflow(Generic[P, R]):
         engine, begin = self._begin(args, kwargs)
         if self.spec.is_async:
             return self._run_async(engine, begin, args, kwargs)  # type: ignore[return-value]
-        workflow_id, epoch = drive_sync(engine, begin)
-        if epoch is not None:
-            ctx = WorkflowContext(engine, workflow_id, self.spec.name, epoch)
+        started = drive_sync(engine, begin)
+        if started.epoch is not None:
+            ctx = self._context(engine, started)
             try:
                 return engine.run_sync(ctx, self.spec, args, kwargs)  # type: ignore[no-any-return]
-            except LostOwnership:
-                pass  # the executor that took it over records the outcome
-        return engine.wait_outcome(workflow_id, self.spec.return_hint, None)  # type: ignore[no-any-return]
+            except NOT_HERE:
+                pass  # parked, or taken over: its outcome is recorded elsewhere or later
+        return engine.wait_outcome(started.workflow_id, self.spec.return_hint, None)  # type: ignore[no-any-return]
 
     async def _run_async(
         self,
         engine: Engine,
-        begin: Protocol[tuple[str, int | None]],
+        begin: Protocol[Started],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        workflow_id, epoch = await drive_async(engine, begin)
-        if epoch is not None:
-            ctx = WorkflowContext(engine, workflow_id, self.spec.name, epoch)
+        started = await drive_async(engine, begin)
+        if started.epoch is not None:
+            ctx = self._context(engine, started)
             try:
                 return await engine.run_async(ctx, self.spec, args, kwargs)
-            except LostOwnership:
+            except NOT_HERE:
                 pass
-        return await engine.wait_outcome_async(workflow_id, self.spec.return_hint, None)
+        return await engine.wait_outcome_async(started.workflow_id, self.spec.return_hint, None)
+
+    def _context(self, engine: Engine, started: Started) -> WorkflowContext:
+        assert started.epoch is not None
+        return WorkflowContext(
+            engine,
+            started.workflow_id,
+            self.spec.name,
+            started.epoch,
+            deadline=started.deadline,
+        )
 
     # ---- start: run in the background, return a handle
 
@@ -142,30 +153,36 @@ class Workflow(Generic[P, R]):
     def _started(
         self,
         engine: Engine,
-        begun: tuple[str, int | None],
+        started: Started,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> WorkflowHandle[Any]:
-        workflow_id, epoch = begun
-        if epoch is not None:
-            ctx = WorkflowContext(engine, workflow_id, self.spec.name, epoch)
-            engine.run_in_background(ctx, self.spec, args, kwargs)
-        return WorkflowHandle(engine, workflow_id, self.spec.return_hint)
+        if started.epoch is not None:
+            engine.run_in_background(self._context(engine, started), self.spec, args, kwargs)
+        return WorkflowHandle(engine, started.workflow_id, self.spec.return_hint)
 
     def _begin(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[Engine, Protocol[tuple[str, int | None]]]:
+    ) -> tuple[Engine, Protocol[Started]]:
         """Number the call (inside a workflow) and prepare the protocol that starts it."""
         engine = self._app.engine
         engine.ensure_launched()
         parent = active_workflow()
         if parent is not None and parent.engine is engine:
             position = parent.take_step()
-            return engine, start_child(parent, position, self.spec, self._options.id, args, kwargs)
+            return engine, start_child(
+                parent,
+                position,
+                self.spec,
+                self._options.id,
+                args,
+                kwargs,
+                self._options.timeout,
+            )
         workflow_id = self._options.id if self._options.id is not None else str(uuid.uuid4())
         # Encoding happens here, before anything is written: bad input changes nothing.
         inputs = codec_module.dumps_args(engine.codec, args, kwargs)
-        return engine, start_top(engine, self.spec, workflow_id, inputs)
+        return engine, start_top(engine, self.spec, workflow_id, inputs, self._options.timeout)
 
 
 class Step(Generic[P, R]):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from durably.errors import NotInWorkflow
@@ -27,7 +29,10 @@ class Recorded:
 class WorkflowContext:
     """The state of one execution of one workflow: identity, ownership and replay log."""
 
-    __slots__ = ("engine", "epoch", "name", "next_step", "recorded", "workflow_id")
+    __slots__ = (
+        "cancelled", "deadline", "engine", "epoch", "name", "next_step", "recorded", "task",
+        "workflow_id",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -36,6 +41,7 @@ class WorkflowContext:
         name: str,
         epoch: int,
         recorded: dict[int, Recorded] | None = None,
+        deadline: datetime | None = None,
     ) -> None:
         self.engine = engine
         self.workflow_id = workflow_id
@@ -43,6 +49,10 @@ class WorkflowContext:
         self.epoch = epoch
         self.recorded = recorded or {}
         self.next_step = 1
+        # Absolute timeout (wf.options(timeout=...)), and whether a cancel reached us.
+        self.deadline = deadline
+        self.cancelled = False
+        self.task: asyncio.Task[Any] | None = None
 
     def take_step(self) -> int:
         """Number the next durable operation; called when it is called, not when it runs."""
@@ -54,13 +64,15 @@ class WorkflowContext:
 current_workflow: contextvars.ContextVar[WorkflowContext | None] = contextvars.ContextVar(
     "durably_workflow", default=None
 )
-# True while a step body runs: durable calls inside it are plain calls.
-in_step: contextvars.ContextVar[bool] = contextvars.ContextVar("durably_in_step", default=False)
+# The position of the step whose body runs here: durable calls inside it are plain calls.
+in_step: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "durably_in_step", default=None
+)
 
 
 def active_workflow() -> WorkflowContext | None:
     """The workflow whose body is running here, or None (outside, or inside a step)."""
-    if in_step.get():
+    if in_step.get() is not None:
         return None
     return current_workflow.get()
 

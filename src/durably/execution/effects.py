@@ -59,7 +59,23 @@ class Read:
     statement: Statement
 
 
-Effect = Call | Sleep | Write | Read
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """Read the notification counter of some keys (before checking the database)."""
+
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Wait until a key of ``keys`` is notified past ``since``, or ``seconds`` pass."""
+
+    keys: tuple[str, ...]
+    since: int
+    seconds: float
+
+
+Effect = Call | Sleep | Write | Read | Watch | Wait
 Protocol = Generator[Effect, Any, T]
 
 
@@ -91,6 +107,10 @@ def drive_sync(engine: Engine, gen: Protocol[T]) -> T:
                     send = engine.db.run(effect.statement)
                 except psycopg.OperationalError as exc:
                     send = _retry_sync(engine.db.run, effect.statement, exc)
+            elif type(effect) is Watch:
+                send = engine.notifier.generation(*effect.keys)
+            elif type(effect) is Wait:
+                send = engine.notifier.wait(effect.keys, effect.since, effect.seconds)
             elif type(effect) is Sleep:
                 time.sleep(effect.seconds)
         except BaseException as exc:
@@ -127,6 +147,10 @@ async def drive_async(engine: Engine, gen: Protocol[T]) -> T:
                     send = await db.run(effect.statement)
                 except psycopg.OperationalError as exc:
                     send = await _retry_async(db.run, effect.statement, exc)
+            elif type(effect) is Watch:
+                send = engine.notifier.generation(*effect.keys)
+            elif type(effect) is Wait:
+                send = await engine.notifier.wait_async(effect.keys, effect.since, effect.seconds)
             elif type(effect) is Sleep:
                 await asyncio.sleep(effect.seconds)
         except BaseException as exc:

@@ -9,7 +9,7 @@ only on the rare paths: an ID that already exists, a fenced write that touched n
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from durably import codec as codec_module
 from durably.errors import (
@@ -35,9 +35,43 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+class Started(NamedTuple):
+    """A workflow start: its ID, and the epoch and deadline when this call created it."""
+
+    workflow_id: str
+    epoch: int | None
+    deadline: datetime | None = None
+
+
+class Parked(BaseException):
+    """Unwinds a workflow that released its thread to wait in the database.
+
+    A BaseException so that ``except Exception`` in user code cannot swallow it.
+    """
+
+
+def guard(ctx: WorkflowContext) -> Protocol[None]:
+    """Before each durable operation: stop if cancelled or past the deadline."""
+    if ctx.cancelled:
+        raise WorkflowCancelled(ctx.workflow_id)
+    if ctx.deadline is not None and now() >= ctx.deadline:
+        yield from cancel_for_timeout(ctx)
+
+
+def cancel_for_timeout(ctx: WorkflowContext) -> Protocol[None]:
+    """The deadline passed: cancel the workflow and its descendants, then stop."""
+    ctx.cancelled = True
+    yield Write(ctx.engine.statements.cancel(ctx.workflow_id, children=True))
+    raise WorkflowCancelled(ctx.workflow_id)
+
+
 def start_top(
-    engine: Engine, spec: WorkflowSpec, workflow_id: str, inputs: str
-) -> Protocol[tuple[str, int | None]]:
+    engine: Engine,
+    spec: WorkflowSpec,
+    workflow_id: str,
+    inputs: str,
+    timeout: float | None = None,
+) -> Protocol[Started]:
     """Create a top-level workflow row, owned by this executor.
 
     Returns its ID and fencing epoch when this call created it; the epoch is None when
@@ -51,17 +85,18 @@ def start_top(
             executor_id=engine.executor_id,
             max_recovery_attempts=spec.max_recovery_attempts,
             codec=engine.codec.name,
+            timeout=timeout,
         )
     )
     if rows:
-        return workflow_id, int(rows[0][0])
+        return Started(workflow_id, int(rows[0][0]), rows[0][1])
     rows = yield Read(engine.statements.get_outcome(workflow_id))
     if not rows:
         raise WorkflowNotFound(workflow_id)
     existing = rows[0][0]
     if existing != spec.name:
         raise WorkflowConflict(workflow_id, existing, spec.name)
-    return workflow_id, None
+    return Started(workflow_id, None)
 
 
 def check_recorded(ctx: WorkflowContext, rec: Recorded, kind: str, name: str) -> None:
@@ -91,10 +126,11 @@ def run_step(
     if rec is not None:
         check_recorded(ctx, rec, "step", spec.name)
         return replay_value(ctx, rec, spec.return_hint)
+    yield from guard(ctx)
     started = now()
     errors: list[BaseException] = []
     while True:
-        token = in_step.set(True)
+        token = in_step.set(position)
         try:
             result = yield Call(spec.fn, args, kwargs)
         except Exception as exc:
@@ -173,7 +209,8 @@ def start_child(
     workflow_id: str | None,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-) -> Protocol[tuple[str, int | None]]:
+    timeout: float | None = None,
+) -> Protocol[Started]:
     """Start (or on replay re-attach to) a child workflow at ``position`` of its parent.
 
     Returns the child's ID and, when this call created it, its epoch (the caller then
@@ -183,7 +220,8 @@ def start_child(
     if rec is not None:
         check_recorded(ctx, rec, "child", spec.name)
         assert rec.child_id is not None
-        return rec.child_id, None
+        return Started(rec.child_id, None)
+    yield from guard(ctx)
     child_id = workflow_id or f"{ctx.workflow_id}-{position}"
     engine = ctx.engine
     inputs = codec_module.dumps_args(engine.codec, args, kwargs)
@@ -198,17 +236,18 @@ def start_child(
             executor_id=engine.executor_id,
             max_recovery_attempts=spec.max_recovery_attempts,
             codec=engine.codec.name,
+            timeout=timeout,
         )
     )
-    owned, child_epoch, recorded = rows[0]
+    owned, child_epoch, recorded, child_deadline = rows[0]
     if not owned or not recorded:
         yield from explain_unwritten(ctx, position, "child", spec.name)
     if child_epoch is None:
         existing = yield Read(engine.statements.get_outcome(child_id))
         if existing and existing[0][0] != spec.name:
             raise WorkflowConflict(child_id, existing[0][0], spec.name)
-        return child_id, None
-    return child_id, int(child_epoch)
+        return Started(child_id, None)
+    return Started(child_id, int(child_epoch), child_deadline)
 
 
 def run_body(
@@ -217,8 +256,13 @@ def run_body(
     """Run (or replay) the workflow function, then record its outcome, fenced."""
     try:
         result = yield Call(spec.fn, args, kwargs)
-    except (LostOwnership, WorkflowCancelled, DatabaseUnavailable):
+    except (LostOwnership, DatabaseUnavailable):
         raise  # not the workflow's own outcome: left for its owner or for recovery
+    except WorkflowCancelled as exc:
+        if ctx.cancelled or exc.workflow_id == ctx.workflow_id:
+            raise  # this workflow was cancelled: its status says so already
+        yield from finish(ctx, Status.ERROR, error=codec_module.dump_error(exc))
+        raise
     except Exception as exc:
         yield from finish(ctx, Status.ERROR, error=codec_module.dump_error(exc))
         raise
@@ -234,7 +278,7 @@ def run_body(
 def finish(
     ctx: WorkflowContext, status: Status, *, output: str | None = None, error: str | None = None
 ) -> Protocol[None]:
-    written = yield Write(
+    rows = yield Write(
         ctx.engine.statements.finish_workflow(
             workflow_id=ctx.workflow_id,
             epoch=ctx.epoch,
@@ -243,7 +287,7 @@ def finish(
             error=error,
         )
     )
-    if written != 1:
+    if rows[0][0] != 1:
         rows = yield Read(ctx.engine.statements.get_outcome(ctx.workflow_id))
         if rows and rows[0][1] == Status.CANCELLED:
             raise WorkflowCancelled(ctx.workflow_id)

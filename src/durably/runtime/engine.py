@@ -1,27 +1,26 @@
-"""The live side of an app in one process: database access, background execution,
-leases and heartbeats, recovery and takeover.
+"""The live side of an app in one process: database access, running workflows here or in
+the background, and waiting for outcomes.
 
-Everything in the background is one asyncio loop on one daemon thread ("the runtime
-loop"): the heartbeat and takeover loop (bounded queries per second, whatever the
-number of workflows) and every async workflow started in the background. Sync
-workflows started in the background run on a small pool of daemon threads.
+Everything in the background runs on one asyncio loop on one daemon thread ("the runtime
+loop"): the executor's keeper (see ``keeper``) and every async workflow started in the
+background. Sync workflows started in the background run on a small pool of daemon
+threads; a parked workflow holds neither a thread nor a task.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import os
-import random
 import socket
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from durably import codec as codec_module
 from durably.errors import (
@@ -32,19 +31,21 @@ from durably.errors import (
     WorkflowNotFound,
 )
 from durably.execution.context import WorkflowContext, current_workflow
-from durably.execution.effects import Protocol, Sleep, drive_async, drive_sync
-from durably.execution.protocol import load_recorded, read_outcome, run_body
+from durably.execution.effects import Protocol, Wait, Watch, Write, drive_async, drive_sync
+from durably.execution.protocol import Parked, cancel_for_timeout, read_outcome, run_body
 from durably.execution.specs import WorkflowSpec
+from durably.execution.waits import POLL_INTERVAL
+from durably.runtime.keeper import Keeper
+from durably.runtime.notifier import Notifier
 from durably.runtime.threads import DaemonPool
 from durably.status import Status
 from durably.store.database import AsyncDatabase, Database
-from durably.store.statements import Statements
+from durably.store.statements import Statement, Statements
 
 log = logging.getLogger("durably")
-T = TypeVar("T")
 
-_POLL_FIRST = 0.005
-_POLL_MAX = 0.5
+# Outcomes that mean "not finished here": wait for the recorded outcome instead.
+NOT_HERE = (LostOwnership, Parked)
 
 
 class Engine:
@@ -60,76 +61,83 @@ class Engine:
         lease: float,
         registry: dict[str, WorkflowSpec],
         max_threads: int,
+        park_after: float,
+        poll_interval: float,
         on_release: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
         self.statements: Statements = db.statements
         self.app_name = app_name
-        self.executor_id = (
-            executor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        )
+        self.executor_id = executor_id or default_executor_id()
         self.codec = codec
         self.lease = lease
         self.registry = registry
+        self.park_after = park_after
+        self.notifier = Notifier()
+        self._poll_interval = poll_interval
         self._on_release = on_release
         self._threads = DaemonPool(max_threads)
+        self._lock = threading.Lock()
+        # Background runs of this process, for handles to wait on without a query.
         self._local: dict[str, concurrent.futures.Future[Any]] = {}
-        # Workflows owned and running (or scheduled to run) in this process.
-        self.active: set[str] = set()
-        self._local_lock = threading.Lock()
+        # Workflows owned and running (or scheduled to run) here.
+        self._active: dict[str, WorkflowContext | None] = {}
         self._async_dbs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncDatabase] = (
             weakref.WeakKeyDictionary()
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
-        self._stopping: asyncio.Event | None = None
-        self._keeper: concurrent.futures.Future[None] | None = None
+        self._keeper: Keeper | None = None
+        self._keeper_done: concurrent.futures.Future[None] | None = None
         self._launched = False
-        self._launch_lock = threading.Lock()
+        self._closed = False
 
     # ----------------------------------------------------------------- lifecycle
 
     def launch(self) -> None:
         """Register this executor, recover its own unfinished workflows, start the keeper."""
-        with self._launch_lock:
+        with self._lock:
             if self._launched:
                 return
-            self.db.run(self._heartbeat_statement())
-            self._start_loop()
+            if self._closed:
+                raise RuntimeError("this app was shut down; create a new durably.App")
             self._launched = True
-            assert self._loop is not None
-            ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-            self._keeper = asyncio.run_coroutine_threadsafe(self._keep(ready), self._loop)
-            ready.result(timeout=60)
+        self.db.run(self.heartbeat_statement())
+        self._start_loop()
+        assert self._loop is not None
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        async def keep() -> None:
+            self._keeper = Keeper(self, self._poll_interval)
+            await self._keeper.run(ready)
+
+        self._keeper_done = asyncio.run_coroutine_threadsafe(keep(), self._loop)
+        ready.result(timeout=60)
 
     def shutdown(self, grace: float = 10.0) -> None:
         """Stop background work; wait up to ``grace`` seconds for local workflows."""
-        with self._launch_lock:
-            if not self._launched:
-                self._close_pools()
+        with self._lock:
+            launched, self._launched = self._launched, False
+            if self._closed:
                 return
-            self._launched = False
-        deadline = time.monotonic() + grace
-        with self._local_lock:
+            self._closed = True
             pending = list(self._local.values())
-        concurrent.futures.wait(pending, timeout=max(0.0, deadline - time.monotonic()))
-        loop = self._loop
-        if loop is not None and self._stopping is not None:
-            loop.call_soon_threadsafe(self._stopping.set)
-            if self._keeper is not None:
-                try:
-                    self._keeper.result(timeout=10)
-                except Exception:  # the keeper's own failures were logged already
-                    log.debug("keeper ended with an error", exc_info=True)
-        try:
-            # Others may take over anything still unfinished at once.
-            self.db.run(self.statements.remove_executor(self.executor_id))
-        except Exception:
-            log.warning("could not remove executor row %s", self.executor_id, exc_info=True)
-        self._threads.stop()
-        self._close_pools()
-
-    def _close_pools(self) -> None:
+        if launched:
+            concurrent.futures.wait(pending, timeout=max(0.0, grace))
+            loop, keeper = self._loop, self._keeper
+            if loop is not None and keeper is not None:
+                loop.call_soon_threadsafe(keeper.stop)
+                if self._keeper_done is not None:
+                    try:
+                        self._keeper_done.result(timeout=10)
+                    except Exception:
+                        log.debug("keeper ended with an error", exc_info=True)
+            try:
+                # Others may take over anything still unfinished at once.
+                self.db.run(self.statements.remove_executor(self.executor_id))
+            except Exception:
+                log.warning("could not remove executor row %s", self.executor_id, exc_info=True)
+            self._threads.stop()
         loop = self._loop
         if loop is not None:
             adb = self._async_dbs.get(loop)
@@ -177,9 +185,7 @@ class Engine:
             await adb.open()
         return adb
 
-    # ----------------------------------------------------------------- keeper
-
-    def _heartbeat_statement(self) -> Any:
+    def heartbeat_statement(self) -> Statement:
         return self.statements.heartbeat(
             executor_id=self.executor_id,
             app_name=self.app_name,
@@ -188,81 +194,29 @@ class Engine:
             lease=self.lease,
         )
 
-    async def _keep(self, ready: concurrent.futures.Future[None]) -> None:
-        """Heartbeat, recover own workflows, take over expired executors' workflows."""
-        self._stopping = asyncio.Event()
-        try:
-            adb = await self.async_db()
-            await self._claim(adb, "own")
-        except BaseException as exc:
-            ready.set_exception(exc)
-            raise
-        ready.set_result(None)
-        beat_every = self.lease / 3
-        next_beat = time.monotonic() + beat_every
-        next_scan = time.monotonic()
-        while not self._stopping.is_set():
-            now = time.monotonic()
-            try:
-                if now >= next_beat:
-                    await adb.run(self._heartbeat_statement())
-                    next_beat = now + beat_every
-                if now >= next_scan:
-                    await self._claim(adb, "expired")
-                    await self._claim(adb, "orphaned")
-                    next_scan = now + self.lease / 2 * random.uniform(0.5, 1.0)
-            except Exception:
-                log.warning("durably keeper: database call failed; retrying", exc_info=True)
-                next_beat = min(next_beat, now + 1.0)
-                next_scan = max(next_scan, now + 1.0)
-            timeout = max(0.0, min(next_beat, next_scan) - time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout)
+    # ----------------------------------------------------------------- bookkeeping
 
-    async def _claim(self, adb: AsyncDatabase, which: str) -> None:
-        """Claim and run unfinished workflows: this executor's own on launch, those of
-        expired executors, or this executor's orphans (owned, PENDING, not running here:
-        left by a database outage or a failed recovery)."""
-        names = list(self.registry)
-        if not names:
-            return
-        while True:
-            if which == "own":
-                statement = self.statements.claim_own(self.executor_id, names, 100)
-            elif which == "orphaned":
-                with self._local_lock:
-                    active = list(self.active.copy())
-                statement = self.statements.claim_own(
-                    self.executor_id, names, 100, active=active, min_age=self.lease
-                )
-            else:
-                statement = self.statements.take_over(self.executor_id, names, 100)
-            rows = await adb.write(statement)
-            for row in rows:
-                await self._recover(adb, row)
-            if len(rows) < 100:
-                return
+    def active_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._active)
 
-    async def _recover(self, adb: AsyncDatabase, row: tuple[Any, ...]) -> None:
-        workflow_id, name, status, inputs, epoch, _codec, attempts = row
-        if status == Status.DEAD_LETTER:
-            log.error(
-                "workflow %s (%s) dead-lettered after %d recovery attempts",
-                workflow_id,
-                name,
-                attempts - 1,
-            )
+    def parked(self, ctx: WorkflowContext, wake_at: datetime | None) -> None:
+        """A workflow released itself to wait in the database: wake it here when due."""
+        keeper, loop = self._keeper, self._loop
+        if wake_at is not None and keeper is not None and loop is not None:
+            loop.call_soon_threadsafe(keeper.wake_at, wake_at)
+
+    def cancel_local(self, workflow_id: str) -> None:
+        """A cancel reached this process: stop the workflow at its next durable call,
+        and cancel its task at once if it is async."""
+        with self._lock:
+            ctx = self._active.get(workflow_id)
+        if ctx is None:
             return
-        spec = self.registry[name]
-        try:
-            args, kwargs = codec_module.load_args(self.codec, inputs, spec.fn)
-            recorded = await drive_async(self, load_recorded(self, workflow_id))
-        except Exception:
-            log.exception("cannot recover workflow %s (%s)", workflow_id, name)
-            return
-        log.info("recovering workflow %s (%s), attempt %d", workflow_id, name, attempts)
-        ctx = WorkflowContext(self, workflow_id, name, int(epoch), recorded)
-        self.run_in_background(ctx, spec, args, kwargs)
+        ctx.cancelled = True
+        task = ctx.task
+        if task is not None and not task.done():
+            task.get_loop().call_soon_threadsafe(task.cancel)
 
     # ----------------------------------------------------------------- running
 
@@ -275,11 +229,13 @@ class Engine:
     ) -> Any:
         """Run a sync workflow body to its recorded outcome in this thread."""
         token = current_workflow.set(ctx)
-        self.active.add(ctx.workflow_id)
+        with self._lock:
+            self._active[ctx.workflow_id] = ctx
         try:
             return drive_sync(self, run_body(ctx, spec, args, kwargs))
         finally:
-            self.active.discard(ctx.workflow_id)
+            with self._lock:
+                self._active.pop(ctx.workflow_id, None)
             current_workflow.reset(token)
 
     async def run_async(
@@ -291,11 +247,32 @@ class Engine:
     ) -> Any:
         """Run an async workflow body to its recorded outcome in this task."""
         token = current_workflow.set(ctx)
-        self.active.add(ctx.workflow_id)
+        task = asyncio.current_task()
+        ctx.task = task
+        with self._lock:
+            self._active[ctx.workflow_id] = ctx
+        timer = None
+        if ctx.deadline is not None and task is not None:
+            # An async step in flight is cancelled at the deadline, not at its end.
+            delay = (ctx.deadline - datetime.now(UTC)).total_seconds()
+            timer = asyncio.get_running_loop().call_later(max(0.0, delay), task.cancel)
         try:
             return await drive_async(self, run_body(ctx, spec, args, kwargs))
+        except asyncio.CancelledError:
+            timed_out = ctx.deadline is not None and datetime.now(UTC) >= ctx.deadline
+            if not (ctx.cancelled or timed_out):
+                raise
+            if task is not None:
+                task.uncancel()
+            if not ctx.cancelled:
+                await drive_async(self, cancel_for_timeout(ctx))
+            raise WorkflowCancelled(ctx.workflow_id) from None
         finally:
-            self.active.discard(ctx.workflow_id)
+            if timer is not None:
+                timer.cancel()
+            ctx.task = None
+            with self._lock:
+                self._active.pop(ctx.workflow_id, None)
             current_workflow.reset(token)
 
     def run_in_background(
@@ -306,17 +283,21 @@ class Engine:
         kwargs: dict[str, Any],
     ) -> None:
         """Start a workflow this executor owns without waiting for it."""
+        if self._closed:
+            return  # shutting down: the executor row goes, and others take it over
         self.ensure_launched()
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         workflow_id = ctx.workflow_id
-        with self._local_lock:
+        with self._lock:
             self._local[workflow_id] = future
-            self.active.add(workflow_id)
+            self._active.setdefault(workflow_id, None)
 
         def settle(result: Any = None, error: BaseException | None = None) -> None:
-            with self._local_lock:
+            with self._lock:
                 if self._local.get(workflow_id) is future:
                     del self._local[workflow_id]
+                if self._active.get(workflow_id, ctx) is None:
+                    del self._active[workflow_id]
             if error is None:
                 future.set_result(result)
             else:
@@ -329,12 +310,12 @@ class Engine:
                     result = await self.run_async(ctx, spec, args, kwargs)
                 except BaseException as exc:
                     settle(error=exc)
-                    if not isinstance(exc, Exception):
+                    if not isinstance(exc, Exception | Parked):
                         raise
                 else:
                     settle(result)
 
-            self._spawn(job_async())
+            asyncio.run_coroutine_threadsafe(job_async(), self.loop)
         else:
 
             def job() -> None:
@@ -347,13 +328,10 @@ class Engine:
 
             self._threads.submit(job)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        asyncio.run_coroutine_threadsafe(coro, self.loop)
-
     # ----------------------------------------------------------------- outcomes
 
     def local_future(self, workflow_id: str) -> concurrent.futures.Future[Any] | None:
-        with self._local_lock:
+        with self._lock:
             return self._local.get(workflow_id)
 
     def decode_outcome(
@@ -380,9 +358,9 @@ class Engine:
                 return local.result(timeout=timeout)
             except concurrent.futures.TimeoutError:
                 raise _timeout(workflow_id, timeout) from None
-            except LostOwnership:
-                pass  # another executor finishes it: read its outcome below
-        return drive_sync(self, poll_outcome(self, workflow_id, hint, deadline, timeout))
+            except NOT_HERE:
+                pass  # finished elsewhere, or later: read its recorded outcome
+        return drive_sync(self, await_outcome(self, workflow_id, hint, deadline, timeout))
 
     async def wait_outcome_async(self, workflow_id: str, hint: Any, timeout: float | None) -> Any:
         """Async twin of wait_outcome."""
@@ -393,27 +371,36 @@ class Engine:
                 return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(local)), timeout)
             except TimeoutError:
                 raise _timeout(workflow_id, timeout) from None
-            except LostOwnership:
+            except NOT_HERE:
                 pass
-        return await drive_async(self, poll_outcome(self, workflow_id, hint, deadline, timeout))
+        return await drive_async(self, await_outcome(self, workflow_id, hint, deadline, timeout))
 
 
-def poll_outcome(
+def await_outcome(
     engine: Engine, workflow_id: str, hint: Any, deadline: float | None, timeout: float | None
 ) -> Protocol[Any]:
-    """Read the workflow's status until it is final or the deadline passes."""
-    delay = _POLL_FIRST
+    """Wait for a workflow's recorded outcome, woken by its completion notification."""
+    keys = (f"d:{workflow_id}",)
+    watching = False
     while True:
+        since = yield Watch(keys)
         outcome = yield from read_outcome(engine, workflow_id)
         if outcome is None:
             raise WorkflowNotFound(workflow_id)
         if Status(outcome[0]).is_final:
             return engine.decode_outcome(workflow_id, outcome, hint)
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise _timeout(workflow_id, timeout)
-        yield Sleep(delay if remaining is None else min(delay, remaining))
-        delay = min(_POLL_MAX, delay * 1.5)
+        if not watching:
+            # Ask the finishing executor to notify; re-check, it may have just finished.
+            yield Write(engine.statements.watch(workflow_id))
+            watching = True
+            continue
+        remaining = POLL_INTERVAL
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _timeout(workflow_id, timeout)
+            remaining = min(remaining, left)
+        yield Wait(keys, since, remaining)
 
 
 def default_executor_id() -> str:

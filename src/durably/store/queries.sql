@@ -4,28 +4,33 @@
 -- name: insert_workflow
 -- Start a workflow owned by this executor; nothing is returned when the ID exists.
 INSERT INTO {schema}.workflows
-    (id, name, status, inputs, executor_id, max_recovery_attempts, codec)
+    (id, name, status, inputs, executor_id, max_recovery_attempts, codec, timeout_seconds,
+     deadline)
 VALUES (%(id)s, %(name)s, 'PENDING', %(inputs)s::jsonb, %(executor_id)s,
-        %(max_recovery_attempts)s, %(codec)s)
+        %(max_recovery_attempts)s, %(codec)s, %(timeout)s::float8,
+        clock_timestamp() + make_interval(secs => %(timeout)s::float8))
 ON CONFLICT (id) DO NOTHING
-RETURNING epoch
+RETURNING epoch, deadline
 
 -- name: start_child
 -- Start a child workflow and record it in its parent, fenced by the parent's epoch,
--- in one statement: both happen, or (parent no longer ours) neither.
+-- in one statement: both happen, or (parent no longer ours) neither. The child's deadline
+-- is its own timeout or its parent's deadline, whichever comes first.
 WITH parent AS (
-    SELECT id FROM {schema}.workflows
+    SELECT id, deadline FROM {schema}.workflows
     WHERE id = %(parent_id)s AND epoch = %(epoch)s AND status = 'PENDING'
     FOR SHARE
 ), child AS (
     INSERT INTO {schema}.workflows
         (id, name, status, inputs, executor_id, max_recovery_attempts, codec,
-         parent_id, parent_step)
+         parent_id, parent_step, timeout_seconds, deadline)
     SELECT %(id)s, %(name)s, 'PENDING', %(inputs)s::jsonb, %(executor_id)s,
-           %(max_recovery_attempts)s, %(codec)s, parent.id, %(step)s
+           %(max_recovery_attempts)s, %(codec)s, parent.id, %(step)s, %(timeout)s::float8,
+           LEAST(parent.deadline,
+                 clock_timestamp() + make_interval(secs => %(timeout)s::float8))
     FROM parent
     ON CONFLICT (id) DO NOTHING
-    RETURNING epoch
+    RETURNING epoch, deadline
 ), op AS (
     INSERT INTO {schema}.operations (workflow_id, step, name, kind, child_id, started_at)
     SELECT parent.id, %(step)s, %(name)s, 'child', %(id)s, clock_timestamp()
@@ -35,7 +40,8 @@ WITH parent AS (
 )
 SELECT (SELECT count(*) FROM parent) AS owned,
        (SELECT epoch FROM child) AS child_epoch,
-       (SELECT count(*) FROM op) AS recorded
+       (SELECT count(*) FROM op) AS recorded,
+       (SELECT deadline FROM child) AS child_deadline
 
 -- name: record_operation
 -- Record one finished operation. Fencing: the row is written only while this
@@ -56,13 +62,6 @@ SELECT w.epoch, w.status, o.name, o.kind, o.output, o.error, o.child_id
 FROM {schema}.workflows w
 LEFT JOIN {schema}.operations o ON o.workflow_id = w.id AND o.step = %(step)s
 WHERE w.id = %(workflow_id)s
-
--- name: finish_workflow
--- Record a workflow's outcome, fenced by its epoch.
-UPDATE {schema}.workflows
-SET status = %(status)s, output = %(output)s::jsonb, error = %(error)s::jsonb,
-    completed_at = clock_timestamp(), updated_at = clock_timestamp()
-WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
 
 -- name: load_operations
 -- Everything recorded for a workflow, in one query, for replay.
@@ -116,7 +115,8 @@ FROM (
     FOR UPDATE SKIP LOCKED
 ) mine
 WHERE w.id = mine.id
-RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts
+RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
+          w.deadline
 
 -- name: take_over
 -- Take unfinished workflows whose executor's lease expired (or whose executor row is
@@ -132,7 +132,7 @@ FROM (
     SELECT wf.id FROM {schema}.workflows wf
     LEFT JOIN {schema}.executors e ON e.id = wf.executor_id
     WHERE wf.status = 'PENDING'
-      AND wf.executor_id IS DISTINCT FROM %(executor_id)s
+      AND wf.executor_id IS NOT NULL AND wf.executor_id <> %(executor_id)s
       AND wf.name = ANY(%(names)s::text[])
       AND (e.id IS NULL
            OR e.heartbeat_at + make_interval(secs => e.lease_seconds) < now())
@@ -141,7 +141,8 @@ FROM (
     FOR UPDATE OF wf SKIP LOCKED
 ) expired
 WHERE w.id = expired.id
-RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts
+RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
+          w.deadline
 
 -- name: remove_expired_executors
 -- Executors silent for ten leases have nothing left to own; drop their rows.
@@ -186,3 +187,317 @@ SELECT version FROM {schema}.migrations
 
 -- name: record_migration
 INSERT INTO {schema}.migrations (version, name) VALUES (%(version)s, %(name)s)
+
+-- ===================================================================== waits (0002)
+
+-- name: finish_workflow_notify
+-- Record a workflow's outcome, fenced by its epoch; notify only if somebody watches it
+-- (NOTIFY takes a cluster-wide lock at commit: kept off the common path).
+WITH done AS (
+    UPDATE {schema}.workflows
+    SET status = %(status)s, output = %(output)s::jsonb, error = %(error)s::jsonb,
+        completed_at = clock_timestamp(), updated_at = clock_timestamp(),
+        wake_at = NULL, wait_kind = NULL, deadline = NULL
+    WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
+    RETURNING id
+), watched AS (
+    DELETE FROM {schema}.watchers w USING done WHERE w.workflow_id = done.id
+    RETURNING w.workflow_id
+)
+SELECT (SELECT count(*) FROM done),
+       (SELECT count(pg_notify(%(channel)s, 'd:' || workflow_id)) FROM watched)
+
+-- name: watch
+-- Ask for a notification when the workflow finishes (the waiter re-reads its status).
+INSERT INTO {schema}.watchers (workflow_id) VALUES (%(workflow_id)s)
+ON CONFLICT DO NOTHING
+
+-- name: send_message
+-- A message from outside any workflow. Wakes the receiver if it is parked on this topic.
+WITH dest AS (
+    SELECT id FROM {schema}.workflows WHERE id = %(workflow_id)s
+), ins AS (
+    INSERT INTO {schema}.messages (workflow_id, topic, value, idempotency_key)
+    SELECT id, %(topic)s, %(value)s::jsonb, %(idempotency_key)s FROM dest
+    ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING workflow_id
+), wake AS (
+    UPDATE {schema}.workflows w SET wake_at = clock_timestamp()
+    FROM ins
+    WHERE w.id = ins.workflow_id AND w.status = 'PENDING' AND w.executor_id IS NULL
+      AND w.wait_kind = 'recv' AND w.wait_topic IS NOT DISTINCT FROM %(topic)s
+    RETURNING w.id
+)
+SELECT (SELECT count(*) FROM dest), (SELECT count(*) FROM ins),
+       (SELECT count(pg_notify(%(channel)s, 'm:' || workflow_id)) FROM ins),
+       (SELECT count(*) FROM wake)
+
+-- name: send_from_workflow
+-- A message sent by a workflow: recorded as its operation, exactly once (fenced).
+WITH me AS (
+    SELECT id FROM {schema}.workflows
+    WHERE id = %(sender_id)s AND epoch = %(epoch)s AND status = 'PENDING'
+    FOR SHARE
+), dest AS (
+    SELECT id FROM {schema}.workflows WHERE id = %(workflow_id)s
+), ins AS (
+    INSERT INTO {schema}.messages (workflow_id, topic, value, idempotency_key)
+    SELECT dest.id, %(topic)s, %(value)s::jsonb, %(idempotency_key)s FROM dest, me
+    ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING workflow_id
+), op AS (
+    INSERT INTO {schema}.operations (workflow_id, step, name, kind, output, started_at)
+    SELECT me.id, %(step)s, %(name)s, 'send', NULL, %(started_at)s FROM me, dest
+    ON CONFLICT DO NOTHING
+    RETURNING step
+), wake AS (
+    UPDATE {schema}.workflows w SET wake_at = clock_timestamp()
+    FROM ins
+    WHERE w.id = ins.workflow_id AND w.status = 'PENDING' AND w.executor_id IS NULL
+      AND w.wait_kind = 'recv' AND w.wait_topic IS NOT DISTINCT FROM %(topic)s
+    RETURNING w.id
+)
+SELECT (SELECT count(*) FROM me), (SELECT count(*) FROM dest), (SELECT count(*) FROM op),
+       (SELECT count(pg_notify(%(channel)s, 'm:' || workflow_id)) FROM ins),
+       (SELECT count(*) FROM wake)
+
+-- name: consume_message
+-- Take the oldest unconsumed message of a topic and record it as the workflow's
+-- operation, in one fenced statement: a message is consumed exactly once.
+WITH me AS (
+    SELECT id FROM {schema}.workflows
+    WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
+    FOR SHARE
+), msg AS (
+    UPDATE {schema}.messages SET consumed_at = clock_timestamp(), consumed_step = %(step)s
+    WHERE id = (
+        SELECT m.id FROM {schema}.messages m, me
+        WHERE m.workflow_id = me.id AND m.consumed_at IS NULL
+          AND m.topic IS NOT DISTINCT FROM %(topic)s
+        ORDER BY m.id
+        LIMIT 1
+        FOR UPDATE OF m SKIP LOCKED
+    )
+    RETURNING value
+), op AS (
+    INSERT INTO {schema}.operations (workflow_id, step, name, kind, output, started_at)
+    SELECT %(workflow_id)s, %(step)s, %(name)s, 'recv',
+           jsonb_build_object('message', msg.value), %(started_at)s
+    FROM msg
+    ON CONFLICT DO NOTHING
+    RETURNING output
+)
+SELECT (SELECT count(*) FROM me), (SELECT count(*) FROM op), (SELECT output FROM op)
+
+-- name: wait_deadline
+-- The durable deadline of the wait at this step: set on first wait, kept on replay.
+UPDATE {schema}.workflows
+SET wait_deadline = CASE WHEN wait_step = %(step)s THEN wait_deadline ELSE %(deadline)s END,
+    wait_step = %(step)s
+WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
+RETURNING wait_deadline
+
+-- name: park
+-- Release a waiting workflow: any executor wakes it at wake_at, or earlier when what it
+-- waits for arrives. If that already arrived, it is not parked (parked = false).
+UPDATE {schema}.workflows
+SET executor_id = CASE WHEN ready.now THEN executor_id END,
+    wake_at = CASE WHEN ready.now THEN NULL ELSE %(wake_at)s END,
+    wait_kind = %(wait_kind)s, wait_target = %(wait_target)s, wait_topic = %(wait_topic)s,
+    updated_at = clock_timestamp()
+FROM (
+    SELECT CASE %(wait_kind)s
+        WHEN 'recv' THEN EXISTS (
+            SELECT 1 FROM {schema}.messages
+            WHERE workflow_id = %(workflow_id)s AND consumed_at IS NULL
+              AND topic IS NOT DISTINCT FROM %(wait_topic)s)
+        WHEN 'event' THEN EXISTS (
+            SELECT 1 FROM {schema}.events
+            WHERE workflow_id = %(wait_target)s AND key = %(wait_topic)s)
+        ELSE false END AS now
+) ready
+WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
+RETURNING NOT ready.now
+
+-- name: wake_due
+-- Claim parked workflows that are due (timer passed, or woken by a message or event).
+-- With a workflow_id, only that one (the targeted wake after a notification).
+UPDATE {schema}.workflows w
+SET executor_id = %(executor_id)s, epoch = w.epoch + 1, wake_at = NULL, wait_kind = NULL,
+    updated_at = clock_timestamp()
+FROM (
+    SELECT id FROM {schema}.workflows
+    WHERE status = 'PENDING' AND executor_id IS NULL
+      AND wake_at <= clock_timestamp()
+      AND name = ANY(%(names)s::text[])
+      AND (%(only_id)s::text IS NULL OR id = %(only_id)s)
+    ORDER BY wake_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+) due
+WHERE w.id = due.id
+RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
+          w.deadline
+
+-- name: next_wake
+-- When the earliest parked workflow is due (for the timer of the executor loop).
+SELECT min(wake_at) FROM {schema}.workflows
+WHERE status = 'PENDING' AND executor_id IS NULL
+
+-- name: set_event
+-- Set an event (a new value per operation), recorded as the operation when step_op is
+-- true, fenced; wakes workflows parked waiting for it, and notifies readers.
+WITH me AS (
+    SELECT id FROM {schema}.workflows
+    WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
+    FOR SHARE
+), ev AS (
+    INSERT INTO {schema}.events (workflow_id, key, step, value)
+    SELECT me.id, %(key)s, %(step)s, %(value)s::jsonb FROM me
+    ON CONFLICT (workflow_id, key, step) DO UPDATE SET value = EXCLUDED.value
+    RETURNING workflow_id
+), op AS (
+    INSERT INTO {schema}.operations (workflow_id, step, name, kind, output, started_at)
+    SELECT me.id, %(step)s, %(key)s, 'set_event', NULL, %(started_at)s FROM me
+    WHERE %(step_op)s
+    ON CONFLICT DO NOTHING
+    RETURNING step
+), wake AS (
+    UPDATE {schema}.workflows w SET wake_at = clock_timestamp()
+    FROM ev
+    WHERE w.wait_kind = 'event' AND w.executor_id IS NULL AND w.status = 'PENDING'
+      AND w.wait_target = ev.workflow_id AND w.wait_topic = %(key)s
+    RETURNING w.id
+)
+SELECT (SELECT count(*) FROM me), (SELECT count(*) FROM op),
+       (SELECT count(pg_notify(%(channel)s, 'e:' || workflow_id)) FROM ev),
+       (SELECT count(*) FROM wake)
+
+-- name: get_event
+SELECT value FROM {schema}.events
+WHERE workflow_id = %(workflow_id)s AND key = %(key)s
+ORDER BY step DESC
+LIMIT 1
+
+-- name: get_all_events
+SELECT DISTINCT ON (key) key, value FROM {schema}.events
+WHERE workflow_id = %(workflow_id)s
+ORDER BY key, step DESC
+
+-- name: write_stream
+-- Append to a stream (or close it), recorded as the workflow's operation, fenced.
+WITH me AS (
+    SELECT id FROM {schema}.workflows
+    WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
+    FOR SHARE
+), entry AS (
+    INSERT INTO {schema}.streams (workflow_id, key, step, value, closed)
+    SELECT me.id, %(key)s, %(step)s, %(value)s::jsonb, %(closed)s FROM me
+    ON CONFLICT DO NOTHING
+    RETURNING workflow_id
+), op AS (
+    INSERT INTO {schema}.operations (workflow_id, step, name, kind, output, started_at)
+    SELECT me.id, %(step)s, %(key)s, %(kind)s, NULL, %(started_at)s FROM me
+    ON CONFLICT DO NOTHING
+    RETURNING step
+)
+SELECT (SELECT count(*) FROM me), (SELECT count(*) FROM op),
+       (SELECT count(pg_notify(%(channel)s, 's:' || workflow_id)) FROM entry)
+
+-- name: read_stream
+-- Entries after a position; the first read skips %(skip)s entries (the offset).
+SELECT step, value, closed FROM {schema}.streams
+WHERE workflow_id = %(workflow_id)s AND key = %(key)s AND step > %(after)s
+ORDER BY step
+OFFSET %(skip)s
+
+-- name: cancel
+-- Cancel a workflow (and with children, its descendants) that has not finished.
+WITH RECURSIVE tree AS (
+    SELECT id FROM {schema}.workflows WHERE id = %(workflow_id)s
+    UNION
+    SELECT w.id FROM {schema}.workflows w JOIN tree ON w.parent_id = tree.id
+    WHERE %(children)s
+), cancelled AS (
+    UPDATE {schema}.workflows w
+    SET status = 'CANCELLED', updated_at = clock_timestamp(), completed_at = clock_timestamp(),
+        wake_at = NULL
+    FROM tree
+    WHERE w.id = tree.id AND w.status IN ('PENDING', 'ENQUEUED', 'DELAYED')
+    RETURNING w.id
+)
+SELECT (SELECT count(*) FROM tree WHERE id = %(workflow_id)s),
+       count(pg_notify(%(channel)s, 'c:' || cancelled.id))
+FROM cancelled
+
+-- name: cancel_expired
+-- Cancel running workflows whose deadline passed, with their descendants.
+WITH RECURSIVE expired AS (
+    SELECT id FROM {schema}.workflows
+    WHERE status = 'PENDING' AND deadline IS NOT NULL AND deadline <= clock_timestamp()
+    LIMIT 1000
+), tree AS (
+    SELECT id FROM expired
+    UNION
+    SELECT w.id FROM {schema}.workflows w JOIN tree ON w.parent_id = tree.id
+), cancelled AS (
+    UPDATE {schema}.workflows w
+    SET status = 'CANCELLED', updated_at = clock_timestamp(), completed_at = clock_timestamp(),
+        wake_at = NULL
+    FROM tree
+    WHERE w.id = tree.id AND w.status IN ('PENDING', 'ENQUEUED', 'DELAYED')
+    RETURNING w.id
+)
+SELECT count(pg_notify(%(channel)s, 'c:' || id)) FROM cancelled
+
+-- name: resume
+-- Run a cancelled or dead-lettered workflow again from its last checkpoint: it becomes
+-- parked and due now, so any executor that knows it picks it up.
+WITH resumed AS (
+    UPDATE {schema}.workflows
+    SET status = 'PENDING', executor_id = NULL, wake_at = clock_timestamp(), wait_kind = NULL,
+        recovery_attempts = 0, deadline = NULL, completed_at = NULL, epoch = epoch + 1,
+        updated_at = clock_timestamp()
+    WHERE id = %(workflow_id)s AND status IN ('CANCELLED', 'DEAD_LETTER', 'ENQUEUED', 'DELAYED')
+    RETURNING id
+)
+SELECT id, pg_notify(%(channel)s, 'w:' || id) FROM resumed
+
+-- name: fork
+-- A new workflow with the same inputs; operations before from_step, and the events and
+-- stream entries they wrote, are copied; it is parked and due now.
+WITH src AS (
+    SELECT * FROM {schema}.workflows WHERE id = %(workflow_id)s
+), wf AS (
+    INSERT INTO {schema}.workflows
+        (id, name, status, inputs, executor_id, max_recovery_attempts, codec, forked_from,
+         wake_at, timeout_seconds, deadline)
+    SELECT %(new_id)s, name, 'PENDING', inputs, NULL, max_recovery_attempts, codec, id,
+           clock_timestamp(), timeout_seconds,
+           clock_timestamp() + make_interval(secs => timeout_seconds)
+    FROM src
+    RETURNING id
+), ops AS (
+    INSERT INTO {schema}.operations
+        (workflow_id, step, name, kind, output, error, child_id, started_at, completed_at)
+    SELECT wf.id, o.step, o.name, o.kind, o.output, o.error, o.child_id, o.started_at,
+           o.completed_at
+    FROM {schema}.operations o, wf
+    WHERE o.workflow_id = %(workflow_id)s AND o.step < %(from_step)s
+    RETURNING step
+), evs AS (
+    INSERT INTO {schema}.events (workflow_id, key, step, value, created_at)
+    SELECT wf.id, e.key, e.step, e.value, e.created_at
+    FROM {schema}.events e, wf
+    WHERE e.workflow_id = %(workflow_id)s AND e.step < %(from_step)s
+    RETURNING step
+), sts AS (
+    INSERT INTO {schema}.streams (workflow_id, key, step, value, closed, created_at)
+    SELECT wf.id, s.key, s.step, s.value, s.closed, s.created_at
+    FROM {schema}.streams s, wf
+    WHERE s.workflow_id = %(workflow_id)s AND s.step < %(from_step)s
+    RETURNING step
+)
+SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM wf), (SELECT count(*) FROM ops),
+       (SELECT count(*) FROM evs), (SELECT count(*) FROM sts),
+       (SELECT count(pg_notify(%(channel)s, 'w:' || id)) FROM wf)

@@ -7,6 +7,7 @@ group committer) run them the same way.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,10 +34,15 @@ class Statements:
         self.schema = schema
         names = [
             "insert_workflow", "start_child", "record_operation", "inspect_operation",
-            "finish_workflow", "load_operations", "get_workflow", "get_outcome", "heartbeat",
+            "load_operations", "get_workflow", "get_outcome", "heartbeat",
             "remove_executor", "claim_own", "take_over", "remove_expired_executors",
-            "list_operations",
+            "list_operations", "finish_workflow_notify", "watch", "send_message",
+            "send_from_workflow", "consume_message", "wait_deadline", "park", "wake_due",
+            "next_wake", "set_event", "get_event", "get_all_events", "write_stream",
+            "read_stream", "cancel", "cancel_expired", "resume", "fork",
         ]  # fmt: skip
+        # Notifications of this schema: short and fixed-length whatever the schema name.
+        self.channel = "durably_" + hashlib.sha256(schema.encode()).hexdigest()[:16]
         self._sql = {name: sqlfile.statement(name, schema) for name in names}
         self._list_asc = sqlfile.statement("list_workflows", schema, order="ASC")
         self._list_desc = sqlfile.statement("list_workflows", schema, order="DESC")
@@ -50,6 +56,7 @@ class Statements:
         executor_id: str,
         max_recovery_attempts: int,
         codec: str,
+        timeout: float | None = None,
     ) -> Statement:
         return Statement(
             self._sql["insert_workflow"],
@@ -60,6 +67,7 @@ class Statements:
                 "executor_id": executor_id,
                 "max_recovery_attempts": max_recovery_attempts,
                 "codec": codec,
+                "timeout": timeout,
             },
             "rows",
         )
@@ -76,6 +84,7 @@ class Statements:
         executor_id: str,
         max_recovery_attempts: int,
         codec: str,
+        timeout: float | None = None,
     ) -> Statement:
         return Statement(
             self._sql["start_child"],
@@ -89,6 +98,7 @@ class Statements:
                 "executor_id": executor_id,
                 "max_recovery_attempts": max_recovery_attempts,
                 "codec": codec,
+                "timeout": timeout,
             },
             "rows",
         )
@@ -130,14 +140,16 @@ class Statements:
         self, *, workflow_id: str, epoch: int, status: str, output: str | None, error: str | None
     ) -> Statement:
         return Statement(
-            self._sql["finish_workflow"],
+            self._sql["finish_workflow_notify"],
             {
                 "workflow_id": workflow_id,
                 "epoch": epoch,
                 "status": status,
                 "output": output,
                 "error": error,
+                "channel": self.channel,
             },
+            "rows",
         )
 
     def load_operations(self, workflow_id: str) -> Statement:
@@ -225,3 +237,213 @@ class Statements:
 
     def list_operations(self, workflow_id: str) -> Statement:
         return Statement(self._sql["list_operations"], {"workflow_id": workflow_id}, "rows")
+
+    # ------------------------------------------------------------------ waits (0002)
+
+    def watch(self, workflow_id: str) -> Statement:
+        return Statement(self._sql["watch"], {"workflow_id": workflow_id})
+
+    def send_message(
+        self, *, workflow_id: str, topic: str | None, value: str, idempotency_key: str | None
+    ) -> Statement:
+        return Statement(
+            self._sql["send_message"],
+            {
+                "workflow_id": workflow_id,
+                "topic": topic,
+                "value": value,
+                "idempotency_key": idempotency_key,
+                "channel": self.channel,
+            },
+            "rows",
+        )
+
+    def send_from_workflow(
+        self,
+        *,
+        sender_id: str,
+        epoch: int,
+        step: int,
+        name: str,
+        started_at: datetime,
+        workflow_id: str,
+        topic: str | None,
+        value: str,
+        idempotency_key: str,
+    ) -> Statement:
+        return Statement(
+            self._sql["send_from_workflow"],
+            {
+                "sender_id": sender_id,
+                "epoch": epoch,
+                "step": step,
+                "name": name,
+                "started_at": started_at,
+                "workflow_id": workflow_id,
+                "topic": topic,
+                "value": value,
+                "idempotency_key": idempotency_key,
+                "channel": self.channel,
+            },
+            "rows",
+        )
+
+    def consume_message(
+        self,
+        *,
+        workflow_id: str,
+        epoch: int,
+        step: int,
+        name: str,
+        topic: str | None,
+        started_at: datetime,
+    ) -> Statement:
+        return Statement(
+            self._sql["consume_message"],
+            {
+                "workflow_id": workflow_id,
+                "epoch": epoch,
+                "step": step,
+                "name": name,
+                "topic": topic,
+                "started_at": started_at,
+            },
+            "rows",
+        )
+
+    def wait_deadline(
+        self, *, workflow_id: str, epoch: int, step: int, deadline: datetime
+    ) -> Statement:
+        return Statement(
+            self._sql["wait_deadline"],
+            {"workflow_id": workflow_id, "epoch": epoch, "step": step, "deadline": deadline},
+            "rows",
+        )
+
+    def park(
+        self,
+        *,
+        workflow_id: str,
+        epoch: int,
+        wake_at: datetime | None,
+        wait_kind: str,
+        wait_target: str | None = None,
+        wait_topic: str | None = None,
+    ) -> Statement:
+        return Statement(
+            self._sql["park"],
+            {
+                "workflow_id": workflow_id,
+                "epoch": epoch,
+                "wake_at": wake_at,
+                "wait_kind": wait_kind,
+                "wait_target": wait_target,
+                "wait_topic": wait_topic,
+            },
+            "rows",
+        )
+
+    def wake_due(
+        self, executor_id: str, names: Sequence[str], limit: int, only_id: str | None = None
+    ) -> Statement:
+        return Statement(
+            self._sql["wake_due"],
+            {"executor_id": executor_id, "names": list(names), "limit": limit, "only_id": only_id},
+            "rows",
+        )
+
+    def next_wake(self) -> Statement:
+        return Statement(self._sql["next_wake"], {}, "rows")
+
+    def set_event(
+        self,
+        *,
+        workflow_id: str,
+        epoch: int,
+        step: int,
+        key: str,
+        value: str,
+        started_at: datetime,
+        step_op: bool,
+    ) -> Statement:
+        return Statement(
+            self._sql["set_event"],
+            {
+                "workflow_id": workflow_id,
+                "epoch": epoch,
+                "step": step,
+                "key": key,
+                "value": value,
+                "started_at": started_at,
+                "step_op": step_op,
+                "channel": self.channel,
+            },
+            "rows",
+        )
+
+    def get_event(self, workflow_id: str, key: str) -> Statement:
+        return Statement(self._sql["get_event"], {"workflow_id": workflow_id, "key": key}, "rows")
+
+    def get_all_events(self, workflow_id: str) -> Statement:
+        return Statement(self._sql["get_all_events"], {"workflow_id": workflow_id}, "rows")
+
+    def write_stream(
+        self,
+        *,
+        workflow_id: str,
+        epoch: int,
+        step: int,
+        key: str,
+        value: str | None,
+        closed: bool,
+        started_at: datetime,
+    ) -> Statement:
+        return Statement(
+            self._sql["write_stream"],
+            {
+                "workflow_id": workflow_id,
+                "epoch": epoch,
+                "step": step,
+                "key": key,
+                "value": value,
+                "closed": closed,
+                "kind": "close_stream" if closed else "write_stream",
+                "started_at": started_at,
+                "channel": self.channel,
+            },
+            "rows",
+        )
+
+    def read_stream(self, workflow_id: str, key: str, after: int, skip: int) -> Statement:
+        return Statement(
+            self._sql["read_stream"],
+            {"workflow_id": workflow_id, "key": key, "after": after, "skip": skip},
+            "rows",
+        )
+
+    def cancel(self, workflow_id: str, children: bool) -> Statement:
+        return Statement(
+            self._sql["cancel"],
+            {"workflow_id": workflow_id, "children": children, "channel": self.channel},
+            "rows",
+        )
+
+    def cancel_expired(self) -> Statement:
+        return Statement(self._sql["cancel_expired"], {"channel": self.channel}, "rows")
+
+    def resume(self, workflow_id: str) -> Statement:
+        return Statement(
+            self._sql["resume"], {"workflow_id": workflow_id, "channel": self.channel}, "rows"
+        )
+
+    def fork(self, workflow_id: str, new_id: str, from_step: int) -> Statement:
+        return Statement(
+            self._sql["fork"],
+            {
+                "workflow_id": workflow_id,
+                "new_id": new_id,
+                "from_step": from_step,
+                "channel": self.channel,
+            },
+            "rows",
+        )

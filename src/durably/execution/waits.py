@@ -1,0 +1,390 @@
+"""Durable waits and communication, written once as protocols: sleep, messages, events,
+streams, and waiting for the first of several workflows.
+
+A wait shorter than the engine's ``park_after`` blocks in place (woken by a database
+notification, with a slow poll as the fallback). A longer one parks: the deadline and
+what the workflow waits for are stored, the workflow's owner is released, and the stack
+unwinds (``Parked``); any executor claims it again when it is due and replays it, which
+is cheap because replay reads every recorded operation in one query.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from durably.errors import InvalidArgument, WorkflowNotFound
+from durably.execution.context import WorkflowContext
+from durably.execution.effects import Protocol, Read, Wait, Watch, Write
+from durably.execution.protocol import (
+    Parked,
+    check_recorded,
+    explain_unwritten,
+    guard,
+    now,
+    read_outcome,
+    record,
+)
+from durably.status import Status
+
+if TYPE_CHECKING:
+    from durably.runtime.engine import Engine
+
+# How long an in-place wait goes between database checks when no notification came:
+# a lost notification costs at most this much latency, never correctness.
+POLL_INTERVAL = 1.0
+_TIMED_OUT = json.dumps({"timeout": True})
+
+
+def check_seconds(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise InvalidArgument(f"{what} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def check_topic(topic: object) -> str | None:
+    if topic is not None and not isinstance(topic, str):
+        raise InvalidArgument(f"topic must be a string or None, got {type(topic).__name__}")
+    if topic is not None and "\x00" in topic:
+        raise InvalidArgument("topic cannot contain NUL characters")
+    return topic
+
+
+def check_key(key: object, what: str = "key") -> str:
+    if not isinstance(key, str) or not key or "\x00" in key:
+        raise InvalidArgument(f"{what} must be a non-empty string, got {key!r}")
+    return key
+
+
+def park(
+    ctx: WorkflowContext,
+    wake_at: datetime | None,
+    kind: str,
+    *,
+    target: str | None = None,
+    topic: str | None = None,
+) -> Protocol[None]:
+    """Release the workflow to wait in the database, unless what it waits for arrived."""
+    if ctx.deadline is not None and (wake_at is None or ctx.deadline < wake_at):
+        wake_at = ctx.deadline  # woken at its deadline to be cancelled
+    rows = yield Write(
+        ctx.engine.statements.park(
+            workflow_id=ctx.workflow_id,
+            epoch=ctx.epoch,
+            wake_at=wake_at,
+            wait_kind=kind,
+            wait_target=target,
+            wait_topic=topic,
+        )
+    )
+    if not rows:
+        yield from explain_unwritten(ctx, 0, kind, kind)
+        return
+    if rows[0][0]:
+        ctx.engine.parked(ctx, wake_at)
+        raise Parked(ctx.workflow_id)
+
+
+def wait_until(ctx: WorkflowContext, wake_at: datetime) -> Protocol[None]:
+    """Block in place until ``wake_at`` (short waits) or park until then (long ones)."""
+    cancel_key = (f"c:{ctx.workflow_id}",)
+    while True:
+        remaining = (wake_at - now()).total_seconds()
+        if remaining <= 0:
+            return
+        if remaining > ctx.engine.park_after:
+            yield from park(ctx, wake_at, "sleep")
+        since = yield Watch(cancel_key)
+        yield from guard(ctx)
+        yield Wait(cancel_key, since, remaining)
+        yield from guard(ctx)
+
+
+def sleep(ctx: WorkflowContext, position: int, seconds: float) -> Protocol[None]:
+    """Durable sleep: the wake-up time is recorded first, so a restart sleeps only the rest."""
+    rec = ctx.recorded.get(position)
+    if rec is not None:
+        check_recorded(ctx, rec, "sleep", "sleep")
+        wake_at = datetime.fromisoformat(rec.output)
+    else:
+        yield from guard(ctx)
+        started = now()
+        wake_at = started + timedelta(seconds=seconds)
+        yield from record(
+            ctx, position, "sleep", "sleep", started, output=json.dumps(wake_at.isoformat())
+        )
+    yield from wait_until(ctx, wake_at)
+
+
+def durable_deadline(ctx: WorkflowContext, position: int, timeout: float) -> Protocol[datetime]:
+    """The deadline of the wait at ``position``: stored on first wait, reused on replay."""
+    rows = yield Write(
+        ctx.engine.statements.wait_deadline(
+            workflow_id=ctx.workflow_id,
+            epoch=ctx.epoch,
+            step=position,
+            deadline=now() + timedelta(seconds=timeout),
+        )
+    )
+    if not rows:
+        yield from explain_unwritten(ctx, position, "wait", "wait")
+    deadline: datetime = rows[0][0]
+    return deadline
+
+
+def recv(ctx: WorkflowContext, position: int, topic: str | None, timeout: float) -> Protocol[Any]:
+    """Consume the oldest unconsumed message of ``topic``; None after the durable timeout."""
+    name = "recv" if topic is None else f"recv:{topic}"
+    rec = ctx.recorded.get(position)
+    if rec is not None:
+        check_recorded(ctx, rec, "recv", name)
+        return None if rec.output.get("timeout") else rec.output["message"]
+    started = now()
+    keys = (f"m:{ctx.workflow_id}", f"c:{ctx.workflow_id}")
+    deadline: datetime | None = None
+    while True:
+        yield from guard(ctx)
+        since = yield Watch(keys)
+        rows = yield Write(
+            ctx.engine.statements.consume_message(
+                workflow_id=ctx.workflow_id,
+                epoch=ctx.epoch,
+                step=position,
+                name=name,
+                topic=topic,
+                started_at=started,
+            )
+        )
+        owned, recorded, output = rows[0]
+        if not owned:
+            yield from explain_unwritten(ctx, position, "recv", name)
+        if recorded:
+            return output["message"]
+        if deadline is None:
+            deadline = yield from durable_deadline(ctx, position, timeout)
+        remaining = (deadline - now()).total_seconds()
+        if remaining <= 0:
+            yield from record(ctx, position, name, "recv", started, output=_TIMED_OUT)
+            return None
+        if remaining > ctx.engine.park_after:
+            yield from park(ctx, deadline, "recv", topic=topic)
+            continue  # a message arrived meanwhile: consume it
+        yield Wait(keys, since, min(remaining, POLL_INTERVAL))
+
+
+def send(
+    ctx: WorkflowContext,
+    position: int,
+    workflow_id: str,
+    value: str,
+    topic: str | None,
+    idempotency_key: str | None,
+) -> Protocol[None]:
+    """Send a message from a workflow: recorded as its operation, delivered exactly once."""
+    name = f"send:{workflow_id}"
+    rec = ctx.recorded.get(position)
+    if rec is not None:
+        check_recorded(ctx, rec, "send", name)
+        return
+    yield from guard(ctx)
+    rows = yield Write(
+        ctx.engine.statements.send_from_workflow(
+            sender_id=ctx.workflow_id,
+            epoch=ctx.epoch,
+            step=position,
+            name=name,
+            started_at=now(),
+            workflow_id=workflow_id,
+            topic=topic,
+            value=value,
+            idempotency_key=idempotency_key or f"{ctx.workflow_id}:{position}",
+        )
+    )
+    owned, exists, recorded, _notified, _woken = rows[0]
+    if not owned:
+        yield from explain_unwritten(ctx, position, "send", name)
+    if not exists:
+        raise WorkflowNotFound(workflow_id)
+    if not recorded:
+        yield from explain_unwritten(ctx, position, "send", name)
+
+
+def send_outside(
+    engine: Engine,
+    workflow_id: str,
+    value: str,
+    topic: str | None,
+    idempotency_key: str | None,
+) -> Protocol[None]:
+    """Send a message from outside any workflow (the same key delivers once)."""
+    rows = yield Write(
+        engine.statements.send_message(
+            workflow_id=workflow_id, topic=topic, value=value, idempotency_key=idempotency_key
+        )
+    )
+    if not rows[0][0]:
+        raise WorkflowNotFound(workflow_id)
+
+
+def set_event(
+    ctx: WorkflowContext, position: int, key: str, value: str, *, in_step: bool
+) -> Protocol[None]:
+    """Set an event's latest value; from a workflow it is an operation of its own."""
+    if not in_step:
+        rec = ctx.recorded.get(position)
+        if rec is not None:
+            check_recorded(ctx, rec, "set_event", key)
+            return
+        yield from guard(ctx)
+    rows = yield Write(
+        ctx.engine.statements.set_event(
+            workflow_id=ctx.workflow_id,
+            epoch=ctx.epoch,
+            step=position,
+            key=key,
+            value=value,
+            started_at=now(),
+            step_op=not in_step,
+        )
+    )
+    owned, recorded = rows[0][0], rows[0][1]
+    if not owned or (not in_step and not recorded):
+        yield from explain_unwritten(ctx, position, "set_event", key)
+
+
+def read_event(engine: Engine, workflow_id: str, key: str) -> Protocol[tuple[bool, Any]]:
+    rows = yield Read(engine.statements.get_event(workflow_id, key))
+    return (True, rows[0][0]) if rows else (False, None)
+
+
+def get_event_outside(engine: Engine, workflow_id: str, key: str, timeout: float) -> Protocol[Any]:
+    """The latest value of an event, waiting up to ``timeout`` s for it to exist."""
+    keys = (f"e:{workflow_id}",)
+    deadline = now() + timedelta(seconds=timeout)
+    while True:
+        since = yield Watch(keys)
+        found, value = yield from read_event(engine, workflow_id, key)
+        if found:
+            return value
+        remaining = (deadline - now()).total_seconds()
+        if remaining <= 0:
+            return None
+        yield Wait(keys, since, min(remaining, POLL_INTERVAL))
+
+
+def get_event_in_workflow(
+    ctx: WorkflowContext, position: int, workflow_id: str, key: str, timeout: float
+) -> Protocol[Any]:
+    """get_event from a workflow: the value seen (or the timeout) is recorded for replay."""
+    name = f"get_event:{workflow_id}:{key}"
+    rec = ctx.recorded.get(position)
+    if rec is not None:
+        check_recorded(ctx, rec, "get_event", name)
+        return None if rec.output.get("timeout") else rec.output["value"]
+    started = now()
+    keys = (f"e:{workflow_id}", f"c:{ctx.workflow_id}")
+    deadline: datetime | None = None
+    while True:
+        yield from guard(ctx)
+        since = yield Watch(keys)
+        found, value = yield from read_event(ctx.engine, workflow_id, key)
+        if found:
+            output = json.dumps({"value": value})
+            yield from record(ctx, position, name, "get_event", started, output=output)
+            return value
+        if deadline is None:
+            deadline = yield from durable_deadline(ctx, position, timeout)
+        remaining = (deadline - now()).total_seconds()
+        if remaining <= 0:
+            yield from record(ctx, position, name, "get_event", started, output=_TIMED_OUT)
+            return None
+        if remaining > ctx.engine.park_after:
+            yield from park(ctx, deadline, "event", target=workflow_id, topic=key)
+            continue
+        yield Wait(keys, since, min(remaining, POLL_INTERVAL))
+
+
+def write_stream(
+    ctx: WorkflowContext, position: int, key: str, value: str | None, *, closed: bool
+) -> Protocol[None]:
+    """Append to (or close) a stream; the entry and the operation are one fenced write."""
+    kind = "close_stream" if closed else "write_stream"
+    rec = ctx.recorded.get(position)
+    if rec is not None:
+        check_recorded(ctx, rec, kind, key)
+        return
+    yield from guard(ctx)
+    rows = yield Write(
+        ctx.engine.statements.write_stream(
+            workflow_id=ctx.workflow_id,
+            epoch=ctx.epoch,
+            step=position,
+            key=key,
+            value=value,
+            closed=closed,
+            started_at=now(),
+        )
+    )
+    owned, recorded, _notified = rows[0]
+    if not owned or not recorded:
+        yield from explain_unwritten(ctx, position, kind, key)
+
+
+def next_stream_entries(
+    engine: Engine,
+    workflow_id: str,
+    key: str,
+    after: int,
+    skip: int,
+    deadline: datetime | None,
+    watching: bool,
+) -> Protocol[tuple[list[tuple[int, Any, bool]], bool]]:
+    """Wait for stream entries after ``after``; returns (entries, ended).
+
+    The stream has ended when a closing entry is read, or when the writing workflow is
+    finished (success, error or cancel) and nothing more is left to read.
+    """
+    keys = (f"s:{workflow_id}", f"d:{workflow_id}")
+    if not watching:
+        yield Write(engine.statements.watch(workflow_id))
+    while True:
+        since = yield Watch(keys)
+        rows = yield Read(engine.statements.read_stream(workflow_id, key, after, skip))
+        if rows:
+            return [(step, value, closed) for step, value, closed in rows], False
+        outcome = yield from read_outcome(engine, workflow_id)
+        if outcome is None:
+            raise WorkflowNotFound(workflow_id)
+        if Status(outcome[0]).is_final:
+            rows = yield Read(engine.statements.read_stream(workflow_id, key, after, skip))
+            return [(step, value, closed) for step, value, closed in rows], True
+        remaining = POLL_INTERVAL
+        if deadline is not None:
+            remaining = min(remaining, (deadline - now()).total_seconds())
+            if remaining <= 0:
+                return [], True
+        yield Wait(keys, since, remaining)
+
+
+def first_finished(
+    engine: Engine, workflow_ids: list[str], deadline: datetime | None
+) -> Protocol[str | None]:
+    """The first of several workflows to finish (None at the deadline)."""
+    keys = tuple(f"d:{wid}" for wid in workflow_ids)
+    for wid in workflow_ids:
+        yield Write(engine.statements.watch(wid))
+    while True:
+        since = yield Watch(keys)
+        for wid in workflow_ids:
+            outcome = yield from read_outcome(engine, wid)
+            if outcome is None:
+                raise WorkflowNotFound(wid)
+            if Status(outcome[0]).is_final:
+                return wid
+        remaining = POLL_INTERVAL
+        if deadline is not None:
+            remaining = min(remaining, (deadline - now()).total_seconds())
+            if remaining <= 0:
+                return None
+        yield Wait(keys, since, remaining)

@@ -1,0 +1,210 @@
+"""The background loop of an executor: heartbeat, recovery, takeover, wake-ups, timeouts,
+and the LISTEN connection that turns database notifications into local wake-ups.
+
+It is one task on the runtime loop, with a bounded number of queries per second
+whatever the number of workflows: idle, it sends a heartbeat every lease/3 and one
+scan every ``poll_interval``; notifications and local timers bring scans forward.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import random
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from durably import codec as codec_module
+from durably.execution.context import WorkflowContext
+from durably.execution.effects import drive_async
+from durably.execution.protocol import load_recorded
+from durably.status import Status
+from durably.store.database import AsyncDatabase
+
+if TYPE_CHECKING:
+    from durably.runtime.engine import Engine
+
+log = logging.getLogger("durably")
+BATCH = 100
+
+
+class Keeper:
+    """Owns the executor's background duties; runs on the engine's runtime loop."""
+
+    def __init__(self, engine: Engine, poll_interval: float) -> None:
+        self.engine = engine
+        self.poll_interval = poll_interval
+        self._stopping = asyncio.Event()
+        self._kick = asyncio.Event()
+        self._timers: list[float] = []  # monotonic times of local parked wake-ups
+        self._listener: asyncio.Task[None] | None = None
+
+    # ---------------------------------------------------------------- control
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._kick.set()
+
+    def kick(self) -> None:
+        """Run the wake-up scan soon (a message or event may have woken a workflow)."""
+        self._kick.set()
+
+    def wake_at(self, when: datetime) -> None:
+        """Scan for due parked workflows at ``when`` (a workflow parked here until then)."""
+        delay = (when - datetime.now(UTC)).total_seconds()
+        heapq.heappush(self._timers, time.monotonic() + max(0.0, delay))
+        self._kick.set()
+
+    # ---------------------------------------------------------------- loop
+
+    async def run(self, ready: asyncio.Future[None] | Any) -> None:
+        engine = self.engine
+        try:
+            adb = await engine.async_db()
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+            await self._claim(adb, "own")
+        except BaseException as exc:
+            ready.set_exception(exc)
+            raise
+        ready.set_result(None)
+        beat_every = engine.lease / 3
+        next_beat = time.monotonic() + beat_every
+        next_scan = time.monotonic()
+        next_claim = time.monotonic() + engine.lease / 2
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            kicked = self._kick.is_set()
+            self._kick.clear()
+            try:
+                if now >= next_beat:
+                    await adb.run(engine.heartbeat_statement())
+                    next_beat = now + beat_every
+                if now >= next_claim:
+                    await self._claim(adb, "expired")
+                    await self._claim(adb, "orphaned")
+                    next_claim = now + engine.lease / 2 * random.uniform(0.5, 1.0)
+                due_timer = bool(self._timers) and self._timers[0] <= now
+                if kicked or due_timer or now >= next_scan:
+                    while self._timers and self._timers[0] <= now:
+                        heapq.heappop(self._timers)
+                    await self._wake(adb)
+                    await adb.run(engine.statements.cancel_expired())
+                    next_scan = now + self.poll_interval * random.uniform(0.8, 1.0)
+            except Exception:
+                log.warning("durably executor loop: database call failed; retrying", exc_info=True)
+                next_beat = min(next_beat, now + 1.0)
+                next_scan = now + 1.0
+            wake = min(next_beat, next_claim, next_scan)
+            if self._timers:
+                wake = min(wake, self._timers[0])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), max(0.0, wake - time.monotonic()))
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(BaseException):
+                await self._listener
+
+    # ---------------------------------------------------------------- claims
+
+    async def _claim(self, adb: AsyncDatabase, which: str) -> None:
+        """Claim and run unfinished workflows: this executor's own (on launch), those of
+        expired executors, or its orphans (owned, PENDING, not running here: left by a
+        database outage or a failed recovery)."""
+        engine = self.engine
+        names = list(engine.registry)
+        if not names:
+            return
+        while True:
+            if which == "own":
+                statement = engine.statements.claim_own(engine.executor_id, names, BATCH)
+            elif which == "orphaned":
+                statement = engine.statements.claim_own(
+                    engine.executor_id,
+                    names,
+                    BATCH,
+                    active=engine.active_ids(),
+                    min_age=engine.lease,
+                )
+            else:
+                statement = engine.statements.take_over(engine.executor_id, names, BATCH)
+            rows = await adb.write(statement)
+            for row in rows:
+                await self._resume(adb, row, recovering=True)
+            if len(rows) < BATCH:
+                return
+
+    async def _wake(self, adb: AsyncDatabase) -> None:
+        """Claim parked workflows that are due, and replay them here."""
+        engine = self.engine
+        names = list(engine.registry)
+        if not names:
+            return
+        while True:
+            rows = await adb.write(engine.statements.wake_due(engine.executor_id, names, BATCH))
+            for row in rows:
+                await self._resume(adb, row, recovering=False)
+            if len(rows) < BATCH:
+                return
+
+    async def _resume(self, adb: AsyncDatabase, row: tuple[Any, ...], *, recovering: bool) -> None:
+        engine = self.engine
+        workflow_id, name, status, inputs, epoch, _codec, attempts, deadline = row
+        if status == Status.DEAD_LETTER:
+            log.error(
+                "workflow %s (%s) dead-lettered after %d recovery attempts",
+                workflow_id,
+                name,
+                attempts - 1,
+            )
+            return
+        spec = engine.registry[name]
+        try:
+            args, kwargs = codec_module.load_args(engine.codec, inputs, spec.fn)
+            recorded = await drive_async(engine, load_recorded(engine, workflow_id))
+        except Exception:
+            log.exception("cannot resume workflow %s (%s)", workflow_id, name)
+            return
+        if recovering:
+            log.info("recovering workflow %s (%s), attempt %d", workflow_id, name, attempts)
+        ctx = WorkflowContext(engine, workflow_id, name, int(epoch), recorded, deadline)
+        engine.run_in_background(ctx, spec, args, kwargs)
+
+    # ---------------------------------------------------------------- notifications
+
+    async def _listen(self) -> None:
+        """LISTEN on the schema's channel; reconnect with back-off when the link drops."""
+        engine = self.engine
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(engine.db.url, autocommit=True)
+                async with conn:
+                    await conn.execute(
+                        sql.SQL("LISTEN {}").format(sql.Identifier(engine.statements.channel))
+                    )
+                    delay = 0.5
+                    # Anything sent while we were not listening: scan now.
+                    self.kick()
+                    async for notice in conn.notifies():
+                        self._dispatch(notice.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("durably: notification listener lost (%s); reconnecting", exc)
+                await asyncio.sleep(delay)
+                delay = min(10.0, delay * 2)
+
+    def _dispatch(self, payload: str) -> None:
+        engine = self.engine
+        engine.notifier.publish(payload)
+        kind, _, workflow_id = payload.partition(":")
+        if kind in ("m", "e", "w"):
+            self.kick()
+        elif kind == "c":
+            engine.cancel_local(workflow_id)
