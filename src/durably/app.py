@@ -13,6 +13,7 @@ from durably.control import Control
 from durably.errors import ConfigurationError
 from durably.execution.specs import StepSpec, WorkflowSpec
 from durably.runtime.engine import Engine
+from durably.scheduling import Scheduling
 from durably.store.database import Database
 from durably.workflow import Step, Workflow, step_name
 
@@ -22,7 +23,7 @@ R = TypeVar("R")
 DEFAULT_LEASE = 15.0
 
 
-class App(Control):
+class App(Control, Scheduling):
     """A durably application: its workflows and steps, bound to one Postgres schema.
 
     ``url`` is a PostgreSQL URL; without one, ``$DURABLY_DATABASE_URL`` is used, else an
@@ -188,6 +189,7 @@ class App(Control):
             poll_interval=self.poll_interval,
             on_release=release,
         )
+        engine.scheduler = self._make_scheduler(engine)
         atexit.register(self._at_exit)
         return engine
 

@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from typing import Protocol as Protocol_
 
 from durably import codec as codec_module
 from durably.errors import (
@@ -43,6 +44,15 @@ from durably.store.database import AsyncDatabase, Database
 from durably.store.statements import Statement, Statements
 
 log = logging.getLogger("durably")
+
+
+class SchedulerHook(Protocol_):
+    """What the keeper needs of a scheduler: run due ticks, say when the next one is."""
+
+    async def tick(self, adb: AsyncDatabase) -> float:
+        """Start every due tick; return the monotonic time of the next check."""
+        ...
+
 
 # Outcomes that mean "not finished here": wait for the recorded outcome instead.
 NOT_HERE = (LostOwnership, Parked)
@@ -74,6 +84,8 @@ class Engine:
         self.registry = registry
         self.park_after = park_after
         self.notifier = Notifier()
+        # Set by the app when it has schedules: ticks run in the keeper's loop.
+        self.scheduler: SchedulerHook | None = None
         self._poll_interval = poll_interval
         self._on_release = on_release
         self._threads = DaemonPool(max_threads)

@@ -77,6 +77,7 @@ class Keeper:
         next_beat = time.monotonic() + beat_every
         next_scan = time.monotonic()
         next_claim = time.monotonic() + engine.lease / 2
+        next_tick = time.monotonic()
         while not self._stopping.is_set():
             now = time.monotonic()
             kicked = self._kick.is_set()
@@ -96,11 +97,15 @@ class Keeper:
                     await self._wake(adb)
                     await adb.run(engine.statements.cancel_expired())
                     next_scan = now + self.poll_interval * random.uniform(0.8, 1.0)
+                if engine.scheduler is not None and now >= next_tick:
+                    next_tick = await engine.scheduler.tick(adb)
             except Exception:
                 log.warning("durably executor loop: database call failed; retrying", exc_info=True)
                 next_beat = min(next_beat, now + 1.0)
                 next_scan = now + 1.0
             wake = min(next_beat, next_claim, next_scan)
+            if engine.scheduler is not None:
+                wake = min(wake, next_tick)
             if self._timers:
                 wake = min(wake, self._timers[0])
             with contextlib.suppress(TimeoutError):

@@ -13,10 +13,18 @@ _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 @functools.cache
 def _blocks() -> dict[str, str]:
-    text = resources.files("durably.store").joinpath("queries.sql").read_text("utf-8")
-    parts = _NAME.split(text)
-    # parts = [preamble, name1, body1, name2, body2, ...]
-    return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts), 2)}
+    """Every named statement of every .sql file beside this module (one file a topic)."""
+    blocks: dict[str, str] = {}
+    for entry in sorted(resources.files("durably.store").iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        parts = _NAME.split(entry.read_text("utf-8"))
+        # parts = [preamble, name1, body1, name2, body2, ...]
+        for i in range(1, len(parts), 2):
+            if parts[i] in blocks:
+                raise RuntimeError(f"statement {parts[i]!r} is defined twice ({entry.name})")
+            blocks[parts[i]] = parts[i + 1].strip()
+    return blocks
 
 
 def render(template: str, schema: str, **fragments: str) -> str:
