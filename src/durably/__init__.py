@@ -10,6 +10,7 @@ from durably.codec import Codec, JsonCodec, PickleCodec
 from durably.errors import (
     ConfigurationError,
     DatabaseUnavailable,
+    DuplicateWorkflow,
     DurablyError,
     InvalidArgument,
     LostOwnership,
@@ -39,6 +40,7 @@ from durably.operations import (
     write_stream,
     write_stream_async,
 )
+from durably.queues import Queue
 from durably.status import Status
 from durably.workflow import Step, Workflow, WorkflowHandle
 
@@ -47,6 +49,7 @@ __all__ = [
     "Codec",
     "ConfigurationError",
     "DatabaseUnavailable",
+    "DuplicateWorkflow",
     "DurablyError",
     "InvalidArgument",
     "JsonCodec",
@@ -54,6 +57,7 @@ __all__ = [
     "NonDeterminismError",
     "NotInWorkflow",
     "PickleCodec",
+    "Queue",
     "RecordedError",
     "ResultTimeout",
     "Status",

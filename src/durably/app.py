@@ -5,16 +5,18 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ParamSpec, TypeVar, overload
 
 from durably import codec as codec_module
 from durably.control import Control
 from durably.errors import ConfigurationError
 from durably.execution.specs import StepSpec, WorkflowSpec
+from durably.queues import Queue, QueueSpec
 from durably.runtime.engine import Engine
 from durably.scheduling import Scheduling
 from durably.store.database import Database
+from durably.store.statements import Statement
 from durably.workflow import Step, Workflow, step_name
 
 P = ParamSpec("P")
@@ -68,6 +70,7 @@ class App(Control, Scheduling):
         self.lease = float(lease)
         self._max_threads = max_threads
         self._registry: dict[str, WorkflowSpec] = {}
+        self._queues: dict[str, QueueSpec] = {}
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
 
@@ -187,8 +190,11 @@ class App(Control, Scheduling):
             max_threads=self._max_threads,
             park_after=self.park_after,
             poll_interval=self.poll_interval,
+            queues=self._queues,
             on_release=release,
         )
+        for spec in self._queues.values():
+            db.run(_declare(db, spec))
         engine.scheduler = self._make_scheduler(engine)
         atexit.register(self._at_exit)
         return engine
@@ -203,10 +209,54 @@ class App(Control, Scheduling):
         """This process's executor ID (its workflows are recovered under it)."""
         return self.engine.executor_id
 
-    def launch(self) -> None:
+    def launch(self, *, queues: Sequence[str] | None = None) -> None:
         """Start this process's executor: heartbeat, recover its own unfinished workflows,
-        and take over those of executors whose lease expired."""
-        self.engine.launch()
+        take over those of executors whose lease expired, and claim queued work (from
+        ``queues`` only, when given; from every queue of the app otherwise)."""
+        engine = self.engine
+        if queues is not None:
+            unknown = [q for q in queues if q not in self._queues]
+            if unknown:
+                raise ConfigurationError(
+                    f"cannot listen to undeclared queue(s) {unknown}; declare them with "
+                    f"app.queue(...) first"
+                )
+            engine.listen_queues = frozenset(queues)
+        engine.launch()
+
+    # ------------------------------------------------------------- queues
+
+    def queue(
+        self,
+        name: str,
+        concurrency: int | None = None,
+        worker_concurrency: int | None = None,
+        rate_limit: tuple[int, float] | None = None,
+        priority: bool = False,
+        partition_concurrency: int | None = None,
+    ) -> Queue:
+        """Declare a queue. Its limits hold across every worker on every machine:
+        ``concurrency`` running at once, ``worker_concurrency`` per worker process,
+        ``rate_limit=(n, seconds)`` starts per window, ``partition_concurrency`` per
+        partition key; ``priority=True`` accepts priorities (lower runs first)."""
+        spec = QueueSpec(
+            name,
+            concurrency=concurrency,
+            worker_concurrency=worker_concurrency,
+            rate_limit=rate_limit,
+            priority=priority,
+            partition_concurrency=partition_concurrency,
+        )
+        existing = self._queues.get(name)
+        if existing is not None and existing != spec:
+            raise ConfigurationError(
+                f"queue {name!r} is already declared on this app with other settings"
+            )
+        self._queues[name] = spec
+        engine = self._engine
+        if engine is not None:
+            engine.db.run(_declare(engine.db, spec))
+        return Queue(self, spec)
 
     def shutdown(self, grace: float = 10.0) -> None:
         """Stop background work, waiting up to ``grace`` s for running workflows."""
@@ -222,6 +272,19 @@ class App(Control, Scheduling):
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+def _declare(db: Database, spec: QueueSpec) -> Statement:
+    rate, period = spec.rate_limit if spec.rate_limit is not None else (None, None)
+    return db.queue_statements.declare_queue(
+        name=spec.name,
+        concurrency=spec.concurrency,
+        worker_concurrency=spec.worker_concurrency,
+        rate_limit=rate,
+        rate_period=period,
+        priority=spec.priority,
+        partition_concurrency=spec.partition_concurrency,
+    )
 
 
 def _check_callable(fn: object, what: str) -> None:

@@ -15,6 +15,7 @@ from durably.errors import InvalidArgument, WorkflowNotFound
 from durably.execution.context import active_workflow
 from durably.execution.effects import Protocol, Read, Write, drive_async, drive_sync
 from durably.execution.protocol import now, read_outcome
+from durably.execution.queueing import set_delay
 from durably.execution.specs import WorkflowSpec
 from durably.execution.waits import (
     check_key,
@@ -300,6 +301,17 @@ class Control:
         handle = yield from self._handle(workflow_id)
         yield Write(self.engine.statements.resume(workflow_id))
         return handle
+
+    def set_delay(self, workflow_id: str, delay: float | datetime) -> bool:
+        """Change when a queued, waiting workflow may start (seconds from now, or an
+        aware datetime); False if it already started."""
+        check_workflow_id(workflow_id)
+        return drive_sync(self.engine, set_delay(self.engine, workflow_id, delay))
+
+    async def set_delay_async(self, workflow_id: str, delay: float | datetime) -> bool:
+        """Async twin of ``set_delay``."""
+        check_workflow_id(workflow_id)
+        return await drive_async(self.engine, set_delay(self.engine, workflow_id, delay))
 
     def fork(
         self, workflow_id: str, from_step: int, *, new_id: str | None = None

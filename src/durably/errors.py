@@ -48,6 +48,23 @@ class WorkflowNotFound(DurablyError, LookupError):
         self.workflow_id = workflow_id
 
 
+class DuplicateWorkflow(DurablyError):
+    """A queue already holds an active workflow with the same deduplication key."""
+
+    def __init__(self, queue: str, dedup_key: str, holder: str) -> None:
+        self._set(
+            f"queue {queue!r} already has an active workflow with dedup_key {dedup_key!r} "
+            f"(workflow {holder!r}); wait for it to finish, or pass "
+            f"if_duplicate='existing' to get its handle",
+            queue,
+            dedup_key,
+            holder,
+        )
+        self.queue = queue
+        self.dedup_key = dedup_key
+        self.holder = holder
+
+
 class WorkflowConflict(DurablyError):
     """A workflow ID is already used by a different workflow function."""
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
 
 from durably.errors import InvalidArgument
 
 MAX_ID_LENGTH = 512
+MAX_PRIORITY = 2**31 - 1
+IfDuplicate = Literal["raise", "existing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +19,12 @@ class WorkflowOptions:
 
     id: str | None = None
     timeout: float | None = None
+    queue: str | None = None
+    priority: int | None = None
+    dedup_key: str | None = None
+    partition_key: str | None = None
+    delay: float | datetime | None = None
+    if_duplicate: IfDuplicate = "raise"
 
     def validate(self) -> None:
         if self.id is not None:
@@ -26,6 +36,25 @@ class WorkflowOptions:
         ):
             raise InvalidArgument(
                 f"timeout must be a positive number of seconds, got {self.timeout!r}"
+            )
+        queued = (self.priority, self.dedup_key, self.partition_key, self.delay)
+        if self.queue is None and any(v is not None for v in queued):
+            raise InvalidArgument(
+                "priority, dedup_key, partition_key and delay apply to queued work: "
+                "give queue=... too"
+            )
+        if self.queue is not None:
+            check_name(self.queue, "queue")
+        if self.priority is not None:
+            check_priority(self.priority)
+        for label, key in (("dedup_key", self.dedup_key), ("partition_key", self.partition_key)):
+            if key is not None:
+                check_name(key, label)
+        if self.delay is not None:
+            delay_until(self.delay)
+        if self.if_duplicate not in ("raise", "existing"):
+            raise InvalidArgument(
+                f"if_duplicate must be 'raise' or 'existing', got {self.if_duplicate!r}"
             )
 
 
@@ -40,3 +69,38 @@ def check_workflow_id(workflow_id: object) -> str:
     if "\x00" in workflow_id:
         raise InvalidArgument("a workflow id cannot contain NUL characters")
     return workflow_id
+
+
+def check_name(value: object, what: str) -> str:
+    """Queue names and keys: non-empty strings without NUL characters."""
+    if not isinstance(value, str) or not value or "\x00" in value or len(value) > MAX_ID_LENGTH:
+        raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
+def check_priority(priority: object) -> int:
+    """Priorities are integers 1..2**31-1; lower runs first."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidArgument(f"priority must be an integer, got {type(priority).__name__}")
+    if not 1 <= priority <= MAX_PRIORITY:
+        raise InvalidArgument(
+            f"priority must be between 1 and {MAX_PRIORITY} (lower runs first), got {priority}"
+        )
+    return priority
+
+
+def delay_until(delay: object) -> datetime:
+    """A delay in seconds from now, or an absolute time (timezone-aware)."""
+    from durably.execution.protocol import now
+
+    if isinstance(delay, datetime):
+        if delay.tzinfo is None:
+            raise InvalidArgument(
+                "delay as a datetime must be timezone-aware (e.g. datetime.now(UTC) + ...)"
+            )
+        return delay
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not delay >= 0:
+        raise InvalidArgument(
+            f"delay must be a number of seconds >= 0 or an aware datetime, got {delay!r}"
+        )
+    return now() + timedelta(seconds=delay)

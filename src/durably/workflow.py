@@ -6,6 +6,7 @@ import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from durably import codec as codec_module
@@ -13,8 +14,9 @@ from durably.errors import InvalidArgument, WorkflowNotFound
 from durably.execution.context import WorkflowContext, active_workflow
 from durably.execution.effects import Protocol, drive_async, drive_sync
 from durably.execution.protocol import Started, read_outcome, run_step, start_child, start_top
+from durably.execution.queueing import enqueue, enqueue_child
 from durably.execution.specs import StepSpec, WorkflowSpec
-from durably.options import WorkflowOptions
+from durably.options import IfDuplicate, WorkflowOptions
 from durably.runtime.engine import NOT_HERE
 from durably.status import Status
 
@@ -87,11 +89,29 @@ class Workflow(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<durably workflow {self.spec.name!r}>"
 
-    def options(self, *, id: str | None = None, timeout: float | None = None) -> Workflow[P, R]:
-        """This workflow with options for the next call: a workflow ID (idempotency key)."""
-        options = replace(self._options, id=id if id is not None else self._options.id)
-        if timeout is not None:
-            options = replace(options, timeout=timeout)
+    def options(
+        self,
+        *,
+        id: str | None = None,
+        timeout: float | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        dedup_key: str | None = None,
+        partition_key: str | None = None,
+        delay: float | datetime | None = None,
+        if_duplicate: IfDuplicate | None = None,
+    ) -> Workflow[P, R]:
+        """This workflow with options for the next start: ``id`` (an idempotency key),
+        ``timeout`` (seconds, absolute once started), and for queued work ``queue``,
+        ``priority`` (1..2**31-1, lower first), ``dedup_key``, ``partition_key``,
+        ``delay`` (seconds or an aware datetime) and ``if_duplicate`` ('raise' or
+        'existing')."""
+        given: dict[str, Any] = {
+            "id": id, "timeout": timeout, "queue": queue, "priority": priority,
+            "dedup_key": dedup_key, "partition_key": partition_key, "delay": delay,
+            "if_duplicate": if_duplicate,
+        }  # fmt: skip
+        options = replace(self._options, **{k: v for k, v in given.items() if v is not None})
         options.validate()
         return Workflow(self._app, self.spec, options)
 
@@ -168,8 +188,11 @@ class Workflow(Generic[P, R]):
         engine = self._app.engine
         engine.ensure_launched()
         parent = active_workflow()
+        options = self._options
         if parent is not None and parent.engine is engine:
             position = parent.take_step()
+            if options.queue is not None:
+                return engine, enqueue_child(parent, position, self.spec, options, args, kwargs)
             return engine, start_child(
                 parent,
                 position,
@@ -182,7 +205,9 @@ class Workflow(Generic[P, R]):
         workflow_id = self._options.id if self._options.id is not None else str(uuid.uuid4())
         # Encoding happens here, before anything is written: bad input changes nothing.
         inputs = codec_module.dumps_args(engine.codec, args, kwargs)
-        return engine, start_top(engine, self.spec, workflow_id, inputs, self._options.timeout)
+        if options.queue is not None:
+            return engine, enqueue(engine, self.spec, options, workflow_id, inputs)
+        return engine, start_top(engine, self.spec, workflow_id, inputs, options.timeout)
 
 
 class Step(Generic[P, R]):

@@ -75,7 +75,14 @@ class Wait:
     seconds: float
 
 
-Effect = Call | Sleep | Write | Read | Watch | Wait
+@dataclass(frozen=True, slots=True)
+class Atomic:
+    """Run statements in one transaction; the result is the last statement's."""
+
+    statements: tuple[Statement, ...]
+
+
+Effect = Call | Sleep | Write | Read | Watch | Wait | Atomic
 Protocol = Generator[Effect, Any, T]
 
 
@@ -111,6 +118,11 @@ def drive_sync(engine: Engine, gen: Protocol[T]) -> T:
                 send = engine.notifier.generation(*effect.keys)
             elif type(effect) is Wait:
                 send = engine.notifier.wait(effect.keys, effect.since, effect.seconds)
+            elif type(effect) is Atomic:
+                try:
+                    send = engine.db.run_transaction(effect.statements)
+                except psycopg.OperationalError as exc:
+                    send = _retry_sync(engine.db.run_transaction, effect.statements, exc)
             elif type(effect) is Sleep:
                 time.sleep(effect.seconds)
         except BaseException as exc:
@@ -151,6 +163,11 @@ async def drive_async(engine: Engine, gen: Protocol[T]) -> T:
                 send = engine.notifier.generation(*effect.keys)
             elif type(effect) is Wait:
                 send = await engine.notifier.wait_async(effect.keys, effect.since, effect.seconds)
+            elif type(effect) is Atomic:
+                try:
+                    send = await db.run_transaction(effect.statements)
+                except psycopg.OperationalError as exc:
+                    send = await _retry_async(db.run_transaction, effect.statements, exc)
             elif type(effect) is Sleep:
                 await asyncio.sleep(effect.seconds)
         except BaseException as exc:
@@ -171,7 +188,7 @@ def _unavailable(first: BaseException, last: BaseException) -> DatabaseUnavailab
     )
 
 
-def _retry_sync(run: Callable[[Statement], Any], statement: Statement, first: Exception) -> Any:
+def _retry_sync(run: Callable[[Any], Any], statement: Any, first: Exception) -> Any:
     last: Exception = first
     for delay in RETRY_DELAYS:
         log.warning("database call failed (%s); retrying in %.2f s", last, delay)
@@ -184,7 +201,7 @@ def _retry_sync(run: Callable[[Statement], Any], statement: Statement, first: Ex
 
 
 async def _retry_async(
-    run: Callable[[Statement], Awaitable[Any]], statement: Statement, first: Exception
+    run: Callable[[Any], Awaitable[Any]], statement: Any, first: Exception
 ) -> Any:
     last: Exception = first
     for delay in RETRY_DELAYS:

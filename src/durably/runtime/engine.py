@@ -20,7 +20,7 @@ import uuid
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from typing import Protocol as Protocol_
 
 from durably import codec as codec_module
@@ -39,6 +39,9 @@ from durably.execution.waits import POLL_INTERVAL
 from durably.runtime.keeper import Keeper
 from durably.runtime.notifier import Notifier
 from durably.runtime.threads import DaemonPool
+
+if TYPE_CHECKING:
+    from durably.queues import QueueSpec
 from durably.status import Status
 from durably.store.database import AsyncDatabase, Database
 from durably.store.statements import Statement, Statements
@@ -73,6 +76,7 @@ class Engine:
         max_threads: int,
         park_after: float,
         poll_interval: float,
+        queues: dict[str, QueueSpec] | None = None,
         on_release: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
@@ -82,6 +86,10 @@ class Engine:
         self.codec = codec
         self.lease = lease
         self.registry = registry
+        self.queues: dict[str, QueueSpec] = queues if queues is not None else {}
+        # Queues this process claims from (None: every queue of the app).
+        self.listen_queues: frozenset[str] | None = None
+        self.queue_statements = db.queue_statements
         self.park_after = park_after
         self.notifier = Notifier()
         # Set by the app when it has schedules: ticks run in the keeper's loop.
@@ -218,6 +226,12 @@ class Engine:
         if wake_at is not None and keeper is not None and loop is not None:
             loop.call_soon_threadsafe(keeper.wake_at, wake_at)
 
+    def queue_due_at(self, queue: str, when: datetime) -> None:
+        """Delayed work enqueued here comes due at ``when``: claim from the queue then."""
+        keeper, loop = self._keeper, self._loop
+        if keeper is not None and loop is not None:
+            loop.call_soon_threadsafe(keeper.wake_at, when, queue)
+
     def cancel_local(self, workflow_id: str) -> None:
         """A cancel reached this process: stop the workflow at its next durable call,
         and cancel its task at once if it is async."""
@@ -293,10 +307,10 @@ class Engine:
         spec: WorkflowSpec,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-    ) -> None:
-        """Start a workflow this executor owns without waiting for it."""
+    ) -> concurrent.futures.Future[Any] | None:
+        """Start a workflow this executor owns without waiting for it; returns its future."""
         if self._closed:
-            return  # shutting down: the executor row goes, and others take it over
+            return None  # shutting down: the executor row goes, and others take it over
         self.ensure_launched()
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         workflow_id = ctx.workflow_id
@@ -339,6 +353,7 @@ class Engine:
                     settle(result)
 
             self._threads.submit(job)
+        return future
 
     # ----------------------------------------------------------------- outcomes
 

@@ -9,6 +9,7 @@ scan every ``poll_interval``; notifications and local timers bring scans forward
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import heapq
 import logging
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("durably")
 BATCH = 100
+# Queued workflows one worker runs at once per queue when worker_concurrency is not set.
+LOCAL_QUEUE_CAPACITY = 100
 
 
 class Keeper:
@@ -42,8 +45,12 @@ class Keeper:
         self.poll_interval = poll_interval
         self._stopping = asyncio.Event()
         self._kick = asyncio.Event()
-        self._timers: list[float] = []  # monotonic times of local parked wake-ups
+        # (monotonic time, queue name or "" for the parked-workflow scan) of local timers
+        self._timers: list[tuple[float, str]] = []
         self._listener: asyncio.Task[None] | None = None
+        self._wake_due = True  # a message, event or resume may have woken a workflow
+        self._queues_due: set[str] = set(engine.queues)  # queues to claim from now
+        self._running: dict[str, int] = {}  # queued workflows running here, per queue
 
     # ---------------------------------------------------------------- control
 
@@ -53,12 +60,19 @@ class Keeper:
 
     def kick(self) -> None:
         """Run the wake-up scan soon (a message or event may have woken a workflow)."""
+        self._wake_due = True
         self._kick.set()
 
-    def wake_at(self, when: datetime) -> None:
-        """Scan for due parked workflows at ``when`` (a workflow parked here until then)."""
+    def kick_queue(self, name: str) -> None:
+        """Claim from ``name`` soon: work was enqueued, or a local slot freed."""
+        self._queues_due.add(name)
+        self._kick.set()
+
+    def wake_at(self, when: datetime, queue: str = "") -> None:
+        """At ``when``, scan for due parked workflows (a workflow parked here until then),
+        or claim from ``queue`` (delayed work enqueued here comes due)."""
         delay = (when - datetime.now(UTC)).total_seconds()
-        heapq.heappush(self._timers, time.monotonic() + max(0.0, delay))
+        heapq.heappush(self._timers, (time.monotonic() + max(0.0, delay), queue))
         self._kick.set()
 
     # ---------------------------------------------------------------- loop
@@ -80,8 +94,13 @@ class Keeper:
         next_tick = time.monotonic()
         while not self._stopping.is_set():
             now = time.monotonic()
-            kicked = self._kick.is_set()
             self._kick.clear()
+            while self._timers and self._timers[0][0] <= now:
+                _, queue = heapq.heappop(self._timers)
+                if queue:
+                    self._queues_due.add(queue)
+                else:
+                    self._wake_due = True
             try:
                 if now >= next_beat:
                     await adb.run(engine.heartbeat_statement())
@@ -90,12 +109,16 @@ class Keeper:
                     await self._claim(adb, "expired")
                     await self._claim(adb, "orphaned")
                     next_claim = now + engine.lease / 2 * random.uniform(0.5, 1.0)
-                due_timer = bool(self._timers) and self._timers[0] <= now
-                if kicked or due_timer or now >= next_scan:
-                    while self._timers and self._timers[0] <= now:
-                        heapq.heappop(self._timers)
+                if self._queues_due:
+                    due, self._queues_due = self._queues_due, set()
+                    await self._claim_queued(adb, due)
+                if self._wake_due or now >= next_scan:
+                    self._wake_due = False
                     await self._wake(adb)
+                if now >= next_scan:
                     await adb.run(engine.statements.cancel_expired())
+                    # The fallback for lost notifications and delayed work coming due.
+                    self._queues_due.update(engine.queues)
                     next_scan = now + self.poll_interval * random.uniform(0.8, 1.0)
                 if engine.scheduler is not None and now >= next_tick:
                     next_tick = await engine.scheduler.tick(adb)
@@ -107,7 +130,9 @@ class Keeper:
             if engine.scheduler is not None:
                 wake = min(wake, next_tick)
             if self._timers:
-                wake = min(wake, self._timers[0])
+                wake = min(wake, self._timers[0][0])
+            if self._queues_due or self._wake_due:
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), max(0.0, wake - time.monotonic()))
         if self._listener is not None:
@@ -157,7 +182,9 @@ class Keeper:
             if len(rows) < BATCH:
                 return
 
-    async def _resume(self, adb: AsyncDatabase, row: tuple[Any, ...], *, recovering: bool) -> None:
+    async def _resume(
+        self, adb: AsyncDatabase, row: tuple[Any, ...], *, recovering: bool, fresh: bool = False
+    ) -> concurrent.futures.Future[Any] | None:
         engine = self.engine
         workflow_id, name, status, inputs, epoch, _codec, attempts, deadline = row
         if status == Status.DEAD_LETTER:
@@ -167,18 +194,73 @@ class Keeper:
                 name,
                 attempts - 1,
             )
-            return
+            return None
         spec = engine.registry[name]
         try:
             args, kwargs = codec_module.load_args(engine.codec, inputs, spec.fn)
-            recorded = await drive_async(engine, load_recorded(engine, workflow_id))
+            # A workflow that never ran has nothing recorded: skip the read.
+            recorded = (
+                await drive_async(engine, load_recorded(engine, workflow_id))
+                if recovering or not fresh
+                else {}
+            )
         except Exception:
             log.exception("cannot resume workflow %s (%s)", workflow_id, name)
-            return
+            return None
         if recovering:
             log.info("recovering workflow %s (%s), attempt %d", workflow_id, name, attempts)
         ctx = WorkflowContext(engine, workflow_id, name, int(epoch), recorded, deadline)
-        engine.run_in_background(ctx, spec, args, kwargs)
+        return engine.run_in_background(ctx, spec, args, kwargs)
+
+    # ---------------------------------------------------------------- queues
+
+    async def _claim_queued(self, adb: AsyncDatabase, queues: set[str]) -> None:
+        """Claim queued work for this worker, within every limit, and run it here."""
+        engine = self.engine
+        names = list(engine.registry)
+        if not names:
+            return
+        for name in queues:
+            spec = engine.queues.get(name)
+            if spec is None or (
+                engine.listen_queues is not None and name not in engine.listen_queues
+            ):
+                continue
+            capacity = spec.worker_concurrency or LOCAL_QUEUE_CAPACITY
+            while (free := capacity - self._running.get(name, 0)) > 0:
+                want = min(free, BATCH)
+                claim = engine.queue_statements.claim_queued(
+                    queue=name,
+                    executor_id=engine.executor_id,
+                    names=names,
+                    want=want,
+                    partitioned=spec.partition_concurrency is not None,
+                )
+                if spec.serialised:
+                    lock = engine.queue_statements.lock_queue(name)
+                    rows = await adb.run_transaction((lock, claim))
+                else:
+                    rows = await adb.write(claim)
+                for row in rows:
+                    future = await self._resume(adb, row, recovering=False, fresh=True)
+                    if future is not None:
+                        self._track(name, future)
+                if len(rows) < want:
+                    break
+
+    def _track(self, name: str, future: concurrent.futures.Future[Any]) -> None:
+        """Count a claimed workflow against this worker's share until it ends."""
+        self._running[name] = self._running.get(name, 0) + 1
+        loop = asyncio.get_running_loop()
+
+        def done(_: object) -> None:
+            loop.call_soon_threadsafe(self._release, name)
+
+        future.add_done_callback(done)
+
+    def _release(self, name: str) -> None:
+        self._running[name] -= 1
+        self.kick_queue(name)
 
     # ---------------------------------------------------------------- notifications
 
@@ -213,3 +295,5 @@ class Keeper:
             self.kick()
         elif kind == "c":
             engine.cancel_local(workflow_id)
+        elif kind == "q":
+            self.kick_queue(workflow_id)  # here the payload names a queue

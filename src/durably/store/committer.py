@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -42,6 +43,24 @@ def run_sync(conn: psycopg.Connection[Any], statement: Statement) -> Result:
     """Run one statement in its own (autocommit) transaction."""
     cur = conn.execute(statement.sql, statement.params, prepare=True)
     return cur.fetchall() if statement.returns == "rows" else cur.rowcount
+
+
+def run_transaction_sync(conn: psycopg.Connection[Any], statements: Sequence[Statement]) -> Result:
+    """Run statements in one pipelined transaction; the last one's result is returned."""
+    with conn.pipeline(), conn.transaction():
+        cursors = [conn.execute(st.sql, st.params, prepare=True) for st in statements]
+    last, statement = cursors[-1], statements[-1]
+    return last.fetchall() if statement.returns == "rows" else last.rowcount
+
+
+async def run_transaction_async(
+    conn: psycopg.AsyncConnection[Any], statements: Sequence[Statement]
+) -> Result:
+    """Async twin of run_transaction_sync."""
+    async with conn.pipeline(), conn.transaction():
+        cursors = [await conn.execute(st.sql, st.params, prepare=True) for st in statements]
+    last, statement = cursors[-1], statements[-1]
+    return await last.fetchall() if statement.returns == "rows" else last.rowcount
 
 
 async def run_async(conn: psycopg.AsyncConnection[Any], statement: Statement) -> Result:

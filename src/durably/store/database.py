@@ -6,6 +6,7 @@ both run the same ``Statement`` objects, so no query logic exists twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -18,8 +19,11 @@ from durably.store.committer import (
     SyncCommitter,
     run_async,
     run_sync,
+    run_transaction_async,
+    run_transaction_sync,
 )
 from durably.store.migrate import migrate
+from durably.store.queue_statements import QueueStatements
 from durably.store.statements import Statement, Statements
 
 _CONNECT_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0}
@@ -32,6 +36,7 @@ class Database:
         self.url = url
         self.schema = schema
         self.statements = Statements(schema)
+        self.queue_statements = QueueStatements(schema, self.statements.channel)
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
                 migrate(conn, schema)
@@ -57,6 +62,11 @@ class Database:
     def write(self, statement: Statement) -> Result:
         """Run a write, sharing its commit with concurrent writes (group commit)."""
         return self._committer.submit(statement)
+
+    def run_transaction(self, statements: Sequence[Statement]) -> Result:
+        """Run statements in one transaction (one round trip); return the last's result."""
+        with self.pool.connection() as conn:
+            return run_transaction_sync(conn, statements)
 
     def close(self) -> None:
         self.pool.close()
@@ -90,6 +100,11 @@ class AsyncDatabase:
     async def write(self, statement: Statement) -> Result:
         """Run a write, sharing its commit with concurrent writes (group commit)."""
         return await self._committer.submit(statement)
+
+    async def run_transaction(self, statements: Sequence[Statement]) -> Result:
+        """Async twin of Database.run_transaction."""
+        async with self.pool.connection() as conn:
+            return await run_transaction_async(conn, statements)
 
     async def close(self) -> None:
         await self.pool.close()

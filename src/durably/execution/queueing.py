@@ -1,0 +1,150 @@
+"""Putting workflows on queues, written once: enqueue (top-level or from a workflow),
+debounce and delay changes. Claiming is the runtime's job (``runtime.dispatch``)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from durably import codec as codec_module
+from durably.errors import DuplicateWorkflow, InvalidArgument, WorkflowConflict
+from durably.execution.context import WorkflowContext
+from durably.execution.effects import Protocol, Read, Write
+from durably.execution.protocol import Started, check_recorded, guard, now, record
+from durably.execution.specs import WorkflowSpec
+from durably.options import WorkflowOptions, delay_until
+
+if TYPE_CHECKING:
+    from durably.runtime.engine import Engine
+
+
+def check_queue(engine: Engine, queue: str, priority: int | None) -> Protocol[None]:
+    """A queue must have been declared (here or by any app on this database)."""
+    spec = engine.queues.get(queue)
+    if spec is not None:
+        allows_priority = spec.priority
+    else:
+        rows = yield Read(engine.queue_statements.get_queue(queue))
+        if not rows:
+            raise InvalidArgument(
+                f"unknown queue {queue!r}: declare it with app.queue({queue!r}, ...) "
+                f"in the workers' code"
+            )
+        allows_priority = bool(rows[0][1])
+    if priority is not None and not allows_priority:
+        raise InvalidArgument(
+            f"queue {queue!r} was declared without priority=True; priorities are refused"
+        )
+
+
+def enqueue(
+    engine: Engine,
+    spec: WorkflowSpec,
+    options: WorkflowOptions,
+    workflow_id: str,
+    inputs: str,
+    parent: tuple[str, int] | None = None,
+) -> Protocol[Started]:
+    """Put a workflow on its queue; an existing ID (or held dedup key) is attached to."""
+    assert options.queue is not None
+    yield from check_queue(engine, options.queue, options.priority)
+    available_at = delay_until(options.delay) if options.delay is not None else None
+    rows = yield Write(
+        engine.queue_statements.enqueue(
+            workflow_id=workflow_id,
+            name=spec.name,
+            inputs=inputs,
+            max_recovery_attempts=spec.max_recovery_attempts,
+            codec=engine.codec.name,
+            timeout=options.timeout,
+            queue=options.queue,
+            priority=options.priority,
+            dedup_key=options.dedup_key,
+            partition_key=options.partition_key,
+            available_at=available_at,
+            parent_id=parent[0] if parent else None,
+            parent_step=parent[1] if parent else None,
+        )
+    )
+    if rows:
+        if available_at is not None:
+            engine.queue_due_at(options.queue, available_at)
+        return Started(workflow_id, None)
+    existing = yield Read(engine.statements.get_outcome(workflow_id))
+    if existing:
+        if existing[0][0] != spec.name:
+            raise WorkflowConflict(workflow_id, existing[0][0], spec.name)
+        return Started(workflow_id, None)  # the same ID twice runs once
+    if options.dedup_key is not None:
+        holder = yield Read(engine.queue_statements.dedup_holder(options.queue, options.dedup_key))
+        if holder:
+            if options.if_duplicate == "existing":
+                return Started(holder[0][0], None)
+            raise DuplicateWorkflow(options.queue, options.dedup_key, holder[0][0])
+    # The holder finished between the two reads: the key is free again.
+    return (yield from enqueue(engine, spec, options, workflow_id, inputs, parent))
+
+
+def enqueue_child(
+    ctx: WorkflowContext,
+    position: int,
+    spec: WorkflowSpec,
+    options: WorkflowOptions,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Protocol[Started]:
+    """Enqueue from a workflow: a child with a deterministic ID, recorded in the parent."""
+    rec = ctx.recorded.get(position)
+    if rec is not None:
+        check_recorded(ctx, rec, "child", spec.name)
+        assert rec.child_id is not None
+        return Started(rec.child_id, None)
+    yield from guard(ctx)
+    started_at = now()
+    child_id = options.id or f"{ctx.workflow_id}-{position}"
+    inputs = codec_module.dumps_args(ctx.engine.codec, args, kwargs)
+    started = yield from enqueue(
+        ctx.engine, spec, options, child_id, inputs, parent=(ctx.workflow_id, position)
+    )
+    yield from record(ctx, position, spec.name, "child", started_at, child_id=started.workflow_id)
+    return started
+
+
+def debounce(
+    engine: Engine,
+    spec: WorkflowSpec,
+    queue: str,
+    key: str,
+    period: float,
+    max_wait: float | None,
+    inputs: str,
+    timeout: float | None,
+) -> Protocol[str]:
+    """Collapse repeated calls within ``period`` into one run with the latest arguments."""
+    yield from check_queue(engine, queue, None)
+    rows = yield Write(
+        engine.queue_statements.debounce(
+            workflow_id=str(uuid.uuid4()),
+            name=spec.name,
+            inputs=inputs,
+            max_recovery_attempts=spec.max_recovery_attempts,
+            codec=engine.codec.name,
+            timeout=timeout,
+            queue=queue,
+            debounce_key=key,
+            period=period,
+            max_wait=max_wait,
+        )
+    )
+    workflow_id: str = rows[0][0]
+    engine.queue_due_at(queue, rows[0][1])
+    return workflow_id
+
+
+def set_delay(engine: Engine, workflow_id: str, delay: float | Any) -> Protocol[bool]:
+    """Move the start of a waiting (ENQUEUED or DELAYED) workflow; False if it started."""
+    available_at = delay_until(delay)
+    rows = yield Write(engine.queue_statements.set_delay(workflow_id, available_at))
+    if rows and rows[0][2] is not None:
+        engine.queue_due_at(rows[0][2], available_at)
+    return bool(rows)

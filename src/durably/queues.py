@@ -1,0 +1,146 @@
+"""``app.queue(...)``: durable queues whose limits hold across every worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from durably import codec as codec_module
+from durably.errors import ConfigurationError
+from durably.execution.effects import drive_async, drive_sync
+from durably.execution.queueing import debounce as debounce_protocol
+from durably.execution.waits import check_seconds
+from durably.options import check_name
+from durably.workflow import Workflow, WorkflowHandle
+
+if TYPE_CHECKING:
+    from durably.app import App
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A queue's limits, as declared; enforced in the database."""
+
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    rate_limit: tuple[int, float] | None = None
+    priority: bool = False
+    partition_concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            check_name(self.name, "queue name")
+        except Exception as exc:
+            raise ConfigurationError(str(exc)) from None
+        for label, value in (
+            ("concurrency", self.concurrency),
+            ("worker_concurrency", self.worker_concurrency),
+            ("partition_concurrency", self.partition_concurrency),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ConfigurationError(
+                    f"queue {self.name!r}: {label} must be a whole number >= 1 or None, "
+                    f"got {value!r}"
+                )
+        if self.rate_limit is not None:
+            ok = (
+                isinstance(self.rate_limit, tuple)
+                and len(self.rate_limit) == 2
+                and isinstance(self.rate_limit[0], int)
+                and not isinstance(self.rate_limit[0], bool)
+                and self.rate_limit[0] >= 1
+                and isinstance(self.rate_limit[1], int | float)
+                and self.rate_limit[1] > 0
+            )
+            if not ok:
+                raise ConfigurationError(
+                    f"queue {self.name!r}: rate_limit must be (starts, seconds) with "
+                    f"starts >= 1 and seconds > 0, got {self.rate_limit!r}"
+                )
+        if not isinstance(self.priority, bool):
+            raise ConfigurationError(f"queue {self.name!r}: priority must be True or False")
+
+    @property
+    def serialised(self) -> bool:
+        """Claims must take the queue's lock when a limit spans workers."""
+        return any(
+            v is not None for v in (self.concurrency, self.rate_limit, self.partition_concurrency)
+        )
+
+
+class Queue:
+    """A declared queue: enqueue workflows on it, or debounce them."""
+
+    def __init__(self, app: App, spec: QueueSpec) -> None:
+        self._app = app
+        self.spec = spec
+        self.name = spec.name
+
+    def __repr__(self) -> str:
+        return f"<durably queue {self.name!r}>"
+
+    def enqueue(self, wf: Workflow[Any, Any], *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
+        """Put ``wf(*args, **kwargs)`` on this queue; returns its handle at once."""
+        return _workflow(wf).options(queue=self.name).start(*args, **kwargs)
+
+    async def enqueue_async(
+        self, wf: Workflow[Any, Any], *args: Any, **kwargs: Any
+    ) -> WorkflowHandle[Any]:
+        """Async twin of ``enqueue``."""
+        return await _workflow(wf).options(queue=self.name).start_async(*args, **kwargs)
+
+    def debounce(
+        self,
+        key: str,
+        period: float,
+        wf: Workflow[Any, Any],
+        *args: Any,
+        max_wait: float | None = None,
+        **kwargs: Any,
+    ) -> WorkflowHandle[Any]:
+        """Run ``wf`` once ``period`` s after the last call with this ``key``, with the
+        latest arguments; with ``max_wait``, no later than that long after the first call."""
+        engine, protocol = self._debounce(key, period, wf, args, kwargs, max_wait)
+        return WorkflowHandle(engine, drive_sync(engine, protocol), wf.spec.return_hint)
+
+    async def debounce_async(
+        self,
+        key: str,
+        period: float,
+        wf: Workflow[Any, Any],
+        *args: Any,
+        max_wait: float | None = None,
+        **kwargs: Any,
+    ) -> WorkflowHandle[Any]:
+        """Async twin of ``debounce``."""
+        engine, protocol = self._debounce(key, period, wf, args, kwargs, max_wait)
+        return WorkflowHandle(engine, await drive_async(engine, protocol), wf.spec.return_hint)
+
+    def _debounce(
+        self,
+        key: str,
+        period: float,
+        wf: Workflow[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        max_wait: float | None,
+    ) -> tuple[Any, Any]:
+        check_name(key, "debounce key")
+        period = check_seconds(period, "period")
+        if max_wait is not None:
+            max_wait = check_seconds(max_wait, "max_wait")
+        spec = _workflow(wf).spec
+        engine = self._app.engine
+        engine.ensure_launched()
+        inputs = codec_module.dumps_args(engine.codec, args, kwargs)
+        protocol = debounce_protocol(engine, spec, self.name, key, period, max_wait, inputs, None)
+        return engine, protocol
+
+
+def _workflow(wf: object) -> Workflow[Any, Any]:
+    if not isinstance(wf, Workflow):
+        raise ConfigurationError(f"expected a durably workflow, got {type(wf).__name__}")
+    return wf

@@ -1,0 +1,148 @@
+"""Statements of queues.sql, bound to their parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from durably.store import sqlfile
+from durably.store.statements import Statement
+
+_NAMES = (
+    "declare_queue", "get_queue", "enqueue", "dedup_holder", "lock_queue", "claim_queued",
+    "claim_queued_partitioned", "set_delay", "debounce",
+)  # fmt: skip
+
+
+class QueueStatements:
+    """Builds the queue statements for one schema."""
+
+    def __init__(self, schema: str, channel: str) -> None:
+        self.channel = channel
+        self._sql = {name: sqlfile.statement(name, schema) for name in _NAMES}
+
+    def declare_queue(
+        self,
+        *,
+        name: str,
+        concurrency: int | None,
+        worker_concurrency: int | None,
+        rate_limit: int | None,
+        rate_period: float | None,
+        priority: bool,
+        partition_concurrency: int | None,
+    ) -> Statement:
+        return Statement(
+            self._sql["declare_queue"],
+            {
+                "name": name,
+                "concurrency": concurrency,
+                "worker_concurrency": worker_concurrency,
+                "rate_limit": rate_limit,
+                "rate_period": rate_period,
+                "priority": priority,
+                "partition_concurrency": partition_concurrency,
+            },
+        )
+
+    def get_queue(self, name: str) -> Statement:
+        return Statement(self._sql["get_queue"], {"name": name}, "rows")
+
+    def enqueue(
+        self,
+        *,
+        workflow_id: str,
+        name: str,
+        inputs: str,
+        max_recovery_attempts: int,
+        codec: str,
+        timeout: float | None,
+        queue: str,
+        priority: int | None,
+        dedup_key: str | None,
+        partition_key: str | None,
+        available_at: datetime | None,
+        parent_id: str | None = None,
+        parent_step: int | None = None,
+    ) -> Statement:
+        return Statement(
+            self._sql["enqueue"],
+            {
+                "id": workflow_id,
+                "name": name,
+                "inputs": inputs,
+                "max_recovery_attempts": max_recovery_attempts,
+                "codec": codec,
+                "timeout": timeout,
+                "queue": queue,
+                "priority": priority,
+                "dedup_key": dedup_key,
+                "partition_key": partition_key,
+                "available_at": available_at,
+                "parent_id": parent_id,
+                "parent_step": parent_step,
+                "channel": self.channel,
+            },
+            "rows",
+        )
+
+    def dedup_holder(self, queue: str, dedup_key: str) -> Statement:
+        return Statement(
+            self._sql["dedup_holder"], {"queue": queue, "dedup_key": dedup_key}, "rows"
+        )
+
+    def lock_queue(self, queue: str) -> Statement:
+        return Statement(self._sql["lock_queue"], {"queue": queue}, "rows")
+
+    def claim_queued(
+        self,
+        *,
+        queue: str,
+        executor_id: str,
+        names: Sequence[str],
+        want: int,
+        partitioned: bool,
+    ) -> Statement:
+        return Statement(
+            self._sql["claim_queued_partitioned" if partitioned else "claim_queued"],
+            {"queue": queue, "executor_id": executor_id, "names": list(names), "want": want},
+            "rows",
+        )
+
+    def set_delay(self, workflow_id: str, available_at: datetime) -> Statement:
+        return Statement(
+            self._sql["set_delay"],
+            {"workflow_id": workflow_id, "available_at": available_at, "channel": self.channel},
+            "rows",
+        )
+
+    def debounce(
+        self,
+        *,
+        workflow_id: str,
+        name: str,
+        inputs: str,
+        max_recovery_attempts: int,
+        codec: str,
+        timeout: float | None,
+        queue: str,
+        debounce_key: str,
+        period: float,
+        max_wait: float | None,
+    ) -> Statement:
+        return Statement(
+            self._sql["debounce"],
+            {
+                "id": workflow_id,
+                "name": name,
+                "inputs": inputs,
+                "max_recovery_attempts": max_recovery_attempts,
+                "codec": codec,
+                "timeout": timeout,
+                "queue": queue,
+                "debounce_key": debounce_key,
+                "period": period,
+                "max_wait": max_wait,
+            },
+            "rows",
+        )

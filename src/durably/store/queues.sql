@@ -1,0 +1,166 @@
+-- Queues: declaration, enqueue, claim (dispatch), delays and debounce.
+
+-- name: declare_queue
+INSERT INTO {schema}.queues
+    (name, concurrency, worker_concurrency, rate_limit, rate_period, priority,
+     partition_concurrency)
+VALUES (%(name)s, %(concurrency)s, %(worker_concurrency)s, %(rate_limit)s, %(rate_period)s,
+        %(priority)s, %(partition_concurrency)s)
+ON CONFLICT (name) DO UPDATE
+SET concurrency = EXCLUDED.concurrency, worker_concurrency = EXCLUDED.worker_concurrency,
+    rate_limit = EXCLUDED.rate_limit, rate_period = EXCLUDED.rate_period,
+    priority = EXCLUDED.priority, partition_concurrency = EXCLUDED.partition_concurrency,
+    updated_at = now()
+
+-- name: get_queue
+SELECT name, priority FROM {schema}.queues WHERE name = %(name)s
+
+-- name: enqueue
+-- Put a workflow on a queue (DELAYED when available_at is later than now). Nothing is
+-- returned when its ID, or its deduplication key in this queue, is already taken.
+WITH ins AS (
+    INSERT INTO {schema}.workflows
+        (id, name, status, inputs, executor_id, max_recovery_attempts, codec, timeout_seconds,
+         queue_name, priority, dedup_key, partition_key, available_at, enqueued_at,
+         parent_id, parent_step)
+    VALUES (%(id)s, %(name)s,
+            CASE WHEN %(available_at)s::timestamptz > clock_timestamp() THEN 'DELAYED'
+                 ELSE 'ENQUEUED' END,
+            %(inputs)s::jsonb, NULL, %(max_recovery_attempts)s, %(codec)s,
+            %(timeout)s::float8, %(queue)s, %(priority)s, %(dedup_key)s, %(partition_key)s,
+            %(available_at)s, clock_timestamp(), %(parent_id)s, %(parent_step)s)
+    ON CONFLICT DO NOTHING
+    RETURNING id, status
+)
+SELECT id, status, CASE WHEN status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || %(queue)s) END
+FROM ins
+
+-- name: dedup_holder
+SELECT id FROM {schema}.workflows
+WHERE queue_name = %(queue)s AND dedup_key = %(dedup_key)s
+  AND status IN ('ENQUEUED', 'DELAYED', 'PENDING')
+
+-- name: lock_queue
+-- Claims of one queue are serialised, so counts of running and recent work are exact;
+-- the claim itself is a separate statement so that it reads after the lock is held.
+SELECT name FROM {schema}.queues WHERE name = %(queue)s FOR UPDATE
+
+-- name: claim_queued
+-- Claim up to %(want)s workflows of a queue for this executor, within its limits.
+WITH q AS (
+    SELECT * FROM {schema}.queues WHERE name = %(queue)s
+), budget AS (
+    SELECT GREATEST(0, LEAST(
+        %(want)s,
+        q.concurrency - (SELECT count(*) FROM {schema}.workflows
+                         WHERE queue_name = q.name AND status = 'PENDING'),
+        q.worker_concurrency - (SELECT count(*) FROM {schema}.workflows
+                                WHERE queue_name = q.name AND status = 'PENDING'
+                                  AND executor_id = %(executor_id)s),
+        q.rate_limit - (SELECT count(*) FROM {schema}.workflows
+                        WHERE queue_name = q.name
+                          AND started_at > clock_timestamp()
+                                           - make_interval(secs => q.rate_period))
+    )) AS n
+    FROM q
+), candidates AS (
+    SELECT id FROM {schema}.workflows
+    WHERE queue_name = %(queue)s AND status IN ('ENQUEUED', 'DELAYED')
+      AND (available_at IS NULL OR available_at <= clock_timestamp())
+      AND name = ANY(%(names)s::text[])
+    ORDER BY priority NULLS FIRST, enqueued_at
+    LIMIT coalesce((SELECT n FROM budget), 0)
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {schema}.workflows w
+SET status = 'PENDING', executor_id = %(executor_id)s, epoch = w.epoch + 1,
+    started_at = clock_timestamp(), available_at = NULL, updated_at = clock_timestamp(),
+    deadline = clock_timestamp() + make_interval(secs => w.timeout_seconds)
+FROM candidates
+WHERE w.id = candidates.id
+RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
+          w.deadline
+
+-- name: claim_queued_partitioned
+-- The same for a queue with a per-partition limit: each partition key may have at most
+-- partition_concurrency workflows running at once.
+WITH q AS (
+    SELECT * FROM {schema}.queues WHERE name = %(queue)s
+), budget AS (
+    SELECT GREATEST(0, LEAST(
+        %(want)s,
+        q.concurrency - (SELECT count(*) FROM {schema}.workflows
+                         WHERE queue_name = q.name AND status = 'PENDING'),
+        q.worker_concurrency - (SELECT count(*) FROM {schema}.workflows
+                                WHERE queue_name = q.name AND status = 'PENDING'
+                                  AND executor_id = %(executor_id)s),
+        q.rate_limit - (SELECT count(*) FROM {schema}.workflows
+                        WHERE queue_name = q.name
+                          AND started_at > clock_timestamp()
+                                           - make_interval(secs => q.rate_period))
+    )) AS n, q.partition_concurrency AS per_partition
+    FROM q
+), running AS (
+    SELECT partition_key, count(*) AS n FROM {schema}.workflows
+    WHERE queue_name = %(queue)s AND status = 'PENDING' AND partition_key IS NOT NULL
+    GROUP BY partition_key
+), ranked AS (
+    SELECT w.id, w.priority, w.enqueued_at, w.partition_key,
+           row_number() OVER (PARTITION BY w.partition_key
+                              ORDER BY w.priority NULLS FIRST, w.enqueued_at)
+           + coalesce(r.n, 0) AS load
+    FROM {schema}.workflows w
+    LEFT JOIN running r ON r.partition_key = w.partition_key
+    WHERE w.queue_name = %(queue)s AND w.status IN ('ENQUEUED', 'DELAYED')
+      AND (w.available_at IS NULL OR w.available_at <= clock_timestamp())
+      AND w.name = ANY(%(names)s::text[])
+), candidates AS (
+    SELECT w.id FROM {schema}.workflows w
+    JOIN ranked ON ranked.id = w.id
+    WHERE ranked.partition_key IS NULL
+       OR ranked.load <= (SELECT per_partition FROM budget)
+    ORDER BY ranked.priority NULLS FIRST, ranked.enqueued_at
+    LIMIT coalesce((SELECT n FROM budget), 0)
+    FOR UPDATE OF w SKIP LOCKED
+)
+UPDATE {schema}.workflows w
+SET status = 'PENDING', executor_id = %(executor_id)s, epoch = w.epoch + 1,
+    started_at = clock_timestamp(), available_at = NULL, updated_at = clock_timestamp(),
+    deadline = clock_timestamp() + make_interval(secs => w.timeout_seconds)
+FROM candidates
+WHERE w.id = candidates.id
+RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
+          w.deadline
+
+-- name: set_delay
+-- Change when a waiting workflow may start.
+WITH changed AS (
+    UPDATE {schema}.workflows
+    SET available_at = %(available_at)s,
+        status = CASE WHEN %(available_at)s::timestamptz > clock_timestamp() THEN 'DELAYED'
+                      ELSE 'ENQUEUED' END,
+        updated_at = clock_timestamp()
+    WHERE id = %(workflow_id)s AND status IN ('ENQUEUED', 'DELAYED')
+    RETURNING queue_name, status
+)
+SELECT status, CASE WHEN status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || queue_name) END,
+       queue_name
+FROM changed
+
+-- name: debounce
+-- One waiting run per key: a new call replaces the arguments and pushes the start back
+-- by the period, but never past first enqueue + max_wait.
+INSERT INTO {schema}.workflows AS w
+    (id, name, status, inputs, executor_id, max_recovery_attempts, codec, timeout_seconds,
+     queue_name, debounce_key, available_at, enqueued_at)
+VALUES (%(id)s, %(name)s, 'DELAYED', %(inputs)s::jsonb, NULL, %(max_recovery_attempts)s,
+        %(codec)s, %(timeout)s::float8, %(queue)s, %(debounce_key)s,
+        clock_timestamp() + make_interval(secs => %(period)s), clock_timestamp())
+ON CONFLICT (queue_name, debounce_key) WHERE debounce_key IS NOT NULL AND status = 'DELAYED'
+DO UPDATE SET
+    inputs = EXCLUDED.inputs,
+    name = EXCLUDED.name,
+    available_at = LEAST(EXCLUDED.available_at,
+                         w.enqueued_at + make_interval(secs => %(max_wait)s::float8)),
+    updated_at = clock_timestamp()
+RETURNING id, available_at
