@@ -49,6 +49,17 @@ def _demo(args: argparse.Namespace) -> int:
     )
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from durably.errors import ConfigurationError
+    from durably.worker import run_worker
+
+    try:
+        return run_worker(args.app, args.queue, args.grace)
+    except ConfigurationError as exc:
+        print(f"durably worker: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="durably",
@@ -75,7 +86,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_demo)
 
-    # More commands (``durably worker``, ``durably doctor``, ...) are added here the same way.
+    worker = commands.add_parser(
+        "worker",
+        help="run a worker process for an app",
+        description="Import MODULE:APP (a durably.App), then recover and take over its "
+        "workflows, claim queued work and fire schedules until SIGTERM/SIGINT; then stop "
+        "claiming, let running work finish within --grace seconds, and hand the rest back.",
+    )
+    worker.add_argument("app", metavar="MODULE:APP", help="e.g. myproject.workers:app")
+    worker.add_argument(
+        "--queue",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="claim only from this queue (repeat for several; default: every queue of the app)",
+    )
+    worker.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds running workflows get to finish on shutdown (default: 30)",
+    )
+    worker.set_defaults(handler=_worker)
+
+    # More commands (``durably doctor``, ...) are added here the same way.
     return parser
 
 

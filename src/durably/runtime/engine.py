@@ -143,6 +143,8 @@ class Engine:
             self._closed = True
             pending = list(self._local.values())
         if launched:
+            if self._loop is not None and self._keeper is not None:
+                self._loop.call_soon_threadsafe(self._keeper.drain)
             concurrent.futures.wait(pending, timeout=max(0.0, grace))
             loop, keeper = self._loop, self._keeper
             if loop is not None and keeper is not None:

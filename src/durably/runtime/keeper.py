@@ -49,6 +49,7 @@ class Keeper:
         self._timers: list[tuple[float, str]] = []
         self._listener: asyncio.Task[None] | None = None
         self._wake_due = True  # a message, event or resume may have woken a workflow
+        self._draining = False
         self._queues_due: set[str] = set(engine.queues)  # queues to claim from now
         self._running: dict[str, int] = {}  # queued workflows running here, per queue
 
@@ -56,6 +57,11 @@ class Keeper:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._kick.set()
+
+    def drain(self) -> None:
+        """Stop taking new work (claims, wake-ups, takeovers, ticks); keep the heartbeat."""
+        self._draining = True
         self._kick.set()
 
     def kick(self) -> None:
@@ -105,6 +111,10 @@ class Keeper:
                 if now >= next_beat:
                     await adb.run(engine.heartbeat_statement())
                     next_beat = now + beat_every
+                if self._draining:
+                    self._queues_due.clear()
+                    self._wake_due = False
+                    next_claim = next_scan = next_tick = now + 3600
                 if now >= next_claim:
                     await self._claim(adb, "expired")
                     await self._claim(adb, "orphaned")

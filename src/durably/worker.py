@@ -1,0 +1,65 @@
+"""``durably worker MODULE:APP``: a process that runs an app's workflows and queued work.
+
+It recovers and takes over workflows, claims from the app's queues (or those named),
+fires schedules, and on SIGTERM or SIGINT stops claiming, lets running workflows finish
+within a grace period, then hands the rest back (its executor row is removed, so other
+workers take them over at once instead of after the lease).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from durably.app import App
+from durably.errors import ConfigurationError
+
+
+def load_app(target: str) -> App:
+    """Import ``package.module:attribute`` (attribute defaults to ``app``)."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name:
+        raise ConfigurationError(
+            f"expected MODULE:APP (e.g. myproject.workers:app), got {target!r}"
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
+    app = getattr(module, attribute or "app", None)
+    if not isinstance(app, App):
+        raise ConfigurationError(
+            f"{module_name}:{attribute or 'app'} is not a durably.App (found {type(app).__name__})"
+        )
+    return app
+
+
+def run_worker(target: str, queues: Sequence[str] | None, grace: float) -> int:
+    """Run a worker until SIGTERM or SIGINT; returns the exit code."""
+    app = load_app(target)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        print(f"durably worker: {signal.Signals(signum).name}, stopping", file=sys.stderr)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    app.launch(queues=list(queues) if queues else None)
+    listened = ", ".join(queues) if queues else "all"
+    print(
+        f"durably worker: executor {app.executor_id} ready (pid {os.getpid()}, queues: {listened})",
+        flush=True,
+    )
+    while not stop.wait(3600):
+        pass
+    app.shutdown(grace=grace)
+    print("durably worker: stopped", flush=True)
+    return 0
