@@ -6,6 +6,7 @@ workflow from its last completed step.
 """
 
 from durably.app import App
+from durably.client import Client
 from durably.codec import Codec, JsonCodec, PickleCodec
 from durably.errors import (
     ConfigurationError,
@@ -46,6 +47,7 @@ from durably.workflow import Step, Workflow, WorkflowHandle
 
 __all__ = [
     "App",
+    "Client",
     "Codec",
     "ConfigurationError",
     "DatabaseUnavailable",

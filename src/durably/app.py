@@ -13,6 +13,7 @@ from durably.control import Control
 from durably.errors import ConfigurationError
 from durably.execution.specs import StepSpec, WorkflowSpec
 from durably.queues import Queue, QueueSpec
+from durably.runtime.connect import open_database
 from durably.runtime.engine import Engine
 from durably.scheduling import Scheduling
 from durably.store.database import Database
@@ -172,14 +173,7 @@ class App(Control, Scheduling):
             return self._engine
 
     def _connect(self) -> Engine:
-        url = self._url or os.environ.get("DURABLY_DATABASE_URL") or None
-        release: Callable[[], None] | None = None
-        if url is None:
-            from durably import embedded
-
-            server = embedded.acquire(self._data_dir or embedded.DEFAULT_DIR)
-            url, release = server.url, server.release
-        db = Database(url, self.schema)
+        db, release = open_database(self._url, self._data_dir, self.schema)
         engine = Engine(
             db=db,
             app_name=self.name,

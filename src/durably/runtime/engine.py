@@ -78,6 +78,7 @@ class Engine:
         poll_interval: float,
         queues: dict[str, QueueSpec] | None = None,
         on_release: Callable[[], None] | None = None,
+        serves: bool = True,
     ) -> None:
         self.db = db
         self.statements: Statements = db.statements
@@ -86,6 +87,8 @@ class Engine:
         self.codec = codec
         self.lease = lease
         self.registry = registry
+        # False for a Client: it never runs workflows, so it is no executor (no heartbeat).
+        self.serves = serves
         self.queues: dict[str, QueueSpec] = queues if queues is not None else {}
         # Queues this process claims from (None: every queue of the app).
         self.listen_queues: frozenset[str] | None = None
@@ -122,7 +125,8 @@ class Engine:
             if self._closed:
                 raise RuntimeError("this app was shut down; create a new durably.App")
             self._launched = True
-        self.db.run(self.heartbeat_statement())
+        if self.serves:
+            self.db.run(self.heartbeat_statement())
         self._start_loop()
         assert self._loop is not None
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -156,7 +160,8 @@ class Engine:
                         log.debug("keeper ended with an error", exc_info=True)
             try:
                 # Others may take over anything still unfinished at once.
-                self.db.run(self.statements.remove_executor(self.executor_id))
+                if self.serves:
+                    self.db.run(self.statements.remove_executor(self.executor_id))
             except Exception:
                 log.warning("could not remove executor row %s", self.executor_id, exc_info=True)
             self._threads.stop()

@@ -109,7 +109,8 @@ class Keeper:
                     self._wake_due = True
             try:
                 if now >= next_beat:
-                    await adb.run(engine.heartbeat_statement())
+                    if engine.serves:
+                        await adb.run(engine.heartbeat_statement())
                     next_beat = now + beat_every
                 if self._draining:
                     self._queues_due.clear()

@@ -1,0 +1,174 @@
+"""``durably.Client``: enqueue, send and observe from a process with no workflow code.
+
+A web server or a script usually does not import the workers' code: it only starts work
+and looks at it. The Client never runs a workflow; it shares every method of ``App``
+that works by ID (``handle``, listings, ``send``, events, streams, ``cancel``,
+``resume``, ``fork``, ``set_delay``, ``wait_first``: one implementation, in
+``durably.control``), and enqueues by queue and workflow name.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from datetime import datetime
+from typing import Any
+
+from durably import codec as codec_module
+from durably.control import Control
+from durably.errors import ConfigurationError
+from durably.execution.effects import Protocol, drive_async, drive_sync
+from durably.execution.protocol import Started
+from durably.execution.queueing import enqueue
+from durably.execution.specs import WorkflowSpec
+from durably.options import WorkflowOptions, check_name
+from durably.runtime.connect import open_database
+from durably.runtime.engine import Engine
+from durably.workflow import WorkflowHandle
+
+
+def _unregistered(*_args: Any, **_kwargs: Any) -> None:
+    raise AssertionError("a Client never runs workflows")
+
+
+class Client(Control):
+    """Start and observe workflows by name, from any process (sync, with ``_async`` twins).
+
+    ``url``: a PostgreSQL URL; without one, ``$DURABLY_DATABASE_URL``, else the embedded
+    server of ``data_dir`` (default ``./.durably``), exactly as for ``App``.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        schema: str = "durably",
+        codec: codec_module.Codec | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
+            raise ConfigurationError(f"schema must be a name of 1 to 63 bytes, got {schema!r}")
+        if url is not None and not isinstance(url, str):
+            raise ConfigurationError(f"url must be a string, got {type(url).__name__}")
+        self._url = url
+        self.schema = schema
+        self._data_dir = data_dir
+        self.codec: codec_module.Codec = codec or codec_module.JsonCodec()
+        self._registry: dict[str, WorkflowSpec] = {}
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def engine(self) -> Engine:
+        """The client's connection to the database (opened on first use)."""
+        engine = self._engine
+        if engine is not None:
+            return engine
+        with self._lock:
+            if self._engine is None:
+                db, release = open_database(self._url, self._data_dir, self.schema)
+                engine = Engine(
+                    db=db,
+                    app_name=None,
+                    executor_id=f"client-{uuid.uuid4().hex[:8]}",
+                    codec=self.codec,
+                    lease=15.0,
+                    registry=self._registry,
+                    max_threads=1,
+                    park_after=0.0,
+                    poll_interval=5.0,
+                    on_release=release,
+                    serves=False,
+                )
+                # Only the notification listener runs: waits wake on NOTIFY.
+                engine.launch()
+                self._engine = engine
+            return self._engine
+
+    def close(self) -> None:
+        """Close the client's connections (and release an embedded server)."""
+        with self._lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.shutdown(grace=0)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- enqueue
+
+    def enqueue(
+        self,
+        queue_name: str,
+        workflow_name: str,
+        *args: Any,
+        id: str | None = None,
+        priority: int | None = None,
+        dedup_key: str | None = None,
+        partition_key: str | None = None,
+        delay: float | datetime | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> WorkflowHandle[Any]:
+        """Put workflow ``workflow_name`` on queue ``queue_name``; the options mean what
+        they mean on ``wf.options(...)``. A name no worker has registered yet is accepted:
+        it waits ENQUEUED until a worker that knows it runs."""
+        protocol = self._enqueue(
+            queue_name, workflow_name, args, kwargs, id, priority, dedup_key, partition_key,
+            delay, timeout,
+        )  # fmt: skip
+        return WorkflowHandle(self.engine, drive_sync(self.engine, protocol).workflow_id)
+
+    async def enqueue_async(
+        self,
+        queue_name: str,
+        workflow_name: str,
+        *args: Any,
+        id: str | None = None,
+        priority: int | None = None,
+        dedup_key: str | None = None,
+        partition_key: str | None = None,
+        delay: float | datetime | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> WorkflowHandle[Any]:
+        """Async twin of ``enqueue``."""
+        protocol = self._enqueue(
+            queue_name, workflow_name, args, kwargs, id, priority, dedup_key, partition_key,
+            delay, timeout,
+        )  # fmt: skip
+        started = await drive_async(self.engine, protocol)
+        return WorkflowHandle(self.engine, started.workflow_id)
+
+    def _enqueue(
+        self,
+        queue_name: str,
+        workflow_name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        workflow_id: str | None,
+        priority: int | None,
+        dedup_key: str | None,
+        partition_key: str | None,
+        delay: float | datetime | None,
+        timeout: float | None,
+    ) -> Protocol[Started]:
+        check_name(workflow_name, "workflow_name")
+        options = WorkflowOptions(
+            id=workflow_id,
+            timeout=timeout,
+            queue=queue_name,
+            priority=priority,
+            dedup_key=dedup_key,
+            partition_key=partition_key,
+            delay=delay,
+        )
+        options.validate()
+        engine = self.engine
+        inputs = codec_module.dumps_args(engine.codec, args, kwargs)  # before any write
+        spec = WorkflowSpec(_unregistered, workflow_name)
+        return enqueue(engine, spec, options, workflow_id or str(uuid.uuid4()), inputs)
