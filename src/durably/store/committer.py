@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import psycopg
-import psycopg_pool
 
 from durably.store.statements import Statement
 
@@ -124,10 +123,12 @@ async def execute_batch_async(conn: psycopg.AsyncConnection[Any], batch: list[Pe
 
 
 class SyncCommitter:
-    """Leader/follower group commit for threads."""
+    """Leader/follower group commit for threads, on a connection of its own (no pool
+    round trip per write: the leader is the only one using it)."""
 
-    def __init__(self, pool: psycopg_pool.ConnectionPool[Any]) -> None:
-        self._pool = pool
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]]) -> None:
+        self._connect = connect
+        self._conn: psycopg.Connection[Any] | None = None
         self._cond = threading.Condition()
         self._queue: list[Pending] = []
         self._leading = False
@@ -143,9 +144,14 @@ class SyncCommitter:
             self._leading = True
             batch, self._queue = self._queue, []
         try:
-            with self._pool.connection() as conn:
-                execute_batch_sync(conn, batch)
-        except BaseException as exc:  # the pool itself failed: fail the whole batch
+            conn = self._conn
+            if conn is None or conn.closed:
+                conn = self._conn = self._connect()
+            execute_batch_sync(conn, batch)
+            if conn.broken:
+                self._conn = None
+                conn.close()
+        except BaseException as exc:  # no connection: fail the whole batch
             for other in batch:
                 if other.error is None and other.result is None:
                     other.error = exc
@@ -157,12 +163,19 @@ class SyncCommitter:
                 self._cond.notify_all()
         return item.outcome()
 
+    def close(self) -> None:
+        with self._cond:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
 
 class AsyncCommitter:
-    """Group commit for tasks of one event loop."""
+    """Group commit for tasks of one event loop, on a connection of its own."""
 
-    def __init__(self, pool: psycopg_pool.AsyncConnectionPool[Any]) -> None:
-        self._pool = pool
+    def __init__(self, connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]) -> None:
+        self._connect = connect
+        self._conn: psycopg.AsyncConnection[Any] | None = None
         self._queue: list[Pending] = []
         self._leading = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -180,8 +193,13 @@ class AsyncCommitter:
     async def _lead(self) -> None:
         batch, self._queue = self._queue, []
         try:
-            async with self._pool.connection() as conn:
-                await execute_batch_async(conn, batch)
+            conn = self._conn
+            if conn is None or conn.closed:
+                conn = self._conn = await self._connect()
+            await execute_batch_async(conn, batch)
+            if conn.broken:
+                self._conn = None
+                await conn.close()
         except BaseException as exc:
             for other in batch:
                 if other.error is None and other.result is None:
@@ -197,3 +215,8 @@ class AsyncCommitter:
                 task.add_done_callback(self._tasks.discard)
             else:
                 self._leading = False
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()

@@ -52,7 +52,9 @@ class Database:
             open=True,
             name="durably",
         )
-        self._committer = SyncCommitter(self.pool)
+        self._committer = SyncCommitter(
+            lambda: psycopg.connect(url, **_CONNECT_KWARGS)
+        )
 
     def run(self, statement: Statement) -> Result:
         """Run one statement in its own transaction."""
@@ -69,6 +71,7 @@ class Database:
             return run_transaction_sync(conn, statements)
 
     def close(self) -> None:
+        self._committer.close()
         self.pool.close()
 
 
@@ -87,7 +90,9 @@ class AsyncDatabase:
             open=False,
             name="durably-async",
         )
-        self._committer = AsyncCommitter(self.pool)
+        self._committer = AsyncCommitter(
+            lambda: psycopg.AsyncConnection.connect(url, **_CONNECT_KWARGS)
+        )
 
     async def open(self) -> None:
         await self.pool.open(wait=True, timeout=30)
@@ -107,6 +112,7 @@ class AsyncDatabase:
             return await run_transaction_async(conn, statements)
 
     async def close(self) -> None:
+        await self._committer.close()
         await self.pool.close()
 
 

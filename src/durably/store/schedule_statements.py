@@ -1,0 +1,109 @@
+"""Ready-to-run statements of the schedules table (schedules.sql, migration 0004).
+
+Like ``statements.Statements``: the scheduler and the schedule methods of App ask for
+these by name and never see SQL.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from datetime import datetime
+
+from durably.store import sqlfile
+from durably.store.statements import Statement
+
+# Statements returning a schedule give its columns in the order of ScheduleInfo:
+# name, workflow_name, cron, timezone, paused, catch_up, last_tick, next_tick
+# (schedule_get then its revision).
+_NAMES = (
+    "schedule_upsert", "schedule_get", "schedule_list", "schedule_pause", "schedule_resume",
+    "schedule_delete", "schedule_due", "schedule_advance",
+)  # fmt: skip
+
+
+class ScheduleStatements:
+    """Builds the schedule statements for one schema; the SQL text is rendered once."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self._sql = {name: sqlfile.statement(name, schema) for name in _NAMES}
+
+    def upsert(
+        self,
+        *,
+        name: str,
+        workflow_name: str,
+        cron: str,
+        timezone: str,
+        catch_up: bool,
+        next_tick: datetime | None,
+    ) -> Statement:
+        """Create or redefine a schedule; returns its row."""
+        return Statement(
+            self._sql["schedule_upsert"],
+            {
+                "name": name,
+                "workflow_name": workflow_name,
+                "cron": cron,
+                "timezone": timezone,
+                "catch_up": catch_up,
+                "next_tick": next_tick,
+            },
+            "rows",
+        )
+
+    def get(self, name: str) -> Statement:
+        return Statement(self._sql["schedule_get"], {"name": name}, "rows")
+
+    def list(self) -> Statement:
+        return Statement(self._sql["schedule_list"], {}, "rows")
+
+    def pause(self, name: str) -> Statement:
+        return Statement(self._sql["schedule_pause"], {"name": name}, "rows")
+
+    def resume(self, name: str, revision: int, next_tick: datetime | None) -> Statement:
+        """Unpause from ``next_tick`` if the schedule is still at ``revision``."""
+        return Statement(
+            self._sql["schedule_resume"],
+            {"name": name, "revision": revision, "next_tick": next_tick},
+            "rows",
+        )
+
+    def delete(self, name: str) -> Statement:
+        return Statement(self._sql["schedule_delete"], {"name": name}, "rows")
+
+    def due(self, workflow_names: Sequence[str], limit: int) -> Statement:
+        """Due schedules of these workflows (at most ``limit``), then the next to come;
+        each row ends with the database's clock."""
+        return Statement(
+            self._sql["schedule_due"], {"names": list(workflow_names), "limit": limit}, "rows"
+        )
+
+    def advance(
+        self,
+        *,
+        name: str,
+        revision: int,
+        old_last_tick: datetime | None,
+        last_tick: datetime,
+        next_tick: datetime | None,
+    ) -> Statement:
+        """Move a schedule past its handled ticks, if nobody else moved it first
+        (rowcount 1) or not (rowcount 0)."""
+        return Statement(
+            self._sql["schedule_advance"],
+            {
+                "name": name,
+                "revision": revision,
+                "old_last_tick": old_last_tick,
+                "last_tick": last_tick,
+                "next_tick": next_tick,
+            },
+        )
+
+
+@functools.cache
+def schedule_statements(schema: str) -> ScheduleStatements:
+    """The (shared, immutable) schedule statements of ``schema``."""
+    return ScheduleStatements(schema)
