@@ -68,23 +68,48 @@ async def run_async(conn: psycopg.AsyncConnection[Any], statement: Statement) ->
     return await cur.fetchall() if statement.returns == "rows" else cur.rowcount
 
 
+Entry = tuple[Statement, list[Pending], Callable[[Any], list[Any]] | None]
+
+
+def plan(batch: list[Pending]) -> list[Entry]:
+    """The statements that answer a batch: combinable writes of one kind become one."""
+    entries: list[Entry] = []
+    groups: dict[Any, list[Pending]] = {}
+    for item in batch:
+        combine = item.statement.combine
+        if combine is None:
+            entries.append((item.statement, [item], None))
+        else:
+            groups.setdefault(combine, []).append(item)
+    for combine, items in groups.items():
+        if len(items) == 1:
+            entries.append((items[0].statement, items, None))
+        else:
+            statement, split = combine([item.statement for item in items])
+            entries.append((statement, items, split))
+    return entries
+
+
+def settle(entry: Entry, result: Result) -> None:
+    _, items, split = entry
+    if split is None:
+        items[0].result = result
+    else:
+        for item, share in zip(items, split(result), strict=True):
+            item.result = share
+
+
 def execute_batch_sync(conn: psycopg.Connection[Any], batch: list[Pending]) -> None:
-    """Run a batch in one pipelined transaction; on a failure, run each alone."""
-    if len(batch) == 1:
-        item = batch[0]
-        try:
-            item.result = run_sync(conn, item.statement)
-        except Exception as exc:
-            item.error = exc
-        return
+    """Run a batch in one pipelined transaction; on a failure, run each write alone."""
+    entries = plan(batch)
     try:
+        if len(entries) == 1:
+            settle(entries[0], run_sync(conn, entries[0][0]))
+            return
         with conn.pipeline(), conn.transaction():
-            cursors = [
-                conn.execute(item.statement.sql, item.statement.params, prepare=True)
-                for item in batch
-            ]
-        for item, cur in zip(batch, cursors, strict=True):
-            item.result = cur.fetchall() if item.statement.returns == "rows" else cur.rowcount
+            cursors = [conn.execute(st.sql, st.params, prepare=True) for st, _, _ in entries]
+        for entry, cur in zip(entries, cursors, strict=True):
+            settle(entry, cur.fetchall() if entry[0].returns == "rows" else cur.rowcount)
     except psycopg.Error:
         # One statement (a deadlock with a takeover, say) aborted the shared
         # transaction: give every write its own answer.
@@ -97,23 +122,15 @@ def execute_batch_sync(conn: psycopg.Connection[Any], batch: list[Pending]) -> N
 
 async def execute_batch_async(conn: psycopg.AsyncConnection[Any], batch: list[Pending]) -> None:
     """Async twin of execute_batch_sync."""
-    if len(batch) == 1:
-        item = batch[0]
-        try:
-            item.result = await run_async(conn, item.statement)
-        except Exception as exc:
-            item.error = exc
-        return
+    entries = plan(batch)
     try:
+        if len(entries) == 1:
+            settle(entries[0], await run_async(conn, entries[0][0]))
+            return
         async with conn.pipeline(), conn.transaction():
-            cursors = [
-                await conn.execute(item.statement.sql, item.statement.params, prepare=True)
-                for item in batch
-            ]
-        for item, acur in zip(batch, cursors, strict=True):
-            item.result = (
-                await acur.fetchall() if item.statement.returns == "rows" else acur.rowcount
-            )
+            cursors = [await conn.execute(st.sql, st.params, prepare=True) for st, _, _ in entries]
+        for entry, acur in zip(entries, cursors, strict=True):
+            settle(entry, await acur.fetchall() if entry[0].returns == "rows" else acur.rowcount)
     except psycopg.Error:
         for item in batch:
             try:

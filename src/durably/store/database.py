@@ -52,9 +52,7 @@ class Database:
             open=True,
             name="durably",
         )
-        self._committer = SyncCommitter(
-            lambda: psycopg.connect(url, **_CONNECT_KWARGS)
-        )
+        self._committer = SyncCommitter(lambda: psycopg.connect(url, **_CONNECT_KWARGS))
 
     def run(self, statement: Statement) -> Result:
         """Run one statement in its own transaction."""

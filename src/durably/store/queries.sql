@@ -56,6 +56,23 @@ WHERE w.id = %(workflow_id)s AND w.epoch = %(epoch)s AND w.status = 'PENDING'
 FOR SHARE OF w
 ON CONFLICT DO NOTHING
 
+-- name: record_operations
+-- record_operation for many workflows at once (a group-commit batch), with the same
+-- fencing; returns the rows written.
+INSERT INTO {schema}.operations
+    (workflow_id, step, name, kind, output, error, child_id, started_at)
+SELECT u.workflow_id, u.step, u.name, u.kind, u.output::jsonb, u.error::jsonb, u.child_id,
+       u.started_at
+FROM unnest(%(workflow_id)s::text[], %(epoch)s::bigint[], %(step)s::int[], %(name)s::text[],
+            %(kind)s::text[], %(output)s::text[], %(error)s::text[], %(child_id)s::text[],
+            %(started_at)s::timestamptz[])
+     AS u(workflow_id, epoch, step, name, kind, output, error, child_id, started_at)
+JOIN {schema}.workflows w
+  ON w.id = u.workflow_id AND w.epoch = u.epoch AND w.status = 'PENDING'
+FOR SHARE OF w
+ON CONFLICT DO NOTHING
+RETURNING workflow_id, step
+
 -- name: inspect_operation
 -- After a fenced write touched no row: who owns the workflow, and what is recorded.
 SELECT w.epoch, w.status, o.name, o.kind, o.output, o.error, o.child_id

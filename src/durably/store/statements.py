@@ -8,7 +8,7 @@ group committer) run them the same way.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -20,11 +20,19 @@ Returns = Literal["rowcount", "rows"]
 
 @dataclass(frozen=True, slots=True)
 class Statement:
-    """One SQL statement with its parameters and what the caller wants back."""
+    """One SQL statement with its parameters and what the caller wants back.
+
+    ``combine``, when set, folds several statements of the same kind that meet in one
+    group-commit batch into a single multi-row statement, and splits its result back.
+    """
 
     sql: str
     params: Mapping[str, Any]
     returns: Returns = "rowcount"
+    combine: Combiner | None = None
+
+
+Combiner = Callable[[list[Statement]], tuple[Statement, Callable[[Any], list[Any]]]]
 
 
 class Statements:
@@ -39,7 +47,7 @@ class Statements:
             "list_operations", "finish_workflow_notify", "watch", "send_message",
             "send_from_workflow", "consume_message", "wait_deadline", "park", "wake_due",
             "next_wake", "set_event", "get_event", "get_all_events", "write_stream",
-            "read_stream", "cancel", "cancel_expired", "resume", "fork",
+            "read_stream", "cancel", "cancel_expired", "resume", "fork", "record_operations",
         ]  # fmt: skip
         # Notifications of this schema: short and fixed-length whatever the schema name.
         self.channel = "durably_" + hashlib.sha256(schema.encode()).hexdigest()[:16]
@@ -129,7 +137,25 @@ class Statements:
                 "child_id": child_id,
                 "started_at": started_at,
             },
+            combine=self._record_operations,
         )
+
+    def _record_operations(
+        self, statements: list[Statement]
+    ) -> tuple[Statement, Callable[[Any], list[Any]]]:
+        """Many checkpoints as one INSERT of arrays; each learns whether its row went in."""
+        columns = (
+            "workflow_id", "epoch", "step", "name", "kind", "output", "error", "child_id",
+            "started_at",
+        )  # fmt: skip
+        params = {c: [st.params[c] for st in statements] for c in columns}
+        keys = [(st.params["workflow_id"], st.params["step"]) for st in statements]
+
+        def split(rows: Any) -> list[Any]:
+            written = {(row[0], row[1]) for row in rows}
+            return [1 if key in written else 0 for key in keys]
+
+        return Statement(self._sql["record_operations"], params, "rows"), split
 
     def inspect_operation(self, workflow_id: str, step: int) -> Statement:
         return Statement(
