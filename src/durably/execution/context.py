@@ -30,8 +30,8 @@ class WorkflowContext:
     """The state of one execution of one workflow: identity, ownership and replay log."""
 
     __slots__ = (
-        "cancelled", "deadline", "engine", "epoch", "name", "next_step", "recorded", "task",
-        "workflow_id",
+        "cancelled", "deadline", "engine", "epoch", "finished", "name", "next_step", "recorded",
+        "task", "workflow_id",
     )  # fmt: skip
 
     def __init__(
@@ -52,6 +52,8 @@ class WorkflowContext:
         # Absolute timeout (wf.options(timeout=...)), and whether a cancel reached us.
         self.deadline = deadline
         self.cancelled = False
+        # Set once this run recorded the workflow's outcome.
+        self.finished = False
         self.task: asyncio.Task[Any] | None = None
 
     def take_step(self) -> int:

@@ -295,6 +295,7 @@ def finish(
             f"workflow {ctx.workflow_id!r} is no longer owned by this run (epoch {ctx.epoch}); "
             f"its outcome is recorded by the executor that took it over"
         )
+    ctx.finished = True
 
 
 def load_recorded(engine: Engine, workflow_id: str) -> Protocol[dict[int, Recorded]]:

@@ -59,6 +59,8 @@ class SchedulerHook(Protocol_):
 
 # Outcomes that mean "not finished here": wait for the recorded outcome instead.
 NOT_HERE = (LostOwnership, Parked)
+# Ways a run ends with the workflow no longer this run's to finish.
+NOT_MINE = (LostOwnership, Parked, WorkflowCancelled)
 
 
 class Engine:
@@ -105,6 +107,8 @@ class Engine:
         self._local: dict[str, concurrent.futures.Future[Any]] = {}
         # Workflows owned and running (or scheduled to run) here.
         self._active: dict[str, WorkflowContext | None] = {}
+        # Runs that stopped here without an outcome: workflow ID -> the epoch they held.
+        self._abandoned: dict[str, int] = {}
         self._async_dbs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncDatabase] = (
             weakref.WeakKeyDictionary()
         )
@@ -113,6 +117,7 @@ class Engine:
         self._keeper: Keeper | None = None
         self._keeper_done: concurrent.futures.Future[None] | None = None
         self._launched = False
+        self._ready = threading.Event()  # set once launch (and its recovery claim) is done
         self._closed = False
 
     # ----------------------------------------------------------------- lifecycle
@@ -120,11 +125,17 @@ class Engine:
     def launch(self) -> None:
         """Register this executor, recover its own unfinished workflows, start the keeper."""
         with self._lock:
-            if self._launched:
-                return
+            launching = not self._launched
             if self._closed:
                 raise RuntimeError("this app was shut down; create a new durably.App")
             self._launched = True
+        if not launching:
+            # Another thread launches: wait until its recovery claim is done, or a
+            # workflow started now would look like one left by an earlier process.
+            # (The runtime thread itself never waits: the claim runs there.)
+            if threading.current_thread() is not self._loop_thread:
+                self._ready.wait(60)
+            return
         if self.serves:
             self.db.run(self.heartbeat_statement())
         self._start_loop()
@@ -136,7 +147,10 @@ class Engine:
             await self._keeper.run(ready)
 
         self._keeper_done = asyncio.run_coroutine_threadsafe(keep(), self._loop)
-        ready.result(timeout=60)
+        try:
+            ready.result(timeout=60)
+        finally:
+            self._ready.set()
 
     def shutdown(self, grace: float = 10.0) -> None:
         """Stop background work; wait up to ``grace`` seconds for local workflows."""
@@ -193,7 +207,7 @@ class Engine:
         started.wait()
 
     def ensure_launched(self) -> None:
-        if not self._launched:
+        if not self._ready.is_set():
             self.launch()
 
     @property
@@ -223,9 +237,21 @@ class Engine:
 
     # ----------------------------------------------------------------- bookkeeping
 
-    def active_ids(self) -> list[str]:
+    def _note_exit(self, ctx: WorkflowContext, exc: BaseException) -> None:
+        """A run that stopped with no outcome recorded, and still owned here, is
+        abandoned: this executor takes it back at its next scan."""
+        if ctx.finished or ctx.cancelled or isinstance(exc, NOT_MINE):
+            return
+        self.abandon(ctx.workflow_id, ctx.epoch)
+
+    def abandon(self, workflow_id: str, epoch: int) -> None:
         with self._lock:
-            return list(self._active)
+            self._abandoned[workflow_id] = epoch
+
+    def take_abandoned(self) -> dict[str, int]:
+        with self._lock:
+            abandoned, self._abandoned = self._abandoned, {}
+        return abandoned
 
     def parked(self, ctx: WorkflowContext, wake_at: datetime | None) -> None:
         """A workflow released itself to wait in the database: wake it here when due."""
@@ -266,6 +292,9 @@ class Engine:
             self._active[ctx.workflow_id] = ctx
         try:
             return drive_sync(self, run_body(ctx, spec, args, kwargs))
+        except BaseException as exc:
+            self._note_exit(ctx, exc)
+            raise
         finally:
             with self._lock:
                 self._active.pop(ctx.workflow_id, None)
@@ -291,7 +320,8 @@ class Engine:
             timer = asyncio.get_running_loop().call_later(max(0.0, delay), task.cancel)
         try:
             return await drive_async(self, run_body(ctx, spec, args, kwargs))
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
+            self._note_exit(ctx, exc)
             timed_out = ctx.deadline is not None and datetime.now(UTC) >= ctx.deadline
             if not (ctx.cancelled or timed_out):
                 raise
@@ -300,6 +330,9 @@ class Engine:
             if not ctx.cancelled:
                 await drive_async(self, cancel_for_timeout(ctx))
             raise WorkflowCancelled(ctx.workflow_id) from None
+        except BaseException as exc:
+            self._note_exit(ctx, exc)
+            raise
         finally:
             if timer is not None:
                 timer.cancel()

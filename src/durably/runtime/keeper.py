@@ -155,26 +155,30 @@ class Keeper:
 
     async def _claim(self, adb: AsyncDatabase, which: str) -> None:
         """Claim and run unfinished workflows: this executor's own (on launch), those of
-        expired executors, or its orphans (owned, PENDING, not running here: left by a
-        database outage or a failed recovery)."""
+        expired executors, or those this process abandoned (a database outage outlasted
+        its retries, or a recovery failed)."""
         engine = self.engine
         names = list(engine.registry)
         if not names:
             return
+        abandoned: dict[str, int] = {}
         while True:
             if which == "own":
                 statement = engine.statements.claim_own(engine.executor_id, names, BATCH)
             elif which == "orphaned":
-                statement = engine.statements.claim_own(
-                    engine.executor_id,
-                    names,
-                    BATCH,
-                    active=engine.active_ids(),
-                    min_age=engine.lease,
-                )
+                abandoned = engine.take_abandoned()
+                if not abandoned:
+                    return
+                statement = engine.statements.claim_abandoned(engine.executor_id, abandoned)
             else:
                 statement = engine.statements.take_over(engine.executor_id, names, BATCH)
-            rows = await adb.write(statement)
+            try:
+                rows = await adb.write(statement)
+            except BaseException:
+                if which == "orphaned":  # keep them for the next scan
+                    for workflow_id, epoch in abandoned.items():
+                        engine.abandon(workflow_id, epoch)
+                raise
             for row in rows:
                 await self._resume(adb, row, recovering=True)
             if len(rows) < BATCH:
@@ -217,6 +221,7 @@ class Keeper:
             )
         except Exception:
             log.exception("cannot resume workflow %s (%s)", workflow_id, name)
+            engine.abandon(workflow_id, int(epoch))
             return None
         if recovering:
             log.info("recovering workflow %s (%s), attempt %d", workflow_id, name, attempts)

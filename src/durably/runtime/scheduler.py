@@ -353,7 +353,11 @@ class Scheduler:
     async def _start(self, spec: WorkflowSpec, schedule: str, tick: datetime) -> None:
         engine = self.engine
         started = await drive_async(engine, start_tick(engine, spec, schedule, tick))
-        if started.epoch is not None:
+        if started.epoch is None:
+            log.debug(
+                "durably: schedule %r: %s was started elsewhere", schedule, started.workflow_id
+            )
+        else:
             log.debug("durably: schedule %r: starting %s", schedule, started.workflow_id)
         run_started(engine, spec, started, tick)
 

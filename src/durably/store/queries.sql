@@ -111,9 +111,8 @@ SET heartbeat_at = now(), pid = EXCLUDED.pid, hostname = EXCLUDED.hostname,
 DELETE FROM {schema}.executors WHERE id = %(id)s
 
 -- name: claim_own
--- Take back this executor's unfinished workflows that are not running in this process:
--- on launch all of them (an older process under the same ID is fenced out by the new
--- epoch); later, those orphaned by a lost database connection or a failed recovery.
+-- On launch: take back this executor's unfinished workflows (an older process still
+-- running under the same ID is fenced out by the new epoch).
 UPDATE {schema}.workflows w
 SET epoch = w.epoch + 1,
     recovery_attempts = w.recovery_attempts + 1,
@@ -125,13 +124,26 @@ FROM (
     SELECT id FROM {schema}.workflows
     WHERE executor_id = %(executor_id)s AND status = 'PENDING'
       AND name = ANY(%(names)s::text[])
-      AND NOT (id = ANY(%(active)s::text[]))
-      AND updated_at < clock_timestamp() - make_interval(secs => %(min_age)s)
     ORDER BY created_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ) mine
 WHERE w.id = mine.id
+RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
+          w.deadline
+
+-- name: claim_abandoned
+-- Take back workflows this process itself left unfinished (a database outage outlasted
+-- its retries, or a recovery failed), only if nobody took them since (same epoch).
+UPDATE {schema}.workflows w
+SET epoch = w.epoch + 1,
+    recovery_attempts = w.recovery_attempts + 1,
+    status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts
+                  THEN 'DEAD_LETTER' ELSE w.status END,
+    updated_at = clock_timestamp()
+FROM unnest(%(ids)s::text[], %(epochs)s::bigint[]) AS a(id, epoch)
+WHERE w.id = a.id AND w.epoch = a.epoch AND w.executor_id = %(executor_id)s
+  AND w.status = 'PENDING'
 RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
           w.deadline
 

@@ -48,6 +48,7 @@ class Statements:
             "send_from_workflow", "consume_message", "wait_deadline", "park", "wake_due",
             "next_wake", "set_event", "get_event", "get_all_events", "write_stream",
             "read_stream", "cancel", "cancel_expired", "resume", "fork", "record_operations",
+            "claim_abandoned",
         ]  # fmt: skip
         # Notifications of this schema: short and fixed-length whatever the schema name.
         self.channel = "durably_" + hashlib.sha256(schema.encode()).hexdigest()[:16]
@@ -204,23 +205,20 @@ class Statements:
     def remove_executor(self, executor_id: str) -> Statement:
         return Statement(self._sql["remove_executor"], {"id": executor_id})
 
-    def claim_own(
-        self,
-        executor_id: str,
-        names: Sequence[str],
-        limit: int,
-        *,
-        active: Sequence[str] = (),
-        min_age: float = 0.0,
-    ) -> Statement:
+    def claim_own(self, executor_id: str, names: Sequence[str], limit: int) -> Statement:
         return Statement(
             self._sql["claim_own"],
+            {"executor_id": executor_id, "names": list(names), "limit": limit},
+            "rows",
+        )
+
+    def claim_abandoned(self, executor_id: str, abandoned: Mapping[str, int]) -> Statement:
+        return Statement(
+            self._sql["claim_abandoned"],
             {
                 "executor_id": executor_id,
-                "names": list(names),
-                "limit": limit,
-                "active": list(active),
-                "min_age": min_age,
+                "ids": list(abandoned),
+                "epochs": list(abandoned.values()),
             },
             "rows",
         )
