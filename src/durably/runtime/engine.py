@@ -187,6 +187,8 @@ class Engine:
             loop.call_soon_threadsafe(loop.stop)
             if self._loop_thread is not None:
                 self._loop_thread.join(timeout=10)
+            if not loop.is_running():
+                loop.close()
             self._loop = None
         self.db.close()
         if self._on_release is not None:
