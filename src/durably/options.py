@@ -32,10 +32,11 @@ class WorkflowOptions:
         if self.timeout is not None and (
             isinstance(self.timeout, bool)
             or not isinstance(self.timeout, int | float)
-            or not self.timeout > 0
+            or not 0 < self.timeout <= 100 * 365 * 86400
         ):
             raise InvalidArgument(
-                f"timeout must be a positive number of seconds, got {self.timeout!r}"
+                f"timeout must be a positive number of seconds (at most about 100 years), "
+                f"got {self.timeout!r}"
             )
         queued = (self.priority, self.dedup_key, self.partition_key, self.delay)
         if self.queue is None and any(v is not None for v in queued):
@@ -103,4 +104,6 @@ def delay_until(delay: object) -> datetime:
         raise InvalidArgument(
             f"delay must be a number of seconds >= 0 or an aware datetime, got {delay!r}"
         )
-    return now() + timedelta(seconds=delay)
+    from durably.execution.waits import check_seconds
+
+    return now() + timedelta(seconds=check_seconds(delay, "delay"))

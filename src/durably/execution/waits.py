@@ -37,9 +37,17 @@ POLL_INTERVAL = 1.0
 _TIMED_OUT = json.dumps({"timeout": True})
 
 
+# The longest wait accepted (about 100 years): datetimes must stay representable.
+MAX_SECONDS = 100 * 365 * 86400.0
+
+
 def check_seconds(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise InvalidArgument(f"{what} must be a number of seconds >= 0, got {value!r}")
+    if not value <= MAX_SECONDS:  # also refuses infinity
+        raise InvalidArgument(
+            f"{what} must be at most {MAX_SECONDS:.0f} seconds (about 100 years), got {value!r}"
+        )
     return float(value)
 
 

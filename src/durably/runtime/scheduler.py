@@ -106,11 +106,17 @@ class Cron:
 
     def after(self, moment: datetime) -> datetime | None:
         """The first tick strictly after ``moment``; None if there is none (50 years)."""
+        forward: Iterator[datetime] = CronSim(self.expr, moment.astimezone(self.zone))
         try:
-            tick = next(CronSim(self.expr, moment.astimezone(self.zone)))
+            # Local-time crons are read on the wall clock: from inside the repeated hour
+            # of a daylight-saving change, the next match can be an instant already past.
+            for _ in range(100):
+                tick = next(forward).astimezone(UTC)
+                if tick > moment:
+                    return tick
         except StopIteration:
-            return None
-        return tick.astimezone(UTC)
+            pass
+        return None
 
     def at_or_after(self, moment: datetime) -> datetime | None:
         """The first tick at or after ``moment``."""
@@ -319,16 +325,22 @@ class Scheduler:
         plan = plan_ticks(
             cron, next_tick=due.next_tick, now=now, catch_up=due.catch_up, budget=budget
         )
-        if plan.skipped_from is not None:
-            what = "older than the latest" if due.catch_up else "before the latest"
-            level = logging.WARNING if due.catch_up else logging.INFO
-            log.log(
-                level,
-                "durably: schedule %r missed ticks from %s; those %s %d are skipped",
+        if plan.skipped_from is not None and due.catch_up:
+            log.warning(
+                "durably: schedule %r missed more than %d ticks since %s; only the latest "
+                "%d run, the older ones are skipped",
+                due.name,
+                MAX_CATCH_UP,
+                plan.skipped_from.isoformat(),
+                MAX_CATCH_UP,
+            )
+        elif plan.skipped_from is not None:
+            log.info(
+                "durably: schedule %r missed its ticks from %s; only the latest (%s) runs "
+                "(catch_up is off)",
                 due.name,
                 plan.skipped_from.isoformat(),
-                what,
-                MAX_CATCH_UP if due.catch_up else 1,
+                plan.ticks[-1].isoformat(),
             )
         spec = engine.registry[due.workflow_name]
         results = await asyncio.gather(
