@@ -12,6 +12,19 @@ VALUES (%(id)s, %(name)s, 'PENDING', %(inputs)s::jsonb, %(executor_id)s,
 ON CONFLICT (id) DO NOTHING
 RETURNING epoch, deadline
 
+-- name: insert_workflows
+-- insert_workflow for many starts at once (a group-commit batch); returns the rows made.
+INSERT INTO {schema}.workflows
+    (id, name, status, inputs, executor_id, max_recovery_attempts, codec, timeout_seconds,
+     deadline)
+SELECT u.id, u.name, 'PENDING', u.inputs::jsonb, u.executor_id, u.max_recovery_attempts,
+       u.codec, u.timeout, clock_timestamp() + make_interval(secs => u.timeout)
+FROM unnest(%(id)s::text[], %(name)s::text[], %(inputs)s::text[], %(executor_id)s::text[],
+            %(max_recovery_attempts)s::int[], %(codec)s::text[], %(timeout)s::float8[])
+     AS u(id, name, inputs, executor_id, max_recovery_attempts, codec, timeout)
+ON CONFLICT (id) DO NOTHING
+RETURNING id, epoch, deadline
+
 -- name: start_child
 -- Start a child workflow and record it in its parent, fenced by the parent's epoch,
 -- in one statement: both happen, or (parent no longer ours) neither. The child's deadline
@@ -235,6 +248,25 @@ WITH done AS (
 )
 SELECT (SELECT count(*) FROM done),
        (SELECT count(pg_notify(%(channel)s, 'd:' || workflow_id)) FROM watched)
+
+-- name: finish_workflows
+-- finish_workflow_notify for many workflows at once; returns the rows finished.
+WITH done AS (
+    UPDATE {schema}.workflows w
+    SET status = u.status, output = u.output::jsonb, error = u.error::jsonb,
+        completed_at = clock_timestamp(), updated_at = clock_timestamp(),
+        wake_at = NULL, wait_kind = NULL, deadline = NULL
+    FROM unnest(%(workflow_id)s::text[], %(epoch)s::bigint[], %(status)s::text[],
+                %(output)s::text[], %(error)s::text[])
+         AS u(workflow_id, epoch, status, output, error)
+    WHERE w.id = u.workflow_id AND w.epoch = u.epoch AND w.status = 'PENDING'
+    RETURNING w.id
+), watched AS (
+    DELETE FROM {schema}.watchers w USING done WHERE w.workflow_id = done.id
+    RETURNING w.workflow_id
+)
+SELECT id, (SELECT count(pg_notify(%(channel)s, 'd:' || workflow_id)) FROM watched)
+FROM done
 
 -- name: watch
 -- Ask for a notification when the workflow finishes (the waiter re-reads its status).

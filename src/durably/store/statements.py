@@ -48,7 +48,7 @@ class Statements:
             "send_from_workflow", "consume_message", "wait_deadline", "park", "wake_due",
             "next_wake", "set_event", "get_event", "get_all_events", "write_stream",
             "read_stream", "cancel", "cancel_expired", "resume", "fork", "record_operations",
-            "claim_abandoned",
+            "claim_abandoned", "insert_workflows", "finish_workflows",
         ]  # fmt: skip
         # Notifications of this schema: short and fixed-length whatever the schema name.
         self.channel = "durably_" + hashlib.sha256(schema.encode()).hexdigest()[:16]
@@ -79,7 +79,25 @@ class Statements:
                 "timeout": timeout,
             },
             "rows",
+            combine=self._insert_workflows,
         )
+
+    def _insert_workflows(
+        self, statements: list[Statement]
+    ) -> tuple[Statement, Callable[[Any], list[Any]]]:
+        """Many starts as one INSERT; the same ID twice in a batch is created once."""
+        columns = (
+            "id", "name", "inputs", "executor_id", "max_recovery_attempts", "codec", "timeout",
+        )  # fmt: skip
+        params = {c: [st.params[c] for st in statements] for c in columns}
+        ids = [st.params["id"] for st in statements]
+
+        def split(rows: Any) -> list[Any]:
+            made = {row[0]: [(row[1], row[2])] for row in rows}
+            # Only the first start of an ID gets its row: the others attach to it.
+            return [made.pop(i, []) for i in ids]
+
+        return Statement(self._sql["insert_workflows"], params, "rows"), split
 
     def start_child(
         self,
@@ -177,7 +195,23 @@ class Statements:
                 "channel": self.channel,
             },
             "rows",
+            combine=self._finish_workflows,
         )
+
+    def _finish_workflows(
+        self, statements: list[Statement]
+    ) -> tuple[Statement, Callable[[Any], list[Any]]]:
+        """Many outcomes as one UPDATE; each learns whether its row was finished."""
+        columns = ("workflow_id", "epoch", "status", "output", "error")
+        params: dict[str, Any] = {c: [st.params[c] for st in statements] for c in columns}
+        params["channel"] = self.channel
+        ids = [st.params["workflow_id"] for st in statements]
+
+        def split(rows: Any) -> list[Any]:
+            done = {row[0] for row in rows}
+            return [[(1 if i in done else 0, 0)] for i in ids]
+
+        return Statement(self._sql["finish_workflows"], params, "rows"), split
 
     def load_operations(self, workflow_id: str) -> Statement:
         return Statement(self._sql["load_operations"], {"workflow_id": workflow_id}, "rows")
