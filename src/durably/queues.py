@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from durably import codec as codec_module
-from durably.errors import ConfigurationError
+from durably.errors import ConfigurationError, InvalidArgument
 from durably.execution.effects import drive_async, drive_sync
 from durably.execution.queueing import debounce as debounce_protocol
 from durably.execution.waits import check_seconds
@@ -142,5 +142,5 @@ class Queue:
 
 def _workflow(wf: object) -> Workflow[Any, Any]:
     if not isinstance(wf, Workflow):
-        raise ConfigurationError(f"expected a durably workflow, got {type(wf).__name__}")
+        raise InvalidArgument(f"expected a durably workflow, got {type(wf).__name__}")
     return wf

@@ -162,7 +162,15 @@ class Engine:
             pending = list(self._local.values())
         if launched:
             if self._loop is not None and self._keeper is not None:
-                self._loop.call_soon_threadsafe(self._keeper.drain)
+                draining = self._keeper
+
+                async def drain() -> None:
+                    draining.drain()
+
+                # Stop claiming first, then see what still runs here.
+                asyncio.run_coroutine_threadsafe(drain(), self._loop).result(timeout=10)
+                with self._lock:
+                    pending = list(self._local.values())
             concurrent.futures.wait(pending, timeout=max(0.0, grace))
             loop, keeper = self._loop, self._keeper
             if loop is not None and keeper is not None:

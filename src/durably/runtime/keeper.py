@@ -201,7 +201,10 @@ class Keeper:
         self, adb: AsyncDatabase, row: tuple[Any, ...], *, recovering: bool, fresh: bool = False
     ) -> concurrent.futures.Future[Any] | None:
         engine = self.engine
-        workflow_id, name, status, inputs, epoch, _codec, attempts, deadline = row
+        workflow_id, name, status, inputs, epoch, _codec, attempts, deadline, queue, _ = row
+        if status == Status.ENQUEUED:
+            self.kick_queue(queue)  # put back on its queue: claimed within its limits
+            return None
         if status == Status.DEAD_LETTER:
             log.error(
                 "workflow %s (%s) dead-lettered after %d recovery attempts",
@@ -258,7 +261,9 @@ class Keeper:
                 else:
                     rows = await adb.write(claim)
                 for row in rows:
-                    future = await self._resume(adb, row, recovering=False, fresh=True)
+                    # Epoch 2: claimed for the first time, so nothing is recorded yet.
+                    fresh = int(row[4]) == 2
+                    future = await self._resume(adb, row, recovering=False, fresh=fresh)
                     if future is not None:
                         self._track(name, future)
                 if len(rows) < want:

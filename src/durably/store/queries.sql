@@ -129,9 +129,12 @@ DELETE FROM {schema}.executors WHERE id = %(id)s
 UPDATE {schema}.workflows w
 SET epoch = w.epoch + 1,
     recovery_attempts = w.recovery_attempts + 1,
-    status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts
-                  THEN 'DEAD_LETTER' ELSE w.status END,
-    executor_id = %(executor_id)s,
+    status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
+                  WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
+                  ELSE w.status END,
+    -- Queued work goes back on its queue (keeping its place), so that it is claimed
+    -- again within the queue's limits and by a worker that listens to that queue.
+    executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END,
     updated_at = clock_timestamp()
 FROM (
     SELECT id FROM {schema}.workflows
@@ -143,7 +146,8 @@ FROM (
 ) mine
 WHERE w.id = mine.id
 RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-          w.deadline
+          w.deadline, w.queue_name,
+          CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name) END
 
 -- name: claim_abandoned
 -- Take back workflows this process itself left unfinished (a database outage outlasted
@@ -151,14 +155,17 @@ RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempt
 UPDATE {schema}.workflows w
 SET epoch = w.epoch + 1,
     recovery_attempts = w.recovery_attempts + 1,
-    status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts
-                  THEN 'DEAD_LETTER' ELSE w.status END,
+    status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
+                  WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
+                  ELSE w.status END,
+    executor_id = CASE WHEN w.queue_name IS NULL THEN w.executor_id END,
     updated_at = clock_timestamp()
 FROM unnest(%(ids)s::text[], %(epochs)s::bigint[]) AS a(id, epoch)
 WHERE w.id = a.id AND w.epoch = a.epoch AND w.executor_id = %(executor_id)s
   AND w.status = 'PENDING'
 RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-          w.deadline
+          w.deadline, w.queue_name,
+          CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name) END
 
 -- name: take_over
 -- Take unfinished workflows whose executor's lease expired (or whose executor row is
@@ -166,9 +173,12 @@ RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempt
 UPDATE {schema}.workflows w
 SET epoch = w.epoch + 1,
     recovery_attempts = w.recovery_attempts + 1,
-    status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts
-                  THEN 'DEAD_LETTER' ELSE w.status END,
-    executor_id = %(executor_id)s,
+    status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
+                  WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
+                  ELSE w.status END,
+    -- Queued work goes back on its queue (keeping its place), so that it is claimed
+    -- again within the queue's limits and by a worker that listens to that queue.
+    executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END,
     updated_at = clock_timestamp()
 FROM (
     SELECT wf.id FROM {schema}.workflows wf
@@ -184,7 +194,8 @@ FROM (
 ) expired
 WHERE w.id = expired.id
 RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-          w.deadline
+          w.deadline, w.queue_name,
+          CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name) END
 
 -- name: remove_expired_executors
 -- Executors silent for ten leases have nothing left to own; drop their rows.
@@ -384,8 +395,10 @@ RETURNING NOT ready.now
 -- Claim parked workflows that are due (timer passed, or woken by a message or event).
 -- With a workflow_id, only that one (the targeted wake after a notification).
 UPDATE {schema}.workflows w
-SET executor_id = %(executor_id)s, epoch = w.epoch + 1, wake_at = NULL, wait_kind = NULL,
-    updated_at = clock_timestamp()
+SET executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END,
+    -- a queued workflow wakes onto its queue, to run again within the queue's limits
+    status = CASE WHEN w.queue_name IS NULL THEN w.status ELSE 'ENQUEUED' END,
+    epoch = w.epoch + 1, wake_at = NULL, wait_kind = NULL, updated_at = clock_timestamp()
 FROM (
     SELECT id FROM {schema}.workflows
     WHERE status = 'PENDING' AND executor_id IS NULL
@@ -398,7 +411,8 @@ FROM (
 ) due
 WHERE w.id = due.id
 RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-          w.deadline
+          w.deadline, w.queue_name,
+          CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name) END
 
 -- name: next_wake
 -- When the earliest parked workflow is due (for the timer of the executor loop).

@@ -79,7 +79,7 @@ SET status = 'PENDING', executor_id = %(executor_id)s, epoch = w.epoch + 1,
 FROM candidates
 WHERE w.id = candidates.id
 RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-          w.deadline
+          w.deadline, w.queue_name, NULL
 
 -- name: claim_queued_partitioned
 -- The same for a queue with a per-partition limit: each partition key may have at most
@@ -130,7 +130,7 @@ SET status = 'PENDING', executor_id = %(executor_id)s, epoch = w.epoch + 1,
 FROM candidates
 WHERE w.id = candidates.id
 RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-          w.deadline
+          w.deadline, w.queue_name, NULL
 
 -- name: set_delay
 -- Change when a waiting workflow may start.
@@ -155,7 +155,9 @@ INSERT INTO {schema}.workflows AS w
      queue_name, debounce_key, available_at, enqueued_at)
 VALUES (%(id)s, %(name)s, 'DELAYED', %(inputs)s::jsonb, NULL, %(max_recovery_attempts)s,
         %(codec)s, %(timeout)s::float8, %(queue)s, %(debounce_key)s,
-        clock_timestamp() + make_interval(secs => %(period)s), clock_timestamp())
+        LEAST(clock_timestamp() + make_interval(secs => %(period)s),
+              clock_timestamp() + make_interval(secs => %(max_wait)s::float8)),
+        clock_timestamp())
 ON CONFLICT (queue_name, debounce_key) WHERE debounce_key IS NOT NULL AND status = 'DELAYED'
 DO UPDATE SET
     inputs = EXCLUDED.inputs,

@@ -242,7 +242,12 @@ class Statements:
     def claim_own(self, executor_id: str, names: Sequence[str], limit: int) -> Statement:
         return Statement(
             self._sql["claim_own"],
-            {"executor_id": executor_id, "names": list(names), "limit": limit},
+            {
+                "executor_id": executor_id,
+                "names": list(names),
+                "limit": limit,
+                "channel": self.channel,
+            },
             "rows",
         )
 
@@ -251,6 +256,7 @@ class Statements:
             self._sql["claim_abandoned"],
             {
                 "executor_id": executor_id,
+                "channel": self.channel,
                 "ids": list(abandoned),
                 "epochs": list(abandoned.values()),
             },
@@ -260,7 +266,12 @@ class Statements:
     def take_over(self, executor_id: str, names: Sequence[str], limit: int) -> Statement:
         return Statement(
             self._sql["take_over"],
-            {"executor_id": executor_id, "names": list(names), "limit": limit},
+            {
+                "executor_id": executor_id,
+                "names": list(names),
+                "limit": limit,
+                "channel": self.channel,
+            },
             "rows",
         )
 
@@ -406,7 +417,13 @@ class Statements:
     ) -> Statement:
         return Statement(
             self._sql["wake_due"],
-            {"executor_id": executor_id, "names": list(names), "limit": limit, "only_id": only_id},
+            {
+                "executor_id": executor_id,
+                "names": list(names),
+                "limit": limit,
+                "only_id": only_id,
+                "channel": self.channel,
+            },
             "rows",
         )
 

@@ -1,0 +1,1 @@
+"""Helpers of the queue tests: shared workflows, the worker app, and process control."""

@@ -1,0 +1,141 @@
+"""``durably worker MODULE:APP``: runs queued work, drains on SIGTERM, rejects bad targets."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import durably
+from queueprocs.jobs import effect_lines
+from queueprocs.util import ROOT, Fleet, statuses, wait_until
+
+
+@pytest.fixture
+def fleet(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Fleet]:
+    made = Fleet(pg_url, schema, tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def executor_rows(db: psycopg.Connection[Any], executor_id: str) -> int:
+    row = db.execute("SELECT count(*) FROM executors WHERE id = %s", (executor_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_worker_runs_queued_work_and_finishes_in_flight_work_on_sigterm(
+    fleet: Fleet, make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
+) -> None:
+    worker = fleet.start("--queue", "cli", "--grace", "30", executor_id="cli-1")
+    jobs = fleet.enqueuer(make_app)
+
+    fleet.open("quick")
+    quick = jobs.queues["cli"].enqueue(jobs.gated, "quick")
+    assert quick.result(timeout=20)["pid"] == worker.pid
+    # It claims only from the queue it was given.
+    other = jobs.gated.options(queue="cli-other", id="other").start("other")
+
+    slow = jobs.gated.options(queue="cli", id="slow").start("slow")
+    wait_until(
+        lambda: ("start", "slow", worker.pid) in effect_lines(fleet.effects), what="slow running"
+    )
+    worker.signal(signal.SIGTERM)
+    worker.wait_for("SIGTERM, stopping")
+    # Still waiting for its in-flight workflow (it has 30 s of grace).
+    assert worker.proc.poll() is None
+    assert statuses(db, ["slow"]) == {"slow": "PENDING"}
+
+    fleet.open("slow")
+    assert worker.wait_exit() == 0, worker.output()
+    assert "durably worker: stopped" in worker.output()
+    assert statuses(db, ["slow", "other"]) == {"slow": "SUCCESS", "other": "ENQUEUED"}
+    assert slow.result(timeout=5)["pid"] == worker.pid
+    assert executor_rows(db, "cli-1") == 0  # handed back: its row is gone
+    assert other.status() is durably.Status.ENQUEUED
+
+
+def test_worker_hands_unfinished_work_back_after_grace(
+    fleet: Fleet, make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
+) -> None:
+    """In-flight work that outlives --grace is left PENDING with the executor row removed,
+    so another worker takes it over at once (not after the dead worker's lease)."""
+    first = fleet.start("--queue", "cli", "--grace", "0.2", executor_id="cli-a")
+    jobs = fleet.enqueuer(make_app)
+    stuck = jobs.gated.options(queue="cli", id="stuck").start("stuck")
+    wait_until(
+        lambda: ("start", "stuck", first.pid) in effect_lines(fleet.effects), what="stuck running"
+    )
+    first.signal(signal.SIGTERM)
+    assert first.wait_exit() == 0, first.output()
+    assert executor_rows(db, "cli-a") == 0
+    row = db.execute("SELECT status, executor_id FROM workflows WHERE id = 'stuck'").fetchone()
+    assert row == ("PENDING", "cli-a")
+
+    # A lease of 1 s: its first takeover scan comes within half a lease of its launch.
+    second = fleet.start("--queue", "cli", executor_id="cli-b", lease=1.0)
+    wait_until(
+        lambda: ("start", "stuck", second.pid) in effect_lines(fleet.effects),
+        what="stuck taken over",
+    )
+    fleet.open("stuck")
+    assert stuck.result(timeout=20)["pid"] == second.pid
+    ends = [p for what, k, p in effect_lines(fleet.effects) if what == "end" and k == "stuck"]
+    assert ends == [second.pid]
+
+
+def run_cli(fleet: Fleet, *args: str, script: bool = False) -> subprocess.CompletedProcess[str]:
+    command = (
+        [str(Path(sys.executable).parent / "durably")]
+        if script
+        else [sys.executable, "-m", "durably.cli"]
+    )
+    return subprocess.run(
+        [*command, *args],
+        cwd=ROOT,
+        env=fleet.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("queueprocs.no_such_module:app", "cannot import 'queueprocs.no_such_module'"),
+        ("no_such_package.workers:app", "cannot import 'no_such_package.workers'"),
+        ("queueprocs.worker_app:missing", "is not a durably.App (found NoneType)"),
+        ("queueprocs.worker_app:not_an_app", "is not a durably.App (found str)"),
+        (":app", "expected MODULE:APP"),
+    ],
+)
+def test_bad_target_exits_2_with_a_clear_message(fleet: Fleet, target: str, message: str) -> None:
+    done = run_cli(fleet, "worker", target)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in done.stderr
+    assert done.stderr.startswith("durably worker: ")
+    assert "Traceback" not in done.stderr
+
+
+def test_console_script_bad_target_and_undeclared_queue(fleet: Fleet) -> None:
+    if not (Path(sys.executable).parent / "durably").exists():
+        pytest.skip("no durably console script next to this interpreter")
+    done = run_cli(fleet, "worker", "queueprocs.nope:app", script=True)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "cannot import 'queueprocs.nope'" in done.stderr
+    done = run_cli(fleet, "worker", "queueprocs.worker_app:app", "--queue", "ghost")
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "undeclared queue(s) ['ghost']" in done.stderr
+    done = run_cli(fleet, "worker")  # no MODULE:APP at all: a usage error
+    assert done.returncode == 2
+    assert "MODULE:APP" in done.stderr
