@@ -67,8 +67,6 @@ def enqueue(
         )
     )
     if rows:
-        if available_at is not None:
-            engine.queue_due_at(options.queue, available_at)
         return Started(workflow_id, None)
     existing = yield Read(engine.statements.get_outcome(workflow_id))
     if existing:
@@ -137,14 +135,10 @@ def debounce(
         )
     )
     workflow_id: str = rows[0][0]
-    engine.queue_due_at(queue, rows[0][1])
     return workflow_id
 
 
 def set_delay(engine: Engine, workflow_id: str, delay: float | Any) -> Protocol[bool]:
     """Move the start of a waiting (ENQUEUED or DELAYED) workflow; False if it started."""
-    available_at = delay_until(delay)
-    rows = yield Write(engine.queue_statements.set_delay(workflow_id, available_at))
-    if rows and rows[0][2] is not None:
-        engine.queue_due_at(rows[0][2], available_at)
+    rows = yield Write(engine.queue_statements.set_delay(workflow_id, delay_until(delay)))
     return bool(rows)

@@ -269,12 +269,6 @@ class Engine:
         if wake_at is not None and keeper is not None and loop is not None:
             loop.call_soon_threadsafe(keeper.wake_at, wake_at)
 
-    def queue_due_at(self, queue: str, when: datetime) -> None:
-        """Delayed work enqueued here comes due at ``when``: claim from the queue then."""
-        keeper, loop = self._keeper, self._loop
-        if keeper is not None and loop is not None:
-            loop.call_soon_threadsafe(keeper.wake_at, when, queue)
-
     def cancel_local(self, workflow_id: str) -> None:
         """A cancel reached this process: stop the workflow at its next durable call,
         and cancel its task at once if it is async."""

@@ -318,3 +318,7 @@ class Keeper:
             engine.cancel_local(workflow_id)
         elif kind == "q":
             self.kick_queue(workflow_id)  # here the payload names a queue
+        elif kind == "t":  # delayed work of a queue comes due at a time: "t:<epoch>:<queue>"
+            due, _, queue = workflow_id.partition(":")
+            with contextlib.suppress(ValueError):
+                self.wake_at(datetime.fromtimestamp(float(due), UTC), queue)

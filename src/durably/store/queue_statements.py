@@ -143,6 +143,7 @@ class QueueStatements:
                 "debounce_key": debounce_key,
                 "period": period,
                 "max_wait": max_wait,
+                "channel": self.channel,
             },
             "rows",
         )

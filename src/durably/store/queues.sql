@@ -30,9 +30,13 @@ WITH ins AS (
             %(timeout)s::float8, %(queue)s, %(priority)s, %(dedup_key)s, %(partition_key)s,
             %(available_at)s, clock_timestamp(), %(parent_id)s, %(parent_step)s)
     ON CONFLICT DO NOTHING
-    RETURNING id, status
+    RETURNING id, status, available_at
 )
-SELECT id, status, CASE WHEN status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || %(queue)s) END
+-- Workers are told of ready work at once, and of delayed work's due time (t:).
+SELECT id, status,
+       CASE WHEN status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || %(queue)s)
+            ELSE pg_notify(%(channel)s,
+                           't:' || extract(epoch FROM available_at) || ':' || %(queue)s) END
 FROM ins
 
 -- name: dedup_holder
@@ -141,9 +145,12 @@ WITH changed AS (
                       ELSE 'ENQUEUED' END,
         updated_at = clock_timestamp()
     WHERE id = %(workflow_id)s AND status IN ('ENQUEUED', 'DELAYED')
-    RETURNING queue_name, status
+    RETURNING queue_name, status, available_at
 )
-SELECT status, CASE WHEN status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || queue_name) END,
+SELECT status,
+       CASE WHEN status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || queue_name)
+            ELSE pg_notify(%(channel)s,
+                           't:' || extract(epoch FROM available_at) || ':' || queue_name) END,
        queue_name
 FROM changed
 
@@ -165,4 +172,5 @@ DO UPDATE SET
     available_at = LEAST(EXCLUDED.available_at,
                          w.enqueued_at + make_interval(secs => %(max_wait)s::float8)),
     updated_at = clock_timestamp()
-RETURNING id, available_at
+RETURNING id, available_at,
+          pg_notify(%(channel)s, 't:' || extract(epoch FROM w.available_at) || ':' || w.queue_name)
