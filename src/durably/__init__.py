@@ -19,6 +19,7 @@ from durably.errors import (
     NotInWorkflow,
     RecordedError,
     ResultTimeout,
+    ScheduleNotFound,
     StepRetriesExceeded,
     UnknownWorkflow,
     ValueDecodingError,
@@ -42,6 +43,7 @@ from durably.operations import (
     write_stream_async,
 )
 from durably.queues import Queue
+from durably.scheduling import ScheduleInfo
 from durably.status import Status
 from durably.workflow import Step, Workflow, WorkflowHandle
 
@@ -62,6 +64,8 @@ __all__ = [
     "Queue",
     "RecordedError",
     "ResultTimeout",
+    "ScheduleInfo",
+    "ScheduleNotFound",
     "Status",
     "Step",
     "StepInfo",

@@ -65,6 +65,14 @@ class DuplicateWorkflow(DurablyError):
         self.holder = holder
 
 
+class ScheduleNotFound(DurablyError, LookupError):
+    """No schedule with the given name exists."""
+
+    def __init__(self, name: str) -> None:
+        self._set(f"no schedule named {name!r} exists", name)
+        self.name = name
+
+
 class WorkflowConflict(DurablyError):
     """A workflow ID is already used by a different workflow function."""
 

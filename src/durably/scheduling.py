@@ -29,7 +29,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
-from durably.errors import ConfigurationError, DurablyError, InvalidArgument, UnknownWorkflow
+from durably.errors import (
+    ConfigurationError,
+    InvalidArgument,
+    ScheduleNotFound,
+    UnknownWorkflow,
+)
 from durably.execution.effects import Protocol, Read, Write, drive_async, drive_sync
 from durably.execution.specs import WorkflowSpec
 from durably.runtime.scheduler import Cron, Scheduler, run_started, start_tick
@@ -46,14 +51,6 @@ R = TypeVar("R")
 MAX_NAME_LENGTH = 200
 # A backfill starts at most this many ticks (split longer ranges).
 MAX_BACKFILL = 10_000
-
-
-class ScheduleNotFound(DurablyError, LookupError):
-    """No schedule with the given name exists."""
-
-    def __init__(self, name: str) -> None:
-        self._set(f"no schedule named {name!r} exists", name)
-        self.name = name
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Worker processes and workflows of the schedule tests (tests/test_schedules.py)."""
