@@ -23,14 +23,15 @@ Result = Any  # rowcount (int) or rows (list of tuples), as the statement asks
 class Pending:
     """One queued write and, once its batch ran, its result or error."""
 
-    __slots__ = ("done", "error", "result", "statement", "waiter")
+    __slots__ = ("done", "error", "event", "result", "statement", "waiter")
 
     def __init__(self, statement: Statement) -> None:
         self.statement = statement
         self.result: Result = None
         self.error: BaseException | None = None
         self.done = False
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None  # async: resolved when done
+        self.event: threading.Event | None = None  # sync: set when done or made leader
 
     def outcome(self) -> Result:
         if self.error is not None:
@@ -141,24 +142,35 @@ async def execute_batch_async(conn: psycopg.AsyncConnection[Any], batch: list[Pe
 
 class SyncCommitter:
     """Leader/follower group commit for threads, on a connection of its own (no pool
-    round trip per write: the leader is the only one using it)."""
+    round trip per write: the leader is the only one using it).
+
+    Each waiting thread sleeps on its own event: a finished batch wakes exactly its
+    writers, and hands the lead to the oldest waiting writer, if any (no herd of
+    threads racing for one lock).
+    """
 
     def __init__(self, connect: Callable[[], psycopg.Connection[Any]]) -> None:
         self._connect = connect
         self._conn: psycopg.Connection[Any] | None = None
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[Pending] = []
         self._leading = False
 
     def submit(self, statement: Statement) -> Result:
         item = Pending(statement)
-        with self._cond:
+        with self._lock:
             self._queue.append(item)
-            while self._leading and not item.done:
-                self._cond.wait()
+            follow = self._leading
+            if follow:
+                item.event = threading.Event()
+            else:
+                self._leading = True
+        if follow:
+            item.event.wait()  # type: ignore[union-attr]
             if item.done:
                 return item.outcome()
-            self._leading = True
+            # Woken without a result: this thread leads the next batch.
+        with self._lock:
             batch, self._queue = self._queue, []
         try:
             conn = self._conn
@@ -173,15 +185,21 @@ class SyncCommitter:
                 if other.error is None and other.result is None:
                     other.error = exc
         finally:
-            with self._cond:
+            with self._lock:
                 for other in batch:
                     other.done = True
-                self._leading = False
-                self._cond.notify_all()
+                successor = self._queue[0] if self._queue else None
+                if successor is None:
+                    self._leading = False
+            for other in batch:
+                if other.event is not None:
+                    other.event.set()
+            if successor is not None and successor.event is not None:
+                successor.event.set()
         return item.outcome()
 
     def close(self) -> None:
-        with self._cond:
+        with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
