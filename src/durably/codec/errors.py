@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
+import sys
 import traceback
 from typing import Any
 
@@ -174,13 +174,16 @@ def _rebuild_error(data: dict[Any, Any], type_name: str, message: str) -> BaseEx
 
 
 def _resolve_exception_type(name: str) -> type[BaseException] | None:
-    """The exception class named ``module.QualName``, imported; None if there is none."""
+    """The exception class named ``module.QualName``; None if there is none.
+
+    Only modules this process has already imported are looked in: data in the database
+    must never make a process import (and so run) code, e.g. a Client importing the
+    workers' modules. The process that raised an error has its module loaded anyway.
+    """
     parts = name.split(".")
     for cut in range(len(parts) - 1, 0, -1):
-        module_name = ".".join(parts[:cut])
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except ImportError:
+        obj: Any = sys.modules.get(".".join(parts[:cut]))
+        if obj is None:
             continue
         try:
             for attr in parts[cut:]:

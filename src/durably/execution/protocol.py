@@ -261,6 +261,9 @@ def run_body(
     except WorkflowCancelled as exc:
         if ctx.cancelled or exc.workflow_id == ctx.workflow_id:
             raise  # this workflow was cancelled: its status says so already
+        if ctx.deadline is not None and now() >= ctx.deadline:
+            # A child reached the deadline it inherited first: so did this workflow.
+            yield from cancel_for_timeout(ctx)
         yield from finish(ctx, Status.ERROR, error=codec_module.dump_error(exc))
         raise
     except Exception as exc:

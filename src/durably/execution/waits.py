@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from durably.errors import InvalidArgument, WorkflowNotFound
 from durably.execution.context import WorkflowContext
-from durably.execution.effects import Protocol, Read, Wait, Watch, Write
+from durably.execution.effects import Atomic, Protocol, Read, Wait, Watch, Write
 from durably.execution.protocol import (
     Parked,
     check_recorded,
@@ -76,16 +76,19 @@ def park(
     """Release the workflow to wait in the database, unless what it waits for arrived."""
     if ctx.deadline is not None and (wake_at is None or ctx.deadline < wake_at):
         wake_at = ctx.deadline  # woken at its deadline to be cancelled
-    rows = yield Write(
-        ctx.engine.statements.park(
-            workflow_id=ctx.workflow_id,
-            epoch=ctx.epoch,
-            wake_at=wake_at,
-            wait_kind=kind,
-            wait_target=target,
-            wait_topic=topic,
-        )
+    statements = ctx.engine.statements
+    # Lock the row whose change would wake us (ours for a message, the target's for an
+    # event) so that a send or set_event racing with this park is seen by one side.
+    lock = statements.lock_workflow(target if kind == "event" and target else ctx.workflow_id)
+    park_statement = statements.park(
+        workflow_id=ctx.workflow_id,
+        epoch=ctx.epoch,
+        wake_at=wake_at,
+        wait_kind=kind,
+        wait_target=target,
+        wait_topic=topic,
     )
+    rows = yield Atomic((lock, park_statement))
     if not rows:
         yield from explain_unwritten(ctx, 0, kind, kind)
         return
@@ -196,17 +199,20 @@ def send(
         check_recorded(ctx, rec, "send", name)
         return
     yield from guard(ctx)
-    rows = yield Write(
-        ctx.engine.statements.send_from_workflow(
-            sender_id=ctx.workflow_id,
-            epoch=ctx.epoch,
-            step=position,
-            name=name,
-            started_at=now(),
-            workflow_id=workflow_id,
-            topic=topic,
-            value=value,
-            idempotency_key=idempotency_key or f"{ctx.workflow_id}:{position}",
+    rows = yield Atomic(
+        (
+            ctx.engine.statements.lock_workflow(workflow_id),
+            ctx.engine.statements.send_from_workflow(
+                sender_id=ctx.workflow_id,
+                epoch=ctx.epoch,
+                step=position,
+                name=name,
+                started_at=now(),
+                workflow_id=workflow_id,
+                topic=topic,
+                value=value,
+                idempotency_key=idempotency_key or f"{ctx.workflow_id}:{position}",
+            ),
         )
     )
     owned, exists, recorded, _notified, _woken = rows[0]
@@ -226,9 +232,12 @@ def send_outside(
     idempotency_key: str | None,
 ) -> Protocol[None]:
     """Send a message from outside any workflow (the same key delivers once)."""
-    rows = yield Write(
-        engine.statements.send_message(
-            workflow_id=workflow_id, topic=topic, value=value, idempotency_key=idempotency_key
+    rows = yield Atomic(
+        (
+            engine.statements.lock_workflow(workflow_id),
+            engine.statements.send_message(
+                workflow_id=workflow_id, topic=topic, value=value, idempotency_key=idempotency_key
+            ),
         )
     )
     if not rows[0][0]:
@@ -245,15 +254,18 @@ def set_event(
             check_recorded(ctx, rec, "set_event", key)
             return
         yield from guard(ctx)
-    rows = yield Write(
-        ctx.engine.statements.set_event(
-            workflow_id=ctx.workflow_id,
-            epoch=ctx.epoch,
-            step=position,
-            key=key,
-            value=value,
-            started_at=now(),
-            step_op=not in_step,
+    rows = yield Atomic(
+        (
+            ctx.engine.statements.lock_workflow(ctx.workflow_id),
+            ctx.engine.statements.set_event(
+                workflow_id=ctx.workflow_id,
+                epoch=ctx.epoch,
+                step=position,
+                key=key,
+                value=value,
+                started_at=now(),
+                step_op=not in_step,
+            ),
         )
     )
     owned, recorded = rows[0][0], rows[0][1]
@@ -353,7 +365,7 @@ def next_stream_entries(
     The stream has ended when a closing entry is read, or when the writing workflow is
     finished (success, error or cancel) and nothing more is left to read.
     """
-    keys = (f"s:{workflow_id}", f"d:{workflow_id}")
+    keys = (f"s:{workflow_id}", f"d:{workflow_id}", f"c:{workflow_id}")
     if not watching:
         yield Write(engine.statements.watch(workflow_id))
     while True:
@@ -379,7 +391,7 @@ def first_finished(
     engine: Engine, workflow_ids: list[str], deadline: datetime | None
 ) -> Protocol[str | None]:
     """The first of several workflows to finish (None at the deadline)."""
-    keys = tuple(f"d:{wid}" for wid in workflow_ids)
+    keys = tuple(f"{kind}:{wid}" for wid in workflow_ids for kind in ("d", "c"))
     for wid in workflow_ids:
         yield Write(engine.statements.watch(wid))
     while True:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import socket
@@ -274,8 +275,8 @@ class Engine:
         and cancel its task at once if it is async."""
         with self._lock:
             ctx = self._active.get(workflow_id)
-        if ctx is None:
-            return
+        if ctx is None or ctx.cancelled:
+            return  # not here, or already stopping: one cancellation of its task is enough
         ctx.cancelled = True
         task = ctx.task
         if task is not None and not task.done():
@@ -332,7 +333,10 @@ class Engine:
             if task is not None:
                 task.uncancel()
             if not ctx.cancelled:
-                await drive_async(self, cancel_for_timeout(ctx))
+                # Record the timeout; if this is interrupted too, the executor loop's
+                # scan of expired deadlines records it.
+                with contextlib.suppress(WorkflowCancelled, asyncio.CancelledError):
+                    await drive_async(self, cancel_for_timeout(ctx))
             raise WorkflowCancelled(ctx.workflow_id) from None
         except BaseException as exc:
             self._note_exit(ctx, exc)
@@ -451,7 +455,7 @@ def await_outcome(
     engine: Engine, workflow_id: str, hint: Any, deadline: float | None, timeout: float | None
 ) -> Protocol[Any]:
     """Wait for a workflow's recorded outcome, woken by its completion notification."""
-    keys = (f"d:{workflow_id}",)
+    keys = (f"d:{workflow_id}", f"c:{workflow_id}")  # finished, or cancelled
     watching = False
     while True:
         since = yield Watch(keys)

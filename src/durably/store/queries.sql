@@ -369,6 +369,11 @@ SET wait_deadline = CASE WHEN wait_step = %(step)s THEN wait_deadline ELSE %(dea
 WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
 RETURNING wait_deadline
 
+-- name: lock_workflow
+-- Serialises a wait that parks with what would wake it (a message sent, an event set):
+-- both lock the row first, so each one's next statement sees the other's commit.
+SELECT id FROM {schema}.workflows WHERE id = %(workflow_id)s FOR NO KEY UPDATE
+
 -- name: park
 -- Release a waiting workflow: any executor wakes it at wake_at, or earlier when what it
 -- waits for arrives. If that already arrived, it is not parked (parked = false).
@@ -526,14 +531,16 @@ WITH RECURSIVE expired AS (
 SELECT count(pg_notify(%(channel)s, 'c:' || id)) FROM cancelled
 
 -- name: resume
--- Run a cancelled or dead-lettered workflow again from its last checkpoint: it becomes
--- parked and due now, so any executor that knows it picks it up.
+-- Run a cancelled, dead-lettered or stuck (PENDING) workflow again from its last
+-- checkpoint: it becomes parked and due now (a new epoch fences out any run still going),
+-- so any executor that knows it picks it up; queued work that waits starts now.
 WITH resumed AS (
     UPDATE {schema}.workflows
     SET status = 'PENDING', executor_id = NULL, wake_at = clock_timestamp(), wait_kind = NULL,
         recovery_attempts = 0, deadline = NULL, completed_at = NULL, epoch = epoch + 1,
         updated_at = clock_timestamp()
-    WHERE id = %(workflow_id)s AND status IN ('CANCELLED', 'DEAD_LETTER', 'ENQUEUED', 'DELAYED')
+    WHERE id = %(workflow_id)s
+      AND status IN ('PENDING', 'CANCELLED', 'DEAD_LETTER', 'ENQUEUED', 'DELAYED')
     RETURNING id
 )
 SELECT id, pg_notify(%(channel)s, 'w:' || id) FROM resumed
@@ -551,6 +558,7 @@ WITH src AS (
            clock_timestamp(), timeout_seconds,
            clock_timestamp() + make_interval(secs => timeout_seconds)
     FROM src
+    ON CONFLICT (id) DO NOTHING
     RETURNING id
 ), ops AS (
     INSERT INTO {schema}.operations

@@ -79,7 +79,8 @@ WITH q AS (
 UPDATE {schema}.workflows w
 SET status = 'PENDING', executor_id = %(executor_id)s, epoch = w.epoch + 1,
     started_at = clock_timestamp(), available_at = NULL, updated_at = clock_timestamp(),
-    deadline = clock_timestamp() + make_interval(secs => w.timeout_seconds)
+    -- the clock starts at the first claim; work put back on the queue keeps its deadline
+    deadline = coalesce(w.deadline, clock_timestamp() + make_interval(secs => w.timeout_seconds))
 FROM candidates
 WHERE w.id = candidates.id
 RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
@@ -130,7 +131,8 @@ WITH q AS (
 UPDATE {schema}.workflows w
 SET status = 'PENDING', executor_id = %(executor_id)s, epoch = w.epoch + 1,
     started_at = clock_timestamp(), available_at = NULL, updated_at = clock_timestamp(),
-    deadline = clock_timestamp() + make_interval(secs => w.timeout_seconds)
+    -- the clock starts at the first claim; work put back on the queue keeps its deadline
+    deadline = coalesce(w.deadline, clock_timestamp() + make_interval(secs => w.timeout_seconds))
 FROM candidates
 WHERE w.id = candidates.id
 RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,

@@ -48,7 +48,7 @@ class Statements:
             "send_from_workflow", "consume_message", "wait_deadline", "park", "wake_due",
             "next_wake", "set_event", "get_event", "get_all_events", "write_stream",
             "read_stream", "cancel", "cancel_expired", "resume", "fork", "record_operations",
-            "claim_abandoned", "insert_workflows", "finish_workflows",
+            "claim_abandoned", "insert_workflows", "finish_workflows", "lock_workflow",
         ]  # fmt: skip
         # Notifications of this schema: short and fixed-length whatever the schema name.
         self.channel = "durably_" + hashlib.sha256(schema.encode()).hexdigest()[:16]
@@ -308,6 +308,9 @@ class Statements:
         return Statement(self._sql["list_operations"], {"workflow_id": workflow_id}, "rows")
 
     # ------------------------------------------------------------------ waits (0002)
+
+    def lock_workflow(self, workflow_id: str) -> Statement:
+        return Statement(self._sql["lock_workflow"], {"workflow_id": workflow_id}, "rows")
 
     def watch(self, workflow_id: str) -> Statement:
         return Statement(self._sql["watch"], {"workflow_id": workflow_id})
