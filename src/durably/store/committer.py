@@ -100,44 +100,61 @@ def settle(entry: Entry, result: Result) -> None:
             item.result = share
 
 
+def _fail_unsettled(batch: list[Pending], exc: BaseException) -> None:
+    for item in batch:
+        if item.result is None and item.error is None:
+            item.error = exc
+
+
 def execute_batch_sync(conn: psycopg.Connection[Any], batch: list[Pending]) -> None:
-    """Run a batch in one pipelined transaction; on a failure, run each write alone."""
+    """Run a batch in one pipelined transaction; if it failed before its commit, run
+    each write alone (after the commit, running them again would find them done)."""
     entries = plan(batch)
+    committed = False
     try:
         if len(entries) == 1:
             settle(entries[0], run_sync(conn, entries[0][0]))
             return
         with conn.pipeline(), conn.transaction():
             cursors = [conn.execute(st.sql, st.params, prepare=True) for st, _, _ in entries]
+        committed = True
         for entry, cur in zip(entries, cursors, strict=True):
             settle(entry, cur.fetchall() if entry[0].returns == "rows" else cur.rowcount)
-    except psycopg.Error:
+    except psycopg.Error as exc:
+        if committed:
+            _fail_unsettled(batch, exc)
+            return
         # One statement (a deadlock with a takeover, say) aborted the shared
         # transaction: give every write its own answer.
         for item in batch:
             try:
                 item.result = run_sync(conn, item.statement)
-            except Exception as exc:
-                item.error = exc
+            except Exception as error:
+                item.error = error
 
 
 async def execute_batch_async(conn: psycopg.AsyncConnection[Any], batch: list[Pending]) -> None:
     """Async twin of execute_batch_sync."""
     entries = plan(batch)
+    committed = False
     try:
         if len(entries) == 1:
             settle(entries[0], await run_async(conn, entries[0][0]))
             return
         async with conn.pipeline(), conn.transaction():
             cursors = [await conn.execute(st.sql, st.params, prepare=True) for st, _, _ in entries]
+        committed = True
         for entry, acur in zip(entries, cursors, strict=True):
             settle(entry, await acur.fetchall() if entry[0].returns == "rows" else acur.rowcount)
-    except psycopg.Error:
+    except psycopg.Error as exc:
+        if committed:
+            _fail_unsettled(batch, exc)
+            return
         for item in batch:
             try:
                 item.result = await run_async(conn, item.statement)
-            except Exception as exc:
-                item.error = exc
+            except Exception as error:
+                item.error = error
 
 
 class SyncCommitter:

@@ -281,7 +281,8 @@ FROM done
 
 -- name: watch
 -- Ask for a notification when the workflow finishes (the waiter re-reads its status).
-INSERT INTO {schema}.watchers (workflow_id) VALUES (%(workflow_id)s)
+INSERT INTO {schema}.watchers (workflow_id)
+SELECT id FROM {schema}.workflows WHERE id = %(workflow_id)s
 ON CONFLICT DO NOTHING
 
 -- name: send_message
@@ -485,11 +486,15 @@ SELECT (SELECT count(*) FROM me), (SELECT count(*) FROM op),
        (SELECT count(pg_notify(%(channel)s, 's:' || workflow_id)) FROM entry)
 
 -- name: read_stream
--- Entries after a position; the first read skips %(skip)s entries (the offset).
-SELECT step, value, closed FROM {schema}.streams
-WHERE workflow_id = %(workflow_id)s AND key = %(key)s AND step > %(after)s
+-- Entries after a position; the first read skips %(skip)s values (the offset). The
+-- closing entry is always returned, so a reader past the end stops at once.
+SELECT step, value, closed FROM (
+    SELECT step, value, closed, row_number() OVER (ORDER BY step) - 1 AS n
+    FROM {schema}.streams
+    WHERE workflow_id = %(workflow_id)s AND key = %(key)s AND step > %(after)s
+) entries
+WHERE n >= %(skip)s OR closed
 ORDER BY step
-OFFSET %(skip)s
 
 -- name: cancel
 -- Cancel a workflow (and with children, its descendants) that has not finished.
