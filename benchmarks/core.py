@@ -6,20 +6,28 @@ A benchmark is a function ``(ctx: Context) -> list[Measurement]`` registered wit
 max. Anything a benchmark creates in the database lives in a fresh schema
 (``ctx.app()`` / ``ctx.schema()``) that is dropped when the benchmark ends.
 
-Adding a figure later (queues, recovery, a DBOS comparison run in its own venv) means
-adding one more registered function in a module that ``benchmarks.run`` imports.
+A figure may carry a ``Target`` (from the issue that asked for it), checked against its
+median when the table is printed; the runner also joins each figure with the DBOS
+Transact figure of the same key when ``--with-dbos`` measured one (``benchmarks.dbos``).
+Work that needs processes of its own (queue workers, a crash, a recovery) runs as
+``Child`` processes (``benchmarks.procs``) that speak a small line protocol.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import queue
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +41,25 @@ DEFAULT_DATA_DIR = Path(tempfile.gettempdir()) / f"durably-bench-{os.getuid()}"
 
 
 # ---------------------------------------------------------------------- measurements
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the issue asks of a figure: ``kind`` is ``max`` or ``min`` (of the median),
+    ``max_x_floor`` (median / the PG floor of the run at most ``value``) or ``min_x_dbos``
+    (at least ``value`` times better than DBOS measured in the same run)."""
+
+    kind: str
+    value: float
+
+    def describe(self, unit: str) -> str:
+        if self.kind == "max":
+            return f"<= {self.value:g} {unit}"
+        if self.kind == "min":
+            return f">= {self.value:,.0f} {unit}"
+        if self.kind == "max_x_floor":
+            return f"<= {self.value:g}x floor"
+        return f">= {self.value:g}x DBOS"
 
 
 @dataclass
@@ -50,6 +77,14 @@ class Measurement:
     samples: list[float]
     ratio_to: str | None = None
     note: str = ""
+    target: Target | None = None
+    # False when the DBOS figure of the same key is not like for like (e.g. a total
+    # over a different number of workflows): the table shows both, without a ratio.
+    comparable: bool = True
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.unit.startswith("/")
 
     @property
     def median(self) -> float:
@@ -64,24 +99,48 @@ class Measurement:
         return max(self.samples)
 
 
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key, "label": self.label, "unit": self.unit, "median": self.median,
+            "min": self.min, "max": self.max, "samples": self.samples,
+            "ratio_to": self.ratio_to, "note": self.note, "comparable": self.comparable,
+            "target": None if self.target is None else [self.target.kind, self.target.value],
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Measurement:
+        target = data.get("target")
+        return cls(
+            key=data["key"], label=data["label"], unit=data["unit"],
+            samples=[float(v) for v in data["samples"]], ratio_to=data.get("ratio_to"),
+            note=data.get("note", ""), comparable=data.get("comparable", True),
+            target=Target(target[0], float(target[1])) if target else None,
+        )  # fmt: skip
+
+
 @dataclass
 class Benchmark:
     name: str
     fn: Callable[[Context], list[Measurement]]
     doc: str = ""
+    # Run only when named with --only (it restarts the server, or takes long).
+    default: bool = True
 
 
 REGISTRY: list[Benchmark] = []
 
 
-def benchmark(name: str) -> Callable[[Callable[[Context], list[Measurement]]], Any]:
-    """Register a benchmark function under ``name`` (run in registration order)."""
+def benchmark(
+    name: str, *, default: bool = True
+) -> Callable[[Callable[[Context], list[Measurement]]], Any]:
+    """Register a benchmark function under ``name`` (run in registration order);
+    ``default=False`` runs it only when asked for by name."""
 
     def register(fn: Callable[[Context], list[Measurement]]) -> Callable[..., Any]:
         if any(b.name == name for b in REGISTRY):
             raise ValueError(f"benchmark {name!r} registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
-        REGISTRY.append(Benchmark(name, fn, doc[0] if doc else ""))
+        REGISTRY.append(Benchmark(name, fn, doc[0] if doc else "", default))
         return fn
 
     return register
@@ -97,10 +156,19 @@ class Context:
     url: str
     repeats: int
     quick: bool
+    # The embedded server's data directory (None with --database-url).
+    data_dir: Path | None = None
+    # Drop the OS page cache before cold reads (--cold; root only).
+    cold: bool = False
 
     def size(self, full: int, quick: int) -> int:
         """An iteration count: ``full`` normally, ``quick`` under --quick."""
         return quick if self.quick else full
+
+    @property
+    def heavy_repeats(self) -> int:
+        """Repeats for the figures that take seconds each (queues, recovery): at most 3."""
+        return min(self.repeats, 3)
 
     def log(self, message: str) -> None:
         print(f"  {message}", file=sys.stderr, flush=True)
@@ -174,6 +242,101 @@ def next_xid(conn: psycopg.Connection[Any]) -> int:
     return int(row[0])
 
 
+def percentile(values: list[float], p: float) -> float:
+    """The ``p``-th percentile (0-100) of ``values``, by linear interpolation."""
+    data = sorted(values)
+    if not data:
+        raise ValueError("no values")
+    k = (len(data) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (k - lo)
+
+
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    """Poll ``check`` until it is true; raise after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------- child processes
+
+
+class Child:
+    """A child process speaking the line protocol of ``benchmarks.procs``: it prints
+    ``ready``, waits for ``go``, prints JSON lines, and stops when stdin closes.
+    Its stderr goes to ours."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            env=env, cwd=Path(__file__).resolve().parent.parent,
+        )  # fmt: skip
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    @classmethod
+    def durably(cls, kind: str, *args: str) -> Child:
+        """``python -m benchmarks.procs KIND ARGS`` with this interpreter."""
+        return cls([sys.executable, "-m", "benchmarks.procs", kind, *args])
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    def line(self, timeout: float) -> str:
+        """The next line the child prints."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no output within {timeout:.0f} s from {self.argv[:4]}") from None
+        if line is None:
+            self._lines.put(None)
+            raise RuntimeError(f"child {self.argv[:4]} exited with {self.proc.wait()}")
+        return line
+
+    def expect(self, word: str, timeout: float = 120) -> None:
+        """Skip lines until the child prints ``word``."""
+        while self.line(timeout) != word:
+            pass
+
+    def json(self, timeout: float = 600) -> Any:
+        """The next line that is a JSON object."""
+        while True:
+            line = self.line(timeout)
+            if line.startswith("{"):
+                return json.loads(line)
+
+    def send(self, word: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(word + "\n")
+        self.proc.stdin.flush()
+
+    def close(self, timeout: float = 30) -> None:
+        """Close stdin (the child stops), wait, and SIGKILL it if it lingers."""
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            with suppress(OSError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL: no atexit, no clean-up (a crash)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
 # ---------------------------------------------------------------------- the server
 
 
@@ -181,6 +344,7 @@ def next_xid(conn: psycopg.Connection[Any]) -> int:
 class Server:
     url: str
     description: str
+    data_dir: Path | None = None
 
 
 @contextmanager
@@ -197,7 +361,7 @@ def database(url: str | None, data_dir: str | os.PathLike[str] | None) -> Iterat
     took = time.perf_counter() - started
     print(f"embedded PostgreSQL in {path} ready in {took:.1f} s", file=sys.stderr, flush=True)
     try:
-        yield Server(server.url, f"embedded (durably.embedded, data dir {path})")
+        yield Server(server.url, f"embedded (durably.embedded, data dir {path})", path)
     finally:
         server.release()
 

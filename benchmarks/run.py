@@ -4,8 +4,12 @@
     python -m benchmarks.run --quick         # smoke run: 2 repeats, small counts
     python -m benchmarks.run --database-url postgresql://... --repeats 9
     python -m benchmarks.run --only floor --only sequential-sync
+    python -m benchmarks.run --with-dbos     # and DBOS Transact, same server, same run
+    python -m benchmarks.run --only settings # PG 18 I/O settings (restarts a server)
 
-The table is also written as Markdown to benchmarks/results/latest.md (git-ignored).
+The table is also written as Markdown to benchmarks/results/latest.md (git-ignored), every
+sample to latest.json, and a chart to latest.png (drawn with matplotlib from the
+benchmark's own venv, benchmarks/.venv-dbos, when it exists).
 """
 
 from __future__ import annotations
@@ -26,35 +30,50 @@ from typing import Any
 import psycopg
 
 import durably
-from benchmarks import floor, workflows
-from benchmarks.core import DEFAULT_DATA_DIR, REGISTRY, Context, Measurement, database
+from benchmarks import dbos_venv as dbos
+from benchmarks import floor, heavy, queues, settings, workflows
+from benchmarks.core import DEFAULT_DATA_DIR, REGISTRY, Context, Measurement, Target, database
 
 # Importing a module registers its benchmarks, in this order; add new modules here.
-BENCHMARK_MODULES = (floor, workflows)
+BENCHMARK_MODULES = (floor, workflows, queues, heavy, settings)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def ordered() -> list[Any]:
+    """Every registered benchmark, in the order of BENCHMARK_MODULES (then registration)."""
+    order = {m.__name__: i for i, m in enumerate(BENCHMARK_MODULES)}
+    return sorted(REGISTRY, key=lambda b: order.get(b.fn.__module__, len(order)))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if args.list:
-        for b in REGISTRY:
-            print(f"{b.name:20} {b.doc}")
+        for b in ordered():
+            extra = "" if b.default else "  (only with --only)"
+            dbos_too = " [+DBOS]" if b.name in dbos.COUNTERPARTS else ""
+            print(f"{b.name:18} {b.doc}{dbos_too}{extra}")
         return 0
     selected = _select(args.only)
     repeats = args.repeats or (2 if args.quick else 5)
+    if args.with_dbos:
+        dbos.ensure_venv()
     started = time.perf_counter()
     measurements: list[Measurement] = []
+    dbos_measurements: list[Measurement] = []
     failures: list[tuple[str, str]] = []
     with database(args.database_url, args.data_dir) as server:
         env = environment(server.url, server.description)
-        ctx = Context(url=server.url, repeats=repeats, quick=args.quick)
+        ctx = Context(
+            url=server.url, repeats=repeats, quick=args.quick, data_dir=server.data_dir,
+            cold=args.cold,
+        )  # fmt: skip
         if hasattr(os, "getloadavg") and os.getloadavg()[0] > (os.cpu_count() or 1) / 2:
             print(
                 f"warning: the machine is busy (load {env['load']}); figures will be skewed",
                 file=sys.stderr, flush=True,
             )
         for b in selected:
-            print(f"[{b.name}] {b.doc}", file=sys.stderr, flush=True)
+            print(f"[{b.name}] {b.doc} (load {_load()})", file=sys.stderr, flush=True)
             gc.collect()
             t0 = time.perf_counter()
             try:
@@ -63,17 +82,34 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 failures.append((b.name, f"{type(exc).__name__}: {exc}"))
             print(f"  done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+            if args.with_dbos and b.name in dbos.COUNTERPARTS:
+                print(f"[{b.name}] DBOS Transact {dbos.DBOS_VERSION}", file=sys.stderr, flush=True)
+                t0 = time.perf_counter()
+                try:
+                    dbos_measurements += dbos.run_side(ctx, b.name)
+                except Exception as exc:
+                    traceback.print_exc()
+                    failures.append((f"{b.name} (DBOS)", f"{type(exc).__name__}: {exc}"))
+                print(f"  done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - started
     mode = "quick" if args.quick else "full"
-    env["run"] = f"{mode}, {repeats} repeats, {elapsed:.0f} s"
+    env["run"] = f"{mode}, {repeats} repeats, {elapsed:.0f} s" + (
+        f", with DBOS Transact {dbos.DBOS_VERSION}" if args.with_dbos else ""
+    )
     env["load"] = f"{env.pop('load')} at start, {_load()} at end (1/5/15-min load averages)"
-    text = render(env, measurements, failures)
+    text = render(env, measurements, failures, dbos_measurements)
     print(text)
     out = Path(args.output) if args.output else RESULTS_DIR / "latest.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(_as_json(env, measurements, failures), indent=2))
-    print(f"written to {out} (and {out.with_suffix('.json').name})", file=sys.stderr)
+    results = out.with_suffix(".json")
+    results.write_text(
+        json.dumps(_as_json(env, measurements, failures, dbos_measurements), indent=2)
+    )
+    written = [results.name]
+    if not args.no_chart and dbos.draw_chart(results, out.with_suffix(".png")):
+        written.append(out.with_suffix(".png").name)
+    print(f"written to {out} (and {', '.join(written)})", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -97,6 +133,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     p.add_argument(
+        "--with-dbos", action="store_true",
+        help=f"also measure DBOS Transact {dbos.DBOS_VERSION} (installed once into "
+        "benchmarks/.venv-dbos, never into the project) on the same server",
+    )
+    p.add_argument(
+        "--cold", action="store_true",
+        help="settings benchmark: drop the OS page cache before each cold read (root only; "
+        "slows every other process on the machine for a moment)",
+    )
+    p.add_argument("--no-chart", action="store_true", help="do not draw results/latest.png")
+    p.add_argument(
         "--output", default=None, help="Markdown file to write (default results/latest.md)"
     )
     args = p.parse_args(argv)
@@ -107,12 +154,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _select(only: list[str]) -> list[Any]:
     if not only:
-        return list(REGISTRY)
+        return [b for b in ordered() if b.default]
     known = {b.name for b in REGISTRY}
     unknown = [name for name in only if name not in known]
     if unknown:
         sys.exit(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return [b for b in REGISTRY if b.name in only]
+    return [b for b in ordered() if b.name in only]
 
 
 # ---------------------------------------------------------------------- environment
@@ -202,23 +249,46 @@ def _git() -> str:
 
 
 def render(
-    env: dict[str, str], measurements: list[Measurement], failures: list[tuple[str, str]]
+    env: dict[str, str],
+    measurements: list[Measurement],
+    failures: list[tuple[str, str]],
+    dbos_measurements: list[Measurement] | None = None,
 ) -> str:
     lines = ["# durably benchmarks", ""]
     lines += [f"- **{k}**: {v}" for k, v in env.items()]
     lines.append("")
     by_key = {m.key: m for m in measurements}
-    header = ["Figure", "Median", "Min", "Max", "Unit", "x floor", "Note"]
+    theirs = {m.key: m for m in dbos_measurements or []}
+    with_dbos = bool(theirs)
+    header = ["Figure", "durably", "min-max"]
+    if with_dbos:
+        header += ["DBOS", "min-max", "vs DBOS"]
+    header += ["Unit", "x floor", "Target", "Note"]
     rows = [header]
+    verdicts: list[str] = []
     for m in measurements:
         ref = by_key.get(m.ratio_to) if m.ratio_to else None
         ratio = f"{m.median / ref.median:.2f}" if ref is not None and ref.median else ""
-        rows.append([
-            m.label, _fmt(m.median, m.unit), _fmt(m.min, m.unit), _fmt(m.max, m.unit),
-            m.unit, ratio, m.note,
-        ])
+        row = [m.label, _fmt(m.median, m.unit), f"{_fmt(m.min, m.unit)}-{_fmt(m.max, m.unit)}"]
+        other = theirs.get(m.key)
+        versus = versus_dbos(m, other)
+        if with_dbos:
+            row += [
+                _fmt(other.median, m.unit) if other else "",
+                f"{_fmt(other.min, m.unit)}-{_fmt(other.max, m.unit)}" if other else "",
+                f"{versus:.1f}x" if versus is not None else "",
+            ]
+        verdict = check_target(m, by_key, versus)
+        if verdict:
+            verdicts.append(f"- {m.label}: {verdict}")
+        note = m.note
+        if other is not None and other.note:
+            note = f"{note}; DBOS: {other.note}" if note else f"DBOS: {other.note}"
+        row += [m.unit, ratio, verdict.split(":")[0] if verdict else "", note]
+        rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    right = {1, 2, 3, 5}
+    right = {i for i, h in enumerate(header) if h in ("durably", "min-max", "DBOS", "vs DBOS",
+                                                       "x floor")}
 
     def line(cells: list[str]) -> str:
         padded = [
@@ -235,37 +305,83 @@ def render(
     lines += [line(r) for r in rows[1:]]
     lines.append("")
     lines.append(
-        "Median, min and max are over repeats; each repeat's latency is the median of its "
-        "calls. *x floor* divides a latency by the PG floor (ms) and a rate by the floor's "
-        "sequential commits/s."
+        "*durably* and *DBOS* are medians over repeats (min-max beside them); a latency "
+        "sample is the median of that repeat's calls. *vs DBOS* is how many times better "
+        "durably's median is (DBOS / durably for times, durably / DBOS for rates; above 1 "
+        "durably wins). *x floor* divides a latency by the PG floor (ms) and a rate by the "
+        "floor's sequential commits/s, both measured in this run."
     )
+    if verdicts:
+        lines += ["", "## Targets", "", *verdicts]
     if failures:
         lines += ["", "## Failed", ""]
         lines += [f"- {name}: {error}" for name, error in failures]
     return "\n".join(lines) + "\n"
 
 
+def versus_dbos(m: Measurement, other: Measurement | None) -> float | None:
+    """How many times better durably's median is than DBOS's (None: no like figure)."""
+    if other is None or not m.comparable or not other.comparable or not m.median:
+        return None
+    if not other.median:
+        return None
+    return m.median / other.median if m.higher_is_better else other.median / m.median
+
+
+def check_target(m: Measurement, by_key: dict[str, Measurement], versus: float | None) -> str:
+    """``met: ...`` / ``MISSED: ...`` / ``n/a: ...`` for a figure with a target, else ''."""
+    t: Target | None = m.target
+    if t is None:
+        return ""
+    want = t.describe(m.unit)
+    if t.kind in ("max", "min"):
+        ok = m.median <= t.value if t.kind == "max" else m.median >= t.value
+        off = m.median / t.value
+        got = f"{_fmt(m.median, m.unit)} {m.unit}"
+    elif t.kind == "max_x_floor":
+        floor = by_key.get("floor.commit")
+        if floor is None or not floor.median:
+            return f"n/a: {want} (floor not measured in this run)"
+        x = m.median / floor.median
+        ok, off, got = x <= t.value, x / t.value, f"{x:.2f}x floor"
+    else:
+        if versus is None:
+            return f"n/a: {want} (DBOS not measured in this run)"
+        ok, off, got = versus >= t.value, versus / t.value, f"{versus:.1f}x DBOS"
+    if ok:
+        return f"met: {got}, target {want}"
+    how = f"{off:.2f}x the limit" if t.kind.startswith("max") else f"{off:.0%} of the target"
+    return f"MISSED: {got}, target {want} ({how})"
+
+
 def _fmt(value: float, unit: str) -> str:
-    if unit == "/s":
+    if unit == "/s" or unit == "threads":
         return f"{value:,.0f}"
     if unit == "ms":
-        return f"{value:.3f}" if value < 10 else f"{value:.2f}"
-    return f"{value:.1f}"
+        return f"{value:.3f}" if value < 10 else f"{value:.2f}" if value < 100 else f"{value:,.0f}"
+    if unit == "s":
+        return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+    return f"{value:,.1f}"
 
 
 def _as_json(
-    env: dict[str, str], measurements: list[Measurement], failures: list[tuple[str, str]]
+    env: dict[str, str],
+    measurements: list[Measurement],
+    failures: list[tuple[str, str]],
+    dbos_measurements: list[Measurement] | None = None,
 ) -> dict[str, Any]:
+    by_key = {m.key: m for m in measurements}
+    theirs = {m.key: m for m in dbos_measurements or []}
+    rows = []
+    for m in measurements:
+        data = m.as_json()
+        data["versus_dbos"] = versus_dbos(m, theirs.get(m.key))
+        data["verdict"] = check_target(m, by_key, data["versus_dbos"])
+        rows.append(data)
     return {
         "environment": env,
-        "measurements": [
-            {
-                "key": m.key, "label": m.label, "unit": m.unit, "median": m.median,
-                "min": m.min, "max": m.max, "samples": m.samples, "ratio_to": m.ratio_to,
-                "note": m.note,
-            }
-            for m in measurements
-        ],
+        "measurements": rows,
+        "dbos": [m.as_json() for m in dbos_measurements or []],
         "failures": [{"benchmark": n, "error": e} for n, e in failures],
     }
 

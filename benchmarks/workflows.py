@@ -18,6 +18,7 @@ import durably
 from benchmarks.core import (
     Context,
     Measurement,
+    Target,
     benchmark,
     median_ms,
     next_xid,
@@ -66,10 +67,14 @@ def declare(app: durably.App) -> Declared:
 def _latency_measurements(
     flavour: str, samples: dict[int, list[float]], n: int
 ) -> list[Measurement]:
+    # The targets (sync, the common case): a 0-step workflow in <= 0.8 ms, each
+    # further step <= 1.6x one INSERT+COMMIT measured in the same run.
+    sync = flavour == "sync"
     out = [
         Measurement(
             f"{flavour}.seq.{k}", f"{flavour} workflow, {k} no-op steps, sequential", "ms",
             samples[k], ratio_to=FLOOR, note=f"median of {n} per repeat",
+            target=Target("max", 0.8) if sync and k == 0 else None,
         )
         for k in STEP_COUNTS
     ]
@@ -77,7 +82,7 @@ def _latency_measurements(
     out.append(
         Measurement(
             f"{flavour}.seq.per_step", f"{flavour} per-step overhead (t10 - t0) / 10", "ms",
-            per_step, ratio_to=FLOOR,
+            per_step, ratio_to=FLOOR, target=Target("max_x_floor", 1.6) if sync else None,
         )
     )
     return out
@@ -118,13 +123,18 @@ def sequential_async(ctx: Context) -> list[Measurement]:
 
 
 def _throughput_measurements(
-    key: str, label: str, rates: list[float], writes_per_commit: list[float], note: str
+    key: str,
+    label: str,
+    rates: list[float],
+    writes_per_commit: list[float],
+    note: str,
+    target: Target | None = None,
 ) -> list[Measurement]:
     return [
         Measurement(f"{key}.wf_per_s", f"{label}: workflows/s", "/s", rates, note=note),
         Measurement(
             f"{key}.steps_per_s", f"{label}: steps/s", "/s",
-            [r * THROUGHPUT_STEPS for r in rates], ratio_to=FLOOR_RATE,
+            [r * THROUGHPUT_STEPS for r in rates], ratio_to=FLOOR_RATE, target=target,
         ),
         Measurement(
             f"{key}.writes_per_commit", f"{label}: checkpoint writes per commit", "writes",
@@ -195,10 +205,8 @@ def throughput_async(ctx: Context) -> list[Measurement]:
                 one_round()  # warm up
             rates, batching = _measure_rounds(ctx, one_round, rounds, concurrency)
             note = f"{rounds} round{'s' * (rounds > 1)} of {concurrency} per repeat"
-            if concurrency >= 1000:
-                note += "; target >= 10,000 steps/s"
             out += _throughput_measurements(
                 f"async.x{concurrency}", f"async, gather of {concurrency:,}", rates, batching,
-                note,
+                note, Target("min", 10_000) if concurrency >= 1000 else None,
             )
     return out

@@ -370,7 +370,7 @@ def test_unwritable_data_dir_is_refused(tmp_path: Path) -> None:
     if as_root:
         subprocess.run(["chattr", "+i", str(path)], check=True)
     try:
-        with pytest.raises(DatabaseUnavailable, match="read-only|not writable"):
+        with pytest.raises(DatabaseUnavailable, match=r"read-only|not writable"):
             embedded.acquire(path)
         assert list(path.iterdir()) == []
     finally:
