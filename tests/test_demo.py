@@ -25,7 +25,11 @@ def durably_command() -> list[str]:
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*durably_command(), *args], cwd=cwd, capture_output=True, text=True, timeout=90,
+        [*durably_command(), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=90,
         check=False,
     )
 
@@ -63,12 +67,15 @@ def test_demo_resumes_in_a_new_process(pg_url: str, schema: str, tmp_path: Path)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         row: Any = conn.execute(
             sql.SQL("SELECT status, output FROM {}.workflows WHERE id = %s").format(
-                sql.Identifier(schema)),
+                sql.Identifier(schema)
+            ),
             (workflow_id,),
         ).fetchone()
         steps = conn.execute(
-            sql.SQL("SELECT step, output->>'pid' FROM {}.operations WHERE workflow_id = %s "
-                    "ORDER BY step").format(sql.Identifier(schema)),
+            sql.SQL(
+                "SELECT step, output->>'pid' FROM {}.operations WHERE workflow_id = %s "
+                "ORDER BY step"
+            ).format(sql.Identifier(schema)),
             (workflow_id,),
         ).fetchall()
     assert row is not None and row[0] == "SUCCESS"
@@ -85,8 +92,14 @@ def test_demo_resumes_in_a_new_process(pg_url: str, schema: str, tmp_path: Path)
 
 
 def test_demo_reports_an_unreachable_database(tmp_path: Path) -> None:
-    done = run_cli("demo", "--database-url", "postgresql://nobody@127.0.0.1:1/none",
-                   "--schema", "durably_demo_unreachable", cwd=tmp_path)
+    done = run_cli(
+        "demo",
+        "--database-url",
+        "postgresql://nobody@127.0.0.1:1/none",
+        "--schema",
+        "durably_demo_unreachable",
+        cwd=tmp_path,
+    )
     assert done.returncode != 0
     assert "durably demo failed" in done.stderr
     assert "Traceback" not in done.stderr
