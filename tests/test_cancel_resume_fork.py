@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 import durably
+from support import wait_until
 from waitprocs.util import (
     Crash,
     Procs,
@@ -22,7 +23,6 @@ from waitprocs.util import (
     crash_then_recover,
     ops,
     snapshot,
-    wait_until,
     workflow_row,
 )
 

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +32,7 @@ from psycopg import sql
 import durably
 from durably.execution import waits
 from durably.runtime import engine as engine_module
+from support import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -48,20 +49,6 @@ DECLARE_CODE = "import clientprocs.worker as w; w.declare()"
 
 
 # ------------------------------------------------------------------------ helpers
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = DEADLINE, what: str = "") -> T:
-    """Poll ``predicate`` until it returns something truthy; AssertionError at the deadline."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(delay)
-        delay = min(0.05, delay * 1.5)
 
 
 def worker_env(url: str, schema: str, effects: Path) -> dict[str, str]:

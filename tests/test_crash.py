@@ -16,8 +16,9 @@ import psycopg
 import pytest
 
 import durably
-from procs.harness import Workers, wait_until
+from procs.harness import Workers
 from procs.workflows import build, expected_three
+from support import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,6 +13,7 @@ import pytest
 
 import durably
 from durably.execution import waits
+from support import wait_until
 from waitprocs.util import (
     Crash,
     background,
@@ -22,7 +23,6 @@ from waitprocs.util import (
     parking_in_progress,
     slow_down_parking,
     snapshot,
-    wait_until,
     workflow_row,
 )
 

@@ -17,7 +17,8 @@ import psycopg
 import pytest
 
 import durably
-from procs.harness import Workers, wait_until
+from procs.harness import Workers
+from support import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,7 +14,8 @@ import pytest
 
 import durably
 from queueprocs.jobs import effect_lines
-from queueprocs.util import Fleet, Sampler, all_status, max_overlap, statuses, wait_until
+from queueprocs.util import Fleet, Sampler, all_status, max_overlap, statuses
+from support import wait_until
 
 RUNNING_BY_EXECUTOR = """
     SELECT executor_id, count(*) FROM workflows

@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 import durably
-from queueprocs.util import Sampler, max_overlap, statuses, wait_until
+from queueprocs.util import Sampler, max_overlap, statuses
+from support import wait_until
 
 GATE_TIMEOUT = 30.0
 

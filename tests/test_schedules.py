@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ import durably
 from durably.runtime.scheduler import MAX_CATCH_UP, Cron, plan_ticks, tick_id
 from durably.scheduling import ScheduleInfo, ScheduleNotFound
 from schedprocs.workflows import SCHEDULE, declare, effect
+from support import wait_until
 
 T = TypeVar("T")
 WORKER = Path(__file__).resolve().parent / "schedprocs" / "worker.py"
@@ -32,20 +32,6 @@ DEADLINE = 30.0
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = DEADLINE, what: str = "") -> T:
-    """Poll ``predicate`` until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(delay)
-        delay = min(0.1, delay * 1.5)
 
 
 def parse_tick(workflow_id: str) -> datetime:

@@ -17,6 +17,7 @@ import pytest
 import durably
 from durably.execution import waits
 from durably.runtime import engine as engine_module
+from support import wait_until
 from waitprocs.util import (
     Crash,
     Procs,
@@ -25,7 +26,6 @@ from waitprocs.util import (
     one,
     ops,
     snapshot,
-    wait_until,
     workflow_row,
 )
 

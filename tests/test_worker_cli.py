@@ -14,7 +14,8 @@ import pytest
 
 import durably
 from queueprocs.jobs import effect_lines
-from queueprocs.util import ROOT, Fleet, statuses, wait_until
+from queueprocs.util import ROOT, Fleet, statuses
+from support import wait_until
 
 
 @pytest.fixture

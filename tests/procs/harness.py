@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,23 +21,6 @@ T = TypeVar("T")
 WORKER = Path(__file__).resolve().parent / "worker.py"
 ROOT = WORKER.parent.parent.parent  # the repository: workers run from there
 DEADLINE = 20.0
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = DEADLINE, what: str = "") -> T:
-    """Poll ``predicate`` until it returns something truthy; return it.
-
-    Raises AssertionError naming ``what`` when ``timeout`` seconds pass first.
-    """
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(delay)
-        delay = min(0.05, delay * 1.5)
 
 
 def effect_lines(path: Path) -> list[tuple[str, int]]:

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,26 +16,13 @@ from psycopg import sql
 
 import durably
 from queueprocs.jobs import Jobs, register
+from support import wait_until
 
 T = TypeVar("T")
 
 TESTS = Path(__file__).resolve().parent.parent
 ROOT = TESTS.parent
 DEADLINE = 20.0
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = DEADLINE, what: str = "") -> T:
-    """Poll ``predicate`` until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(delay)
-        delay = min(0.05, delay * 1.5)
 
 
 def connect(url: str, schema: str) -> psycopg.Connection[Any]:

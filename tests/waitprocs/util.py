@@ -31,21 +31,6 @@ DEADLINE = 10.0
 STATE_TABLES = ("workflows", "operations", "messages", "events", "streams", "watchers")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = DEADLINE, what: str = "") -> T:
-    """Poll ``predicate`` until it returns something truthy and return that value;
-    AssertionError naming ``what`` when ``timeout`` seconds pass first."""
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(delay)
-        delay = min(0.05, delay * 1.5)
-
-
 class Crash(BaseException):
     """Stands for the process dying: not an error the workflow records."""
 
