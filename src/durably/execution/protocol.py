@@ -301,15 +301,16 @@ def finish(
     ctx.finished = True
 
 
-def load_recorded(engine: Engine, workflow_id: str) -> Protocol[dict[int, Recorded]]:
-    """Every operation recorded for a workflow, in one query, for replay."""
-    rows = yield Read(engine.statements.load_operations(workflow_id))
-    return {
-        row[0]: Recorded(
-            step=row[0], name=row[1], kind=row[2], output=row[3], error=row[4], child_id=row[5]
-        )
-        for row in rows
-    }
+def load_recorded_many(
+    engine: Engine, workflow_ids: list[str]
+) -> Protocol[dict[str, dict[int, Recorded]]]:
+    """The recorded operations of many workflows, in one query (recovering a batch)."""
+    recorded: dict[str, dict[int, Recorded]] = {wid: {} for wid in workflow_ids}
+    if workflow_ids:
+        rows = yield Read(engine.statements.load_operations_many(workflow_ids))
+        for wid, step, name, kind, output, error, child_id in rows:
+            recorded[wid][step] = Recorded(step, name, kind, output, error, child_id)
+    return recorded
 
 
 def read_outcome(engine: Engine, workflow_id: str) -> Protocol[tuple[str, Any, Any, int] | None]:

@@ -24,7 +24,7 @@ from psycopg import sql
 from durably import codec as codec_module
 from durably.execution.context import WorkflowContext
 from durably.execution.effects import drive_async
-from durably.execution.protocol import load_recorded
+from durably.execution.protocol import load_recorded_many
 from durably.status import Status
 from durably.store.database import AsyncDatabase
 
@@ -93,8 +93,9 @@ class Keeper:
             ready.set_exception(exc)
             raise
         ready.set_result(None)
-        beat_every = engine.lease / 3
-        next_beat = time.monotonic() + beat_every
+        # The heartbeat is a task of its own: a long batch of claims or recoveries in
+        # this loop must never let the lease lapse.
+        beater = asyncio.get_running_loop().create_task(self._beat(adb))
         next_scan = time.monotonic()
         next_claim = time.monotonic() + engine.lease / 2
         next_tick = time.monotonic()
@@ -108,10 +109,6 @@ class Keeper:
                 else:
                     self._wake_due = True
             try:
-                if now >= next_beat:
-                    if engine.serves:
-                        await adb.run(engine.heartbeat_statement())
-                    next_beat = now + beat_every
                 if self._draining:
                     self._queues_due.clear()
                     self._wake_due = False
@@ -139,9 +136,8 @@ class Keeper:
                     next_tick = await engine.scheduler.tick(adb)
             except Exception:
                 log.warning("durably executor loop: database call failed; retrying", exc_info=True)
-                next_beat = min(next_beat, now + 1.0)
                 next_scan = now + 1.0
-            wake = min(next_beat, next_claim, next_scan)
+            wake = min(next_claim, next_scan)
             if engine.scheduler is not None:
                 wake = min(wake, next_tick)
             if self._timers:
@@ -150,10 +146,23 @@ class Keeper:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), max(0.0, wake - time.monotonic()))
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(BaseException):
-                await self._listener
+        for task in (beater, self._listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def _beat(self, adb: AsyncDatabase) -> None:
+        """Renew this executor's lease every third of it (a Client has none)."""
+        engine = self.engine
+        if not engine.serves:
+            return
+        while True:
+            await asyncio.sleep(engine.lease / 3)
+            try:
+                await adb.run(engine.heartbeat_statement())
+            except Exception:
+                log.warning("durably: heartbeat failed; retrying", exc_info=True)
 
     # ---------------------------------------------------------------- claims
 
@@ -183,8 +192,7 @@ class Keeper:
                     for workflow_id, epoch in abandoned.items():
                         engine.abandon(workflow_id, epoch)
                 raise
-            for row in rows:
-                await self._resume(adb, row, recovering=True)
+            await self._resume(adb, rows, recovering=True)
             if len(rows) < BATCH:
                 return
 
@@ -196,44 +204,59 @@ class Keeper:
             return
         while True:
             rows = await adb.write(engine.statements.wake_due(engine.executor_id, names, BATCH))
-            for row in rows:
-                await self._resume(adb, row, recovering=False)
+            await self._resume(adb, rows, recovering=False)
             if len(rows) < BATCH:
                 return
 
     async def _resume(
-        self, adb: AsyncDatabase, row: tuple[Any, ...], *, recovering: bool, fresh: bool = False
-    ) -> concurrent.futures.Future[Any] | None:
+        self,
+        adb: AsyncDatabase,
+        rows: list[tuple[Any, ...]],
+        *,
+        recovering: bool,
+        from_queue: bool = False,
+    ) -> list[tuple[str, concurrent.futures.Future[Any]]]:
+        """Run claimed workflows here; returns (queue, future) of those from queues.
+
+        Their recorded operations are read in one query for the whole batch; a workflow
+        claimed from its queue for the first time (epoch 1 -> 2) has none, and skips it.
+        """
         engine = self.engine
-        workflow_id, name, status, inputs, epoch, _codec, attempts, deadline, queue, _ = row
-        if status == Status.ENQUEUED:
-            self.kick_queue(queue)  # put back on its queue: claimed within its limits
-            return None
-        if status == Status.DEAD_LETTER:
-            log.error(
-                "workflow %s (%s) dead-lettered after %d recovery attempts",
-                workflow_id,
-                name,
-                attempts - 1,
+        runnable = []
+        for row in rows:
+            workflow_id, name, status, _inputs, epoch, _codec, attempts, _dl, queue, _ = row
+            if status == Status.ENQUEUED:
+                self.kick_queue(queue)  # put back on its queue: claimed within its limits
+            elif status == Status.DEAD_LETTER:
+                log.error(
+                    "workflow %s (%s) dead-lettered after %d recovery attempts",
+                    workflow_id,
+                    name,
+                    attempts - 1,
+                )
+            else:
+                runnable.append(row)
+        history = [row[0] for row in runnable if not (from_queue and int(row[4]) == 2)]
+        recorded = await drive_async(engine, load_recorded_many(engine, history))
+        started: list[tuple[str, concurrent.futures.Future[Any]]] = []
+        for row in runnable:
+            workflow_id, name, _status, inputs, epoch, _codec, attempts, deadline, queue, _ = row
+            spec = engine.registry[name]
+            try:
+                args, kwargs = codec_module.load_args(engine.codec, inputs, spec.fn)
+            except Exception:
+                log.exception("cannot resume workflow %s (%s)", workflow_id, name)
+                engine.abandon(workflow_id, int(epoch))
+                continue
+            if recovering:
+                log.info("recovering workflow %s (%s), attempt %d", workflow_id, name, attempts)
+            ctx = WorkflowContext(
+                engine, workflow_id, name, int(epoch), recorded.get(workflow_id, {}), deadline
             )
-            return None
-        spec = engine.registry[name]
-        try:
-            args, kwargs = codec_module.load_args(engine.codec, inputs, spec.fn)
-            # A workflow that never ran has nothing recorded: skip the read.
-            recorded = (
-                await drive_async(engine, load_recorded(engine, workflow_id))
-                if recovering or not fresh
-                else {}
-            )
-        except Exception:
-            log.exception("cannot resume workflow %s (%s)", workflow_id, name)
-            engine.abandon(workflow_id, int(epoch))
-            return None
-        if recovering:
-            log.info("recovering workflow %s (%s), attempt %d", workflow_id, name, attempts)
-        ctx = WorkflowContext(engine, workflow_id, name, int(epoch), recorded, deadline)
-        return engine.run_in_background(ctx, spec, args, kwargs)
+            future = engine.run_in_background(ctx, spec, args, kwargs)
+            if future is not None and queue is not None:
+                started.append((queue, future))
+        return started
 
     # ---------------------------------------------------------------- queues
 
@@ -264,12 +287,9 @@ class Keeper:
                     rows = await adb.run_transaction((lock, claim))
                 else:
                     rows = await adb.write(claim)
-                for row in rows:
-                    # Epoch 2: claimed for the first time, so nothing is recorded yet.
-                    fresh = int(row[4]) == 2
-                    future = await self._resume(adb, row, recovering=False, fresh=fresh)
-                    if future is not None:
-                        self._track(name, future)
+                started = await self._resume(adb, rows, recovering=False, from_queue=True)
+                for queue, future in started:
+                    self._track(queue, future)
                 if len(rows) < want:
                     break
 

@@ -93,12 +93,12 @@ FROM {schema}.workflows w
 LEFT JOIN {schema}.operations o ON o.workflow_id = w.id AND o.step = %(step)s
 WHERE w.id = %(workflow_id)s
 
--- name: load_operations
--- Everything recorded for a workflow, in one query, for replay.
-SELECT step, name, kind, output, error, child_id
+-- name: load_operations_many
+-- Every operation recorded for a batch of workflows, in one query, for replay.
+SELECT workflow_id, step, name, kind, output, error, child_id
 FROM {schema}.operations
-WHERE workflow_id = %(workflow_id)s
-ORDER BY step
+WHERE workflow_id = ANY(%(ids)s::text[])
+ORDER BY workflow_id, step
 
 -- name: get_workflow
 SELECT id, name, status, inputs, output, error, executor_id, epoch, recovery_attempts,

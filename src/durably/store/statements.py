@@ -42,13 +42,14 @@ class Statements:
         self.schema = schema
         names = [
             "insert_workflow", "start_child", "record_operation", "inspect_operation",
-            "load_operations", "get_workflow", "get_outcome", "heartbeat",
+            "get_workflow", "get_outcome", "heartbeat",
             "remove_executor", "claim_own", "take_over", "remove_expired_executors",
             "list_operations", "finish_workflow_notify", "watch", "send_message",
             "send_from_workflow", "consume_message", "wait_deadline", "park", "wake_due",
             "next_wake", "set_event", "get_event", "get_all_events", "write_stream",
             "read_stream", "cancel", "cancel_expired", "resume", "fork", "record_operations",
             "claim_abandoned", "insert_workflows", "finish_workflows", "lock_workflow",
+            "load_operations_many",
         ]  # fmt: skip
         # Notifications of this schema: short and fixed-length whatever the schema name.
         self.channel = "durably_" + hashlib.sha256(schema.encode()).hexdigest()[:16]
@@ -213,8 +214,8 @@ class Statements:
 
         return Statement(self._sql["finish_workflows"], params, "rows"), split
 
-    def load_operations(self, workflow_id: str) -> Statement:
-        return Statement(self._sql["load_operations"], {"workflow_id": workflow_id}, "rows")
+    def load_operations_many(self, workflow_ids: Sequence[str]) -> Statement:
+        return Statement(self._sql["load_operations_many"], {"ids": list(workflow_ids)}, "rows")
 
     def get_workflow(self, workflow_id: str) -> Statement:
         return Statement(self._sql["get_workflow"], {"workflow_id": workflow_id}, "rows")
