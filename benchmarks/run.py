@@ -282,7 +282,7 @@ def render(
         if verdict:
             verdicts.append(f"- {m.label}: {verdict}")
         note = m.note
-        if other is not None and other.note:
+        if other is not None and other.note and other.note != m.note:
             note = f"{note}; DBOS: {other.note}" if note else f"DBOS: {other.note}"
         row += [m.unit, ratio, verdict.split(":")[0] if verdict else "", note]
         rows.append(row)

@@ -157,12 +157,16 @@ class Keeper:
         engine = self.engine
         if not engine.serves:
             return
+        every = engine.lease / 3
+        delay = every
         while True:
-            await asyncio.sleep(engine.lease / 3)
+            await asyncio.sleep(delay)
             try:
                 await adb.run(engine.heartbeat_statement())
+                delay = every
             except Exception:
                 log.warning("durably: heartbeat failed; retrying", exc_info=True)
+                delay = min(1.0, every)
 
     # ---------------------------------------------------------------- claims
 
