@@ -11,6 +11,7 @@ is cheap because replay reads every recorded operation in one query.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -144,6 +145,41 @@ def durable_deadline(ctx: WorkflowContext, position: int, timeout: float) -> Pro
     return deadline
 
 
+def await_recorded(
+    ctx: WorkflowContext,
+    position: int,
+    kind: str,
+    name: str,
+    timeout: float,
+    keys: tuple[str, ...],
+    attempt: Callable[[datetime], Protocol[tuple[bool, Any]]],
+    park_target: str | None,
+    park_topic: str | None,
+) -> Protocol[Any]:
+    """The shared shape of recv and get_event in a workflow: try ``attempt`` (which records
+    what it finds), else wait (in place or parked) until the durable deadline, then record
+    the timeout and return None."""
+    started = now()
+    deadline: datetime | None = None
+    while True:
+        yield from guard(ctx)
+        since = yield Watch(keys)
+        found, value = yield from attempt(started)
+        if found:
+            return value
+        if deadline is None:
+            deadline = yield from durable_deadline(ctx, position, timeout)
+        remaining = (deadline - now()).total_seconds()
+        if remaining <= 0:
+            yield from record(ctx, position, name, kind, started, output=_TIMED_OUT)
+            return None
+        if remaining > ctx.engine.park_after:
+            park_kind = "recv" if kind == "recv" else "event"
+            yield from park(ctx, deadline, park_kind, target=park_target, topic=park_topic)
+            continue  # what we wait for arrived meanwhile: take it
+        yield Wait(keys, since, min(remaining, POLL_INTERVAL))
+
+
 def recv(ctx: WorkflowContext, position: int, topic: str | None, timeout: float) -> Protocol[Any]:
     """Consume the oldest unconsumed message of ``topic``; None after the durable timeout."""
     name = "recv" if topic is None else f"recv:{topic}"
@@ -151,12 +187,8 @@ def recv(ctx: WorkflowContext, position: int, topic: str | None, timeout: float)
     if rec is not None:
         check_recorded(ctx, rec, "recv", name)
         return None if rec.output.get("timeout") else rec.output["message"]
-    started = now()
-    keys = (f"m:{ctx.workflow_id}", f"c:{ctx.workflow_id}")
-    deadline: datetime | None = None
-    while True:
-        yield from guard(ctx)
-        since = yield Watch(keys)
+
+    def consume(started: datetime) -> Protocol[tuple[bool, Any]]:
         rows = yield Write(
             ctx.engine.statements.consume_message(
                 workflow_id=ctx.workflow_id,
@@ -170,18 +202,12 @@ def recv(ctx: WorkflowContext, position: int, topic: str | None, timeout: float)
         owned, recorded, output = rows[0]
         if not owned:
             yield from explain_unwritten(ctx, position, "recv", name)
-        if recorded:
-            return output["message"]
-        if deadline is None:
-            deadline = yield from durable_deadline(ctx, position, timeout)
-        remaining = (deadline - now()).total_seconds()
-        if remaining <= 0:
-            yield from record(ctx, position, name, "recv", started, output=_TIMED_OUT)
-            return None
-        if remaining > ctx.engine.park_after:
-            yield from park(ctx, deadline, "recv", topic=topic)
-            continue  # a message arrived meanwhile: consume it
-        yield Wait(keys, since, min(remaining, POLL_INTERVAL))
+        return (True, output["message"]) if recorded else (False, None)
+
+    keys = (f"m:{ctx.workflow_id}", f"c:{ctx.workflow_id}")
+    return (
+        yield from await_recorded(ctx, position, "recv", name, timeout, keys, consume, None, topic)
+    )
 
 
 def send(
@@ -302,27 +328,20 @@ def get_event_in_workflow(
     if rec is not None:
         check_recorded(ctx, rec, "get_event", name)
         return None if rec.output.get("timeout") else rec.output["value"]
-    started = now()
-    keys = (f"e:{workflow_id}", f"c:{ctx.workflow_id}")
-    deadline: datetime | None = None
-    while True:
-        yield from guard(ctx)
-        since = yield Watch(keys)
+
+    def look(started: datetime) -> Protocol[tuple[bool, Any]]:
         found, value = yield from read_event(ctx.engine, workflow_id, key)
         if found:
             output = json.dumps({"value": value})
             yield from record(ctx, position, name, "get_event", started, output=output)
-            return value
-        if deadline is None:
-            deadline = yield from durable_deadline(ctx, position, timeout)
-        remaining = (deadline - now()).total_seconds()
-        if remaining <= 0:
-            yield from record(ctx, position, name, "get_event", started, output=_TIMED_OUT)
-            return None
-        if remaining > ctx.engine.park_after:
-            yield from park(ctx, deadline, "event", target=workflow_id, topic=key)
-            continue
-        yield Wait(keys, since, min(remaining, POLL_INTERVAL))
+        return found, value
+
+    keys = (f"e:{workflow_id}", f"c:{ctx.workflow_id}")
+    return (
+        yield from await_recorded(
+            ctx, position, "get_event", name, timeout, keys, look, workflow_id, key
+        )
+    )
 
 
 def write_stream(
