@@ -47,6 +47,8 @@ def ordered() -> list[Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.render:
+        return rerender(Path(args.render), args.output, args.no_chart)
     if args.list:
         for b in ordered():
             extra = "" if b.default else "  (only with --only)"
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     measurements: list[Measurement] = []
     dbos_measurements: list[Measurement] = []
     failures: list[tuple[str, str]] = []
+    loads: list[str] = []
     with database(args.database_url, args.data_dir) as server:
         env = environment(server.url, server.description)
         ctx = Context(
@@ -73,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr, flush=True,
             )
         for b in selected:
+            loads.append(f"{b.name} {_load().split('/')[0]}")
             print(f"[{b.name}] {b.doc} (load {_load()})", file=sys.stderr, flush=True)
             gc.collect()
             t0 = time.perf_counter()
@@ -97,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         f", with DBOS Transact {dbos.DBOS_VERSION}" if args.with_dbos else ""
     )
     env["load"] = f"{env.pop('load')} at start, {_load()} at end (1/5/15-min load averages)"
+    env["1-min load before each benchmark"] = ", ".join(loads)
     text = render(env, measurements, failures, dbos_measurements)
     print(text)
     out = Path(args.output) if args.output else RESULTS_DIR / "latest.md"
@@ -111,6 +116,25 @@ def main(argv: list[str] | None = None) -> int:
         written.append(out.with_suffix(".png").name)
     print(f"written to {out} (and {', '.join(written)})", file=sys.stderr)
     return 1 if failures else 0
+
+
+def rerender(source: Path, output: str | None, no_chart: bool) -> int:
+    """Write the Markdown (and chart) of an earlier run again from its JSON."""
+    data = json.loads(source.read_text())
+    measurements = [Measurement.from_json(m) for m in data["measurements"]]
+    theirs = [Measurement.from_json(m) for m in data.get("dbos", [])]
+    failures = [(f["benchmark"], f["error"]) for f in data.get("failures", [])]
+    env = data["environment"]
+    out = Path(output) if output else source.with_suffix(".md")
+    text = render(env, measurements, failures, theirs)
+    out.write_text(text)
+    results = out.with_suffix(".json")
+    if results.resolve() != source.resolve():
+        results.write_text(json.dumps(_as_json(env, measurements, failures, theirs), indent=2))
+    if not no_chart:
+        dbos.draw_chart(results, out.with_suffix(".png"))
+    print(text)
+    return 0
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -143,6 +167,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "slows every other process on the machine for a moment)",
     )
     p.add_argument("--no-chart", action="store_true", help="do not draw results/latest.png")
+    p.add_argument(
+        "--render", metavar="JSON", default=None,
+        help="only render the table (and chart) again from a results JSON file of an earlier run",
+    )
     p.add_argument(
         "--output", default=None, help="Markdown file to write (default results/latest.md)"
     )
@@ -321,11 +349,11 @@ def render(
 
 def versus_dbos(m: Measurement, other: Measurement | None) -> float | None:
     """How many times better durably's median is than DBOS's (None: no like figure)."""
-    if other is None or not m.comparable or not other.comparable or not m.median:
+    if other is None or not m.comparable or not other.comparable:
         return None
-    if not other.median:
-        return None
-    return m.median / other.median if m.higher_is_better else other.median / m.median
+    if m.higher_is_better:
+        return m.median / other.median if other.median else None
+    return other.median / m.median if m.median else None
 
 
 def check_target(m: Measurement, by_key: dict[str, Measurement], versus: float | None) -> str:
@@ -336,7 +364,7 @@ def check_target(m: Measurement, by_key: dict[str, Measurement], versus: float |
     want = t.describe(m.unit)
     if t.kind in ("max", "min"):
         ok = m.median <= t.value if t.kind == "max" else m.median >= t.value
-        off = m.median / t.value
+        off = m.median / t.value if t.value else float("inf")
         got = f"{_fmt(m.median, m.unit)} {m.unit}"
     elif t.kind == "max_x_floor":
         floor = by_key.get("floor.commit")
@@ -351,11 +379,11 @@ def check_target(m: Measurement, by_key: dict[str, Measurement], versus: float |
     if ok:
         return f"met: {got}, target {want}"
     how = f"{off:.2f}x the limit" if t.kind.startswith("max") else f"{off:.0%} of the target"
-    return f"MISSED: {got}, target {want} ({how})"
+    return f"MISSED: {got}, target {want}" + (f" ({how})" if t.value else "")
 
 
 def _fmt(value: float, unit: str) -> str:
-    if unit == "/s" or unit == "threads":
+    if unit in ("/s", "threads", "workflows"):
         return f"{value:,.0f}"
     if unit == "ms":
         return f"{value:.3f}" if value < 10 else f"{value:.2f}" if value < 100 else f"{value:,.0f}"

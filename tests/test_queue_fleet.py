@@ -78,7 +78,7 @@ def test_global_and_worker_concurrency_across_two_workers(
 
     totals = [sum(n for _, n in sample) for sample in sampler.samples]
     per_worker = [n for sample in sampler.samples for _, n in sample]
-    assert len(sampler.samples) > 50
+    assert len(sampler.samples) > 10  # the sampler really watched the run
     assert max(totals) == 3, f"global concurrency 3 exceeded: max {max(totals)} running"
     assert max(per_worker) == 2, f"worker concurrency 2 exceeded: max {max(per_worker)}"
     # The same from the bodies' own start and end times.

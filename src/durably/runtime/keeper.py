@@ -181,7 +181,9 @@ class Keeper:
         abandoned: dict[str, int] = {}
         while True:
             if which == "own":
-                statement = engine.statements.claim_own(engine.executor_id, names, BATCH)
+                # All at once: claimed rows still match, so a second batch would claim
+                # the first one again.
+                statement = engine.statements.claim_own(engine.executor_id, names, 10**9)
             elif which == "orphaned":
                 abandoned = engine.take_abandoned()
                 if not abandoned:
@@ -197,7 +199,7 @@ class Keeper:
                         engine.abandon(workflow_id, epoch)
                 raise
             await self._resume(adb, rows, recovering=True)
-            if len(rows) < BATCH:
+            if which != "expired" or len(rows) < BATCH:
                 return
 
     async def _wake(self, adb: AsyncDatabase) -> None:

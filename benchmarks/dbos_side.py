@@ -1,0 +1,794 @@
+"""The DBOS Transact side of durably's benchmarks: the same figures, measured the same way,
+on the same PostgreSQL in the same run.
+
+It runs in its own virtual environment (``benchmarks/.venv-dbos``, made by
+``benchmarks.dbos``; DBOS is never a dependency of durably), one process per benchmark:
+
+    benchmarks/.venv-dbos/bin/python -P benchmarks/dbos_side.py NAME --url URL --schema S \\
+        --repeats 5 [--quick]
+
+DBOS keeps its system tables in the schema ``S`` (``dbos_system_schema``) of the same
+database durably uses; the runner drops it afterwards. Progress goes to stderr; the last
+line on stdout is ``{"measurements": [...]}`` with one sample per repeat, under the same
+keys as durably's figures. The helper processes (queue workers, a crashing and a
+recovering executor, a sleeper) are this script again with a ``proc-*`` name.
+
+Each workflow is defined at module level, with the same names in every process, and every
+process uses ``application_version="bench"`` so that a recovering process may take over
+what another one left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import queue
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import psycopg
+from dbos import DBOS, DBOSClient
+
+QUEUE = "bench"
+APP = "bench"
+VERSION = "bench"
+BLOCK = os.environ.get("DBOS_BENCH_BLOCK") == "1"
+
+
+# ---------------------------------------------------------------------- workflows
+
+
+@DBOS.step(name="bench.noop")
+def noop() -> None:
+    return None
+
+
+@DBOS.workflow(name="bench.steps")
+def steps(n: int) -> int:
+    for _ in range(n):
+        noop()
+    return n
+
+
+@DBOS.step(name="bench.anoop")
+async def anoop() -> None:
+    return None
+
+
+@DBOS.workflow(name="bench.asteps")
+async def asteps(n: int) -> int:
+    for _ in range(n):
+        await anoop()
+    return n
+
+
+@DBOS.workflow(name="bench.queued_noop")
+def queued_noop() -> None:
+    return None
+
+
+@DBOS.workflow(name="bench.queued_stamp")
+def queued_stamp() -> float:
+    return time.time()  # the first line: when the worker started it
+
+
+@DBOS.workflow(name="bench.sleeper")
+def sleeper(i: int) -> int:
+    DBOS.sleep(3600)
+    return i
+
+
+@DBOS.step(name="bench.rec_first")
+async def rec_first(i: int) -> int:
+    return i
+
+
+@DBOS.step(name="bench.rec_gate")
+async def rec_gate(i: int) -> int:
+    if BLOCK:
+        await asyncio.sleep(3600)
+    return i
+
+
+@DBOS.workflow(name="bench.recover")
+async def recover(i: int) -> int:
+    await rec_first(i)
+    await rec_gate(i)
+    return await rec_first(i)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def log(message: str) -> None:
+    print(f"  [dbos] {message}", file=sys.stderr, flush=True)
+
+
+def make_dbos(url: str, schema: str, executor_id: str | None = None) -> None:
+    config: dict[str, Any] = {
+        "name": APP,
+        "system_database_url": url,
+        "dbos_system_schema": schema,
+        "application_version": VERSION,
+        "log_level": "WARNING",
+    }
+    if executor_id is not None:
+        config["executor_id"] = executor_id
+    DBOS(config=config)  # type: ignore[arg-type]
+
+
+def client(url: str, schema: str) -> DBOSClient:
+    return DBOSClient(system_database_url=url, dbos_system_schema=schema, application_name=APP)
+
+
+def per_call(fn: Callable[[], object], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def median_ms(seconds: list[float]) -> float:
+    return statistics.median(seconds) * 1000.0
+
+
+def percentile(values: list[float], p: float) -> float:
+    data = sorted(values)
+    k = (len(data) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (k - lo)
+
+
+def measurement(
+    key: str, label: str, unit: str, samples: list[float], note: str = "", comparable: bool = True
+) -> dict[str, Any]:
+    return {
+        "key": key, "label": label, "unit": unit, "samples": samples, "note": note,
+        "comparable": comparable,
+    }  # fmt: skip
+
+
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def proc_status() -> dict[str, float]:
+    out: dict[str, float] = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key == "Threads":
+                out["threads"] = float(value.split()[0])
+            elif key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) / 1024.0
+    return out
+
+
+@contextmanager
+def fresh_schema(url: str, base: str) -> Iterator[str]:
+    """A schema of its own for one repeat (dropped afterwards)."""
+    name = f"{base}_{uuid.uuid4().hex[:6]}"
+    try:
+        yield name
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+class Child:
+    """A helper process (this script, ``proc-*``), speaking the same line protocol as
+    durably's (``benchmarks.procs``): ``ready``, ``go``, JSON lines, stop at EOF."""
+
+    def __init__(self, kind: str, *args: str, env: dict[str, str] | None = None) -> None:
+        argv = [sys.executable, "-P", os.path.abspath(__file__), kind, *args]
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            env={**os.environ, **(env or {})},
+        )  # fmt: skip
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    def line(self, timeout: float) -> str:
+        line = self._lines.get(timeout=timeout)
+        if line is None:
+            self._lines.put(None)
+            raise RuntimeError(f"helper exited with {self.proc.wait()}")
+        return line
+
+    def expect(self, word: str, timeout: float = 120) -> None:
+        while self.line(timeout) != word:
+            pass
+
+    def json(self, timeout: float = 900) -> Any:
+        while True:
+            line = self.line(timeout)
+            if line.startswith("{"):
+                return json.loads(line)
+
+    def send(self, word: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(word + "\n")
+        self.proc.stdin.flush()
+
+    def close(self, timeout: float = 30) -> None:
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            with suppress(OSError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def wait_for(word: str) -> None:
+    for line in sys.stdin:
+        if line.strip() == word:
+            return
+    sys.exit(0)
+
+
+def wait_for_eof() -> None:
+    for _ in sys.stdin:
+        pass
+
+
+# ---------------------------------------------------------------------- benchmarks
+
+BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {}
+
+
+def bench(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        BENCHMARKS[name] = fn
+        return fn
+
+    return register
+
+
+def size(args: argparse.Namespace, full: int, quick: int) -> int:
+    return quick if args.quick else full
+
+
+def heavy_repeats(args: argparse.Namespace) -> int:
+    return min(args.repeats, 3)
+
+
+def latency_figures(flavour: str, samples: dict[int, list[float]], n: int) -> list[dict[str, Any]]:
+    out = [
+        measurement(
+            f"{flavour}.seq.{k}", f"DBOS {flavour} workflow, {k} no-op steps", "ms", samples[k],
+            note=f"median of {n} per repeat",
+        )
+        for k in (0, 1, 10)
+    ]
+    per_step = [(t10 - t0) / 10 for t10, t0 in zip(samples[10], samples[0], strict=True)]
+    out.append(measurement(f"{flavour}.seq.per_step", f"DBOS {flavour} per step", "ms", per_step))
+    return out
+
+
+@bench("sequential-sync")
+def sequential_sync(args: argparse.Namespace) -> list[dict[str, Any]]:
+    n = size(args, 150, 20)
+    samples: dict[int, list[float]] = {0: [], 1: [], 10: []}
+    make_dbos(args.url, args.schema)
+    DBOS.launch()
+    try:
+        for k in samples:
+            per_call(lambda k=k: steps(k), 30)
+        for _ in range(args.repeats):
+            for k in samples:
+                samples[k].append(median_ms(per_call(lambda k=k: steps(k), n)))
+    finally:
+        DBOS.destroy()
+    return latency_figures("sync", samples, n)
+
+
+@bench("sequential-async")
+def sequential_async(args: argparse.Namespace) -> list[dict[str, Any]]:
+    n = size(args, 150, 20)
+    samples: dict[int, list[float]] = {0: [], 1: [], 10: []}
+    make_dbos(args.url, args.schema)
+    DBOS.launch()
+
+    async def measure() -> None:
+        async def timed(k: int) -> float:
+            start = time.perf_counter()
+            await asteps(k)
+            return time.perf_counter() - start
+
+        for k in samples:
+            for _ in range(30):
+                await timed(k)
+        for _ in range(args.repeats):
+            for k in samples:
+                samples[k].append(median_ms([await timed(k) for _ in range(n)]))
+
+    try:
+        asyncio.run(measure())
+    finally:
+        DBOS.destroy()
+    return latency_figures("async", samples, n)
+
+
+def throughput_figures(key: str, rates: list[float], note: str) -> list[dict[str, Any]]:
+    return [
+        measurement(f"{key}.wf_per_s", f"DBOS {key}: workflows/s", "/s", rates, note=note),
+        measurement(f"{key}.steps_per_s", f"DBOS {key}: steps/s", "/s", [r * 10 for r in rates]),
+    ]
+
+
+@bench("throughput-sync")
+def throughput_sync(args: argparse.Namespace) -> list[dict[str, Any]]:
+    concurrency, rounds = 50, size(args, 10, 3)
+    make_dbos(args.url, args.schema)
+    DBOS.launch()
+    rates: list[float] = []
+    try:
+        with ThreadPoolExecutor(concurrency) as pool:
+
+            def one_round() -> None:
+                futures = [pool.submit(steps, 10) for _ in range(concurrency)]
+                wait(futures)
+                for f in futures:
+                    f.result()
+
+            for _ in range(3):
+                one_round()
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                for _ in range(rounds):
+                    one_round()
+                rates.append(rounds * concurrency / (time.perf_counter() - start))
+    finally:
+        DBOS.destroy()
+    return throughput_figures("sync.x50", rates, f"{rounds} rounds of {concurrency} per repeat")
+
+
+@bench("throughput-async")
+def throughput_async(args: argparse.Namespace) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    make_dbos(args.url, args.schema)
+    DBOS.launch()
+    try:
+        with asyncio.Runner() as runner:
+            for concurrency, rounds in ((50, size(args, 10, 3)), (1000, 1)):
+
+                def one_round(concurrency: int = concurrency) -> None:
+                    async def gather() -> None:
+                        await asyncio.gather(*(asteps(10) for _ in range(concurrency)))
+
+                    runner.run(gather())
+
+                # A round of 1,000 takes about a minute on DBOS: the 50s warmed it up, and
+                # two repeats are enough to see the spread.
+                if concurrency <= 50:
+                    for _ in range(3):
+                        one_round()
+                repeats = args.repeats if concurrency <= 50 else min(args.repeats, 2)
+                rates: list[float] = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    for _ in range(rounds):
+                        one_round()
+                    rates.append(rounds * concurrency / (time.perf_counter() - start))
+                    log(f"gather of {concurrency}: {rates[-1]:,.0f} workflows/s")
+                out += throughput_figures(
+                    f"async.x{concurrency}", rates,
+                    f"{rounds} round{'s' * (rounds > 1)} of {concurrency} per repeat"
+                    + ("" if concurrency <= 50 else f", {repeats} repeats"),
+                )
+    finally:
+        DBOS.destroy()
+    return out
+
+
+def enqueue_many(url: str, schema: str, n: int, threads: int = 8) -> float:
+    """Enqueue ``n`` no-op workflows with DBOSClient from ``threads`` threads; enqueues/s."""
+    c = client(url, schema)
+    try:
+        options = {"workflow_name": "bench.queued_noop", "queue_name": QUEUE}
+
+        def some(count: int) -> None:
+            for _ in range(count):
+                c.enqueue(options)  # type: ignore[arg-type]
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(some, [n // threads + (i < n % threads) for i in range(threads)]))
+        return n / (time.perf_counter() - start)
+    finally:
+        c.destroy()
+
+
+def prepare_queue(url: str, schema: str) -> None:
+    """Create DBOS's tables in ``schema`` and register the queue (defaults: no limits,
+    polling every 1 s)."""
+    DBOS.migrate(url, schema=schema)
+    c = client(url, schema)
+    try:
+        c.register_queue(QUEUE)
+    finally:
+        c.destroy()
+
+
+@bench("queue-throughput")
+def queue_throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
+    n = size(args, 10_000, 1_000)
+    out: list[dict[str, Any]] = []
+    enqueue_rates: list[float] = []
+    for workers in (1, 4):
+        rates: list[float] = []
+        totals: list[float] = []
+        for _ in range(heavy_repeats(args)):
+            with fresh_schema(args.url, args.schema) as schema:
+                prepare_queue(args.url, schema)
+                enqueue_rates.append(enqueue_many(args.url, schema, n))
+                children = [
+                    Child("proc-worker", "--url", args.url, "--schema", schema,
+                          "--executor-id", f"worker-{i}")
+                    for i in range(workers)
+                ]  # fmt: skip
+                try:
+                    for ch in children:
+                        ch.expect("ready")
+                    with psycopg.connect(args.url, autocommit=True) as conn:
+                        go = time.time()
+                        for ch in children:
+                            ch.send("go")
+                        sql = (
+                            "SELECT count(*) FILTER (WHERE status = 'SUCCESS'), "
+                            "min(started_at_epoch_ms), max(completed_at) "
+                            f'FROM "{schema}".workflow_status WHERE queue_name = %s'
+                        )
+                        row: tuple[Any, ...] = ()
+
+                        def done(conn: Any = conn, sql: str = sql) -> bool:
+                            nonlocal row
+                            row = tuple(conn.execute(sql, (QUEUE,)).fetchone())
+                            return int(row[0]) >= n
+
+                        wait_until(done, 1800, f"{n} queued workflows", interval=0.1)
+                finally:
+                    for ch in children:
+                        ch.close()
+                _, first_ms, last_ms = row
+                rates.append(n / ((last_ms - first_ms) / 1000.0))
+                totals.append(last_ms / 1000.0 - go)
+                log(f"{workers} worker(s): {rates[-1]:,.0f}/s, {totals[-1]:.1f} s from go")
+        out += [
+            measurement(f"queue.w{workers}.wf_per_s", f"DBOS queue drain, {workers} workers",
+                        "/s", rates, note="default queue: no limits, polling every 1 s"),
+            measurement(f"queue.w{workers}.total_s", f"DBOS queue, {workers} workers: total",
+                        "s", totals),
+        ]  # fmt: skip
+    out.append(
+        measurement(
+            "queue.enqueue_up_front", "DBOS enqueue up front", "/s", enqueue_rates,
+            note="DBOSClient.enqueue from 8 threads",
+        )
+    )
+    return out
+
+
+@bench("enqueue-latency")
+def enqueue_latency(args: argparse.Namespace) -> list[dict[str, Any]]:
+    n = size(args, 25, 6)
+    gap = 1.0  # the polling period: enqueues arrive at a random phase of the worker's poll
+    repeats = min(args.repeats, 2)
+    samples: dict[str, list[list[float]]] = {"app": [], "client": []}
+    prepare_queue(args.url, args.schema)
+    make_dbos(args.url, args.schema, executor_id="enqueuer")
+    DBOS.listen_queues([])  # the enqueuer runs nothing: the worker process does
+    DBOS.launch()
+    c = client(args.url, args.schema)
+    worker = Child("proc-worker", "--url", args.url, "--schema", args.schema,
+                   "--executor-id", "worker")  # fmt: skip
+    try:
+        worker.expect("ready")
+        worker.send("go")
+        worker.expect("launched")
+        time.sleep(1.0)
+
+        def by_app() -> float:
+            t0 = time.time()
+            handle = DBOS.enqueue_workflow(QUEUE, queued_stamp)
+            return float(handle.get_result(polling_interval_sec=0.01)) - t0
+
+        def by_client() -> float:
+            t0 = time.time()
+            handle = c.enqueue({"workflow_name": "bench.queued_stamp", "queue_name": QUEUE})
+            return float(handle.get_result(polling_interval_sec=0.01)) - t0
+
+        def run(one: Callable[[], float], count: int) -> list[float]:
+            out = []
+            for _ in range(count):
+                time.sleep(random.uniform(0, gap))
+                out.append(one())
+            return out
+
+        run(by_app, 2)
+        run(by_client, 2)
+        for _ in range(repeats):
+            samples["app"].append(run(by_app, n))
+            samples["client"].append(run(by_client, n))
+            log(f"p50 app {percentile(samples['app'][-1], 50) * 1000:.0f} ms, "
+                f"client {percentile(samples['client'][-1], 50) * 1000:.0f} ms")  # fmt: skip
+    finally:
+        worker.close()
+        c.destroy()
+        DBOS.destroy()
+    out = []
+    for who in ("app", "client"):
+        for p in (50, 99):
+            out.append(
+                measurement(
+                    f"enqueue.{who}.p{p}", f"DBOS enqueue -> start, {who}: p{p}", "ms",
+                    [percentile(r, p) * 1000 for r in samples[who]],
+                    note=f"{n} per repeat, {repeats} repeats, random 0-{gap:g} s gaps",
+                )
+            )  # fmt: skip
+    return out
+
+
+@bench("client-enqueue")
+def client_enqueue(args: argparse.Namespace) -> list[dict[str, Any]]:
+    per_thread = {1: size(args, 1000, 200), 8: size(args, 250, 50)}
+    prepare_queue(args.url, args.schema)
+    c = client(args.url, args.schema)
+    out = []
+    options = {"workflow_name": "bench.queued_noop", "queue_name": QUEUE}
+    try:
+        for threads, count in per_thread.items():
+
+            def some(count: int) -> None:
+                for _ in range(count):
+                    c.enqueue(options)  # type: ignore[arg-type]
+
+            rates = []
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(some, [20] * threads))
+                for _ in range(args.repeats):
+                    start = time.perf_counter()
+                    list(pool.map(some, [count] * threads))
+                    rates.append(threads * count / (time.perf_counter() - start))
+            out.append(
+                measurement(f"client.enqueue.t{threads}", f"DBOSClient.enqueue, {threads} threads",
+                            "/s", rates, note=f"{threads * count:,} per repeat")
+            )  # fmt: skip
+    finally:
+        c.destroy()
+    return out
+
+
+@bench("sleeping")
+def sleeping(args: argparse.Namespace) -> list[dict[str, Any]]:
+    n = size(args, 2_000, 500)
+    child = Child("proc-sleeper", "--url", args.url, "--schema", args.schema,
+                  "--count", str(n))  # fmt: skip
+    try:
+        child.expect("ready")
+        child.send("go")
+        r = child.json(timeout=1800)
+    finally:
+        child.kill()
+    note = f"capped at {n:,}: DBOS holds one thread per sleeping sync workflow"
+    return [
+        measurement("sleep.start_rate", f"DBOS: start {n:,} sleeping", "/s",
+                    [n / r["all_sleeping_s"]], note=note),
+        measurement("sleep.threads", f"DBOS: OS threads, {n:,} sleeping", "threads",
+                    [r["threads"]], note=note, comparable=False),
+        measurement("sleep.rss", f"DBOS: RSS, {n:,} sleeping", "MiB", [r["rss_mib"]],
+                    note=f"{n:,} workflows; peak {r['peak_rss_mib']:.0f} MiB", comparable=False),
+        measurement("sleep.rss_per_wf", "DBOS: RSS growth per sleeping workflow", "KiB",
+                    [(r["rss_mib"] - r["base_rss_mib"]) * 1024 / n]),
+    ]  # fmt: skip
+
+
+@bench("recovery")
+def recovery(args: argparse.Namespace) -> list[dict[str, Any]]:
+    n = size(args, 10_000, 1_000)
+    seconds: list[float] = []
+    rates: list[float] = []
+    notes: list[str] = []
+    # A repeat takes about 4 minutes at 10,000 (starting them, then recovering them): one
+    # run at full size, two in a quick run.
+    for _ in range(1 if n >= 5000 else min(args.repeats, 2)):
+        with fresh_schema(args.url, args.schema) as schema, psycopg.connect(
+            args.url, autocommit=True
+        ) as conn:
+            DBOS.migrate(args.url, schema=schema)
+            executor = f"bench-recovery-{uuid.uuid4().hex[:8]}"
+            common = ["--url", args.url, "--schema", schema, "--executor-id", executor]
+            crasher = Child("proc-crasher", *common, "--count", str(n),
+                            env={"DBOS_BENCH_BLOCK": "1"})  # fmt: skip
+            try:
+                crasher.expect("ready")
+                crasher.send("go")
+                sql = (
+                    f'SELECT count(*) FROM "{schema}".operation_outputs '
+                    "WHERE function_name = 'bench.rec_first'"
+                )
+
+                def stuck(sql: str = sql) -> bool:
+                    return int(conn.execute(sql).fetchone()[0]) >= n
+
+                wait_until(stuck, 1800, f"{n} workflows past their first step", interval=0.2)
+            finally:
+                crasher.kill()
+            recoverer = Child("proc-recoverer", *common)
+            try:
+                recoverer.expect("ready")
+                recoverer.send("go")
+                info = recoverer.json()
+                sql = (
+                    "SELECT count(*) FILTER (WHERE status NOT IN ('PENDING', 'ENQUEUED')), "
+                    "count(*) FILTER (WHERE status = 'SUCCESS'), max(completed_at), "
+                    f'max(recovery_attempts), avg(recovery_attempts) '
+                    f'FROM "{schema}".workflow_status WHERE name = %s'
+                )
+                row: tuple[Any, ...] = ()
+
+                def finished(sql: str = sql) -> bool:
+                    nonlocal row
+                    row = tuple(conn.execute(sql, ("bench.recover",)).fetchone())
+                    return int(row[0]) >= n
+
+                wait_until(finished, 1800, f"{n} recovered workflows", interval=0.1)
+            finally:
+                recoverer.close()
+            _, succeeded, last_ms, attempts, mean_attempts = row
+            seconds.append(last_ms / 1000.0 - info["launch_called"])
+            rates.append(int(succeeded) / seconds[-1])
+            notes.append(
+                f"{succeeded} SUCCESS, recovery attempts mean {float(mean_attempts):.1f} "
+                f"max {attempts}"
+            )
+            log(f"recovered {n:,} in {seconds[-1]:.1f} s ({notes[-1]})")
+    return [
+        measurement("recovery.wf_per_s", f"DBOS recovery of {n:,}", "/s", rates,
+                    note="DBOS.launch() with the same executor ID to last SUCCESS"),
+        measurement("recovery.seconds", f"DBOS recovery of {n:,}: seconds", "s", seconds,
+                    note="; ".join(sorted(set(notes)))),
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------- helper processes
+
+
+def proc_worker(args: argparse.Namespace) -> None:
+    make_dbos(args.url, args.schema, executor_id=args.executor_id)
+    say("ready")
+    wait_for("go")
+    DBOS.launch()
+    say("launched")
+    wait_for_eof()
+    DBOS.destroy(workflow_completion_timeout_sec=5)
+
+
+def proc_sleeper(args: argparse.Namespace) -> None:
+    make_dbos(args.url, args.schema)
+    DBOS.launch()
+    gc.collect()
+    base = proc_status()
+    say("ready")
+    wait_for("go")
+    start = time.perf_counter()
+    for i in range(args.count):
+        DBOS.start_workflow(sleeper, i)
+    sql = (
+        f'SELECT count(*) FROM "{args.schema}".operation_outputs '
+        "WHERE function_name = 'DBOS.sleep'"
+    )
+    with psycopg.connect(args.url, autocommit=True) as conn:
+        wait_until(lambda: int(conn.execute(sql).fetchone()[0]) >= args.count, 1800, "sleepers")
+    took = time.perf_counter() - start
+    time.sleep(1.0)
+    gc.collect()
+    after = proc_status()
+    say(json.dumps({
+        "all_sleeping_s": took, "threads": after["threads"], "rss_mib": after["VmRSS"],
+        "peak_rss_mib": after["VmHWM"], "base_rss_mib": base["VmRSS"],
+    }))  # fmt: skip
+    wait_for_eof()
+    os._exit(0)
+
+
+def proc_crasher(args: argparse.Namespace) -> None:
+    make_dbos(args.url, args.schema, executor_id=args.executor_id)
+    DBOS.launch()
+    say("ready")
+    wait_for("go")
+
+    async def start_all() -> None:
+        for first in range(0, args.count, 500):
+            chunk = range(first, min(args.count, first + 500))
+            await asyncio.gather(*(DBOS.start_workflow_async(recover, i) for i in chunk))
+        say("started")
+        await asyncio.Event().wait()  # the workflows run on this loop until SIGKILL
+
+    asyncio.run(start_all())
+
+
+def proc_recoverer(args: argparse.Namespace) -> None:
+    make_dbos(args.url, args.schema, executor_id=args.executor_id)
+    say("ready")
+    wait_for("go")
+    launched = time.time()
+    DBOS.launch()
+    say(json.dumps({"launch_called": launched, "launch_returned": time.time()}))
+    wait_for_eof()
+    DBOS.destroy(workflow_completion_timeout_sec=5)
+
+
+PROCS = {
+    "proc-worker": proc_worker,
+    "proc-sleeper": proc_sleeper,
+    "proc-crasher": proc_crasher,
+    "proc-recoverer": proc_recoverer,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="dbos_side.py", description=__doc__.split("\n")[0])
+    p.add_argument("name", choices=sorted([*BENCHMARKS, *PROCS, "list"]))
+    p.add_argument("--url", default="")
+    p.add_argument("--schema", default="dbos_bench")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--count", type=int, default=0)
+    p.add_argument("--executor-id", default=None)
+    args = p.parse_args(argv)
+    if args.name == "list":
+        print("\n".join(BENCHMARKS))
+        return 0
+    if args.name in PROCS:
+        PROCS[args.name](args)
+        return 0
+    from importlib.metadata import version
+
+    log(f"DBOS Transact {version('dbos')}: {args.name}")
+    figures = BENCHMARKS[args.name](args)
+    say(json.dumps({"measurements": figures}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
