@@ -128,9 +128,8 @@ def rerender(source: Path, output: str | None, no_chart: bool) -> int:
     out = Path(output) if output else source.with_suffix(".md")
     text = render(env, measurements, failures, theirs)
     out.write_text(text)
-    results = out.with_suffix(".json")
-    if results.resolve() != source.resolve():
-        results.write_text(json.dumps(_as_json(env, measurements, failures, theirs), indent=2))
+    results = out.with_suffix(".json")  # the verdicts and ratios are computed again too
+    results.write_text(json.dumps(_as_json(env, measurements, failures, theirs), indent=2))
     if not no_chart:
         dbos.draw_chart(results, out.with_suffix(".png"))
     print(text)
