@@ -662,3 +662,38 @@ def test_concurrent_checkpoints_share_commits(app: durably.App, db: Any) -> None
     ).fetchone()
     assert rows == 250
     assert transactions < rows / 2  # many checkpoints per commit
+
+
+def test_launch_recovers_more_than_one_batch_of_own_workflows_once(
+    make_app: Callable[..., durably.App], db: Any
+) -> None:
+    # More pending workflows than one claim batch (100): each is recovered exactly once.
+    state = {"crash": True}
+
+    def build(app: durably.App) -> Any:
+        @app.step(name="maybe")
+        def maybe() -> str:
+            if state["crash"]:
+                raise Crash()
+            return "ok"
+
+        @app.workflow(name="many")
+        def many(i: int) -> str:
+            return maybe()
+
+        return many
+
+    executor = f"exec-{uuid.uuid4().hex[:6]}"
+    first = make_app(executor_id=executor)
+    many = build(first)
+    for i in range(150):
+        with pytest.raises(Crash):
+            many.options(id=f"many-{i}")(i)
+    first.shutdown(grace=0)
+    state["crash"] = False
+    second = make_app(executor_id=executor)
+    build(second)
+    second.launch()
+    assert all(second.handle(f"many-{i}").result(timeout=30) == "ok" for i in range(150))
+    attempts = db.execute("SELECT DISTINCT recovery_attempts FROM workflows").fetchall()
+    assert attempts == [(1,)]
