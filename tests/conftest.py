@@ -74,3 +74,15 @@ def db(pg_url: str, schema: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("SET search_path = {}").format(psycopg.sql.Identifier(schema)))
         yield conn
+
+
+@pytest.fixture
+def procs(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Any]:
+    """Worker subprocesses of a test (tests/waitprocs), closed at its end."""
+    from waitprocs.util import Procs
+
+    pool = Procs(pg_url, schema, tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.close()

@@ -7,7 +7,7 @@ import asyncio
 import collections
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,6 @@ from waitprocs.util import (
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def procs(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Procs]:
-    pool = Procs(pg_url, schema, tmp_path)
-    try:
-        yield pool
-    finally:
-        pool.close()
 
 
 def waiting(db: psycopg.Connection[Any], workflow_id: str, step: int) -> bool:

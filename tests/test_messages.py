@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -29,15 +28,6 @@ from waitprocs.util import (
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def procs(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Procs]:
-    pool = Procs(pg_url, schema, tmp_path)
-    try:
-        yield pool
-    finally:
-        pool.close()
 
 
 def messages(db: psycopg.Connection[Any], workflow_id: str) -> list[tuple[Any, ...]]:
