@@ -32,6 +32,14 @@ class DatabaseUnavailable(DurablyError):
     """The database (embedded or remote) could not be reached or started."""
 
 
+class ConnectionLost(DatabaseUnavailable):
+    """The connection broke during a statement: whether it committed is unknown.
+
+    durably settles it itself (each write is retried in a form that finds its own earlier
+    effect); it reaches user code only when the database stays away past the retries.
+    """
+
+
 class ValueEncodingError(DurablyError, TypeError):
     """A value cannot be stored: raised before anything is written."""
 

@@ -320,8 +320,9 @@ class Scheduling:
         engine = self._sched_app().engine
         handles: list[WorkflowHandle[Any]] = []
         for tick in ticks:
+            generation = engine.lease.generation
             started = yield from start_tick(engine, spec, name, tick)
-            run_started(engine, spec, started, tick)
+            run_started(engine, spec, started, tick, generation)
             handles.append(WorkflowHandle(engine, started.workflow_id, spec.return_hint))
         return handles
 
@@ -349,8 +350,9 @@ class Scheduling:
         row = yield from self._sched_row(name)
         spec = self._sched_spec(row[1], name)
         engine = self._sched_app().engine
+        generation = engine.lease.generation
         started = yield from start_tick(engine, spec, name, tick)
-        run_started(engine, spec, started, tick)
+        run_started(engine, spec, started, tick, generation)
         return WorkflowHandle(engine, started.workflow_id, spec.return_hint)
 
     # ------------------------------------------------------------- helpers

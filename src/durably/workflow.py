@@ -123,9 +123,10 @@ class Workflow(Generic[P, R]):
         engine, begin = self._begin(args, kwargs)
         if self.spec.is_async:
             return self._run_async(engine, begin, args, kwargs)  # type: ignore[return-value]
+        generation = engine.lease.generation
         started = drive_sync(engine, begin)
         if started.epoch is not None:
-            ctx = self._context(engine, started)
+            ctx = self._context(engine, started, generation)
             try:
                 return engine.run_sync(ctx, self.spec, args, kwargs)  # type: ignore[no-any-return]
             except NOT_HERE:
@@ -139,16 +140,19 @@ class Workflow(Generic[P, R]):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
+        generation = engine.lease.generation
         started = await drive_async(engine, begin)
         if started.epoch is not None:
-            ctx = self._context(engine, started)
+            ctx = self._context(engine, started, generation)
             try:
                 return await engine.run_async(ctx, self.spec, args, kwargs)
             except NOT_HERE:
                 pass
         return await engine.wait_outcome_async(started.workflow_id, self.spec.return_hint, None)
 
-    def _context(self, engine: Engine, started: Started) -> WorkflowContext:
+    def _context(self, engine: Engine, started: Started, generation: int) -> WorkflowContext:
+        """The run of a workflow this call created; ``generation`` is the executor's lease
+        generation taken before the statement that created it."""
         assert started.epoch is not None
         return WorkflowContext(
             engine,
@@ -156,6 +160,7 @@ class Workflow(Generic[P, R]):
             self.spec.name,
             started.epoch,
             deadline=started.deadline,
+            lease_generation=generation,
         )
 
     # ---- start: run in the background, return a handle
@@ -163,22 +168,27 @@ class Workflow(Generic[P, R]):
     def start(self, *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[Any]:
         """Start the workflow in the background and return its handle at once."""
         engine, begin = self._begin(args, kwargs)
-        return self._started(engine, drive_sync(engine, begin), args, kwargs)
+        generation = engine.lease.generation
+        return self._started(engine, drive_sync(engine, begin), generation, args, kwargs)
 
     async def start_async(self, *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[Any]:
         """Async twin of ``start``."""
         engine, begin = self._begin(args, kwargs)
-        return self._started(engine, await drive_async(engine, begin), args, kwargs)
+        generation = engine.lease.generation
+        started = await drive_async(engine, begin)
+        return self._started(engine, started, generation, args, kwargs)
 
     def _started(
         self,
         engine: Engine,
         started: Started,
+        generation: int,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> WorkflowHandle[Any]:
         if started.epoch is not None:
-            engine.run_in_background(self._context(engine, started), self.spec, args, kwargs)
+            ctx = self._context(engine, started, generation)
+            engine.run_in_background(ctx, self.spec, args, kwargs)
         return WorkflowHandle(engine, started.workflow_id, self.spec.return_hint)
 
     def _begin(

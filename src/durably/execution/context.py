@@ -30,8 +30,8 @@ class WorkflowContext:
     """The state of one execution of one workflow: identity, ownership and replay log."""
 
     __slots__ = (
-        "cancelled", "deadline", "engine", "epoch", "finished", "name", "next_step", "recorded",
-        "task", "workflow_id",
+        "cancelled", "deadline", "engine", "epoch", "finished", "lease_generation", "name",
+        "next_step", "recorded", "superseded", "task", "workflow_id",
     )  # fmt: skip
 
     def __init__(
@@ -42,6 +42,7 @@ class WorkflowContext:
         epoch: int,
         recorded: dict[int, Recorded] | None = None,
         deadline: datetime | None = None,
+        lease_generation: int = 0,
     ) -> None:
         self.engine = engine
         self.workflow_id = workflow_id
@@ -55,6 +56,11 @@ class WorkflowContext:
         # Set once this run recorded the workflow's outcome.
         self.finished = False
         self.task: asyncio.Task[Any] | None = None
+        # The executor's lease generation when this run last knew it owned the workflow
+        # (taken before the statement that gave it the workflow).
+        self.lease_generation = lease_generation
+        # Set when a newer run of the same workflow was started in this process.
+        self.superseded = False
 
     def take_step(self) -> int:
         """Number the next durable operation; called when it is called, not when it runs."""

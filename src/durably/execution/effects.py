@@ -13,13 +13,12 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import psycopg
-
-from durably.errors import DatabaseUnavailable
+from durably.errors import ConnectionLost, DatabaseUnavailable
+from durably.store.outage import delays
 from durably.store.statements import Statement
 
 if TYPE_CHECKING:
@@ -82,7 +81,12 @@ class Atomic:
     statements: tuple[Statement, ...]
 
 
-Effect = Call | Sleep | Write | Read | Watch | Wait | Atomic
+@dataclass(frozen=True, slots=True)
+class HoldLease:
+    """Wait until this executor's lease is valid; the result is the lease's generation."""
+
+
+Effect = Call | Sleep | Write | Read | Watch | Wait | Atomic | HoldLease
 Protocol = Generator[Effect, Any, T]
 
 
@@ -90,6 +94,7 @@ def drive_sync(engine: Engine, gen: Protocol[T]) -> T:
     """Run a protocol to its end, performing each effect by blocking this thread."""
     send: Any = None
     error: BaseException | None = None
+    db = engine.db
     while True:
         try:
             effect = gen.send(send) if error is None else gen.throw(error)
@@ -99,9 +104,11 @@ def drive_sync(engine: Engine, gen: Protocol[T]) -> T:
         try:
             if type(effect) is Write:
                 try:
-                    send = engine.db.write(effect.statement)
-                except psycopg.OperationalError as exc:
-                    send = _retry_sync(engine.db.write, effect.statement, exc)
+                    send = db.write(effect.statement)
+                except ConnectionLost as exc:
+                    send = _settle_sync(engine, (effect.statement,), exc)
+            elif type(effect) is HoldLease:
+                send = engine.lease.hold()
             elif type(effect) is Call:
                 send = effect.fn(*effect.args, **effect.kwargs)
                 if inspect.isawaitable(send):
@@ -111,18 +118,18 @@ def drive_sync(engine: Engine, gen: Protocol[T]) -> T:
                     )
             elif type(effect) is Read:
                 try:
-                    send = engine.db.run(effect.statement)
-                except psycopg.OperationalError as exc:
-                    send = _retry_sync(engine.db.run, effect.statement, exc)
+                    send = db.run(effect.statement)
+                except ConnectionLost as exc:
+                    send = _settle_sync(engine, (effect.statement,), exc)
             elif type(effect) is Watch:
                 send = engine.notifier.generation(*effect.keys)
             elif type(effect) is Wait:
                 send = engine.notifier.wait(effect.keys, effect.since, effect.seconds)
             elif type(effect) is Atomic:
                 try:
-                    send = engine.db.run_transaction(effect.statements)
-                except psycopg.OperationalError as exc:
-                    send = _retry_sync(engine.db.run_transaction, effect.statements, exc)
+                    send = db.run_transaction(effect.statements)
+                except ConnectionLost as exc:
+                    send = _settle_sync(engine, effect.statements, exc)
             elif type(effect) is Sleep:
                 time.sleep(effect.seconds)
         except BaseException as exc:
@@ -144,8 +151,10 @@ async def drive_async(engine: Engine, gen: Protocol[T]) -> T:
             if type(effect) is Write:
                 try:
                     send = await db.write(effect.statement)
-                except psycopg.OperationalError as exc:
-                    send = await _retry_async(db.write, effect.statement, exc)
+                except ConnectionLost as exc:
+                    send = await _settle_async(engine, (effect.statement,), exc)
+            elif type(effect) is HoldLease:
+                send = await engine.lease.hold_async()
             elif type(effect) is Call:
                 if inspect.iscoroutinefunction(effect.fn):
                     send = await effect.fn(*effect.args, **effect.kwargs)
@@ -157,8 +166,8 @@ async def drive_async(engine: Engine, gen: Protocol[T]) -> T:
             elif type(effect) is Read:
                 try:
                     send = await db.run(effect.statement)
-                except psycopg.OperationalError as exc:
-                    send = await _retry_async(db.run, effect.statement, exc)
+                except ConnectionLost as exc:
+                    send = await _settle_async(engine, (effect.statement,), exc)
             elif type(effect) is Watch:
                 send = engine.notifier.generation(*effect.keys)
             elif type(effect) is Wait:
@@ -166,8 +175,8 @@ async def drive_async(engine: Engine, gen: Protocol[T]) -> T:
             elif type(effect) is Atomic:
                 try:
                     send = await db.run_transaction(effect.statements)
-                except psycopg.OperationalError as exc:
-                    send = await _retry_async(db.run_transaction, effect.statements, exc)
+                except ConnectionLost as exc:
+                    send = await _settle_async(engine, effect.statements, exc)
             elif type(effect) is Sleep:
                 await asyncio.sleep(effect.seconds)
         except BaseException as exc:
@@ -175,40 +184,49 @@ async def drive_async(engine: Engine, gen: Protocol[T]) -> T:
 
 
 # A database that is restarting, failing over or briefly unreachable must not turn into
-# a recorded workflow error: statements are retried for a while (a write that did commit
-# before the connection dropped is answered by the "already recorded" path), then the
-# workflow is abandoned unrecorded and recovered later.
-RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 5.0, 5.0, 5.0, 10.0, 10.0, 10.0)
+# a recorded workflow error. A statement whose connection broke may or may not have
+# committed: it is never re-run blindly, but in its settling form (Statement.retried),
+# which finds its own earlier effect. Past the retry budget the workflow is abandoned
+# unrecorded and recovered later.
 
 
-def _unavailable(first: BaseException, last: BaseException) -> DatabaseUnavailable:
+def _unavailable(last: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable(
-        f"the database did not answer for {sum(RETRY_DELAYS):.0f} s ({last}); the workflow "
-        f"is left unfinished and will be recovered"
+        f"the database did not answer within the retry budget ({last}); the workflow is "
+        f"left unfinished and will be recovered"
     )
 
 
-def _retry_sync(run: Callable[[Any], Any], statement: Any, first: Exception) -> Any:
+def _settle_sync(engine: Engine, statements: Sequence[Statement], first: Exception) -> Any:
+    outage = engine.db.outage
+    outage.failed(first)
     last: Exception = first
-    for delay in RETRY_DELAYS:
-        log.warning("database call failed (%s); retrying in %.2f s", last, delay)
-        time.sleep(delay)
+    for pause in delays():
+        time.sleep(pause)
         try:
-            return run(statement)
-        except psycopg.OperationalError as exc:
+            result = engine.db.retry(statements)
+        except ConnectionLost as exc:
+            outage.failed(exc)
             last = exc
-    raise _unavailable(first, last) from last
+            continue
+        outage.succeeded()
+        return result
+    raise _unavailable(last) from last
 
 
-async def _retry_async(
-    run: Callable[[Any], Awaitable[Any]], statement: Any, first: Exception
-) -> Any:
+async def _settle_async(engine: Engine, statements: Sequence[Statement], first: Exception) -> Any:
+    db = await engine.async_db()
+    outage = db.outage
+    outage.failed(first)
     last: Exception = first
-    for delay in RETRY_DELAYS:
-        log.warning("database call failed (%s); retrying in %.2f s", last, delay)
-        await asyncio.sleep(delay)
+    for pause in delays():
+        await asyncio.sleep(pause)
         try:
-            return await run(statement)
-        except psycopg.OperationalError as exc:
+            result = await db.retry(statements)
+        except ConnectionLost as exc:
+            outage.failed(exc)
             last = exc
-    raise _unavailable(first, last) from last
+            continue
+        outage.succeeded()
+        return result
+    raise _unavailable(last) from last

@@ -23,7 +23,7 @@ from durably.errors import (
     WorkflowNotFound,
 )
 from durably.execution.context import Recorded, WorkflowContext, in_step
-from durably.execution.effects import Call, Protocol, Read, Sleep, Write
+from durably.execution.effects import Call, HoldLease, Protocol, Read, Sleep, Write
 from durably.execution.specs import StepSpec, WorkflowSpec
 from durably.status import Status
 
@@ -58,6 +58,31 @@ def guard(ctx: WorkflowContext) -> Protocol[None]:
         yield from cancel_for_timeout(ctx)
 
 
+def hold_lease(ctx: WorkflowContext) -> Protocol[None]:
+    """Before user code runs: this executor holds a valid lease, and, if the lease may
+    have lapsed since this run last knew, the workflow is still this run's."""
+    generation = yield HoldLease()
+    if ctx.superseded:
+        raise LostOwnership(
+            f"workflow {ctx.workflow_id!r} was started again in this process (epoch "
+            f"{ctx.epoch} is superseded); this run stops before its next step"
+        )
+    if generation == ctx.lease_generation:
+        return
+    rows = yield Read(ctx.engine.statements.inspect_operation(ctx.workflow_id, 0))
+    if not rows:
+        raise WorkflowNotFound(ctx.workflow_id)
+    epoch, status = rows[0][0], rows[0][1]
+    if status == Status.CANCELLED:
+        raise WorkflowCancelled(ctx.workflow_id)
+    if epoch != ctx.epoch or status != Status.PENDING:
+        raise LostOwnership(
+            f"workflow {ctx.workflow_id!r} was taken over while this executor's lease "
+            f"lapsed (epoch {epoch}, this run holds {ctx.epoch}); this run stops"
+        )
+    ctx.lease_generation = generation
+
+
 def cancel_for_timeout(ctx: WorkflowContext) -> Protocol[None]:
     """The deadline passed: cancel the workflow and its descendants, then stop."""
     ctx.cancelled = True
@@ -77,17 +102,22 @@ def start_top(
     Returns its ID and fencing epoch when this call created it; the epoch is None when
     the ID already existed (the caller then attaches to it instead of running it again).
     """
-    rows = yield Write(
-        engine.statements.insert_workflow(
-            workflow_id=workflow_id,
-            name=spec.name,
-            inputs=inputs,
-            executor_id=engine.executor_id,
-            max_recovery_attempts=spec.max_recovery_attempts,
-            codec=engine.codec.name,
-            timeout=timeout,
+    try:
+        rows = yield Write(
+            engine.statements.insert_workflow(
+                workflow_id=workflow_id,
+                name=spec.name,
+                inputs=inputs,
+                executor_id=engine.executor_id,
+                max_recovery_attempts=spec.max_recovery_attempts,
+                codec=engine.codec.name,
+                timeout=timeout,
+            )
         )
-    )
+    except DatabaseUnavailable:
+        # It may exist, owned here and run by nobody: the executor loop takes it back.
+        engine.abandon(workflow_id, 1)
+        raise
     if rows:
         return Started(workflow_id, int(rows[0][0]), rows[0][1])
     rows = yield Read(engine.statements.get_outcome(workflow_id))
@@ -130,6 +160,7 @@ def run_step(
     started = now()
     errors: list[BaseException] = []
     while True:
+        yield from hold_lease(ctx)
         token = in_step.set(position)
         try:
             result = yield Call(spec.fn, args, kwargs)
@@ -225,20 +256,24 @@ def start_child(
     child_id = workflow_id or f"{ctx.workflow_id}-{position}"
     engine = ctx.engine
     inputs = codec_module.dumps_args(engine.codec, args, kwargs)
-    rows = yield Write(
-        engine.statements.start_child(
-            parent_id=ctx.workflow_id,
-            epoch=ctx.epoch,
-            step=position,
-            workflow_id=child_id,
-            name=spec.name,
-            inputs=inputs,
-            executor_id=engine.executor_id,
-            max_recovery_attempts=spec.max_recovery_attempts,
-            codec=engine.codec.name,
-            timeout=timeout,
+    try:
+        rows = yield Write(
+            engine.statements.start_child(
+                parent_id=ctx.workflow_id,
+                epoch=ctx.epoch,
+                step=position,
+                workflow_id=child_id,
+                name=spec.name,
+                inputs=inputs,
+                executor_id=engine.executor_id,
+                max_recovery_attempts=spec.max_recovery_attempts,
+                codec=engine.codec.name,
+                timeout=timeout,
+            )
         )
-    )
+    except DatabaseUnavailable:
+        engine.abandon(child_id, 1)  # as in start_top
+        raise
     owned, child_epoch, recorded, child_deadline = rows[0]
     if not owned or not recorded:
         yield from explain_unwritten(ctx, position, "child", spec.name)
@@ -255,6 +290,7 @@ def run_body(
 ) -> Protocol[Any]:
     """Run (or replay) the workflow function, then record its outcome, fenced."""
     try:
+        yield from hold_lease(ctx)
         result = yield Call(spec.fn, args, kwargs)
     except (LostOwnership, DatabaseUnavailable):
         raise  # not the workflow's own outcome: left for its owner or for recovery
@@ -291,7 +327,11 @@ def finish(
         )
     )
     if rows[0][0] != 1:
-        rows = yield Read(ctx.engine.statements.get_outcome(ctx.workflow_id))
+        rows = yield Read(ctx.engine.statements.inspect_operation(ctx.workflow_id, 0))
+        if rows and rows[0][0] == ctx.epoch and rows[0][1] == status:
+            # A retry after a lost reply: this run's own outcome is the one recorded.
+            ctx.finished = True
+            return
         if rows and rows[0][1] == Status.CANCELLED:
             raise WorkflowCancelled(ctx.workflow_id)
         raise LostOwnership(

@@ -199,10 +199,15 @@ def recv(ctx: WorkflowContext, position: int, topic: str | None, timeout: float)
                 started_at=started,
             )
         )
-        owned, recorded, output = rows[0]
-        if not owned:
+        owned, recorded, output, earlier_name, earlier_kind = rows[0]
+        if not owned or (
+            earlier_kind is not None and (earlier_kind, earlier_name) != ("recv", name)
+        ):
             yield from explain_unwritten(ctx, position, "recv", name)
-        return (True, output["message"]) if recorded else (False, None)
+        if not recorded:
+            return False, None
+        # A retry may find its first attempt's record: a message, or the timeout.
+        return True, None if output.get("timeout") else output["message"]
 
     keys = (f"m:{ctx.workflow_id}", f"c:{ctx.workflow_id}")
     return (

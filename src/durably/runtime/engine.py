@@ -38,6 +38,7 @@ from durably.execution.protocol import Parked, cancel_for_timeout, read_outcome,
 from durably.execution.specs import WorkflowSpec
 from durably.execution.waits import POLL_INTERVAL
 from durably.runtime.keeper import Keeper
+from durably.runtime.lease import Lease
 from durably.runtime.notifier import Notifier
 from durably.runtime.threads import DaemonPool
 
@@ -88,7 +89,7 @@ class Engine:
         self.app_name = app_name
         self.executor_id = executor_id or default_executor_id()
         self.codec = codec
-        self.lease = lease
+        self.lease = Lease(lease)
         self.registry = registry
         # False for a Client: it never runs workflows, so it is no executor (no heartbeat).
         self.serves = serves
@@ -106,8 +107,8 @@ class Engine:
         self._lock = threading.Lock()
         # Background runs of this process, for handles to wait on without a query.
         self._local: dict[str, concurrent.futures.Future[Any]] = {}
-        # Workflows owned and running (or scheduled to run) here.
-        self._active: dict[str, WorkflowContext | None] = {}
+        # The run of each workflow owned and running (or scheduled to run) here.
+        self._active: dict[str, WorkflowContext] = {}
         # Runs that stopped here without an outcome: workflow ID -> the epoch they held.
         self._abandoned: dict[str, int] = {}
         self._async_dbs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncDatabase] = (
@@ -138,7 +139,9 @@ class Engine:
                 self._ready.wait(60)
             return
         if self.serves:
+            sent = time.monotonic()
             self.db.run(self.heartbeat_statement())
+            self.lease.renewed(sent)
         self._start_loop()
         assert self._loop is not None
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -181,8 +184,9 @@ class Engine:
                         self._keeper_done.result(timeout=10)
                     except Exception:
                         log.debug("keeper ended with an error", exc_info=True)
+            # No body starts here any more; others may take over what is unfinished.
+            self.lease.revoke()
             try:
-                # Others may take over anything still unfinished at once.
                 if self.serves:
                     self.db.run(self.statements.remove_executor(self.executor_id))
             except Exception:
@@ -232,7 +236,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         adb = self._async_dbs.get(loop)
         if adb is None:
-            adb = AsyncDatabase(self.db.url, self.db.schema)
+            adb = AsyncDatabase(self.db.url, self.db.schema, outage=self.db.outage)
             self._async_dbs[loop] = adb
             await adb.open()
         return adb
@@ -243,7 +247,7 @@ class Engine:
             app_name=self.app_name,
             hostname=socket.gethostname(),
             pid=os.getpid(),
-            lease=self.lease,
+            lease=self.lease.seconds,
         )
 
     # ----------------------------------------------------------------- bookkeeping
@@ -270,6 +274,28 @@ class Engine:
         if wake_at is not None and keeper is not None and loop is not None:
             loop.call_soon_threadsafe(keeper.wake_at, wake_at)
 
+    def supersede_local(self, workflow_id: str) -> None:
+        """The workflow was given a new epoch elsewhere (resumed): a run of it here stops
+        before its next step instead of starting a body the new owner will run too."""
+        with self._lock:
+            ctx = self._active.get(workflow_id)
+        if ctx is not None:
+            ctx.superseded = True
+
+    def _register(self, ctx: WorkflowContext) -> None:
+        """Make ``ctx`` the run of its workflow here; an older run of it stops at its next
+        step (one process never runs a workflow twice at once)."""
+        with self._lock:
+            older = self._active.get(ctx.workflow_id)
+            if older is not None and older is not ctx:
+                older.superseded = True
+            self._active[ctx.workflow_id] = ctx
+
+    def _unregister(self, ctx: WorkflowContext) -> None:
+        with self._lock:
+            if self._active.get(ctx.workflow_id) is ctx:
+                del self._active[ctx.workflow_id]
+
     def cancel_local(self, workflow_id: str) -> None:
         """A cancel reached this process: stop the workflow at its next durable call,
         and cancel its task at once if it is async."""
@@ -293,16 +319,14 @@ class Engine:
     ) -> Any:
         """Run a sync workflow body to its recorded outcome in this thread."""
         token = current_workflow.set(ctx)
-        with self._lock:
-            self._active[ctx.workflow_id] = ctx
+        self._register(ctx)
         try:
             return drive_sync(self, run_body(ctx, spec, args, kwargs))
         except BaseException as exc:
             self._note_exit(ctx, exc)
             raise
         finally:
-            with self._lock:
-                self._active.pop(ctx.workflow_id, None)
+            self._unregister(ctx)
             current_workflow.reset(token)
 
     async def run_async(
@@ -316,8 +340,7 @@ class Engine:
         token = current_workflow.set(ctx)
         task = asyncio.current_task()
         ctx.task = task
-        with self._lock:
-            self._active[ctx.workflow_id] = ctx
+        self._register(ctx)
         timer = None
         if ctx.deadline is not None and task is not None:
             # An async step in flight is cancelled at the deadline, not at its end.
@@ -345,8 +368,7 @@ class Engine:
             if timer is not None:
                 timer.cancel()
             ctx.task = None
-            with self._lock:
-                self._active.pop(ctx.workflow_id, None)
+            self._unregister(ctx)
             current_workflow.reset(token)
 
     def run_in_background(
@@ -364,14 +386,13 @@ class Engine:
         workflow_id = ctx.workflow_id
         with self._lock:
             self._local[workflow_id] = future
-            self._active.setdefault(workflow_id, None)
+        self._register(ctx)
 
         def settle(result: Any = None, error: BaseException | None = None) -> None:
             with self._lock:
                 if self._local.get(workflow_id) is future:
                     del self._local[workflow_id]
-                if self._active.get(workflow_id, ctx) is None:
-                    del self._active[workflow_id]
+            self._unregister(ctx)
             if error is None:
                 future.set_result(result)
             else:

@@ -2,8 +2,10 @@
 and the LISTEN connection that turns database notifications into local wake-ups.
 
 It is one task on the runtime loop, with a bounded number of queries per second
-whatever the number of workflows: idle, it sends a heartbeat every lease/3 and one
+whatever the number of workflows: idle, it sends a heartbeat every lease/4 and one
 scan every ``poll_interval``; notifications and local timers bring scans forward.
+During a database outage every duty backs off (capped at a second, so work resumes
+within about a second of the server's return) and the outage is logged once.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ import psycopg
 from psycopg import sql
 
 from durably import codec as codec_module
+from durably.errors import ConnectionLost, DatabaseUnavailable
 from durably.execution.context import WorkflowContext
 from durably.execution.effects import drive_async
 from durably.execution.protocol import load_recorded_many
 from durably.status import Status
 from durably.store.database import AsyncDatabase
+from durably.store.outage import FIRST_DELAY, MAX_DELAY
+from durably.store.statements import Statement
 
 if TYPE_CHECKING:
     from durably.runtime.engine import Engine
@@ -97,8 +102,9 @@ class Keeper:
         # this loop must never let the lease lapse.
         beater = asyncio.get_running_loop().create_task(self._beat(adb))
         next_scan = time.monotonic()
-        next_claim = time.monotonic() + engine.lease / 2
+        next_claim = time.monotonic() + engine.lease.seconds / 2
         next_tick = time.monotonic()
+        backoff = FIRST_DELAY
         while not self._stopping.is_set():
             now = time.monotonic()
             self._kick.clear()
@@ -116,7 +122,7 @@ class Keeper:
                 if now >= next_claim:
                     await self._claim(adb, "expired")
                     await self._claim(adb, "orphaned")
-                    next_claim = now + engine.lease / 2 * random.uniform(0.5, 1.0)
+                    next_claim = now + engine.lease.seconds / 2 * random.uniform(0.5, 1.0)
                 if self._queues_due:
                     due, self._queues_due = self._queues_due, set()
                     await self._claim_queued(adb, due)
@@ -134,9 +140,21 @@ class Keeper:
                     next_scan = now + self.poll_interval * random.uniform(0.8, 1.0)
                 if engine.scheduler is not None and now >= next_tick:
                     next_tick = await engine.scheduler.tick(adb)
+                backoff = FIRST_DELAY
+                adb.outage.succeeded()
+            except (ConnectionLost, DatabaseUnavailable) as exc:
+                # Every duty waits out the pause (no spinning), and the outage is logged
+                # once; what was due is retried when the pause ends.
+                adb.outage.failed(exc)
+                await self._pause(backoff)
+                backoff = min(MAX_DELAY, backoff * 2)
+                self._wake_due = True
+                self._queues_due.update(engine.queues)
+                continue
             except Exception:
-                log.warning("durably executor loop: database call failed; retrying", exc_info=True)
-                next_scan = now + 1.0
+                log.exception("durably executor loop: unexpected error; retrying in 1 s")
+                await self._pause(1.0)
+                continue
             wake = min(next_claim, next_scan)
             if engine.scheduler is not None:
                 wake = min(wake, next_tick)
@@ -152,21 +170,61 @@ class Keeper:
                 with contextlib.suppress(BaseException):
                     await task
 
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds`` with jitter, or less if the keeper is stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds * random.uniform(0.5, 1.0))
+
     async def _beat(self, adb: AsyncDatabase) -> None:
-        """Renew this executor's lease every third of it (a Client has none)."""
+        """Renew this executor's lease four times a lease (a Client has none); after a
+        failure, retry soon with capped back-off, so the lease rarely lapses."""
         engine = self.engine
         if not engine.serves:
             return
-        every = engine.lease / 3
+        every = engine.lease.every
         delay = every
+        backoff = FIRST_DELAY
         while True:
             await asyncio.sleep(delay)
+            sent = time.monotonic()
             try:
                 await adb.run(engine.heartbeat_statement())
-                delay = every
+            except (ConnectionLost, DatabaseUnavailable) as exc:
+                adb.outage.failed(exc)
+                delay = min(every, backoff * random.uniform(0.5, 1.0))
+                backoff = min(MAX_DELAY, backoff * 2)
+                continue
             except Exception:
-                log.warning("durably: heartbeat failed; retrying", exc_info=True)
-                delay = min(1.0, every)
+                log.exception("durably: heartbeat failed unexpectedly; retrying in 1 s")
+                delay = min(every, 1.0)
+                continue
+            engine.lease.renewed(sent)
+            adb.outage.succeeded()
+            delay, backoff = every, FIRST_DELAY
+
+    async def _write(self, adb: AsyncDatabase, statements: tuple[Statement, ...]) -> Any:
+        """Run a claim (one statement, or a few in one transaction). If the connection
+        breaks, the claim may have committed: settle it by its token, retrying until the
+        database answers (however long), so nothing claimed here is left unrun."""
+        try:
+            if len(statements) == 1:
+                return await adb.write(statements[0])
+            return await adb.run_transaction(statements)
+        except ConnectionLost as exc:
+            adb.outage.failed(exc)
+        backoff = FIRST_DELAY
+        while True:
+            await self._pause(backoff)
+            backoff = min(MAX_DELAY, backoff * 2)
+            try:
+                rows = await adb.retry(statements)
+            except ConnectionLost as exc:
+                adb.outage.failed(exc)
+                if self._stopping.is_set():
+                    raise
+                continue
+            adb.outage.succeeded()
+            return rows
 
     # ---------------------------------------------------------------- claims
 
@@ -191,14 +249,15 @@ class Keeper:
                 statement = engine.statements.claim_abandoned(engine.executor_id, abandoned)
             else:
                 statement = engine.statements.take_over(engine.executor_id, names, BATCH)
+            generation = engine.lease.generation
             try:
-                rows = await adb.write(statement)
+                rows = await self._write(adb, (statement,))
             except BaseException:
                 if which == "orphaned":  # keep them for the next scan
                     for workflow_id, epoch in abandoned.items():
                         engine.abandon(workflow_id, epoch)
                 raise
-            await self._resume(adb, rows, recovering=True)
+            await self._resume(adb, rows, generation, recovering=True)
             if which != "expired" or len(rows) < BATCH:
                 return
 
@@ -209,8 +268,10 @@ class Keeper:
         if not names:
             return
         while True:
-            rows = await adb.write(engine.statements.wake_due(engine.executor_id, names, BATCH))
-            await self._resume(adb, rows, recovering=False)
+            generation = engine.lease.generation
+            statement = engine.statements.wake_due(engine.executor_id, names, BATCH)
+            rows = await self._write(adb, (statement,))
+            await self._resume(adb, rows, generation, recovering=False)
             if len(rows) < BATCH:
                 return
 
@@ -218,6 +279,7 @@ class Keeper:
         self,
         adb: AsyncDatabase,
         rows: list[tuple[Any, ...]],
+        generation: int,
         *,
         recovering: bool,
         from_queue: bool = False,
@@ -257,7 +319,13 @@ class Keeper:
             if recovering:
                 log.info("recovering workflow %s (%s), attempt %d", workflow_id, name, attempts)
             ctx = WorkflowContext(
-                engine, workflow_id, name, int(epoch), recorded.get(workflow_id, {}), deadline
+                engine,
+                workflow_id,
+                name,
+                int(epoch),
+                recorded.get(workflow_id, {}),
+                deadline,
+                lease_generation=generation,
             )
             future = engine.run_in_background(ctx, spec, args, kwargs)
             if future is not None and queue is not None:
@@ -288,12 +356,15 @@ class Keeper:
                     want=want,
                     partitioned=spec.partition_concurrency is not None,
                 )
+                generation = engine.lease.generation
                 if spec.serialised:
                     lock = engine.queue_statements.lock_queue(name)
-                    rows = await adb.run_transaction((lock, claim))
+                    rows = await self._write(adb, (lock, claim))
                 else:
-                    rows = await adb.write(claim)
-                started = await self._resume(adb, rows, recovering=False, from_queue=True)
+                    rows = await self._write(adb, (claim,))
+                started = await self._resume(
+                    adb, rows, generation, recovering=False, from_queue=True
+                )
                 for queue, future in started:
                     self._track(queue, future)
                 if len(rows) < want:
@@ -318,31 +389,39 @@ class Keeper:
     async def _listen(self) -> None:
         """LISTEN on the schema's channel; reconnect with back-off when the link drops."""
         engine = self.engine
-        delay = 0.5
+        delay = FIRST_DELAY
+        outage = engine.db.outage
         while not self._stopping.is_set():
             try:
-                conn = await psycopg.AsyncConnection.connect(engine.db.url, autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(
+                    engine.db.url, autocommit=True, connect_timeout=5
+                )
                 async with conn:
                     await conn.execute(
                         sql.SQL("LISTEN {}").format(sql.Identifier(engine.statements.channel))
                     )
-                    delay = 0.5
+                    delay = FIRST_DELAY
                     # Anything sent while we were not listening: scan now.
                     self.kick()
+                    for queue in engine.queues:
+                        self.kick_queue(queue)
                     async for notice in conn.notifies():
                         self._dispatch(notice.payload)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
-                log.warning("durably: notification listener lost (%s); reconnecting", exc)
-                await asyncio.sleep(delay)
-                delay = min(10.0, delay * 2)
+            except psycopg.OperationalError as exc:
+                outage.failed(exc)
+                await self._pause(delay)
+                delay = min(MAX_DELAY, delay * 2)
 
     def _dispatch(self, payload: str) -> None:
         engine = self.engine
         engine.notifier.publish(payload)
         kind, _, workflow_id = payload.partition(":")
-        if kind in ("m", "e", "w"):
+        if kind == "w":
+            engine.supersede_local(workflow_id)  # resumed: a new epoch owns it now
+            self.kick()
+        elif kind in ("m", "e"):
             self.kick()
         elif kind == "c":
             engine.cancel_local(workflow_id)

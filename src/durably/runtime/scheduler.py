@@ -32,7 +32,12 @@ from zoneinfo import ZoneInfo
 from cronsim import CronSim
 
 from durably import codec as codec_module
-from durably.errors import ConfigurationError, WorkflowConflict
+from durably.errors import (
+    ConfigurationError,
+    ConnectionLost,
+    DatabaseUnavailable,
+    WorkflowConflict,
+)
 from durably.execution.context import WorkflowContext
 from durably.execution.effects import Protocol, drive_async
 from durably.execution.protocol import Started, start_top
@@ -235,12 +240,20 @@ def start_tick(
     return (yield from start_top(engine, spec, tick_id(schedule, tick), inputs))
 
 
-def run_started(engine: Engine, spec: WorkflowSpec, started: Started, tick: datetime) -> None:
-    """Run a tick this process created, in the background."""
+def run_started(
+    engine: Engine, spec: WorkflowSpec, started: Started, tick: datetime, generation: int
+) -> None:
+    """Run a tick this process created, in the background (``generation``: the lease
+    generation taken before the statement that created it)."""
     if started.epoch is None:
         return
     ctx = WorkflowContext(
-        engine, started.workflow_id, spec.name, started.epoch, deadline=started.deadline
+        engine,
+        started.workflow_id,
+        spec.name,
+        started.epoch,
+        deadline=started.deadline,
+        lease_generation=generation,
     )
     engine.run_in_background(ctx, spec, (tick.astimezone(UTC),), {})
 
@@ -273,6 +286,9 @@ class Scheduler:
         """
         try:
             return await self._check(adb)
+        except (ConnectionLost, DatabaseUnavailable) as exc:
+            adb.outage.failed(exc)  # logged once per outage
+            return time.monotonic() + RETRY_AFTER
         except Exception:
             log.warning("durably scheduler: check failed; retrying", exc_info=True)
             return time.monotonic() + RETRY_AFTER
@@ -364,6 +380,7 @@ class Scheduler:
 
     async def _start(self, spec: WorkflowSpec, schedule: str, tick: datetime) -> None:
         engine = self.engine
+        generation = engine.lease.generation
         started = await drive_async(engine, start_tick(engine, spec, schedule, tick))
         if started.epoch is None:
             log.debug(
@@ -371,7 +388,7 @@ class Scheduler:
             )
         else:
             log.debug("durably: schedule %r: starting %s", schedule, started.workflow_id)
-        run_started(engine, spec, started, tick)
+        run_started(engine, spec, started, tick, generation)
 
     def _cron(self, expr: str, timezone: str) -> Cron:
         key = (expr, timezone)

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from durably.store import faults
 from durably.store.statements import Statement
 
 Result = Any  # rowcount (int) or rows (list of tuples), as the statement asks
@@ -42,13 +43,16 @@ class Pending:
 def run_sync(conn: psycopg.Connection[Any], statement: Statement) -> Result:
     """Run one statement in its own (autocommit) transaction."""
     cur = conn.execute(statement.sql, statement.params, prepare=True)
-    return cur.fetchall() if statement.returns == "rows" else cur.rowcount
+    result = cur.fetchall() if statement.returns == "rows" else cur.rowcount
+    faults.after_commit(conn, (statement.name,))
+    return result
 
 
 def run_transaction_sync(conn: psycopg.Connection[Any], statements: Sequence[Statement]) -> Result:
     """Run statements in one pipelined transaction; the last one's result is returned."""
     with conn.pipeline(), conn.transaction():
         cursors = [conn.execute(st.sql, st.params, prepare=True) for st in statements]
+    faults.after_commit(conn, [st.name for st in statements])
     last, statement = cursors[-1], statements[-1]
     return last.fetchall() if statement.returns == "rows" else last.rowcount
 
@@ -59,6 +63,7 @@ async def run_transaction_async(
     """Async twin of run_transaction_sync."""
     async with conn.pipeline(), conn.transaction():
         cursors = [await conn.execute(st.sql, st.params, prepare=True) for st in statements]
+    await faults.after_commit_async(conn, [st.name for st in statements])
     last, statement = cursors[-1], statements[-1]
     return await last.fetchall() if statement.returns == "rows" else last.rowcount
 
@@ -66,7 +71,9 @@ async def run_transaction_async(
 async def run_async(conn: psycopg.AsyncConnection[Any], statement: Statement) -> Result:
     """Run one statement in its own (autocommit) transaction."""
     cur = await conn.execute(statement.sql, statement.params, prepare=True)
-    return await cur.fetchall() if statement.returns == "rows" else cur.rowcount
+    result = await cur.fetchall() if statement.returns == "rows" else cur.rowcount
+    await faults.after_commit_async(conn, (statement.name,))
+    return result
 
 
 Entry = tuple[Statement, list[Pending], Callable[[Any], list[Any]] | None]
@@ -118,10 +125,13 @@ def execute_batch_sync(conn: psycopg.Connection[Any], batch: list[Pending]) -> N
         with conn.pipeline(), conn.transaction():
             cursors = [conn.execute(st.sql, st.params, prepare=True) for st, _, _ in entries]
         committed = True
+        faults.after_commit(conn, [st.name for st, _, _ in entries])
         for entry, cur in zip(entries, cursors, strict=True):
             settle(entry, cur.fetchall() if entry[0].returns == "rows" else cur.rowcount)
     except psycopg.Error as exc:
-        if committed:
+        if committed or conn.closed or conn.broken:
+            # Committed, or perhaps committed (the link broke): never run them again
+            # here; each writer settles its own outcome.
             _fail_unsettled(batch, exc)
             return
         # One statement (a deadlock with a takeover, say) aborted the shared
@@ -144,10 +154,11 @@ async def execute_batch_async(conn: psycopg.AsyncConnection[Any], batch: list[Pe
         async with conn.pipeline(), conn.transaction():
             cursors = [await conn.execute(st.sql, st.params, prepare=True) for st, _, _ in entries]
         committed = True
+        await faults.after_commit_async(conn, [st.name for st, _, _ in entries])
         for entry, acur in zip(entries, cursors, strict=True):
             settle(entry, await acur.fetchall() if entry[0].returns == "rows" else acur.rowcount)
     except psycopg.Error as exc:
-        if committed:
+        if committed or conn.closed or conn.broken:
             _fail_unsettled(batch, exc)
             return
         for item in batch:
@@ -194,7 +205,7 @@ class SyncCommitter:
             if conn is None or conn.closed:
                 conn = self._conn = self._connect()
             execute_batch_sync(conn, batch)
-            if conn.broken:
+            if conn.broken or conn.closed:
                 self._conn = None
                 conn.close()
         except BaseException as exc:  # no connection: fail the whole batch
@@ -249,7 +260,7 @@ class AsyncCommitter:
             if conn is None or conn.closed:
                 conn = self._conn = await self._connect()
             await execute_batch_async(conn, batch)
-            if conn.broken:
+            if conn.broken or conn.closed:
                 self._conn = None
                 await conn.close()
         except BaseException as exc:

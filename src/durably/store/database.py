@@ -1,18 +1,21 @@
-"""Connection pools and the two ways to run statements: directly, or group-committed.
+"""Connection pools and the ways to run statements: directly, group-committed, or again
+after a broken connection left their outcome unknown.
 
 ``Database`` serves threads, ``AsyncDatabase`` serves the tasks of one event loop;
-both run the same ``Statement`` objects, so no query logic exists twice.
+both run the same ``Statement`` objects, so no query logic exists twice. Driver errors
+that mean "the connection broke" leave this module as ``ConnectionLost``.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 import psycopg_pool
 
-from durably.errors import DatabaseUnavailable
+from durably.errors import ConnectionLost, DatabaseUnavailable
 from durably.store.committer import (
     AsyncCommitter,
     Result,
@@ -23,10 +26,17 @@ from durably.store.committer import (
     run_transaction_sync,
 )
 from durably.store.migrate import migrate
+from durably.store.outage import Outage
 from durably.store.queue_statements import QueueStatements
 from durably.store.statements import Statement, Statements
 
 _CONNECT_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0}
+# A retry connects afresh; during an outage that must fail fast, not hang.
+_RETRY_CONNECT_TIMEOUT = 5
+
+
+def _lost(exc: psycopg.OperationalError) -> ConnectionLost:
+    return ConnectionLost(f"the database connection failed: {str(exc).strip() or exc!r}")
 
 
 class Database:
@@ -37,6 +47,7 @@ class Database:
         self.schema = schema
         self.statements = Statements(schema)
         self.queue_statements = QueueStatements(schema, self.statements.channel)
+        self.outage = Outage()
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
                 migrate(conn, schema)
@@ -44,29 +55,76 @@ class Database:
             raise DatabaseUnavailable(
                 f"cannot connect to PostgreSQL at {_redact(url)}: {exc}".strip()
             ) from exc
-        self.pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
-            url,
+        self._max_size = max_size
+        self._lock = threading.Lock()
+        self._pool_broken = False
+        self.pool = self._new_pool()
+        self._committer = SyncCommitter(lambda: psycopg.connect(url, **_CONNECT_KWARGS))
+
+    def _new_pool(self) -> psycopg_pool.ConnectionPool[Any]:
+        return psycopg_pool.ConnectionPool(
+            self.url,
             min_size=1,
-            max_size=max_size,
+            max_size=self._max_size,
             kwargs=_CONNECT_KWARGS,
+            # A connection is checked as it is handed out: after a server restart, dead
+            # connections are dropped instead of failing one call each.
+            check=psycopg_pool.ConnectionPool.check_connection,
             open=True,
             name="durably",
         )
-        self._committer = SyncCommitter(lambda: psycopg.connect(url, **_CONNECT_KWARGS))
 
     def run(self, statement: Statement) -> Result:
         """Run one statement in its own transaction."""
-        with self.pool.connection() as conn:
-            return run_sync(conn, statement)
+        try:
+            with self.pool.connection() as conn:
+                return run_sync(conn, statement)
+        except psycopg.OperationalError as exc:
+            self._pool_broken = True
+            raise _lost(exc) from exc
 
     def write(self, statement: Statement) -> Result:
         """Run a write, sharing its commit with concurrent writes (group commit)."""
-        return self._committer.submit(statement)
+        try:
+            return self._committer.submit(statement)
+        except psycopg.OperationalError as exc:
+            raise _lost(exc) from exc
 
     def run_transaction(self, statements: Sequence[Statement]) -> Result:
         """Run statements in one transaction (one round trip); return the last's result."""
-        with self.pool.connection() as conn:
-            return run_transaction_sync(conn, statements)
+        try:
+            with self.pool.connection() as conn:
+                return run_transaction_sync(conn, statements)
+        except psycopg.OperationalError as exc:
+            self._pool_broken = True
+            raise _lost(exc) from exc
+
+    def retry(self, statements: Sequence[Statement]) -> Result:
+        """Run again, in one transaction on a fresh connection, statements whose outcome
+        is unknown, each in its settling form (``Statement.retried``)."""
+        try:
+            with psycopg.connect(
+                self.url, connect_timeout=_RETRY_CONNECT_TIMEOUT, **_CONNECT_KWARGS
+            ) as conn:
+                settling = [st.retried() for st in statements]
+                if len(settling) == 1:
+                    result = run_sync(conn, settling[0])
+                else:
+                    result = run_transaction_sync(conn, settling)
+        except psycopg.OperationalError as exc:
+            raise _lost(exc) from exc
+        self._heal()
+        return result
+
+    def _heal(self) -> None:
+        """The database answers again: replace a pool that met a broken connection, so
+        no caller waits behind its reconnection back-off."""
+        with self._lock:
+            if not self._pool_broken:
+                return
+            self._pool_broken = False
+            old, self.pool = self.pool, self._new_pool()
+        old.close(timeout=0)
 
     def close(self) -> None:
         self._committer.close()
@@ -76,20 +134,29 @@ class Database:
 class AsyncDatabase:
     """The async twin of ``Database``, bound to the event loop that opened it."""
 
-    def __init__(self, url: str, schema: str, *, max_size: int = 8) -> None:
+    def __init__(
+        self, url: str, schema: str, *, max_size: int = 8, outage: Outage | None = None
+    ) -> None:
         self.url = url
         self.schema = schema
         self.statements = Statements(schema)
-        self.pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
-            url,
-            min_size=1,
-            max_size=max_size,
-            kwargs=_CONNECT_KWARGS,
-            open=False,
-            name="durably-async",
-        )
+        self.outage = outage if outage is not None else Outage()
+        self._max_size = max_size
+        self._pool_broken = False
+        self.pool = self._new_pool()
         self._committer = AsyncCommitter(
             lambda: psycopg.AsyncConnection.connect(url, **_CONNECT_KWARGS)
+        )
+
+    def _new_pool(self) -> psycopg_pool.AsyncConnectionPool[Any]:
+        return psycopg_pool.AsyncConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=self._max_size,
+            kwargs=_CONNECT_KWARGS,
+            check=psycopg_pool.AsyncConnectionPool.check_connection,
+            open=False,
+            name="durably-async",
         )
 
     async def open(self) -> None:
@@ -97,17 +164,54 @@ class AsyncDatabase:
 
     async def run(self, statement: Statement) -> Result:
         """Run one statement in its own transaction."""
-        async with self.pool.connection() as conn:
-            return await run_async(conn, statement)
+        try:
+            async with self.pool.connection() as conn:
+                return await run_async(conn, statement)
+        except psycopg.OperationalError as exc:
+            self._pool_broken = True
+            raise _lost(exc) from exc
 
     async def write(self, statement: Statement) -> Result:
         """Run a write, sharing its commit with concurrent writes (group commit)."""
-        return await self._committer.submit(statement)
+        try:
+            return await self._committer.submit(statement)
+        except psycopg.OperationalError as exc:
+            raise _lost(exc) from exc
 
     async def run_transaction(self, statements: Sequence[Statement]) -> Result:
         """Async twin of Database.run_transaction."""
-        async with self.pool.connection() as conn:
-            return await run_transaction_async(conn, statements)
+        try:
+            async with self.pool.connection() as conn:
+                return await run_transaction_async(conn, statements)
+        except psycopg.OperationalError as exc:
+            self._pool_broken = True
+            raise _lost(exc) from exc
+
+    async def retry(self, statements: Sequence[Statement]) -> Result:
+        """Async twin of Database.retry."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.url, connect_timeout=_RETRY_CONNECT_TIMEOUT, **_CONNECT_KWARGS
+            )
+            async with conn:
+                settling = [st.retried() for st in statements]
+                if len(settling) == 1:
+                    result = await run_async(conn, settling[0])
+                else:
+                    result = await run_transaction_async(conn, settling)
+        except psycopg.OperationalError as exc:
+            raise _lost(exc) from exc
+        await self._heal()
+        return result
+
+    async def _heal(self) -> None:
+        """Async twin of Database._heal (one event loop: no lock needed)."""
+        if not self._pool_broken:
+            return
+        self._pool_broken = False
+        old, self.pool = self.pool, self._new_pool()
+        await self.pool.open(wait=False)
+        await old.close(timeout=0)
 
     async def close(self) -> None:
         await self._committer.close()

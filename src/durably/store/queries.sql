@@ -3,25 +3,35 @@
 
 -- name: insert_workflow
 -- Start a workflow owned by this executor; nothing is returned when the ID exists.
-INSERT INTO {schema}.workflows
-    (id, name, status, inputs, executor_id, max_recovery_attempts, codec, timeout_seconds,
-     deadline)
-VALUES (%(id)s, %(name)s, 'PENDING', %(inputs)s::jsonb, %(executor_id)s,
-        %(max_recovery_attempts)s, %(codec)s, %(timeout)s::float8,
-        clock_timestamp() + make_interval(secs => %(timeout)s::float8))
-ON CONFLICT (id) DO NOTHING
-RETURNING epoch, deadline
+-- Retried after a lost reply (retry = true), it also returns the row its first attempt
+-- made, found by its token, while nobody else has claimed it since.
+WITH ins AS (
+    INSERT INTO {schema}.workflows
+        (id, name, status, inputs, executor_id, max_recovery_attempts, codec, timeout_seconds,
+         deadline, claim_token)
+    VALUES (%(id)s, %(name)s, 'PENDING', %(inputs)s::jsonb, %(executor_id)s,
+            %(max_recovery_attempts)s, %(codec)s, %(timeout)s::float8,
+            clock_timestamp() + make_interval(secs => %(timeout)s::float8), %(token)s)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING epoch, deadline
+)
+SELECT epoch, deadline FROM ins
+UNION ALL
+SELECT epoch, deadline FROM {schema}.workflows
+WHERE %(retry)s AND id = %(id)s AND claim_token = %(token)s AND status = 'PENDING'
+  AND executor_id = %(executor_id)s
 
 -- name: insert_workflows
 -- insert_workflow for many starts at once (a group-commit batch); returns the rows made.
 INSERT INTO {schema}.workflows
     (id, name, status, inputs, executor_id, max_recovery_attempts, codec, timeout_seconds,
-     deadline)
+     deadline, claim_token)
 SELECT u.id, u.name, 'PENDING', u.inputs::jsonb, u.executor_id, u.max_recovery_attempts,
-       u.codec, u.timeout, clock_timestamp() + make_interval(secs => u.timeout)
+       u.codec, u.timeout, clock_timestamp() + make_interval(secs => u.timeout), u.token
 FROM unnest(%(id)s::text[], %(name)s::text[], %(inputs)s::text[], %(executor_id)s::text[],
-            %(max_recovery_attempts)s::int[], %(codec)s::text[], %(timeout)s::float8[])
-     AS u(id, name, inputs, executor_id, max_recovery_attempts, codec, timeout)
+            %(max_recovery_attempts)s::int[], %(codec)s::text[], %(timeout)s::float8[],
+            %(token)s::text[])
+     AS u(id, name, inputs, executor_id, max_recovery_attempts, codec, timeout, token)
 ON CONFLICT (id) DO NOTHING
 RETURNING id, epoch, deadline
 
@@ -36,34 +46,41 @@ WITH parent AS (
 ), child AS (
     INSERT INTO {schema}.workflows
         (id, name, status, inputs, executor_id, max_recovery_attempts, codec,
-         parent_id, parent_step, timeout_seconds, deadline)
+         parent_id, parent_step, timeout_seconds, deadline, claim_token)
     SELECT %(id)s, %(name)s, 'PENDING', %(inputs)s::jsonb, %(executor_id)s,
            %(max_recovery_attempts)s, %(codec)s, parent.id, %(step)s, %(timeout)s::float8,
            LEAST(parent.deadline,
-                 clock_timestamp() + make_interval(secs => %(timeout)s::float8))
+                 clock_timestamp() + make_interval(secs => %(timeout)s::float8)),
+           %(token)s
     FROM parent
     ON CONFLICT (id) DO NOTHING
     RETURNING epoch, deadline
+), earlier AS (
+    -- a retry after a lost reply: the child its first attempt made, if still unclaimed
+    SELECT epoch, deadline FROM {schema}.workflows
+    WHERE %(retry)s AND id = %(id)s AND claim_token = %(token)s AND status = 'PENDING'
+      AND executor_id = %(executor_id)s
 ), op AS (
-    INSERT INTO {schema}.operations (workflow_id, step, name, kind, child_id, started_at)
-    SELECT parent.id, %(step)s, %(name)s, 'child', %(id)s, clock_timestamp()
+    INSERT INTO {schema}.operations (workflow_id, step, name, kind, child_id, started_at, epoch)
+    SELECT parent.id, %(step)s, %(name)s, 'child', %(id)s, clock_timestamp(), %(epoch)s
     FROM parent
     ON CONFLICT DO NOTHING
     RETURNING step
 )
 SELECT (SELECT count(*) FROM parent) AS owned,
-       (SELECT epoch FROM child) AS child_epoch,
+       coalesce((SELECT epoch FROM child), (SELECT epoch FROM earlier)) AS child_epoch,
        (SELECT count(*) FROM op) AS recorded,
-       (SELECT deadline FROM child) AS child_deadline
+       coalesce((SELECT deadline FROM child), (SELECT deadline FROM earlier))
+           AS child_deadline
 
 -- name: record_operation
 -- Record one finished operation. Fencing: the row is written only while this
 -- executor's epoch still owns the workflow; FOR SHARE makes the check and the write
 -- one atomic step that a takeover (UPDATE of the workflow row) cannot interleave with.
 INSERT INTO {schema}.operations
-    (workflow_id, step, name, kind, output, error, child_id, started_at)
+    (workflow_id, step, name, kind, output, error, child_id, started_at, epoch)
 SELECT w.id, %(step)s, %(name)s, %(kind)s, %(output)s::jsonb, %(error)s::jsonb,
-       %(child_id)s, %(started_at)s
+       %(child_id)s, %(started_at)s, w.epoch
 FROM {schema}.workflows w
 WHERE w.id = %(workflow_id)s AND w.epoch = %(epoch)s AND w.status = 'PENDING'
 FOR SHARE OF w
@@ -73,9 +90,9 @@ ON CONFLICT DO NOTHING
 -- record_operation for many workflows at once (a group-commit batch), with the same
 -- fencing; returns the rows written.
 INSERT INTO {schema}.operations
-    (workflow_id, step, name, kind, output, error, child_id, started_at)
+    (workflow_id, step, name, kind, output, error, child_id, started_at, epoch)
 SELECT u.workflow_id, u.step, u.name, u.kind, u.output::jsonb, u.error::jsonb, u.child_id,
-       u.started_at
+       u.started_at, w.epoch
 FROM unnest(%(workflow_id)s::text[], %(epoch)s::bigint[], %(step)s::int[], %(name)s::text[],
             %(kind)s::text[], %(output)s::text[], %(error)s::text[], %(child_id)s::text[],
             %(started_at)s::timestamptz[])
@@ -126,76 +143,106 @@ DELETE FROM {schema}.executors WHERE id = %(id)s
 -- name: claim_own
 -- On launch: take back this executor's unfinished workflows (an older process still
 -- running under the same ID is fenced out by the new epoch).
-UPDATE {schema}.workflows w
-SET epoch = w.epoch + 1,
-    recovery_attempts = w.recovery_attempts + 1,
-    status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
-                  WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
-                  ELSE w.status END,
-    -- Queued work goes back on its queue (keeping its place), so that it is claimed
-    -- again within the queue's limits and by a worker that listens to that queue.
-    executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END,
-    updated_at = clock_timestamp()
-FROM (
-    SELECT id FROM {schema}.workflows
-    WHERE executor_id = %(executor_id)s AND status = 'PENDING'
-      AND name = ANY(%(names)s::text[])
-    ORDER BY created_at
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-) mine
-WHERE w.id = mine.id
-RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-          w.deadline, w.queue_name,
-          CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name) END
+WITH claimed AS (
+    UPDATE {schema}.workflows w
+    SET claim_token = %(token)s, epoch = w.epoch + 1,
+        recovery_attempts = w.recovery_attempts + 1,
+        status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
+                      WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
+                      ELSE w.status END,
+        -- Queued work goes back on its queue (keeping its place), so that it is claimed
+        -- again within the queue's limits and by a worker that listens to that queue.
+        executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END,
+        updated_at = clock_timestamp()
+    FROM (
+        SELECT id FROM {schema}.workflows
+        WHERE executor_id = %(executor_id)s AND status = 'PENDING'
+          AND name = ANY(%(names)s::text[])
+        ORDER BY created_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) mine
+    WHERE w.id = mine.id
+    RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
+              w.deadline, w.queue_name,
+              CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name)
+              END AS notified
+)
+SELECT * FROM claimed
+UNION ALL
+-- a retry after a lost reply: what the first attempt claimed, if still ours
+SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
+FROM {schema}.workflows
+WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
+  AND executor_id = %(executor_id)s
 
 -- name: claim_abandoned
 -- Take back workflows this process itself left unfinished (a database outage outlasted
 -- its retries, or a recovery failed), only if nobody took them since (same epoch).
-UPDATE {schema}.workflows w
-SET epoch = w.epoch + 1,
-    recovery_attempts = w.recovery_attempts + 1,
-    status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
-                  WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
-                  ELSE w.status END,
-    executor_id = CASE WHEN w.queue_name IS NULL THEN w.executor_id END,
-    updated_at = clock_timestamp()
-FROM unnest(%(ids)s::text[], %(epochs)s::bigint[]) AS a(id, epoch)
-WHERE w.id = a.id AND w.epoch = a.epoch AND w.executor_id = %(executor_id)s
-  AND w.status = 'PENDING'
-RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-          w.deadline, w.queue_name,
-          CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name) END
+WITH claimed AS (
+    UPDATE {schema}.workflows w
+    SET claim_token = %(token)s, epoch = w.epoch + 1,
+        recovery_attempts = w.recovery_attempts + 1,
+        status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
+                      WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
+                      ELSE w.status END,
+        executor_id = CASE WHEN w.queue_name IS NULL THEN w.executor_id END,
+        updated_at = clock_timestamp()
+    FROM unnest(%(ids)s::text[], %(epochs)s::bigint[]) AS a(id, epoch)
+    WHERE w.id = a.id AND w.epoch = a.epoch AND w.executor_id = %(executor_id)s
+      AND w.status = 'PENDING'
+    RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
+              w.deadline, w.queue_name,
+              CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name)
+              END AS notified
+)
+SELECT * FROM claimed
+UNION ALL
+-- a retry after a lost reply: what the first attempt claimed, if still ours
+SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
+FROM {schema}.workflows
+WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
+  AND executor_id = %(executor_id)s
 
 -- name: take_over
 -- Take unfinished workflows whose executor's lease expired (or whose executor row is
 -- gone). The row lock of the UPDATE serialises with fenced writes (FOR SHARE).
-UPDATE {schema}.workflows w
-SET epoch = w.epoch + 1,
-    recovery_attempts = w.recovery_attempts + 1,
-    status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
-                  WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
-                  ELSE w.status END,
-    -- Queued work goes back on its queue (keeping its place), so that it is claimed
-    -- again within the queue's limits and by a worker that listens to that queue.
-    executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END,
-    updated_at = clock_timestamp()
-FROM (
-    SELECT wf.id FROM {schema}.workflows wf
-    LEFT JOIN {schema}.executors e ON e.id = wf.executor_id
-    WHERE wf.status = 'PENDING'
-      AND wf.executor_id IS NOT NULL AND wf.executor_id <> %(executor_id)s
-      AND wf.name = ANY(%(names)s::text[])
-      AND (e.id IS NULL
-           OR e.heartbeat_at + make_interval(secs => e.lease_seconds) < now())
-    ORDER BY wf.created_at
-    LIMIT %(limit)s
-    FOR UPDATE OF wf SKIP LOCKED
-) expired
-WHERE w.id = expired.id
-RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-          w.deadline, w.queue_name,
-          CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name) END
+WITH claimed AS (
+    UPDATE {schema}.workflows w
+    SET claim_token = %(token)s, epoch = w.epoch + 1,
+        recovery_attempts = w.recovery_attempts + 1,
+        status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
+                      WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
+                      ELSE w.status END,
+        -- Queued work goes back on its queue (keeping its place), so that it is claimed
+        -- again within the queue's limits and by a worker that listens to that queue.
+        executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END,
+        updated_at = clock_timestamp()
+    FROM (
+        SELECT wf.id FROM {schema}.workflows wf
+        LEFT JOIN {schema}.executors e ON e.id = wf.executor_id
+        WHERE wf.status = 'PENDING'
+          AND wf.executor_id IS NOT NULL AND wf.executor_id <> %(executor_id)s
+          AND wf.name = ANY(%(names)s::text[])
+          AND (e.id IS NULL
+               OR e.heartbeat_at + make_interval(secs => e.lease_seconds) < now())
+        ORDER BY wf.created_at
+        LIMIT %(limit)s
+        FOR UPDATE OF wf SKIP LOCKED
+    ) expired
+    WHERE w.id = expired.id
+    RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
+              w.deadline, w.queue_name,
+              CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name)
+              END AS notified
+)
+SELECT * FROM claimed
+UNION ALL
+-- a retry after a lost reply: what the first attempt claimed, if still ours
+SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
+FROM {schema}.workflows
+WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
+  AND executor_id = %(executor_id)s
 
 -- name: remove_expired_executors
 -- Executors silent for ten leases have nothing left to own; drop their rows.
@@ -319,8 +366,8 @@ WITH me AS (
     ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING workflow_id
 ), op AS (
-    INSERT INTO {schema}.operations (workflow_id, step, name, kind, output, started_at)
-    SELECT me.id, %(step)s, %(name)s, 'send', NULL, %(started_at)s FROM me, dest
+    INSERT INTO {schema}.operations (workflow_id, step, name, kind, output, started_at, epoch)
+    SELECT me.id, %(step)s, %(name)s, 'send', NULL, %(started_at)s, %(epoch)s FROM me, dest
     ON CONFLICT DO NOTHING
     RETURNING step
 ), wake AS (
@@ -336,31 +383,40 @@ SELECT (SELECT count(*) FROM me), (SELECT count(*) FROM dest), (SELECT count(*) 
 
 -- name: consume_message
 -- Take the oldest unconsumed message of a topic and record it as the workflow's
--- operation, in one fenced statement: a message is consumed exactly once.
+-- operation, in one fenced statement: a message is consumed exactly once. If this step
+-- already holds an operation (a retry whose first attempt committed but whose reply was
+-- lost), nothing is consumed and that operation is returned: the same message again.
 WITH me AS (
     SELECT id FROM {schema}.workflows
     WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
     FOR SHARE
+), earlier AS (
+    SELECT o.name, o.kind, o.output FROM {schema}.operations o, me
+    WHERE o.workflow_id = me.id AND o.step = %(step)s
 ), msg AS (
     UPDATE {schema}.messages SET consumed_at = clock_timestamp(), consumed_step = %(step)s
     WHERE id = (
         SELECT m.id FROM {schema}.messages m, me
         WHERE m.workflow_id = me.id AND m.consumed_at IS NULL
           AND m.topic IS NOT DISTINCT FROM %(topic)s
+          AND NOT EXISTS (SELECT 1 FROM earlier)
         ORDER BY m.id
         LIMIT 1
         FOR UPDATE OF m SKIP LOCKED
     )
     RETURNING value
 ), op AS (
-    INSERT INTO {schema}.operations (workflow_id, step, name, kind, output, started_at)
+    INSERT INTO {schema}.operations (workflow_id, step, name, kind, output, started_at, epoch)
     SELECT %(workflow_id)s, %(step)s, %(name)s, 'recv',
-           jsonb_build_object('message', msg.value), %(started_at)s
+           jsonb_build_object('message', msg.value), %(started_at)s, %(epoch)s
     FROM msg
     ON CONFLICT DO NOTHING
     RETURNING output
 )
-SELECT (SELECT count(*) FROM me), (SELECT count(*) FROM op), (SELECT output FROM op)
+SELECT (SELECT count(*) FROM me),
+       (SELECT count(*) FROM op) + (SELECT count(*) FROM earlier),
+       coalesce((SELECT output FROM op), (SELECT output FROM earlier)),
+       (SELECT name FROM earlier), (SELECT kind FROM earlier)
 
 -- name: wait_deadline
 -- The durable deadline of the wait at this step: set on first wait, kept on replay.
@@ -400,25 +456,36 @@ RETURNING NOT ready.now
 -- name: wake_due
 -- Claim parked workflows that are due (timer passed, or woken by a message or event).
 -- With a workflow_id, only that one (the targeted wake after a notification).
-UPDATE {schema}.workflows w
-SET executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END,
-    -- a queued workflow wakes onto its queue, to run again within the queue's limits
-    status = CASE WHEN w.queue_name IS NULL THEN w.status ELSE 'ENQUEUED' END,
-    epoch = w.epoch + 1, wake_at = NULL, wait_kind = NULL, updated_at = clock_timestamp()
-FROM (
-    SELECT id FROM {schema}.workflows
-    WHERE status = 'PENDING' AND executor_id IS NULL
-      AND wake_at <= clock_timestamp()
-      AND name = ANY(%(names)s::text[])
-      AND (%(only_id)s::text IS NULL OR id = %(only_id)s)
-    ORDER BY wake_at
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-) due
-WHERE w.id = due.id
-RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-          w.deadline, w.queue_name,
-          CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name) END
+WITH claimed AS (
+    UPDATE {schema}.workflows w
+    SET claim_token = %(token)s,
+        executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END,
+        -- a queued workflow wakes onto its queue, to run again within the queue's limits
+        status = CASE WHEN w.queue_name IS NULL THEN w.status ELSE 'ENQUEUED' END,
+        epoch = w.epoch + 1, wake_at = NULL, wait_kind = NULL, updated_at = clock_timestamp()
+    FROM (
+        SELECT id FROM {schema}.workflows
+        WHERE status = 'PENDING' AND executor_id IS NULL
+          AND wake_at <= clock_timestamp()
+          AND name = ANY(%(names)s::text[])
+          AND (%(only_id)s::text IS NULL OR id = %(only_id)s)
+        ORDER BY wake_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) due
+    WHERE w.id = due.id
+    RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
+              w.deadline, w.queue_name,
+              CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name)
+              END AS notified
+)
+SELECT * FROM claimed
+UNION ALL
+-- a retry after a lost reply: what the first attempt claimed, if still ours
+SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
+FROM {schema}.workflows
+WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
+  AND executor_id = %(executor_id)s
 
 -- name: next_wake
 -- When the earliest parked workflow is due (for the timer of the executor loop).
@@ -438,8 +505,8 @@ WITH me AS (
     ON CONFLICT (workflow_id, key, step) DO UPDATE SET value = EXCLUDED.value
     RETURNING workflow_id
 ), op AS (
-    INSERT INTO {schema}.operations (workflow_id, step, name, kind, output, started_at)
-    SELECT me.id, %(step)s, %(key)s, 'set_event', NULL, %(started_at)s FROM me
+    INSERT INTO {schema}.operations (workflow_id, step, name, kind, output, started_at, epoch)
+    SELECT me.id, %(step)s, %(key)s, 'set_event', NULL, %(started_at)s, %(epoch)s FROM me
     WHERE %(step_op)s
     ON CONFLICT DO NOTHING
     RETURNING step
@@ -477,8 +544,8 @@ WITH me AS (
     ON CONFLICT DO NOTHING
     RETURNING workflow_id
 ), op AS (
-    INSERT INTO {schema}.operations (workflow_id, step, name, kind, output, started_at)
-    SELECT me.id, %(step)s, %(key)s, %(kind)s, NULL, %(started_at)s FROM me
+    INSERT INTO {schema}.operations (workflow_id, step, name, kind, output, started_at, epoch)
+    SELECT me.id, %(step)s, %(key)s, %(kind)s, NULL, %(started_at)s, %(epoch)s FROM me
     ON CONFLICT DO NOTHING
     RETURNING step
 )
@@ -586,6 +653,11 @@ WITH src AS (
     WHERE s.workflow_id = %(workflow_id)s AND s.step < %(from_step)s
     RETURNING step
 )
-SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM wf), (SELECT count(*) FROM ops),
+SELECT (SELECT count(*) FROM src),
+       (SELECT count(*) FROM wf)
+       -- a retry after a lost reply: the copy its first attempt made counts as made
+       + (SELECT count(*) FROM {schema}.workflows
+          WHERE %(retry)s AND id = %(new_id)s AND forked_from = %(workflow_id)s),
+       (SELECT count(*) FROM ops),
        (SELECT count(*) FROM evs), (SELECT count(*) FROM sts),
        (SELECT count(pg_notify(%(channel)s, 'w:' || id)) FROM wf)

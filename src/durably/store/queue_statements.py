@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from durably.store import sqlfile
-from durably.store.statements import Statement
+from durably.store.statements import Statement, token
 
 _NAMES = (
     "declare_queue", "get_queue", "enqueue", "dedup_holder", "lock_queue", "claim_queued",
@@ -105,7 +105,14 @@ class QueueStatements:
     ) -> Statement:
         return Statement(
             self._sql["claim_queued_partitioned" if partitioned else "claim_queued"],
-            {"queue": queue, "executor_id": executor_id, "names": list(names), "want": want},
+            {
+                "queue": queue,
+                "executor_id": executor_id,
+                "names": list(names),
+                "want": want,
+                "token": token(),
+                "retry": False,
+            },
             "rows",
         )
 

@@ -75,16 +75,26 @@ WITH q AS (
     ORDER BY priority NULLS FIRST, enqueued_at
     LIMIT coalesce((SELECT n FROM budget), 0)
     FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE {schema}.workflows w
+    SET claim_token = %(token)s, status = 'PENDING', executor_id = %(executor_id)s,
+        epoch = w.epoch + 1,
+        started_at = clock_timestamp(), available_at = NULL, updated_at = clock_timestamp(),
+        -- the clock starts at the first claim; work put back on the queue keeps its deadline
+        deadline = coalesce(w.deadline,
+                            clock_timestamp() + make_interval(secs => w.timeout_seconds))
+    FROM candidates
+    WHERE w.id = candidates.id
+    RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
+              w.deadline, w.queue_name, NULL AS notified
 )
-UPDATE {schema}.workflows w
-SET status = 'PENDING', executor_id = %(executor_id)s, epoch = w.epoch + 1,
-    started_at = clock_timestamp(), available_at = NULL, updated_at = clock_timestamp(),
-    -- the clock starts at the first claim; work put back on the queue keeps its deadline
-    deadline = coalesce(w.deadline, clock_timestamp() + make_interval(secs => w.timeout_seconds))
-FROM candidates
-WHERE w.id = candidates.id
-RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-          w.deadline, w.queue_name, NULL
+SELECT * FROM claimed
+UNION ALL
+-- a retry after a lost reply: what the first attempt claimed, if still ours
+SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
+FROM {schema}.workflows
+WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
+  AND executor_id = %(executor_id)s
 
 -- name: claim_queued_partitioned
 -- The same for a queue with a per-partition limit: each partition key may have at most
@@ -127,16 +137,26 @@ WITH q AS (
     ORDER BY ranked.priority NULLS FIRST, ranked.enqueued_at
     LIMIT coalesce((SELECT n FROM budget), 0)
     FOR UPDATE OF w SKIP LOCKED
+), claimed AS (
+    UPDATE {schema}.workflows w
+    SET claim_token = %(token)s, status = 'PENDING', executor_id = %(executor_id)s,
+        epoch = w.epoch + 1,
+        started_at = clock_timestamp(), available_at = NULL, updated_at = clock_timestamp(),
+        -- the clock starts at the first claim; work put back on the queue keeps its deadline
+        deadline = coalesce(w.deadline,
+                            clock_timestamp() + make_interval(secs => w.timeout_seconds))
+    FROM candidates
+    WHERE w.id = candidates.id
+    RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
+              w.deadline, w.queue_name, NULL AS notified
 )
-UPDATE {schema}.workflows w
-SET status = 'PENDING', executor_id = %(executor_id)s, epoch = w.epoch + 1,
-    started_at = clock_timestamp(), available_at = NULL, updated_at = clock_timestamp(),
-    -- the clock starts at the first claim; work put back on the queue keeps its deadline
-    deadline = coalesce(w.deadline, clock_timestamp() + make_interval(secs => w.timeout_seconds))
-FROM candidates
-WHERE w.id = candidates.id
-RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-          w.deadline, w.queue_name, NULL
+SELECT * FROM claimed
+UNION ALL
+-- a retry after a lost reply: what the first attempt claimed, if still ours
+SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
+FROM {schema}.workflows
+WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
+  AND executor_id = %(executor_id)s
 
 -- name: set_delay
 -- Change when a waiting workflow may start.

@@ -34,9 +34,17 @@ def render(template: str, schema: str, **fragments: str) -> str:
     return sql.SQL(template).format(**values).as_string(None)
 
 
-def statement(name: str, schema: str, **fragments: str) -> str:
+class Query(str):
+    """Rendered SQL that remembers the name of its block (for fault injection and logs)."""
+
+    name: str
+
+
+def statement(name: str, schema: str, **fragments: str) -> Query:
     """The statement called ``name`` in queries.sql, rendered for ``schema``."""
-    return render(_blocks()[name], schema, **fragments)
+    query = Query(render(_blocks()[name], schema, **fragments))
+    query.name = name
+    return query
 
 
 def migrations() -> list[tuple[int, str, str]]:

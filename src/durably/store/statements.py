@@ -7,7 +7,9 @@ group committer) run them the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +32,24 @@ class Statement:
     params: Mapping[str, Any]
     returns: Returns = "rowcount"
     combine: Combiner | None = None
+
+    @property
+    def name(self) -> str:
+        """The name of the statement's block in the .sql files."""
+        return getattr(self.sql, "name", "?")
+
+    def retried(self) -> Statement:
+        """The statement to run again when this one's outcome is unknown (the connection
+        broke after it was sent). A statement that could not be re-run blindly carries a
+        token and a ``retry`` flag: the retry also returns what its first attempt did."""
+        if "retry" not in self.params:
+            return self
+        return dataclasses.replace(self, params={**self.params, "retry": True}, combine=None)
+
+
+def token() -> str:
+    """A fresh token naming one statement's claim, kept by its retries."""
+    return uuid.uuid4().hex
 
 
 Combiner = Callable[[list[Statement]], tuple[Statement, Callable[[Any], list[Any]]]]
@@ -78,6 +98,8 @@ class Statements:
                 "max_recovery_attempts": max_recovery_attempts,
                 "codec": codec,
                 "timeout": timeout,
+                "token": token(),
+                "retry": False,
             },
             "rows",
             combine=self._insert_workflows,
@@ -89,6 +111,7 @@ class Statements:
         """Many starts as one INSERT; the same ID twice in a batch is created once."""
         columns = (
             "id", "name", "inputs", "executor_id", "max_recovery_attempts", "codec", "timeout",
+            "token",
         )  # fmt: skip
         params = {c: [st.params[c] for st in statements] for c in columns}
         ids = [st.params["id"] for st in statements]
@@ -127,6 +150,8 @@ class Statements:
                 "max_recovery_attempts": max_recovery_attempts,
                 "codec": codec,
                 "timeout": timeout,
+                "token": token(),
+                "retry": False,
             },
             "rows",
         )
@@ -248,6 +273,8 @@ class Statements:
                 "names": list(names),
                 "limit": limit,
                 "channel": self.channel,
+                "token": token(),
+                "retry": False,
             },
             "rows",
         )
@@ -260,6 +287,8 @@ class Statements:
                 "channel": self.channel,
                 "ids": list(abandoned),
                 "epochs": list(abandoned.values()),
+                "token": token(),
+                "retry": False,
             },
             "rows",
         )
@@ -272,6 +301,8 @@ class Statements:
                 "names": list(names),
                 "limit": limit,
                 "channel": self.channel,
+                "token": token(),
+                "retry": False,
             },
             "rows",
         )
@@ -325,7 +356,9 @@ class Statements:
                 "workflow_id": workflow_id,
                 "topic": topic,
                 "value": value,
-                "idempotency_key": idempotency_key,
+                # Without a key of the caller's, each send gets its own: a retry after a
+                # lost reply finds its first attempt's message instead of adding another.
+                "idempotency_key": idempotency_key or f"auto:{token()}",
                 "channel": self.channel,
             },
             "rows",
@@ -427,6 +460,8 @@ class Statements:
                 "limit": limit,
                 "only_id": only_id,
                 "channel": self.channel,
+                "token": token(),
+                "retry": False,
             },
             "rows",
         )
@@ -523,6 +558,7 @@ class Statements:
                 "new_id": new_id,
                 "from_step": from_step,
                 "channel": self.channel,
+                "retry": False,
             },
             "rows",
         )
