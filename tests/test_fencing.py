@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,51 @@ def test_superseded_process_with_same_executor_id_stays_fenced_out(
     new.send(op="wait", id="wf-zombie", timeout=20)
     assert new.expect("result", id="wf-zombie")["value"] == [4, f"4@{new.pid}", 40]
     assert [pid for label, pid in workers.lines() if label == "s3"] == [new.pid]
+
+
+# ------------------------------------------------------------ one run per process
+
+
+def test_a_superseded_run_exits_before_the_new_run_starts(
+    app: durably.App, db: psycopg.Connection[Any]
+) -> None:
+    """Resuming a workflow that still runs here gives it a new epoch: the old run is
+    fenced at its checkpoint and the new run waits for it, so the step's two bodies
+    never overlap in this process."""
+    gate = threading.Event()
+    runs: list[tuple[str, float]] = []
+    lock = threading.Lock()
+
+    @app.step
+    def slow() -> str:
+        with lock:
+            runs.append(("start", time.monotonic()))
+        gate.wait(30)
+        with lock:
+            runs.append(("end", time.monotonic()))
+        return "ok"
+
+    @app.workflow
+    def wf() -> str:
+        return slow()
+
+    handle = wf.start()
+    wait_until(lambda: len(runs) == 1, what="the first body started")
+    app.resume(handle.id)  # a new epoch: the running one is now stale
+    # The new run is claimed here and waits for the old one instead of starting a body.
+    wait_until(
+        lambda: db.execute("SELECT epoch FROM workflows WHERE id = %s", (handle.id,)).fetchone()
+        == (3,),
+        what="the resumed workflow claimed again",
+    )
+    assert [kind for kind, _ in runs] == ["start"]
+    gate.set()
+    assert handle.result(timeout=30) == "ok"
+    kinds = [kind for kind, _ in runs]
+    assert kinds == ["start", "end", "start", "end"], kinds
+    # The second body started after the first ended: never two at once.
+    assert runs[2][1] >= runs[1][1]
+    rows = db.execute(
+        "SELECT step, epoch FROM operations WHERE workflow_id = %s", (handle.id,)
+    ).fetchall()
+    assert rows == [(1, 3)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -30,8 +31,8 @@ class WorkflowContext:
     """The state of one execution of one workflow: identity, ownership and replay log."""
 
     __slots__ = (
-        "cancelled", "deadline", "engine", "epoch", "finished", "lease_generation", "name",
-        "next_step", "recorded", "superseded", "task", "workflow_id",
+        "cancelled", "deadline", "engine", "epoch", "exited", "finished", "lease_generation",
+        "name", "next_step", "predecessor", "recorded", "superseded", "task", "workflow_id",
     )  # fmt: skip
 
     def __init__(
@@ -59,8 +60,11 @@ class WorkflowContext:
         # The executor's lease generation when this run last knew it owned the workflow
         # (taken before the statement that gave it the workflow).
         self.lease_generation = lease_generation
-        # Set when a newer run of the same workflow was started in this process.
+        # Set when a newer run of the same workflow was started in this process; the
+        # newer run waits for this one to exit (``predecessor``, ``exited``).
         self.superseded = False
+        self.predecessor: WorkflowContext | None = None
+        self.exited = threading.Event()
 
     def take_step(self) -> int:
         """Number the next durable operation; called when it is called, not when it runs."""

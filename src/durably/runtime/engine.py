@@ -59,6 +59,10 @@ class SchedulerHook(Protocol_):
         ...
 
 
+# How long a run waits for an older run of its workflow in this process to exit (it was
+# superseded: it stops at its next step, or is fenced at its next checkpoint).
+PREDECESSOR_WAIT = 60.0
+
 # Outcomes that mean "not finished here": wait for the recorded outcome instead.
 NOT_HERE = (LostOwnership, Parked)
 # Ways a run ends with the workflow no longer this run's to finish.
@@ -283,18 +287,21 @@ class Engine:
             ctx.superseded = True
 
     def _register(self, ctx: WorkflowContext) -> None:
-        """Make ``ctx`` the run of its workflow here; an older run of it stops at its next
-        step (one process never runs a workflow twice at once)."""
+        """Make ``ctx`` the run of its workflow here. One process never runs a workflow
+        twice at once: an older run stops before its next body (superseded), and ``ctx``
+        starts only once it has exited (``_await_predecessor``)."""
         with self._lock:
             older = self._active.get(ctx.workflow_id)
             if older is not None and older is not ctx:
                 older.superseded = True
+                ctx.predecessor = older
             self._active[ctx.workflow_id] = ctx
 
     def _unregister(self, ctx: WorkflowContext) -> None:
         with self._lock:
             if self._active.get(ctx.workflow_id) is ctx:
                 del self._active[ctx.workflow_id]
+        ctx.exited.set()
 
     def cancel_local(self, workflow_id: str) -> None:
         """A cancel reached this process: stop the workflow at its next durable call,
@@ -321,6 +328,9 @@ class Engine:
         token = current_workflow.set(ctx)
         self._register(ctx)
         try:
+            older, ctx.predecessor = ctx.predecessor, None
+            if older is not None:
+                older.exited.wait(PREDECESSOR_WAIT)
             return drive_sync(self, run_body(ctx, spec, args, kwargs))
         except BaseException as exc:
             self._note_exit(ctx, exc)
@@ -347,6 +357,9 @@ class Engine:
             delay = (ctx.deadline - datetime.now(UTC)).total_seconds()
             timer = asyncio.get_running_loop().call_later(max(0.0, delay), task.cancel)
         try:
+            older, ctx.predecessor = ctx.predecessor, None
+            if older is not None:
+                await asyncio.to_thread(older.exited.wait, PREDECESSOR_WAIT)
             return await drive_async(self, run_body(ctx, spec, args, kwargs))
         except asyncio.CancelledError as exc:
             self._note_exit(ctx, exc)

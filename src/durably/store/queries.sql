@@ -174,7 +174,7 @@ UNION ALL
 SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
 FROM {schema}.workflows
 WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
-  AND executor_id = %(executor_id)s
+  AND executor_id = %(executor_id)s AND id NOT IN (SELECT id FROM claimed)
 
 -- name: claim_abandoned
 -- Take back workflows this process itself left unfinished (a database outage outlasted
@@ -202,7 +202,7 @@ UNION ALL
 SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
 FROM {schema}.workflows
 WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
-  AND executor_id = %(executor_id)s
+  AND executor_id = %(executor_id)s AND id NOT IN (SELECT id FROM claimed)
 
 -- name: take_over
 -- Take unfinished workflows whose executor's lease expired (or whose executor row is
@@ -242,7 +242,7 @@ UNION ALL
 SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
 FROM {schema}.workflows
 WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
-  AND executor_id = %(executor_id)s
+  AND executor_id = %(executor_id)s AND id NOT IN (SELECT id FROM claimed)
 
 -- name: remove_expired_executors
 -- Executors silent for ten leases have nothing left to own; drop their rows.
@@ -485,7 +485,7 @@ UNION ALL
 SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
 FROM {schema}.workflows
 WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
-  AND executor_id = %(executor_id)s
+  AND executor_id = %(executor_id)s AND id NOT IN (SELECT id FROM claimed)
 
 -- name: next_wake
 -- When the earliest parked workflow is due (for the timer of the executor loop).

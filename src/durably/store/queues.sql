@@ -94,7 +94,7 @@ UNION ALL
 SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
 FROM {schema}.workflows
 WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
-  AND executor_id = %(executor_id)s
+  AND executor_id = %(executor_id)s AND id NOT IN (SELECT id FROM claimed)
 
 -- name: claim_queued_partitioned
 -- The same for a queue with a per-partition limit: each partition key may have at most
@@ -156,7 +156,7 @@ UNION ALL
 SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
 FROM {schema}.workflows
 WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
-  AND executor_id = %(executor_id)s
+  AND executor_id = %(executor_id)s AND id NOT IN (SELECT id FROM claimed)
 
 -- name: set_delay
 -- Change when a waiting workflow may start.
