@@ -8,6 +8,7 @@ that mean "the connection broke" leave this module as ``ConnectionLost``.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -124,7 +125,8 @@ class Database:
                 return
             self._pool_broken = False
             old, self.pool = self.pool, self._new_pool()
-        old.close(timeout=0)
+        # Closing waits for the old pool's workers; nobody needs to wait for that.
+        threading.Thread(target=old.close, name="durably-pool-close", daemon=True).start()
 
     def close(self) -> None:
         self._committer.close()
@@ -143,6 +145,7 @@ class AsyncDatabase:
         self.outage = outage if outage is not None else Outage()
         self._max_size = max_size
         self._pool_broken = False
+        self._closing: set[asyncio.Task[None]] = set()
         self.pool = self._new_pool()
         self._committer = AsyncCommitter(
             lambda: psycopg.AsyncConnection.connect(url, **_CONNECT_KWARGS)
@@ -211,7 +214,9 @@ class AsyncDatabase:
         self._pool_broken = False
         old, self.pool = self.pool, self._new_pool()
         await self.pool.open(wait=False)
-        await old.close(timeout=0)
+        closing = asyncio.get_running_loop().create_task(old.close())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         await self._committer.close()
