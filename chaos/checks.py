@@ -1,0 +1,221 @@
+"""The invariants of durably's contract, checked on a snapshot of the database after a run.
+
+Each check returns the violations it found, each naming its workflow and carrying the
+evidence (the rows that break it). This module holds the outcome checks and
+``check_all``; ``checks_time`` the checks on when bodies ran (overlaps, the queue limit,
+fencing) and ``checks_comm`` those on messages and streams. A check that cannot run
+says why in ``Findings.notes``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from chaos.config import CRON_NAME, LIMITED_CONCURRENCY, LIMITED_QUEUE
+from chaos.snapshot import FINAL, Effect, Snapshot
+
+INVARIANTS = {
+    "final": "every workflow reaches a final status (none stranded, none missing)",
+    "outcome": "each outcome recorded once, equal to the expected value",
+    "no_rerun": "a completed step is never run again",
+    "messages": "every message delivered exactly once",
+    "streams": "no stream entry missing or duplicated; readers read what was written",
+    "queue_limit": f"queue {LIMITED_QUEUE!r} never runs more than {LIMITED_CONCURRENCY} at once",
+    "no_overlap": "no two bodies of one step run at the same time",
+    "fencing": "every checkpoint written by the epoch that owned the workflow",
+    "cron": "each cron tick fired at most once, with its own tick time",
+}
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A SIGSTOP of a worker process, from t_start to t_end (SIGCONT)."""
+
+    pid: int
+    t_start: float
+    t_end: float
+
+
+@dataclass
+class Violation:
+    invariant: str
+    workflow_id: str | None
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> tuple[str, str | None, str]:
+        return (self.invariant, self.workflow_id, self.summary)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "invariant": self.invariant,
+            "workflow_id": self.workflow_id,
+            "summary": self.summary,
+            "evidence": self.evidence,
+        }
+
+
+@dataclass
+class Findings:
+    violations: list[Violation] = field(default_factory=list)
+    excused: list[Violation] = field(default_factory=list)  # overlaps explained by SIGSTOP
+    notes: list[str] = field(default_factory=list)
+
+
+def effect_dict(e: Effect) -> dict[str, Any]:
+    """A body as evidence."""
+    return {
+        "step": e.step,
+        "epoch": e.epoch,
+        "pid": e.pid,
+        "started_at": round(e.started_at, 4),
+        "ended_at": round(e.ended_at, 4),
+        "label": e.label,
+    }
+
+
+def check_final(snap: Snapshot) -> list[Violation]:
+    found = []
+    for wf in snap.workflows.values():
+        if wf.status in FINAL:
+            continue
+        ops = snap.ops.get(wf.id, [])
+        last = None
+        if ops:
+            op = ops[-1]
+            last = {"step": op.step, "kind": op.kind, "name": op.name,
+                    "completed_at": round(op.completed_at, 3)}  # fmt: skip
+        evidence = {
+            "name": wf.name,
+            "executor_id": wf.executor_id,
+            "epoch": wf.epoch,
+            "queue": wf.queue,
+            "created_at": round(wf.created_at, 3),
+            "last_op": last,
+        }
+        found.append(Violation("final", wf.id, f"left {wf.status}", evidence))
+    for exp in snap.expected.values():
+        if exp.workflow_id not in snap.workflows:
+            evidence = {"shape": exp.shape, "origin": exp.origin}
+            found.append(
+                Violation("final", exp.workflow_id, "recorded start has no workflow", evidence)
+            )
+    return found
+
+
+def check_outcomes(snap: Snapshot) -> list[Violation]:
+    found = []
+    for exp in snap.expected.values():
+        wf = snap.workflows.get(exp.workflow_id)
+        if wf is None or wf.status not in FINAL:
+            continue  # reported by check_final
+        if wf.status != "SUCCESS" or wf.output != exp.expected:
+            evidence = {
+                "shape": exp.shape,
+                "expected": exp.expected,
+                "output": wf.output,
+                "error": None if wf.error is None else str(wf.error)[:300],
+            }
+            found.append(
+                Violation("outcome", wf.id, f"{wf.status}, not the expected result", evidence)
+            )
+    for wf in snap.workflows.values():
+        if wf.completed_at is None:
+            continue
+        late = [op for op in snap.ops.get(wf.id, []) if op.completed_at > wf.completed_at]
+        if late:
+            evidence = {
+                "completed_at": round(wf.completed_at, 4),
+                "late_ops": [{"step": op.step, "kind": op.kind,
+                              "completed_at": round(op.completed_at, 4)} for op in late],
+            }  # fmt: skip
+            found.append(
+                Violation("outcome", wf.id, "operation recorded after the outcome", evidence)
+            )
+    return found
+
+
+def check_no_rerun(snap: Snapshot) -> list[Violation]:
+    found = []
+    for e in snap.effects:
+        if e.step is None:
+            continue
+        op = snap.op_at(e.workflow_id, e.step)
+        if op is None or op.kind != "step" or e.started_at <= op.completed_at:
+            continue
+        evidence = {
+            "body": effect_dict(e),
+            "checkpoint_at": round(op.completed_at, 4),
+            "late_by": round(e.started_at - op.completed_at, 4),
+            "op_epoch": op.epoch,
+        }
+        summary = f"step {e.step} ran after its checkpoint"
+        found.append(Violation("no_rerun", e.workflow_id, summary, evidence))
+    return found
+
+
+def _tick_of_id(workflow_id: str) -> datetime | None:
+    """The tick time in a schedule's workflow ID, ``sched:<name>:<UTC time>``."""
+    try:
+        return datetime.fromisoformat(":".join(workflow_id.rsplit(":", 3)[-3:]))
+    except ValueError:
+        return None
+
+
+def check_cron(snap: Snapshot) -> list[Violation]:
+    found = []
+    ticks: dict[str, list[str]] = defaultdict(list)
+    for wf in snap.workflows.values():
+        if wf.name != CRON_NAME:
+            continue
+        tick = str(((wf.inputs or {}).get("args") or [None])[0])
+        ticks[tick].append(wf.id)
+        try:
+            same = _tick_of_id(wf.id) == datetime.fromisoformat(tick)
+        except ValueError:
+            same = False
+        if not same:
+            found.append(Violation("cron", wf.id, "tick ID and argument disagree", {"arg": tick}))
+        if wf.status in FINAL and (wf.status != "SUCCESS" or wf.output != tick):
+            evidence = {"status": wf.status, "output": wf.output, "tick": tick}
+            found.append(Violation("cron", wf.id, "tick did not return its tick time", evidence))
+    for tick, ids in ticks.items():
+        if len(ids) > 1:
+            summary = f"tick {tick} fired {len(ids)} times"
+            found.append(Violation("cron", sorted(ids)[0], summary, {"workflows": sorted(ids)}))
+    return found
+
+
+def reruns(snap: Snapshot) -> int:
+    """Steps whose body completed more than once (allowed: bodies are at-least-once)."""
+    done: dict[tuple[str, int], int] = defaultdict(int)
+    for e in snap.effects:
+        if e.step is not None and not e.label.endswith("!fail"):
+            done[(e.workflow_id, e.step)] += 1
+    return sum(1 for n in done.values() if n > 1)
+
+
+def check_all(snap: Snapshot, stops: list[Stop]) -> Findings:
+    from chaos.checks_comm import check_messages, check_streams
+    from chaos.checks_time import check_fencing, check_overlaps, check_queue_limit
+
+    findings = Findings()
+    v = findings.violations
+    v += check_final(snap)
+    v += check_outcomes(snap)
+    v += check_no_rerun(snap)
+    v += check_messages(snap)
+    v += check_streams(snap)
+    for check in (check_queue_limit, check_overlaps):
+        bad, excused = check(snap, stops)
+        v += bad
+        findings.excused += excused
+    if snap.has_op_epoch:
+        v += check_fencing(snap)
+    else:
+        findings.notes.append("fencing: not available (operations has no epoch column)")
+    v += check_cron(snap)
+    return findings
