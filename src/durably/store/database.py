@@ -68,15 +68,19 @@ class Database:
             min_size=1,
             max_size=self._max_size,
             kwargs=_CONNECT_KWARGS,
-            # A connection is checked as it is handed out: after a server restart, dead
-            # connections are dropped instead of failing one call each.
-            check=psycopg_pool.ConnectionPool.check_connection,
+            # No check as connections are handed out: psycopg-pool's check loop waits,
+            # with a growing back-off, up to the pool timeout while the server is down.
+            # A dead connection fails its call at once instead; the pool is then marked
+            # broken, calls go to fresh connections, and the pool is replaced as soon
+            # as the database answers (``_heal``).
             open=True,
             name="durably",
         )
 
     def run(self, statement: Statement) -> Result:
         """Run one statement in its own transaction."""
+        if self._pool_broken:
+            return self.retry((statement,))
         try:
             with self.pool.connection() as conn:
                 return run_sync(conn, statement)
@@ -93,6 +97,8 @@ class Database:
 
     def run_transaction(self, statements: Sequence[Statement]) -> Result:
         """Run statements in one transaction (one round trip); return the last's result."""
+        if self._pool_broken:
+            return self.retry(statements)
         try:
             with self.pool.connection() as conn:
                 return run_transaction_sync(conn, statements)
@@ -102,7 +108,8 @@ class Database:
 
     def retry(self, statements: Sequence[Statement]) -> Result:
         """Run again, in one transaction on a fresh connection, statements whose outcome
-        is unknown, each in its settling form (``Statement.retried``)."""
+        is unknown, each in its settling form (``Statement.retried``). Also how every
+        call runs while the pool is broken: during an outage it fails at once."""
         try:
             with psycopg.connect(
                 self.url, connect_timeout=_RETRY_CONNECT_TIMEOUT, **_CONNECT_KWARGS
@@ -157,8 +164,7 @@ class AsyncDatabase:
             min_size=1,
             max_size=self._max_size,
             kwargs=_CONNECT_KWARGS,
-            check=psycopg_pool.AsyncConnectionPool.check_connection,
-            open=False,
+            open=False,  # no check: see Database._new_pool
             name="durably-async",
         )
 
@@ -167,6 +173,8 @@ class AsyncDatabase:
 
     async def run(self, statement: Statement) -> Result:
         """Run one statement in its own transaction."""
+        if self._pool_broken:
+            return await self.retry((statement,))
         try:
             async with self.pool.connection() as conn:
                 return await run_async(conn, statement)
@@ -183,6 +191,8 @@ class AsyncDatabase:
 
     async def run_transaction(self, statements: Sequence[Statement]) -> Result:
         """Async twin of Database.run_transaction."""
+        if self._pool_broken:
+            return await self.retry(statements)
         try:
             async with self.pool.connection() as conn:
                 return await run_transaction_async(conn, statements)
