@@ -77,8 +77,8 @@ class Injector:
         if kind == "lost_reply_on":
             if self._window is None:
                 now = time.time()
-                self._window = FaultRecord("lost_reply", now, now, "workers", None, {},
-                                           self.inflight())  # fmt: skip
+                inflight = self.inflight()
+                self._window = FaultRecord("lost_reply", now, now, "workers", None, {}, inflight)
                 self.switches.set(lost_reply=True)
             return
         if kind == "lost_reply_off":
@@ -128,8 +128,8 @@ class Injector:
             return None
         slot = self.fleet.slots[index]
         old, pid = slot.executor_id, slot.pid
-        inflight = self.inflight(old)
         start = time.time()
+        inflight = self.inflight(old)
         end = self.fleet.kill(index)
         self.fleet.restart(index, same_id=bool(params["same_id"]))
         detail = {
@@ -145,18 +145,19 @@ class Injector:
         if index is None:
             return None
         slot = self.fleet.slots[index]
+        before = time.time()
         inflight = self.inflight(slot.executor_id)
-        start = self.fleet.stop(index)
+        stopped = self.fleet.stop(index)
         time.sleep(float(params["hold"]))
         end = self.fleet.cont(index)
-        detail = {"executor": slot.executor_id, "hold": params["hold"]}
-        return FaultRecord("sigstop", start, end, f"worker-{index}", slot.pid, detail, inflight)
+        detail = {"executor": slot.executor_id, "hold": params["hold"], "stopped_at": stopped}
+        return FaultRecord("sigstop", before, end, f"worker-{index}", slot.pid, detail, inflight)
 
     def _pg_restart(self, params: dict[str, Any]) -> FaultRecord:
+        start = time.time()
         inflight = self.inflight()
         pids = {s.index: s.pid for s in self.fleet.slots if s.alive()}
         cpu_before = {i: cpu_seconds(p) for i, p in pids.items()}
-        start = time.time()
         self.cluster.crash()
         down = time.time()
         time.sleep(float(params["downtime"]))
@@ -172,6 +173,7 @@ class Injector:
         return FaultRecord("pg_restart", start, end, "postgres", None, detail, inflight)
 
     def _terminate(self, params: dict[str, Any]) -> FaultRecord:
+        start = time.time()
         inflight = self.inflight()
         rows = self.conn.query(
             """SELECT pid, application_name, left(query, 60), state FROM pg_stat_activity
@@ -186,7 +188,6 @@ class Injector:
         listeners = [r for r in rows if str(r[2]).upper().startswith("LISTEN")]
         if params["listen"] and listeners and not any(r in chosen for r in listeners):
             chosen.append(rng.choice(listeners))
-        start = time.time()
         for row in chosen:
             self.conn.query("SELECT pg_terminate_backend(%s)", (row[0],))
         end = time.time()

@@ -30,18 +30,25 @@ def stats(values: list[float]) -> dict[str, Any]:
     return {"n": len(ordered), "median": at(0.5), "p90": at(0.9), "worst": round(ordered[-1], 3)}
 
 
-def checkpoint_times(snap: Snapshot) -> tuple[list[float], dict[str, list[float]]]:
-    """All checkpoint times, and each workflow's, sorted."""
-    per: dict[str, list[float]] = defaultdict(list)
+def checkpoint_times(snap: Snapshot) -> tuple[list[float], dict[str, list[tuple[float, str]]]]:
+    """All checkpoint times, and each workflow's (time, what), sorted."""
+    per: dict[str, list[tuple[float, str]]] = defaultdict(list)
     for wf_id, ops in snap.ops.items():
-        per[wf_id].extend(op.completed_at for op in ops)
+        per[wf_id].extend((op.completed_at, f"step {op.step} {op.kind} {op.name}") for op in ops)
     for wf in snap.workflows.values():
         if wf.completed_at is not None:
-            per[wf.id].append(wf.completed_at)
-    everything = sorted(t for times in per.values() for t in times)
+            per[wf.id].append((wf.completed_at, f"outcome {wf.status}"))
+    everything = sorted(t for times in per.values() for t, _ in times)
     for times in per.values():
         times.sort()
     return everything, per
+
+
+def _previous(times: list[tuple[float, str]], j: int, t_start: float) -> dict[str, Any] | None:
+    if j == 0:
+        return None
+    at, what = times[j - 1]
+    return {"what": what, "before_fault": round(t_start - at, 3)}
 
 
 def measure(snap: Snapshot, records: list[FaultRecord]) -> dict[str, Any]:
@@ -54,13 +61,20 @@ def measure(snap: Snapshot, records: list[FaultRecord]) -> dict[str, Any]:
         first = round(everything[i] - r.t_end, 3) if i < len(everything) else None
         delays = []
         stuck = []
+        slow = []
         for wf_id in r.inflight:
             times = per.get(wf_id, [])
-            j = bisect.bisect_right(times, r.t_start)
+            j = bisect.bisect_right(times, (r.t_start, "~"))
             if j < len(times):
-                delays.append(max(0.0, times[j] - r.t_end))
+                delay = max(0.0, times[j][0] - r.t_end)
+                delays.append(delay)
+                wf = snap.workflows.get(wf_id)
+                slow.append({"workflow_id": wf_id, "name": wf.name if wf else None,
+                             "delay": round(delay, 3), "next": times[j][1],
+                             "previous": _previous(times, j, r.t_start)})  # fmt: skip
             else:
                 stuck.append(wf_id)
+        slow.sort(key=lambda x: -x["delay"])
         if first is not None:
             by_kind[r.kind]["first"].append(first)
         by_kind[r.kind]["inflight"].extend(delays)
@@ -69,7 +83,7 @@ def measure(snap: Snapshot, records: list[FaultRecord]) -> dict[str, Any]:
             "kind": r.kind, "target": r.target, "t_start": round(r.t_start, 3),
             "t_end": round(r.t_end, 3), "first_checkpoint_after": first,
             "inflight": len(r.inflight), "inflight_progress": stats(delays),
-            "never_progressed": stuck[:20], "detail": r.detail,
+            "never_progressed": stuck[:20], "slowest": slow[:5], "detail": r.detail,
         })  # fmt: skip
     summary = {
         kind: {"faults": sum(1 for r in records if r.kind == kind),

@@ -138,7 +138,7 @@ def _execute(
             lost.dump()
             snap = _snapshot(cluster.url)
             records = injector.records
-            stops = [Stop(r.pid, r.t_start, r.t_end) for r in records
+            stops = [Stop(r.pid, r.detail["stopped_at"], r.t_end) for r in records
                      if r.kind == "sigstop" and r.pid is not None]  # fmt: skip
             findings = check_all(snap, stops)
             cpu = [v for r in records if r.kind == "pg_restart"
