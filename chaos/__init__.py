@@ -11,6 +11,7 @@ access through outages), ``tables`` (the suite's own schema), ``shapes`` (what t
 what it must return), ``workload`` (the workflows), ``effects`` (side effects of step
 bodies), ``lostreply`` and ``control`` (worker-side fault switch), ``worker`` (the worker
 process), ``fleet`` (worker processes), ``plan`` and ``inject`` (faults), ``load`` (the
-driver's starts), ``drain``, ``snapshot``, ``checks`` and ``checks_comm`` (invariants),
-``progress`` (time from fault to progress), ``report``, ``run`` and ``selftest``.
+driver's starts), ``drain``, ``snapshot``, ``checks``, ``checks_time`` and ``checks_comm``
+(invariants), ``progress`` (time from fault to progress), ``report``, ``run`` and
+``selftest``.
 """

@@ -8,6 +8,7 @@ an excess over the queue limit) involving one is excused and reported separately
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from chaos.checks import Stop, Violation, effect_dict
 from chaos.config import LIMITED_CONCURRENCY, LIMITED_QUEUE
@@ -89,7 +90,7 @@ def check_fencing(snap: Snapshot) -> list[Violation]:
         for op in fenced:
             assert op.epoch is not None
             if top is not None and top.epoch is not None and op.epoch < top.epoch:
-                evidence = {
+                evidence: dict[str, Any] = {
                     "op": {"step": op.step, "epoch": op.epoch, "at": round(op.completed_at, 4)},
                     "after": {
                         "step": top.step,

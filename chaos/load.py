@@ -83,14 +83,12 @@ class Load:
             self._reads.append(self._readers.submit(self.read_stream, writer, values))
 
     def enqueue(self, start: shapes.Start) -> None:
-        assert start.queue is not None
+        queue = start.queue
+        assert queue is not None
         try:
             retry(
                 lambda: self.client.enqueue(
-                    start.queue,
-                    start.workflow,
-                    *start.args,
-                    id=start.workflow_id,  # type: ignore[arg-type]
+                    queue, start.workflow, *start.args, id=start.workflow_id
                 ),
                 f"enqueue {start.workflow_id}",
                 time.monotonic() + CALL_DEADLINE,

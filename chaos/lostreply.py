@@ -25,7 +25,7 @@ from pathlib import Path
 
 from chaos.control import Reader
 
-FRESH_P = 0.25  # chance for a kind that has not lost a reply yet in this process
+FRESH_P = 0.5  # chance for a kind that has not lost a reply yet in this process
 _MIGRATION = {"migrate_lock", "create_schema", "create_migrations", "record_migration"}
 _LOCKING = re.compile(r"\bFOR\s+(NO\s+KEY\s+)?(UPDATE|SHARE)\b", re.IGNORECASE)
 _WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE)\b|pg_notify", re.IGNORECASE)

@@ -61,7 +61,7 @@ def measure(snap: Snapshot, records: list[FaultRecord]) -> dict[str, Any]:
         first = round(everything[i] - r.t_end, 3) if i < len(everything) else None
         delays = []
         stuck = []
-        slow = []
+        slow: list[dict[str, Any]] = []
         for wf_id in r.inflight:
             times = per.get(wf_id, [])
             j = bisect.bisect_right(times, (r.t_start, "~"))
@@ -74,7 +74,7 @@ def measure(snap: Snapshot, records: list[FaultRecord]) -> dict[str, Any]:
                              "previous": _previous(times, j, r.t_start)})  # fmt: skip
             else:
                 stuck.append(wf_id)
-        slow.sort(key=lambda x: -x["delay"])
+        slow.sort(key=lambda x: -float(x["delay"]))
         if first is not None:
             by_kind[r.kind]["first"].append(first)
         by_kind[r.kind]["inflight"].extend(delays)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from chaos import shapes
 from chaos.checks import Stop, check_all
@@ -157,7 +158,7 @@ def receive_twice(conn: Conn, snap: Snapshot) -> str:
     wf = _receiver(snap)
     recvs = [op for op in snap.ops[wf] if op.kind == "recv"]
     conn.execute(f"UPDATE {W}.operations SET output = %s WHERE workflow_id = %s AND step = %s",
-                 (psycopg.types.json.Jsonb(recvs[0].output), wf, recvs[1].step))  # fmt: skip
+                 (Jsonb(recvs[0].output), wf, recvs[1].step))  # fmt: skip
     return f"{wf} step {recvs[1].step} holds the message of step {recvs[0].step}"
 
 
@@ -200,7 +201,8 @@ def _fenced_workflow(snap: Snapshot) -> str:
 
 def older_epoch(conn: Conn, snap: Snapshot) -> str:
     wf = _fenced_workflow(snap)
-    first, last = snap.ops[wf][0], snap.ops[wf][-1]
+    by_time = sorted(snap.ops[wf], key=lambda op: op.completed_at)  # concurrent steps: not by step
+    first, last = by_time[0], by_time[-1]
     assert first.epoch is not None
     conn.execute(f"UPDATE {W}.operations SET epoch = %s WHERE workflow_id = %s AND step = %s",
                  (first.epoch - 1, wf, last.step))  # fmt: skip

@@ -127,11 +127,15 @@ def plan(shape: str, rng: random.Random, base: str, queued: bool) -> Group:
 def _mailbox(group: Group, rng: random.Random, base: str, queue: str | None) -> None:
     """A receiver summing 4 messages: 2 sent by a sender workflow, 2 by the driver."""
     receiver_id, sender_id = f"{base}-recv", f"{base}-send"
-    items = [{"id": f"{sender_id}/{i}", "v": rng.randint(1, 1000)} for i in range(2)]
-    direct = [{"id": f"{receiver_id}/d{i}", "v": rng.randint(1, 1000)} for i in range(2)]
+    items: list[dict[str, Any]] = [
+        {"id": f"{sender_id}/{i}", "v": rng.randint(1, 1000)} for i in range(2)
+    ]
+    direct: list[dict[str, Any]] = [
+        {"id": f"{receiver_id}/d{i}", "v": rng.randint(1, 1000)} for i in range(2)
+    ]
     everything = items + direct
     expected = {"sum": sum(m["v"] for m in everything), "count": len(everything)}
-    meta = {"messages": sorted(m["id"] for m in everything)}
+    meta = {"messages": sorted(str(m["id"]) for m in everything)}
     group.starts.append(
         Start(
             receiver_id, "mailbox", RECEIVER, [len(everything), WAIT_TIMEOUT], expected, queue, meta
@@ -140,4 +144,4 @@ def _mailbox(group: Group, rng: random.Random, base: str, queue: str | None) -> 
     group.starts.append(
         Start(sender_id, "mailbox", SENDER, [receiver_id, items], len(items), queue)
     )
-    group.sends.extend(Send(receiver_id, m, m["id"]) for m in direct)
+    group.sends.extend(Send(receiver_id, m, str(m["id"])) for m in direct)

@@ -102,7 +102,7 @@ def register(app: durably.App, rec: Recorder) -> dict[str, durably.Workflow[Any,
     def parent(first: int, n: int) -> int:
         total = child(first)  # runs here, as a child
         handles = [child.start(first + i) for i in range(1, n)]  # run in the background
-        return total + sum(h.result() for h in handles)
+        return total + sum(int(h.result()) for h in handles)
 
     @app.workflow(name=shapes.SLEEPER)
     def sleeper(seconds: float, v: int) -> int:
@@ -160,7 +160,7 @@ def register(app: durably.App, rec: Recorder) -> dict[str, durably.Workflow[Any,
     def tick(scheduled_at: datetime) -> str:
         return stamp(scheduled_at.isoformat())
 
-    flows = [
+    flows: list[durably.Workflow[Any, Any]] = [
         retry_wf, child, parent, sleeper, receiver, sender, setter, getter, writer, limited,
         async_pair, tick,
     ]  # fmt: skip
