@@ -21,6 +21,7 @@ INVARIANTS = {
     "final": "every workflow reaches a final status (none stranded, none missing)",
     "outcome": "each outcome recorded once, equal to the expected value",
     "no_rerun": "a completed step is never run again",
+    "as_step": "a step called inside a workflow runs as a recorded step, never as a plain call",
     "messages": "every message delivered exactly once",
     "streams": "no stream entry missing or duplicated; readers read what was written",
     "queue_limit": f"queue {LIMITED_QUEUE!r} never runs more than {LIMITED_CONCURRENCY} at once",
@@ -117,7 +118,7 @@ def check_outcomes(snap: Snapshot) -> list[Violation]:
                 "shape": exp.shape,
                 "expected": exp.expected,
                 "output": wf.output,
-                "error": None if wf.error is None else str(wf.error)[:300],
+                "error": None if wf.error is None else str(wf.error)[:1500],
             }
             found.append(
                 Violation("outcome", wf.id, f"{wf.status}, not the expected result", evidence)
@@ -154,6 +155,17 @@ def check_no_rerun(snap: Snapshot) -> list[Violation]:
         }
         summary = f"step {e.step} ran after its checkpoint"
         found.append(Violation("no_rerun", e.workflow_id, summary, evidence))
+    return found
+
+
+def check_as_step(snap: Snapshot) -> list[Violation]:
+    """A body that ran inside a workflow but outside any step position ran as a plain
+    call: unrecorded, without retries, and it will run again on replay."""
+    found = []
+    for e in snap.effects:
+        if e.step is None and e.workflow_id in snap.workflows:
+            summary = f"a {e.label} body ran as a plain call, not as a step"
+            found.append(Violation("as_step", e.workflow_id, summary, {"body": effect_dict(e)}))
     return found
 
 
@@ -207,6 +219,7 @@ def check_all(snap: Snapshot, stops: list[Stop]) -> Findings:
     v += check_final(snap)
     v += check_outcomes(snap)
     v += check_no_rerun(snap)
+    v += check_as_step(snap)
     v += check_messages(snap)
     v += check_streams(snap)
     for check in (check_queue_limit, check_overlaps):

@@ -110,6 +110,12 @@ def body_after_checkpoint(conn: Conn, snap: Snapshot) -> str:
     return f"a body of {e.workflow_id} step {e.step} 0.5 s after its checkpoint"
 
 
+def plain_call(conn: Conn, snap: Snapshot) -> str:
+    e, _ = _step_body(snap)
+    _copy_effect(conn, e, e.started_at, e.ended_at, step=None)
+    return f"a body of {e.workflow_id} recorded without its step position"
+
+
 def overlapping_body(conn: Conn, snap: Snapshot) -> str:
     e, _ = _step_body(snap)
     _copy_effect(conn, e, e.started_at, e.ended_at, pid=e.pid + 1)
@@ -248,6 +254,7 @@ CASES = [
     Case("output changed", "outcome", change_output),
     Case("operation after the outcome", "outcome", op_after_outcome),
     Case("body after its checkpoint", "no_rerun", body_after_checkpoint),
+    Case("step body run as a plain call", "as_step", plain_call),
     Case("two bodies at once", "no_overlap", overlapping_body),
     Case("two bodies at once, first one SIGSTOPped", "", overlapping_body, stop_of_first_body),
     Case("queue limit exceeded", "queue_limit", over_the_limit),

@@ -110,9 +110,10 @@ class Starter:
                     tables.record_expected(self.conn, start, self.origin)
                     self.start(start)
             self.restart_unstarted()
-            self.ack.write_text(str(os.getpid()))
         except Exception:
             log.exception("the starter thread failed")
+        finally:
+            self.ack.write_text(str(os.getpid()))  # no more starts from this process
 
 
 def set_cron(app: durably.App, running: bool) -> None:

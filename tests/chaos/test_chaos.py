@@ -55,6 +55,7 @@ def explain(report: dict[str, Any]) -> str:
     lines = [f"run dir: {report['rundir']}", f"violations: {report['violations']}"]
     lines += [json.dumps(v, default=str)[:600] for v in report["violation_list"][:20]]
     lines += [f"worker crash: {c}"[:600] for c in report.get("worker_crashes", [])]
+    lines += [f"driver error: {e}"[:300] for e in report.get("driver_errors", [])]
     lines.append(f"drain: {report.get('drain')}")
     return "\n".join(lines)
 
@@ -77,6 +78,8 @@ def test_no_invariant_breaks_under_faults(
     assert report["violation_count"] == 0, explain(report)
     assert code == 0
     assert report["drain"]["complete"], explain(report)
+    assert not report["worker_crashes"], explain(report)
+    assert not report["driver_errors"], report["driver_errors"]
     injected = report["faults"]
     for fault in faults:
         assert injected.get(fault, 0) > 0, f"no {fault} was injected: {injected}"
