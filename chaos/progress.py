@@ -17,6 +17,11 @@ from typing import Any
 from chaos.inject import FaultRecord
 from chaos.snapshot import Snapshot
 
+# A checkpoint's time is taken when its statement runs, a little before it commits: a
+# workflow seen running at the fault's start may have its last checkpoint stamped up to
+# this long before that start.
+COMMIT_SLACK = 1.0
+
 
 def stats(values: list[float]) -> dict[str, Any]:
     """n, median, p90 and worst of ``values`` (seconds, rounded)."""
@@ -65,6 +70,8 @@ def measure(snap: Snapshot, records: list[FaultRecord]) -> dict[str, Any]:
         for wf_id in r.inflight:
             times = per.get(wf_id, [])
             j = bisect.bisect_right(times, (r.t_start, "~"))
+            if j == len(times) and times and times[-1][0] > r.t_start - COMMIT_SLACK:
+                j -= 1  # stamped just before the fault, committed after it (see above)
             if j < len(times):
                 delay = max(0.0, times[j][0] - r.t_end)
                 delays.append(delay)
