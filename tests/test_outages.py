@@ -16,8 +16,7 @@ are the exception: a stall is all they can observe, so they bound it generously)
   back-off hold a call or the heartbeat once the server is back.
 
 Tests that stop the server use a cluster of their own (``chaos.pg.Cluster``), never the
-shared test server. The tests marked ``xfail(strict=True)`` reproduce engine bugs found
-while writing this file; each says what it shows in its reason.
+shared test server. The last tests pin engine bugs found while writing this file.
 """
 
 from __future__ import annotations
@@ -466,9 +465,9 @@ def test_lapsed_lease_stops_the_next_body_and_the_takeover_finishes_once(
     never starts in A; the outcome is B's, recorded once, and no error is recorded.
 
     (After the restart B's own heartbeat may lag too, and A's keeper may then take the
-    workflow back for a moment before B takes it again: see the xfail test
-    ``test_executor_with_an_expired_lease_takes_nothing_over``. Every run of it in A
-    must still stop at the gate.)"""
+    workflow back for a moment before B takes it again; since the fix pinned by
+    ``test_executor_with_an_expired_lease_takes_nothing_over`` it cannot. Every run of it
+    in A must stop at the gate.)"""
     bodies: list[tuple[str, str]] = []
     runs: list[str] = []
     stopped: list[tuple[str, type[BaseException]]] = []
@@ -863,15 +862,9 @@ def test_heartbeat_and_waiting_calls_resume_soon_after_an_outage(private: Privat
         waiting.join(60)
 
 
-# ------------------------------------------- engine bugs, reproduced (strict xfail)
+# ------------------------------------------- engine bugs found here, pinned
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: the sync committer keeps its connection across an outage; the "
-    "first write after the server is back fails on it and logs a second 'unreachable' "
-    "and 'answers again' pair for an outage that was already reported as over",
-)
 def test_one_outage_is_reported_once(private: Private, log_lines: Lines) -> None:
     app = private.app(lease=2.0)
 
@@ -890,13 +883,6 @@ def test_one_outage_is_reported_once(private: Private, log_lines: Lines) -> None
     assert sum(ANSWERS in m for m in messages) == 1, messages
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug (since 46a9d07 removed the pool check): Engine.shutdown runs "
-    "remove_executor with db.run, outside the settling driver; after a restart the "
-    "pool's idle connection is dead, so shutdown logs a traceback ('could not remove "
-    "executor row') and leaves the row, and others wait a lease to take its work over",
-)
 def test_shutdown_after_an_outage_removes_the_executor(private: Private, log_lines: Lines) -> None:
     app = private.app(executor_id="exec-gone", lease=2.0)
 
@@ -917,13 +903,6 @@ def test_shutdown_after_an_outage_removes_the_executor(private: Private, log_lin
     assert all(r.exc_info is None for r in records), [r.getMessage() for r in records]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: an executor whose own lease has expired by the database's clock "
-    "still takes over other executors' workflows; after an outage, when heartbeats lag "
-    "behind claims, executors swap each other's workflows (a new epoch and a recovery "
-    "attempt each time) although the claimer cannot run them until it renews",
-)
 def test_executor_with_an_expired_lease_takes_nothing_over(private: Private) -> None:
     at_gap = threading.Event()
     go_on = threading.Event()

@@ -188,7 +188,7 @@ class App(Control, Scheduling):
             on_release=release,
         )
         for spec in self._queues.values():
-            db.run(_declare(db, spec))
+            db.run_settled(_declare(db, spec))
         engine.scheduler = self._make_scheduler(engine)
         atexit.register(self._at_exit)
         return engine
@@ -249,7 +249,7 @@ class App(Control, Scheduling):
         self._queues[name] = spec
         engine = self._engine
         if engine is not None:
-            engine.db.run(_declare(engine.db, spec))
+            engine.db.run_settled(_declare(engine.db, spec))
         return Queue(self, spec)
 
     def shutdown(self, grace: float = 10.0) -> None:

@@ -17,8 +17,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from durably.errors import ConnectionLost, DatabaseUnavailable
-from durably.store.outage import delays
+from durably.errors import ConnectionLost
 from durably.store.statements import Statement
 
 if TYPE_CHECKING:
@@ -185,48 +184,17 @@ async def drive_async(engine: Engine, gen: Protocol[T]) -> T:
 
 # A database that is restarting, failing over or briefly unreachable must not turn into
 # a recorded workflow error. A statement whose connection broke may or may not have
-# committed: it is never re-run blindly, but in its settling form (Statement.retried),
-# which finds its own earlier effect. Past the retry budget the workflow is abandoned
-# unrecorded and recovered later.
+# committed: it is never re-run blindly but settled by the store (Database.settle runs
+# its settling form, Statement.retried, which finds its own earlier effect). Past the
+# retry budget the workflow is abandoned unrecorded and recovered later.
 
 
-def _unavailable(last: BaseException) -> DatabaseUnavailable:
-    return DatabaseUnavailable(
-        f"the database did not answer within the retry budget ({last}); the workflow is "
-        f"left unfinished and will be recovered"
-    )
+def _settle_sync(engine: Engine, statements: Sequence[Statement], first: ConnectionLost) -> Any:
+    return engine.db.settle(statements, first)
 
 
-def _settle_sync(engine: Engine, statements: Sequence[Statement], first: Exception) -> Any:
-    outage = engine.db.outage
-    outage.failed(first)
-    last: Exception = first
-    for pause in delays():
-        time.sleep(pause)
-        try:
-            result = engine.db.retry(statements)
-        except ConnectionLost as exc:
-            outage.failed(exc)
-            last = exc
-            continue
-        outage.succeeded()
-        return result
-    raise _unavailable(last) from last
-
-
-async def _settle_async(engine: Engine, statements: Sequence[Statement], first: Exception) -> Any:
+async def _settle_async(
+    engine: Engine, statements: Sequence[Statement], first: ConnectionLost
+) -> Any:
     db = await engine.async_db()
-    outage = db.outage
-    outage.failed(first)
-    last: Exception = first
-    for pause in delays():
-        await asyncio.sleep(pause)
-        try:
-            result = await db.retry(statements)
-        except ConnectionLost as exc:
-            outage.failed(exc)
-            last = exc
-            continue
-        outage.succeeded()
-        return result
-    raise _unavailable(last) from last
+    return await db.settle(statements, first)

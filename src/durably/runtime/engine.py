@@ -144,7 +144,7 @@ class Engine:
             return
         if self.serves:
             sent = time.monotonic()
-            self.db.run(self.heartbeat_statement())
+            self.db.run_settled(self.heartbeat_statement())
             self.lease.renewed(sent)
         self._start_loop()
         assert self._loop is not None
@@ -192,7 +192,9 @@ class Engine:
             self.lease.revoke()
             try:
                 if self.serves:
-                    self.db.run(self.statements.remove_executor(self.executor_id))
+                    self.db.run_settled(
+                        self.statements.remove_executor(self.executor_id), budget=5.0
+                    )
             except Exception:
                 log.warning("could not remove executor row %s", self.executor_id, exc_info=True)
             self._threads.stop()

@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from durably import codec as codec_module
-from durably.errors import ConnectionLost, DatabaseUnavailable
+from durably.errors import ConnectionLost, DatabaseUnavailable, LostOwnership
 from durably.execution.context import WorkflowContext
 from durably.execution.effects import drive_async
 from durably.execution.protocol import load_recorded_many
@@ -114,6 +114,12 @@ class Keeper:
                     self._queues_due.add(queue)
                 else:
                     self._wake_due = True
+            if self._lapsed() and not self._draining:
+                # No claims while this executor's own lease is in doubt: what it claimed
+                # could not start, and others may be taking its work. What is due waits
+                # for the heartbeat task to renew the lease.
+                await self._pause(0.25)
+                continue
             try:
                 if self._draining:
                     self._queues_due.clear()
@@ -141,11 +147,9 @@ class Keeper:
                 if engine.scheduler is not None and now >= next_tick:
                     next_tick = await engine.scheduler.tick(adb)
                 backoff = FIRST_DELAY
-                adb.outage.succeeded()
-            except (ConnectionLost, DatabaseUnavailable) as exc:
-                # Every duty waits out the pause (no spinning), and the outage is logged
-                # once; what was due is retried when the pause ends.
-                adb.outage.failed(exc)
+            except (ConnectionLost, DatabaseUnavailable):
+                # Every duty waits out the pause (no spinning; the store logs the outage
+                # once); what was due is retried when the pause ends.
                 await self._pause(backoff)
                 backoff = min(MAX_DELAY, backoff * 2)
                 self._wake_due = True
@@ -170,6 +174,14 @@ class Keeper:
                 with contextlib.suppress(BaseException):
                     await task
 
+    def _lapsed(self) -> bool:
+        """This executor serves and its lease is not valid now (a Client has none)."""
+        engine = self.engine
+        try:
+            return engine.serves and engine.lease.current() is None
+        except LostOwnership:  # revoked: shutting down
+            return True
+
     async def _pause(self, seconds: float) -> None:
         """Sleep ``seconds`` with jitter, or less if the keeper is stopped."""
         with contextlib.suppress(TimeoutError):
@@ -189,8 +201,7 @@ class Keeper:
             sent = time.monotonic()
             try:
                 await adb.run(engine.heartbeat_statement())
-            except (ConnectionLost, DatabaseUnavailable) as exc:
-                adb.outage.failed(exc)
+            except (ConnectionLost, DatabaseUnavailable):
                 delay = min(every, backoff * random.uniform(0.5, 1.0))
                 backoff = min(MAX_DELAY, backoff * 2)
                 continue
@@ -199,7 +210,6 @@ class Keeper:
                 delay = min(every, 1.0)
                 continue
             engine.lease.renewed(sent)
-            adb.outage.succeeded()
             delay, backoff = every, FIRST_DELAY
 
     async def _write(self, adb: AsyncDatabase, statements: tuple[Statement, ...]) -> Any:
@@ -210,20 +220,18 @@ class Keeper:
             if len(statements) == 1:
                 return await adb.write(statements[0])
             return await adb.run_transaction(statements)
-        except ConnectionLost as exc:
-            adb.outage.failed(exc)
+        except ConnectionLost:
+            pass
         backoff = FIRST_DELAY
         while True:
             await self._pause(backoff)
             backoff = min(MAX_DELAY, backoff * 2)
             try:
                 rows = await adb.retry(statements)
-            except ConnectionLost as exc:
-                adb.outage.failed(exc)
+            except ConnectionLost:
                 if self._stopping.is_set():
                     raise
                 continue
-            adb.outage.succeeded()
             return rows
 
     # ---------------------------------------------------------------- claims
@@ -401,6 +409,7 @@ class Keeper:
                         sql.SQL("LISTEN {}").format(sql.Identifier(engine.statements.channel))
                     )
                     delay = FIRST_DELAY
+                    outage.succeeded()
                     # Anything sent while we were not listening: scan now.
                     self.kick()
                     for queue in engine.queues:

@@ -286,8 +286,8 @@ class Scheduler:
         """
         try:
             return await self._check(adb)
-        except (ConnectionLost, DatabaseUnavailable) as exc:
-            adb.outage.failed(exc)  # logged once per outage
+        except (ConnectionLost, DatabaseUnavailable):
+            # The store logs the outage once.
             return time.monotonic() + RETRY_AFTER
         except Exception:
             log.warning("durably scheduler: check failed; retrying", exc_info=True)

@@ -183,6 +183,12 @@ class SyncCommitter:
         self._lock = threading.Lock()
         self._queue: list[Pending] = []
         self._leading = False
+        self._stale = False
+
+    def invalidate(self) -> None:
+        """The database was away: the next batch connects afresh instead of failing on a
+        connection that died meanwhile."""
+        self._stale = True
 
     def submit(self, statement: Statement) -> Result:
         item = Pending(statement)
@@ -202,6 +208,10 @@ class SyncCommitter:
             batch, self._queue = self._queue, []
         try:
             conn = self._conn
+            if conn is not None and self._stale:
+                self._stale, self._conn = False, None
+                conn.close()
+                conn = None
             if conn is None or conn.closed:
                 conn = self._conn = self._connect()
             execute_batch_sync(conn, batch)
@@ -241,7 +251,12 @@ class AsyncCommitter:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._queue: list[Pending] = []
         self._leading = False
+        self._stale = False
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def invalidate(self) -> None:
+        """Async twin of SyncCommitter.invalidate."""
+        self._stale = True
 
     async def submit(self, statement: Statement) -> Result:
         item = Pending(statement)
@@ -257,6 +272,10 @@ class AsyncCommitter:
         batch, self._queue = self._queue, []
         try:
             conn = self._conn
+            if conn is not None and self._stale:
+                self._stale, self._conn = False, None
+                await conn.close()
+                conn = None
             if conn is None or conn.closed:
                 conn = self._conn = await self._connect()
             await execute_batch_async(conn, batch)

@@ -42,6 +42,9 @@ class Outage:
         self._lock = threading.Lock()
         self._since: float | None = None
         self._failures = 0
+        # Outages ended so far: connections of others sharing this account (opened
+        # before the outage, unused during it) are suspect when it moves.
+        self.recoveries = 0
 
     @property
     def ongoing(self) -> bool:
@@ -68,6 +71,8 @@ class Outage:
         with self._lock:
             since, failures = self._since, self._failures
             self._since, self._failures = None, 0
+            if since is not None:
+                self.recoveries += 1
         if since is not None:
             log.warning(
                 "durably: %s answers again after %.1f s (%d failed calls during the outage)",

@@ -226,6 +226,11 @@ WITH claimed AS (
           AND wf.name = ANY(%(names)s::text[])
           AND (e.id IS NULL
                OR e.heartbeat_at + make_interval(secs => e.lease_seconds) < now())
+          -- only an executor whose own lease is live takes over (by the database's
+          -- clock): two that both lost the database must not swap workflows back and forth
+          AND EXISTS (SELECT 1 FROM {schema}.executors me
+                      WHERE me.id = %(executor_id)s
+                        AND me.heartbeat_at + make_interval(secs => me.lease_seconds) >= now())
         ORDER BY wf.created_at
         LIMIT %(limit)s
         FOR UPDATE OF wf SKIP LOCKED
