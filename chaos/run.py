@@ -68,12 +68,15 @@ def _watchdog(budget: float) -> Iterator[None]:
         done.set()
 
 
-def _interrupt_on_sigterm() -> None:
+def _interrupt_on_signals() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread, so that the cleanup
+    runs (also when the run was started with SIGINT ignored, as background jobs are)."""
     if threading.current_thread() is threading.main_thread():
 
-        def raise_interrupt(*_: object) -> None:
-            raise KeyboardInterrupt("SIGTERM")
+        def raise_interrupt(signum: int, _frame: object) -> None:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
 
+        signal.signal(signal.SIGINT, raise_interrupt)
         signal.signal(signal.SIGTERM, raise_interrupt)
 
 
@@ -95,7 +98,7 @@ def execute(cfg: RunConfig, keep: Callable[[Outcome], None] | None = None) -> di
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.getLogger().addHandler(handler)
     logging.getLogger().setLevel(logging.INFO)
-    _interrupt_on_sigterm()
+    _interrupt_on_signals()
     try:
         with _watchdog(cfg.duration + cfg.drain_deadline + SLACK):
             report = _execute(cfg, rundir, keep)
