@@ -4,7 +4,7 @@ has the switch on, drops the reply of a committed write with a seeded probabilit
 Write statements are told from reads by their SQL (an INSERT, UPDATE, DELETE or
 pg_notify in the named block of durably's .sql files), so new statements are covered
 without a list to maintain. A statement kind that has not lost a reply yet in this process
-gets a higher chance, so that every kind the workload runs is hit over a run. Each drop
+loses its next reply, so that every kind the workload runs is hit over a run. Each drop
 is appended to ``lost-<name>.jsonl``; the counts of writes seen, to ``seen-<name>-<n>.json``
 (the name of a worker is its slot; the driver, whose Client enqueues and sends, is
 ``driver``).
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from chaos.control import Reader
 
-FRESH_P = 0.5  # chance for a kind that has not lost a reply yet in this process
+FRESH_P = 1.0  # a kind that has not lost a reply yet in this process loses its next one
 _MIGRATION = {"migrate_lock", "create_schema", "create_migrations", "record_migration"}
 _LOCKING = re.compile(r"\bFOR\s+(NO\s+KEY\s+)?(UPDATE|SHARE)\b", re.IGNORECASE)
 _WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE)\b|pg_notify", re.IGNORECASE)

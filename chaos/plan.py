@@ -2,9 +2,10 @@
 happens and its parameters (victim, downtime, how long a stop lasts, ...).
 
 Faults other than lost replies come one after another with pauses between them; lost
-replies are windows (switched on, then off) that may overlap the others; within a window
-a worker may be restarted gracefully, or the cron schedule paused and resumed, so that
-the statements of launch, shutdown and schedule changes lose replies too.
+replies are windows (switched on, then off) that may overlap the others; within each window
+the cron schedule is paused and resumed, and every other window on average a worker is
+restarted gracefully, so that the statements of schedule changes, launch and shutdown
+lose replies too.
 """
 
 from __future__ import annotations
@@ -54,13 +55,11 @@ def make_plan(seed: int, duration: float, faults: tuple[str, ...], workers: int)
             length = rng.uniform(4.0, 10.0)
             end = min(t + length, duration)
             actions.append(Action(round(t, 2), "lost_reply_on"))
-            extra = rng.choice(["restart", "cron", "none"])
-            if extra == "restart":
+            actions.append(Action(round(t + 1.0, 2), "lost_reply_extra", {"what": "cron_off"}))
+            if rng.random() < 0.5:
                 params = {"what": "restart", "victim": rng.randrange(workers)}
-                actions.append(Action(round(t + 1.0, 2), "lost_reply_extra", params))
-            elif extra == "cron":
-                actions.append(Action(round(t + 1.0, 2), "lost_reply_extra", {"what": "cron_off"}))
-                actions.append(Action(round(t + 3.0, 2), "lost_reply_extra", {"what": "cron_on"}))
+                actions.append(Action(round(t + 2.0, 2), "lost_reply_extra", params))
+            actions.append(Action(round(t + 3.0, 2), "lost_reply_extra", {"what": "cron_on"}))
             actions.append(Action(round(end, 2), "lost_reply_off"))
             t += length + rng.uniform(2.0, 6.0)
     return sorted(actions, key=lambda a: a.at)
