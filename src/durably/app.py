@@ -12,7 +12,8 @@ from durably import codec as codec_module
 from durably.control import Control
 from durably.errors import ConfigurationError
 from durably.execution.specs import StepSpec, WorkflowSpec
-from durably.queues import Queue, QueueSpec
+from durably.queue_spec import QueueSpec
+from durably.queues import Queue
 from durably.runtime.connect import open_database
 from durably.runtime.engine import Engine
 from durably.scheduling import Scheduling

@@ -18,12 +18,13 @@ from typing import Any
 from durably import codec as codec_module
 from durably.control import Control
 from durably.errors import ConfigurationError
-from durably.execution.effects import Protocol, drive_async, drive_sync
+from durably.execution.effects import Protocol
 from durably.execution.protocol import Started
 from durably.execution.queueing import enqueue
 from durably.execution.specs import WorkflowSpec
 from durably.options import WorkflowOptions, check_name
 from durably.runtime.connect import open_database
+from durably.runtime.drivers import drive_async, drive_sync
 from durably.runtime.engine import Engine
 from durably.workflow import WorkflowHandle
 

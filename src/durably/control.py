@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from durably.errors import InvalidArgument, WorkflowNotFound
 from durably.execution.context import active_workflow
-from durably.execution.effects import Protocol, Read, Write, drive_async, drive_sync
-from durably.execution.protocol import now, read_outcome
+from durably.execution.effects import Protocol, Read, Write
+from durably.execution.protocol import read_outcome
 from durably.execution.queueing import set_delay
 from durably.execution.specs import WorkflowSpec
 from durably.execution.waits import (
     check_key,
-    check_seconds,
     check_topic,
     first_finished,
     get_event_in_workflow,
@@ -31,7 +30,8 @@ from durably.execution.waits import (
     send as send_in_workflow,
 )
 from durably.info import StepInfo, WorkflowInfo, list_query, step_info, workflow_info
-from durably.options import check_workflow_id
+from durably.options import check_seconds, check_workflow_id, now
+from durably.runtime.drivers import drive_async, drive_sync
 from durably.store.statements import Statement
 from durably.workflow import WorkflowHandle
 

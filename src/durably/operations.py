@@ -11,10 +11,8 @@ from typing import Any
 
 from durably.errors import NotInWorkflow
 from durably.execution.context import current_workflow, in_step, require_workflow
-from durably.execution.effects import drive_async, drive_sync
 from durably.execution.waits import (
     check_key,
-    check_seconds,
     check_topic,
 )
 from durably.execution.waits import (
@@ -29,6 +27,8 @@ from durably.execution.waits import (
 from durably.execution.waits import (
     write_stream as write_stream_protocol,
 )
+from durably.options import check_seconds
+from durably.runtime.drivers import drive_async, drive_sync
 
 
 def sleep(seconds: float) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from durably.errors import InvalidArgument
@@ -92,8 +92,6 @@ def check_priority(priority: object) -> int:
 
 def delay_until(delay: object) -> datetime:
     """A delay in seconds from now, or an absolute time (timezone-aware)."""
-    from durably.execution.protocol import now
-
     if isinstance(delay, datetime):
         if delay.tzinfo is None:
             raise InvalidArgument(
@@ -104,6 +102,23 @@ def delay_until(delay: object) -> datetime:
         raise InvalidArgument(
             f"delay must be a number of seconds >= 0 or an aware datetime, got {delay!r}"
         )
-    from durably.execution.waits import check_seconds
-
     return now() + timedelta(seconds=check_seconds(delay, "delay"))
+
+
+def now() -> datetime:
+    """The current time, timezone-aware (UTC)."""
+    return datetime.now(UTC)
+
+
+# The longest wait accepted (about 100 years): datetimes must stay representable.
+MAX_SECONDS = 100 * 365 * 86400.0
+
+
+def check_seconds(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise InvalidArgument(f"{what} must be a number of seconds >= 0, got {value!r}")
+    if not value <= MAX_SECONDS:  # also refuses infinity
+        raise InvalidArgument(
+            f"{what} must be at most {MAX_SECONDS:.0f} seconds (about 100 years), got {value!r}"
+        )
+    return float(value)

@@ -35,8 +35,9 @@ from durably.errors import (
     ScheduleNotFound,
     UnknownWorkflow,
 )
-from durably.execution.effects import Protocol, Read, Write, drive_async, drive_sync
+from durably.execution.effects import Protocol, Read, Write
 from durably.execution.specs import WorkflowSpec
+from durably.runtime.drivers import drive_async, drive_sync
 from durably.runtime.scheduler import Cron, Scheduler, run_started, start_tick
 from durably.store.schedule_statements import ScheduleStatements, schedule_statements
 from durably.workflow import Workflow, WorkflowHandle, step_name

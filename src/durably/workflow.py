@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 from durably import codec as codec_module
 from durably.errors import InvalidArgument, WorkflowNotFound
 from durably.execution.context import WorkflowContext, active_workflow
-from durably.execution.effects import Protocol, drive_async, drive_sync
+from durably.execution.effects import Protocol
 from durably.execution.protocol import Started, read_outcome, run_step, start_child, start_top
 from durably.execution.queueing import enqueue, enqueue_child
 from durably.execution.specs import StepSpec, WorkflowSpec
 from durably.options import IfDuplicate, WorkflowOptions
+from durably.runtime.drivers import drive_async, drive_sync
 from durably.runtime.engine import NOT_HERE
 from durably.status import Status
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from durably.errors import NotInWorkflow
 
 if TYPE_CHECKING:
-    from durably.runtime.engine import Engine
+    from durably.execution.host import Host
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,7 @@ class WorkflowContext:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Host,
         workflow_id: str,
         name: str,
         epoch: int,

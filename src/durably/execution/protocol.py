@@ -8,7 +8,7 @@ only on the rare paths: an ID that already exists, a fenced write that touched n
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from durably import codec as codec_module
@@ -25,14 +25,11 @@ from durably.errors import (
 from durably.execution.context import Recorded, WorkflowContext, in_step
 from durably.execution.effects import Call, HoldLease, Protocol, Read, Sleep, Write
 from durably.execution.specs import StepSpec, WorkflowSpec
+from durably.options import now
 from durably.status import Status
 
 if TYPE_CHECKING:
-    from durably.runtime.engine import Engine
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
+    from durably.execution.host import Host
 
 
 class Started(NamedTuple):
@@ -91,7 +88,7 @@ def cancel_for_timeout(ctx: WorkflowContext) -> Protocol[None]:
 
 
 def start_top(
-    engine: Engine,
+    engine: Host,
     spec: WorkflowSpec,
     workflow_id: str,
     inputs: str,
@@ -342,7 +339,7 @@ def finish(
 
 
 def load_recorded_many(
-    engine: Engine, workflow_ids: list[str]
+    engine: Host, workflow_ids: list[str]
 ) -> Protocol[dict[str, dict[int, Recorded]]]:
     """The recorded operations of many workflows, in one query (recovering a batch)."""
     recorded: dict[str, dict[int, Recorded]] = {wid: {} for wid in workflow_ids}
@@ -353,7 +350,7 @@ def load_recorded_many(
     return recorded
 
 
-def read_outcome(engine: Engine, workflow_id: str) -> Protocol[tuple[str, Any, Any, int] | None]:
+def read_outcome(engine: Host, workflow_id: str) -> Protocol[tuple[str, Any, Any, int] | None]:
     """(status, output, error, recovery attempts) of a workflow; None when it does not exist."""
     rows = yield Read(engine.statements.get_outcome(workflow_id))
     if not rows:

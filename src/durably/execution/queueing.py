@@ -10,15 +10,15 @@ from durably import codec as codec_module
 from durably.errors import DuplicateWorkflow, InvalidArgument, WorkflowConflict
 from durably.execution.context import WorkflowContext
 from durably.execution.effects import Protocol, Read, Write
-from durably.execution.protocol import Started, check_recorded, guard, now, record
+from durably.execution.protocol import Started, check_recorded, guard, record
 from durably.execution.specs import WorkflowSpec
-from durably.options import WorkflowOptions, delay_until
+from durably.options import WorkflowOptions, delay_until, now
 
 if TYPE_CHECKING:
-    from durably.runtime.engine import Engine
+    from durably.execution.host import Host
 
 
-def check_queue(engine: Engine, queue: str, priority: int | None) -> Protocol[None]:
+def check_queue(engine: Host, queue: str, priority: int | None) -> Protocol[None]:
     """A queue must have been declared (here or by any app on this database)."""
     spec = engine.queues.get(queue)
     if spec is not None:
@@ -38,7 +38,7 @@ def check_queue(engine: Engine, queue: str, priority: int | None) -> Protocol[No
 
 
 def enqueue(
-    engine: Engine,
+    engine: Host,
     spec: WorkflowSpec,
     options: WorkflowOptions,
     workflow_id: str,
@@ -109,7 +109,7 @@ def enqueue_child(
 
 
 def debounce(
-    engine: Engine,
+    engine: Host,
     spec: WorkflowSpec,
     queue: str,
     key: str,
@@ -138,7 +138,7 @@ def debounce(
     return workflow_id
 
 
-def set_delay(engine: Engine, workflow_id: str, delay: float | Any) -> Protocol[bool]:
+def set_delay(engine: Host, workflow_id: str, delay: float | Any) -> Protocol[bool]:
     """Move the start of a waiting (ENQUEUED or DELAYED) workflow; False if it started."""
     rows = yield Write(engine.queue_statements.set_delay(workflow_id, delay_until(delay)))
     return bool(rows)

@@ -23,33 +23,19 @@ from durably.execution.protocol import (
     check_recorded,
     explain_unwritten,
     guard,
-    now,
     read_outcome,
     record,
 )
+from durably.options import now
 from durably.status import Status
 
 if TYPE_CHECKING:
-    from durably.runtime.engine import Engine
+    from durably.execution.host import Host
 
 # How long an in-place wait goes between database checks when no notification came:
 # a lost notification costs at most this much latency, never correctness.
 POLL_INTERVAL = 1.0
 _TIMED_OUT = json.dumps({"timeout": True})
-
-
-# The longest wait accepted (about 100 years): datetimes must stay representable.
-MAX_SECONDS = 100 * 365 * 86400.0
-
-
-def check_seconds(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise InvalidArgument(f"{what} must be a number of seconds >= 0, got {value!r}")
-    if not value <= MAX_SECONDS:  # also refuses infinity
-        raise InvalidArgument(
-            f"{what} must be at most {MAX_SECONDS:.0f} seconds (about 100 years), got {value!r}"
-        )
-    return float(value)
 
 
 def check_topic(topic: object) -> str | None:
@@ -94,7 +80,7 @@ def park(
         yield from explain_unwritten(ctx, 0, kind, kind)
         return
     if rows[0][0]:
-        ctx.engine.parked(ctx, wake_at)
+        ctx.engine.parked(ctx.workflow_id, wake_at)
         raise Parked(ctx.workflow_id)
 
 
@@ -256,7 +242,7 @@ def send(
 
 
 def send_outside(
-    engine: Engine,
+    engine: Host,
     workflow_id: str,
     value: str,
     topic: str | None,
@@ -304,12 +290,12 @@ def set_event(
         yield from explain_unwritten(ctx, position, "set_event", key)
 
 
-def read_event(engine: Engine, workflow_id: str, key: str) -> Protocol[tuple[bool, Any]]:
+def read_event(engine: Host, workflow_id: str, key: str) -> Protocol[tuple[bool, Any]]:
     rows = yield Read(engine.statements.get_event(workflow_id, key))
     return (True, rows[0][0]) if rows else (False, None)
 
 
-def get_event_outside(engine: Engine, workflow_id: str, key: str, timeout: float) -> Protocol[Any]:
+def get_event_outside(engine: Host, workflow_id: str, key: str, timeout: float) -> Protocol[Any]:
     """The latest value of an event, waiting up to ``timeout`` s for it to exist."""
     keys = (f"e:{workflow_id}",)
     deadline = now() + timedelta(seconds=timeout)
@@ -376,7 +362,7 @@ def write_stream(
 
 
 def next_stream_entries(
-    engine: Engine,
+    engine: Host,
     workflow_id: str,
     key: str,
     after: int,
@@ -412,7 +398,7 @@ def next_stream_entries(
 
 
 def first_finished(
-    engine: Engine, workflow_ids: list[str], deadline: datetime | None
+    engine: Host, workflow_ids: list[str], deadline: datetime | None
 ) -> Protocol[str | None]:
     """The first of several workflows to finish (None at the deadline)."""
     keys = tuple(f"{kind}:{wid}" for wid in workflow_ids for kind in ("d", "c"))

@@ -33,17 +33,18 @@ from durably.errors import (
     WorkflowNotFound,
 )
 from durably.execution.context import WorkflowContext, current_workflow
-from durably.execution.effects import Protocol, Wait, Watch, Write, drive_async, drive_sync
+from durably.execution.effects import Protocol, Wait, Watch, Write
 from durably.execution.protocol import Parked, cancel_for_timeout, read_outcome, run_body
 from durably.execution.specs import WorkflowSpec
 from durably.execution.waits import POLL_INTERVAL
+from durably.runtime.drivers import drive_async, drive_sync
 from durably.runtime.keeper import Keeper
 from durably.runtime.lease import Lease
 from durably.runtime.notifier import Notifier
 from durably.runtime.threads import DaemonPool
 
 if TYPE_CHECKING:
-    from durably.queues import QueueSpec
+    from durably.queue_spec import QueueSpec
 from durably.status import Status
 from durably.store.database import AsyncDatabase, Database
 from durably.store.statements import Statement, Statements
@@ -274,7 +275,7 @@ class Engine:
             abandoned, self._abandoned = self._abandoned, {}
         return abandoned
 
-    def parked(self, ctx: WorkflowContext, wake_at: datetime | None) -> None:
+    def parked(self, workflow_id: str, wake_at: datetime | None) -> None:
         """A workflow released itself to wait in the database: wake it here when due."""
         keeper, loop = self._keeper, self._loop
         if wake_at is not None and keeper is not None and loop is not None:

@@ -20,16 +20,14 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg import sql
-
 from durably import codec as codec_module
 from durably.errors import ConnectionLost, DatabaseUnavailable, LostOwnership
 from durably.execution.context import WorkflowContext
-from durably.execution.effects import drive_async
 from durably.execution.protocol import load_recorded_many
+from durably.runtime.drivers import drive_async
 from durably.status import Status
 from durably.store.database import AsyncDatabase
+from durably.store.notifications import Notifications
 from durably.store.outage import FIRST_DELAY, MAX_DELAY
 from durably.store.statements import Statement
 
@@ -401,24 +399,16 @@ class Keeper:
         outage = engine.db.outage
         while not self._stopping.is_set():
             try:
-                conn = await psycopg.AsyncConnection.connect(
-                    engine.db.url, autocommit=True, connect_timeout=5
-                )
-                async with conn:
-                    await conn.execute(
-                        sql.SQL("LISTEN {}").format(sql.Identifier(engine.statements.channel))
-                    )
+                async with Notifications(engine.db.url, engine.statements.channel) as listening:
                     delay = FIRST_DELAY
                     outage.succeeded()
                     # Anything sent while we were not listening: scan now.
                     self.kick()
                     for queue in engine.queues:
                         self.kick_queue(queue)
-                    async for notice in conn.notifies():
-                        self._dispatch(notice.payload)
-            except asyncio.CancelledError:
-                raise
-            except psycopg.OperationalError as exc:
+                    async for payload in listening:
+                        self._dispatch(payload)
+            except ConnectionLost as exc:
                 outage.failed(exc)
                 await self._pause(delay)
                 delay = min(MAX_DELAY, delay * 2)

@@ -39,9 +39,10 @@ from durably.errors import (
     WorkflowConflict,
 )
 from durably.execution.context import WorkflowContext
-from durably.execution.effects import Protocol, drive_async
+from durably.execution.effects import Protocol
 from durably.execution.protocol import Started, start_top
 from durably.execution.specs import WorkflowSpec
+from durably.runtime.drivers import drive_async
 from durably.store.database import AsyncDatabase
 from durably.store.schedule_statements import schedule_statements
 

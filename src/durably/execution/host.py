@@ -1,0 +1,43 @@
+"""What the engine's decisions need of the live process, named as a protocol: the
+execution layer depends on this, the runtime's ``Engine`` provides it, so execution never
+imports the runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from durably.codec import Codec
+    from durably.queue_spec import QueueSpec
+    from durably.store.queue_statements import QueueStatements
+    from durably.store.statements import Statements
+
+
+class Host(Protocol):
+    """The executor a workflow runs in, as the execution layer sees it."""
+
+    @property
+    def statements(self) -> Statements: ...
+
+    @property
+    def queue_statements(self) -> QueueStatements: ...
+
+    @property
+    def codec(self) -> Codec: ...
+
+    @property
+    def executor_id(self) -> str: ...
+
+    @property
+    def park_after(self) -> float: ...
+
+    @property
+    def queues(self) -> Mapping[str, QueueSpec]: ...
+
+    def abandon(self, workflow_id: str, epoch: int) -> None:
+        """Remember a run that stopped unrecorded here, to be claimed back later."""
+
+    def parked(self, workflow_id: str, wake_at: datetime | None) -> None:
+        """A workflow released itself to wait in the database until ``wake_at``."""

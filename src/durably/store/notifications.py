@@ -1,0 +1,50 @@
+"""The LISTEN side of the schema's notifications: one connection that waits for them.
+
+Channel names are defined by ``Statements.channel``; payloads are "<kind>:<subject>"
+(see ``runtime.keeper``). Driver errors leave as ``ConnectionLost``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from durably.errors import ConnectionLost
+
+_CONNECT_TIMEOUT = 5
+
+
+class Notifications:
+    """``async with Notifications(url, channel) as n: async for payload in n: ...``"""
+
+    def __init__(self, url: str, channel: str) -> None:
+        self._url = url
+        self._channel = channel
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def __aenter__(self) -> Notifications:
+        try:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self._url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT
+            )
+            await self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+        except psycopg.OperationalError as exc:
+            await self.__aexit__()
+            raise ConnectionLost(f"cannot listen for notifications: {exc}") from exc
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        assert self._conn is not None, "use Notifications as an async context manager"
+        try:
+            async for notice in self._conn.notifies():
+                yield notice.payload
+        except psycopg.OperationalError as exc:
+            raise ConnectionLost(f"the notification connection broke: {exc}") from exc
