@@ -256,10 +256,15 @@ class App(Control, Scheduling):
     def shutdown(self, grace: float = 10.0) -> None:
         """Stop background work, waiting up to ``grace`` s for running workflows."""
         with self._engine_lock:
-            engine, self._engine = self._engine, None
+            engine = self._engine
         if engine is not None:
             atexit.unregister(self._at_exit)
+            # The engine stays the app's while workflows finish within ``grace``: their
+            # steps must still be recorded as steps, their children started as children.
             engine.shutdown(grace)
+            with self._engine_lock:
+                if self._engine is engine:
+                    self._engine = None
 
     def __enter__(self) -> App:
         self.launch()

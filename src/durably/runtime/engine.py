@@ -125,24 +125,52 @@ class Engine:
         self._keeper_done: concurrent.futures.Future[None] | None = None
         self._launched = False
         self._ready = threading.Event()  # set once launch (and its recovery claim) is done
+        self._attempt = threading.Event()  # set when the launch under way ends, either way
         self._closed = False
 
     # ----------------------------------------------------------------- lifecycle
 
     def launch(self) -> None:
-        """Register this executor, recover its own unfinished workflows, start the keeper."""
-        with self._lock:
-            launching = not self._launched
-            if self._closed:
-                raise RuntimeError("this app was shut down; create a new durably.App")
-            self._launched = True
-        if not launching:
+        """Register this executor, recover its own unfinished workflows, start the keeper.
+
+        A launch that fails (the database is away past the retries, say) leaves the
+        engine as it was: the next call launches again.
+        """
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("this app was shut down; create a new durably.App")
+                if self._ready.is_set():
+                    return
+                launching = not self._launched
+                self._launched = True
+                attempt = self._attempt
+            if launching:
+                break
             # Another thread launches: wait until its recovery claim is done, or a
             # workflow started now would look like one left by an earlier process.
             # (The runtime thread itself never waits: the claim runs there.)
-            if threading.current_thread() is not self._loop_thread:
-                self._ready.wait(60)
-            return
+            if threading.current_thread() is self._loop_thread:
+                return
+            attempt.wait(90)
+            if self._ready.is_set():
+                return
+            # That launch failed: try again here.
+        try:
+            self._launch()
+        except BaseException:
+            self._stop_loop()
+            with self._lock:
+                self._launched = False
+            raise
+        else:
+            self._ready.set()
+        finally:
+            with self._lock:
+                attempt, self._attempt = self._attempt, threading.Event()
+            attempt.set()
+
+    def _launch(self) -> None:
         if self.serves:
             sent = time.monotonic()
             self.db.run_settled(self.heartbeat_statement())
@@ -156,10 +184,26 @@ class Engine:
             await self._keeper.run(ready)
 
         self._keeper_done = asyncio.run_coroutine_threadsafe(keep(), self._loop)
-        try:
-            ready.result(timeout=60)
-        finally:
-            self._ready.set()
+        ready.result(timeout=90)
+
+    def _stop_loop(self) -> None:
+        """Stop the runtime loop of a launch that failed (nothing runs on it yet)."""
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            loop.call_soon_threadsafe(keeper.stop)
+        if self._keeper_done is not None:
+            with contextlib.suppress(BaseException):
+                self._keeper_done.result(timeout=10)
+            self._keeper_done = None
+        loop.call_soon_threadsafe(loop.stop)
+        if self._loop_thread is not None:
+            self._loop_thread.join(timeout=10)
+            self._loop_thread = None
+        if not loop.is_running():
+            loop.close()
 
     def shutdown(self, grace: float = 10.0) -> None:
         """Stop background work; wait up to ``grace`` seconds for local workflows."""

@@ -133,12 +133,13 @@ class Keeper:
                 if self._wake_due or now >= next_scan:
                     self._wake_due = False
                     await self._wake(adb)
-                if now >= next_scan:
+                if now >= next_scan and engine.serves:  # a Client runs no workflows
                     await adb.run(engine.statements.cancel_expired())
                     # Parked workflows of other (perhaps dead) executors: wake them on time.
                     soonest = await adb.run(engine.statements.next_wake())
                     if soonest and soonest[0][0] is not None:
                         self.wake_at(soonest[0][0])
+                if now >= next_scan:
                     # The fallback for lost notifications and delayed work coming due.
                     self._queues_due.update(engine.queues)
                     next_scan = now + self.poll_interval * random.uniform(0.8, 1.0)

@@ -1,0 +1,86 @@
+"""Launch and shutdown edges: a launch that failed can be tried again; workflows still
+running during ``shutdown(grace)`` keep recording their steps and starting real children."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+import durably
+from durably.execution.context import in_step
+from support import wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_a_failed_launch_can_be_tried_again(
+    make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
+) -> None:
+    app = make_app()
+
+    @app.workflow
+    def wf(x: int) -> int:
+        return x + 1
+
+    app.engine  # connects and creates the schema  # noqa: B018
+    # The executor's first heartbeat fails (not a connection error: it is not retried).
+    db.execute(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'no executors today'; END $$"
+    )
+    db.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON executors "
+        "FOR EACH ROW EXECUTE FUNCTION refuse()"
+    )
+    with pytest.raises(psycopg.Error, match="no executors today"):
+        app.launch()
+    db.execute("DROP TRIGGER refuse ON executors")
+    app.launch()
+    assert wf(1) == 2
+    assert wf.start(2).result(timeout=30) == 3
+
+
+def test_workflows_finishing_during_shutdown_still_record_steps_and_children(
+    app: durably.App, db: psycopg.Connection[Any]
+) -> None:
+    inside: list[Any] = []
+    started = threading.Event()
+    release = threading.Event()
+
+    @app.step
+    def probe(label: str) -> str:
+        inside.append((label, in_step.get()))
+        return label
+
+    @app.workflow
+    def child() -> str:
+        return probe("child")
+
+    @app.workflow
+    def parent() -> list[str]:
+        first = probe("before")
+        started.set()
+        release.wait(30)
+        return [first, probe("after"), child()]
+
+    handle = parent.start()
+    assert started.wait(30)
+    stopping = threading.Thread(target=app.shutdown, kwargs={"grace": 20})
+    stopping.start()
+    # Shutdown is now waiting for the running workflow: let it go on.
+    wait_until(lambda: app.engine._closed, what="shutdown under way")
+    release.set()
+    stopping.join(30)
+    assert not stopping.is_alive()
+    assert [label for label, _ in inside] == ["before", "after", "child"]
+    assert all(position is not None for _, position in inside), inside
+    ops = db.execute(
+        "SELECT step, kind FROM operations WHERE workflow_id = %s ORDER BY step", (handle.id,)
+    ).fetchall()
+    assert ops == [(1, "step"), (2, "step"), (3, "child")], ops
+    rows = db.execute("SELECT parent_id FROM workflows WHERE name LIKE %s", ("%child",)).fetchall()
+    assert rows == [(handle.id,)]
