@@ -68,7 +68,7 @@ class Control:
         rows = yield Read(self.engine.statements.get_outcome(workflow_id))
         if not rows:
             raise WorkflowNotFound(workflow_id)
-        return WorkflowHandle(self.engine, workflow_id, self._hint(rows[0][0]))
+        return WorkflowHandle(self.engine, workflow_id, self._hint(rows[0].name))
 
     # ---------------------------------------------------------------- listings
 
@@ -344,7 +344,7 @@ class Control:
 
     def _name(self, workflow_id: str) -> Protocol[str | None]:
         rows = yield Read(self.engine.statements.get_outcome(workflow_id))
-        return rows[0][0] if rows else None
+        return rows[0].name if rows else None
 
     def wait_first(
         self, handles: Sequence[WorkflowHandle[Any]], timeout: float | None = None

@@ -69,7 +69,7 @@ def hold_lease(ctx: WorkflowContext) -> Protocol[None]:
     rows = yield Read(ctx.engine.statements.inspect_operation(ctx.workflow_id, 0))
     if not rows:
         raise WorkflowNotFound(ctx.workflow_id)
-    epoch, status = rows[0][0], rows[0][1]
+    epoch, status = rows[0].epoch, rows[0].status
     if status == Status.CANCELLED:
         raise WorkflowCancelled(ctx.workflow_id)
     if epoch != ctx.epoch or status != Status.PENDING:
@@ -116,11 +116,11 @@ def start_top(
         engine.abandon(workflow_id, 1)
         raise
     if rows:
-        return Started(workflow_id, int(rows[0][0]), rows[0][1])
+        return Started(workflow_id, rows[0].epoch, rows[0].deadline)
     rows = yield Read(engine.statements.get_outcome(workflow_id))
     if not rows:
         raise WorkflowNotFound(workflow_id)
-    existing = rows[0][0]
+    existing = rows[0].name
     if existing != spec.name:
         raise WorkflowConflict(workflow_id, existing, spec.name)
     return Started(workflow_id, None)
@@ -215,7 +215,8 @@ def explain_unwritten(ctx: WorkflowContext, position: int, kind: str, name: str)
     rows = yield Read(ctx.engine.statements.inspect_operation(ctx.workflow_id, position))
     if not rows:
         raise WorkflowNotFound(ctx.workflow_id)
-    epoch, status, rec_name, rec_kind, *_ = rows[0]
+    found = rows[0]
+    epoch, status, rec_name, rec_kind = found.epoch, found.status, found.name, found.kind
     if status == Status.CANCELLED:
         raise WorkflowCancelled(ctx.workflow_id)
     if epoch != ctx.epoch or status != Status.PENDING:
@@ -271,15 +272,16 @@ def start_child(
     except DatabaseUnavailable:
         engine.abandon(child_id, 1)  # as in start_top
         raise
-    owned, child_epoch, recorded, child_deadline = rows[0]
+    started = rows[0]
+    owned, child_epoch, recorded = started.owned, started.child_epoch, started.recorded
     if not owned or not recorded:
         yield from explain_unwritten(ctx, position, "child", spec.name)
     if child_epoch is None:
         existing = yield Read(engine.statements.get_outcome(child_id))
-        if existing and existing[0][0] != spec.name:
-            raise WorkflowConflict(child_id, existing[0][0], spec.name)
+        if existing and existing[0].name != spec.name:
+            raise WorkflowConflict(child_id, existing[0].name, spec.name)
         return Started(child_id, None)
-    return Started(child_id, int(child_epoch), child_deadline)
+    return Started(child_id, child_epoch, started.child_deadline)
 
 
 def run_body(
@@ -323,13 +325,13 @@ def finish(
             error=error,
         )
     )
-    if rows[0][0] != 1:
+    if rows[0].finished != 1:
         rows = yield Read(ctx.engine.statements.inspect_operation(ctx.workflow_id, 0))
-        if rows and rows[0][0] == ctx.epoch and rows[0][1] == status:
+        if rows and rows[0].epoch == ctx.epoch and rows[0].status == status:
             # A retry after a lost reply: this run's own outcome is the one recorded.
             ctx.finished = True
             return
-        if rows and rows[0][1] == Status.CANCELLED:
+        if rows and rows[0].status == Status.CANCELLED:
             raise WorkflowCancelled(ctx.workflow_id)
         raise LostOwnership(
             f"workflow {ctx.workflow_id!r} is no longer owned by this run (epoch {ctx.epoch}); "
@@ -345,8 +347,10 @@ def load_recorded_many(
     recorded: dict[str, dict[int, Recorded]] = {wid: {} for wid in workflow_ids}
     if workflow_ids:
         rows = yield Read(engine.statements.load_operations_many(workflow_ids))
-        for wid, step, name, kind, output, error, child_id in rows:
-            recorded[wid][step] = Recorded(step, name, kind, output, error, child_id)
+        for op in rows:
+            recorded[op.workflow_id][op.step] = Recorded(
+                op.step, op.name, op.kind, op.output, op.error, op.child_id
+            )
     return recorded
 
 
@@ -355,5 +359,5 @@ def read_outcome(engine: Host, workflow_id: str) -> Protocol[tuple[str, Any, Any
     rows = yield Read(engine.statements.get_outcome(workflow_id))
     if not rows:
         return None
-    _name, status, output, error, attempts = rows[0]
-    return status, output, error, attempts
+    outcome = rows[0]
+    return outcome.status, outcome.output, outcome.error, outcome.recovery_attempts

@@ -70,8 +70,8 @@ def enqueue(
         return Started(workflow_id, None)
     existing = yield Read(engine.statements.get_outcome(workflow_id))
     if existing:
-        if existing[0][0] != spec.name:
-            raise WorkflowConflict(workflow_id, existing[0][0], spec.name)
+        if existing[0].name != spec.name:
+            raise WorkflowConflict(workflow_id, existing[0].name, spec.name)
         return Started(workflow_id, None)  # the same ID twice runs once
     if options.dedup_key is not None:
         holder = yield Read(engine.queue_statements.dedup_holder(options.queue, options.dedup_key))

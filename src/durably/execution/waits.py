@@ -185,7 +185,9 @@ def recv(ctx: WorkflowContext, position: int, topic: str | None, timeout: float)
                 started_at=started,
             )
         )
-        owned, recorded, output, earlier_name, earlier_kind = rows[0]
+        got = rows[0]
+        owned, recorded, output = got.owned, got.recorded, got.output
+        earlier_name, earlier_kind = got.earlier_name, got.earlier_kind
         if not owned or (
             earlier_kind is not None and (earlier_kind, earlier_name) != ("recv", name)
         ):
@@ -232,7 +234,8 @@ def send(
             ),
         )
     )
-    owned, exists, recorded, _notified, _woken = rows[0]
+    sent = rows[0]
+    owned, exists, recorded = sent.owned, sent.found, sent.recorded
     if not owned:
         yield from explain_unwritten(ctx, position, "send", name)
     if not exists:
@@ -257,7 +260,7 @@ def send_outside(
             ),
         )
     )
-    if not rows[0][0]:
+    if not rows[0].found:
         raise WorkflowNotFound(workflow_id)
 
 
@@ -285,7 +288,7 @@ def set_event(
             ),
         )
     )
-    owned, recorded = rows[0][0], rows[0][1]
+    owned, recorded = rows[0].owned, rows[0].recorded
     if not owned or (not in_step and not recorded):
         yield from explain_unwritten(ctx, position, "set_event", key)
 
@@ -356,7 +359,7 @@ def write_stream(
             started_at=now(),
         )
     )
-    owned, recorded, _notified = rows[0]
+    owned, recorded = rows[0].owned, rows[0].recorded
     if not owned or not recorded:
         yield from explain_unwritten(ctx, position, kind, key)
 

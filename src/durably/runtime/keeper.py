@@ -29,6 +29,7 @@ from durably.status import Status
 from durably.store.database import AsyncDatabase
 from durably.store.notifications import Notifications
 from durably.store.outage import FIRST_DELAY, MAX_DELAY
+from durably.store.rows import Claimed
 from durably.store.statements import Statement
 
 if TYPE_CHECKING:
@@ -285,7 +286,7 @@ class Keeper:
     async def _resume(
         self,
         adb: AsyncDatabase,
-        rows: list[tuple[Any, ...]],
+        rows: list[Claimed],
         generation: int,
         *,
         recovering: bool,
@@ -299,8 +300,9 @@ class Keeper:
         engine = self.engine
         runnable = []
         for row in rows:
-            workflow_id, name, status, _inputs, epoch, _codec, attempts, _dl, queue, _ = row
-            if status == Status.ENQUEUED:
+            workflow_id, name, status = row.id, row.name, row.status
+            queue, attempts = row.queue_name, row.recovery_attempts
+            if status == Status.ENQUEUED and queue is not None:
                 self.kick_queue(queue)  # put back on its queue: claimed within its limits
             elif status == Status.DEAD_LETTER:
                 log.error(
@@ -311,11 +313,12 @@ class Keeper:
                 )
             else:
                 runnable.append(row)
-        history = [row[0] for row in runnable if not (from_queue and int(row[4]) == 2)]
+        history = [row.id for row in runnable if not (from_queue and row.epoch == 2)]
         recorded = await drive_async(engine, load_recorded_many(engine, history))
         started: list[tuple[str, concurrent.futures.Future[Any]]] = []
         for row in runnable:
-            workflow_id, name, _status, inputs, epoch, _codec, attempts, deadline, queue, _ = row
+            workflow_id, name, inputs, epoch = row.id, row.name, row.inputs, row.epoch
+            attempts, deadline, queue = row.recovery_attempts, row.deadline, row.queue_name
             spec = engine.registry[name]
             try:
                 args, kwargs = codec_module.load_args(engine.codec, inputs, spec.fn)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import psycopg
+from psycopg.rows import kwargs_row
 
 from durably.store import faults
 from durably.store.statements import Statement
@@ -40,9 +41,27 @@ class Pending:
         return self.result
 
 
+def _execute(conn: psycopg.Connection[Any], statement: Statement) -> psycopg.Cursor[Any]:
+    """Execute a statement; its rows come back as its row type, built by column name."""
+    if statement.row is None:
+        return conn.execute(statement.sql, statement.params, prepare=True)
+    cur = conn.cursor(row_factory=kwargs_row(statement.row))
+    return cur.execute(statement.sql, statement.params, prepare=True)
+
+
+async def _execute_async(
+    conn: psycopg.AsyncConnection[Any], statement: Statement
+) -> psycopg.AsyncCursor[Any]:
+    """Async twin of _execute."""
+    if statement.row is None:
+        return await conn.execute(statement.sql, statement.params, prepare=True)
+    cur = conn.cursor(row_factory=kwargs_row(statement.row))
+    return await cur.execute(statement.sql, statement.params, prepare=True)
+
+
 def run_sync(conn: psycopg.Connection[Any], statement: Statement) -> Result:
     """Run one statement in its own (autocommit) transaction."""
-    cur = conn.execute(statement.sql, statement.params, prepare=True)
+    cur = _execute(conn, statement)
     result = cur.fetchall() if statement.returns == "rows" else cur.rowcount
     faults.after_commit(conn, (statement.name,))
     return result
@@ -51,7 +70,7 @@ def run_sync(conn: psycopg.Connection[Any], statement: Statement) -> Result:
 def run_transaction_sync(conn: psycopg.Connection[Any], statements: Sequence[Statement]) -> Result:
     """Run statements in one pipelined transaction; the last one's result is returned."""
     with conn.pipeline(), conn.transaction():
-        cursors = [conn.execute(st.sql, st.params, prepare=True) for st in statements]
+        cursors = [_execute(conn, st) for st in statements]
     faults.after_commit(conn, [st.name for st in statements])
     last, statement = cursors[-1], statements[-1]
     return last.fetchall() if statement.returns == "rows" else last.rowcount
@@ -62,7 +81,7 @@ async def run_transaction_async(
 ) -> Result:
     """Async twin of run_transaction_sync."""
     async with conn.pipeline(), conn.transaction():
-        cursors = [await conn.execute(st.sql, st.params, prepare=True) for st in statements]
+        cursors = [await _execute_async(conn, st) for st in statements]
     await faults.after_commit_async(conn, [st.name for st in statements])
     last, statement = cursors[-1], statements[-1]
     return await last.fetchall() if statement.returns == "rows" else last.rowcount
@@ -70,7 +89,7 @@ async def run_transaction_async(
 
 async def run_async(conn: psycopg.AsyncConnection[Any], statement: Statement) -> Result:
     """Run one statement in its own (autocommit) transaction."""
-    cur = await conn.execute(statement.sql, statement.params, prepare=True)
+    cur = await _execute_async(conn, statement)
     result = await cur.fetchall() if statement.returns == "rows" else cur.rowcount
     await faults.after_commit_async(conn, (statement.name,))
     return result
@@ -123,7 +142,7 @@ def execute_batch_sync(conn: psycopg.Connection[Any], batch: list[Pending]) -> N
             settle(entries[0], run_sync(conn, entries[0][0]))
             return
         with conn.pipeline(), conn.transaction():
-            cursors = [conn.execute(st.sql, st.params, prepare=True) for st, _, _ in entries]
+            cursors = [_execute(conn, st) for st, _, _ in entries]
         committed = True
         faults.after_commit(conn, [st.name for st, _, _ in entries])
         for entry, cur in zip(entries, cursors, strict=True):
@@ -152,7 +171,7 @@ async def execute_batch_async(conn: psycopg.AsyncConnection[Any], batch: list[Pe
             settle(entries[0], await run_async(conn, entries[0][0]))
             return
         async with conn.pipeline(), conn.transaction():
-            cursors = [await conn.execute(st.sql, st.params, prepare=True) for st, _, _ in entries]
+            cursors = [await _execute_async(conn, st) for st, _, _ in entries]
         committed = True
         await faults.after_commit_async(conn, [st.name for st, _, _ in entries])
         for entry, acur in zip(entries, cursors, strict=True):

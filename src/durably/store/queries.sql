@@ -309,8 +309,8 @@ WITH done AS (
     DELETE FROM {schema}.watchers w USING done WHERE w.workflow_id = done.id
     RETURNING w.workflow_id
 )
-SELECT (SELECT count(*) FROM done),
-       (SELECT count(pg_notify(%(channel)s, 'd:' || workflow_id)) FROM watched)
+SELECT (SELECT count(*) FROM done) AS finished,
+       (SELECT count(pg_notify(%(channel)s, 'd:' || workflow_id)) FROM watched) AS notified
 
 -- name: finish_workflows
 -- finish_workflow_notify for many workflows at once; returns the rows finished.
@@ -353,9 +353,9 @@ WITH dest AS (
       AND w.wait_kind = 'recv' AND w.wait_topic IS NOT DISTINCT FROM %(topic)s
     RETURNING w.id
 )
-SELECT (SELECT count(*) FROM dest), (SELECT count(*) FROM ins),
-       (SELECT count(pg_notify(%(channel)s, 'm:' || workflow_id)) FROM ins),
-       (SELECT count(*) FROM wake)
+SELECT (SELECT count(*) FROM dest) AS found, (SELECT count(*) FROM ins) AS inserted,
+       (SELECT count(pg_notify(%(channel)s, 'm:' || workflow_id)) FROM ins) AS notified,
+       (SELECT count(*) FROM wake) AS woken
 
 -- name: send_from_workflow
 -- A message sent by a workflow: recorded as its operation, exactly once (fenced).
@@ -382,9 +382,10 @@ WITH me AS (
       AND w.wait_kind = 'recv' AND w.wait_topic IS NOT DISTINCT FROM %(topic)s
     RETURNING w.id
 )
-SELECT (SELECT count(*) FROM me), (SELECT count(*) FROM dest), (SELECT count(*) FROM op),
-       (SELECT count(pg_notify(%(channel)s, 'm:' || workflow_id)) FROM ins),
-       (SELECT count(*) FROM wake)
+SELECT (SELECT count(*) FROM me) AS owned, (SELECT count(*) FROM dest) AS found,
+       (SELECT count(*) FROM op) AS recorded,
+       (SELECT count(pg_notify(%(channel)s, 'm:' || workflow_id)) FROM ins) AS notified,
+       (SELECT count(*) FROM wake) AS woken
 
 -- name: consume_message
 -- Take the oldest unconsumed message of a topic and record it as the workflow's
@@ -418,10 +419,10 @@ WITH me AS (
     ON CONFLICT DO NOTHING
     RETURNING output
 )
-SELECT (SELECT count(*) FROM me),
-       (SELECT count(*) FROM op) + (SELECT count(*) FROM earlier),
-       coalesce((SELECT output FROM op), (SELECT output FROM earlier)),
-       (SELECT name FROM earlier), (SELECT kind FROM earlier)
+SELECT (SELECT count(*) FROM me) AS owned,
+       (SELECT count(*) FROM op) + (SELECT count(*) FROM earlier) AS recorded,
+       coalesce((SELECT output FROM op), (SELECT output FROM earlier)) AS output,
+       (SELECT name FROM earlier) AS earlier_name, (SELECT kind FROM earlier) AS earlier_kind
 
 -- name: wait_deadline
 -- The durable deadline of the wait at this step: set on first wait, kept on replay.
@@ -522,9 +523,9 @@ WITH me AS (
       AND w.wait_target = ev.workflow_id AND w.wait_topic = %(key)s
     RETURNING w.id
 )
-SELECT (SELECT count(*) FROM me), (SELECT count(*) FROM op),
-       (SELECT count(pg_notify(%(channel)s, 'e:' || workflow_id)) FROM ev),
-       (SELECT count(*) FROM wake)
+SELECT (SELECT count(*) FROM me) AS owned, (SELECT count(*) FROM op) AS recorded,
+       (SELECT count(pg_notify(%(channel)s, 'e:' || workflow_id)) FROM ev) AS notified,
+       (SELECT count(*) FROM wake) AS woken
 
 -- name: get_event
 SELECT value FROM {schema}.events
@@ -554,8 +555,8 @@ WITH me AS (
     ON CONFLICT DO NOTHING
     RETURNING step
 )
-SELECT (SELECT count(*) FROM me), (SELECT count(*) FROM op),
-       (SELECT count(pg_notify(%(channel)s, 's:' || workflow_id)) FROM entry)
+SELECT (SELECT count(*) FROM me) AS owned, (SELECT count(*) FROM op) AS recorded,
+       (SELECT count(pg_notify(%(channel)s, 's:' || workflow_id)) FROM entry) AS notified
 
 -- name: read_stream
 -- Entries after a position; the first read skips %(skip)s values (the offset). The

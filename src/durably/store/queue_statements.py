@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from durably.store import sqlfile
+from durably.store import rows, sqlfile
 from durably.store.statements import Statement, token
 
 _NAMES = (
@@ -114,6 +114,7 @@ class QueueStatements:
                 "retry": False,
             },
             "rows",
+            row=rows.Claimed,
         )
 
     def set_delay(self, workflow_id: str, available_at: datetime) -> Statement:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from durably.store import sqlfile
+from durably.store import rows, sqlfile
 
 Returns = Literal["rowcount", "rows"]
 
@@ -32,6 +32,8 @@ class Statement:
     params: Mapping[str, Any]
     returns: Returns = "rowcount"
     combine: Combiner | None = None
+    # The named row type of its result rows (store/rows.py); None for plain tuples.
+    row: Callable[..., Any] | None = None
 
     @property
     def name(self) -> str:
@@ -103,6 +105,7 @@ class Statements:
             },
             "rows",
             combine=self._insert_workflows,
+            row=rows.Created,
         )
 
     def _insert_workflows(
@@ -116,8 +119,8 @@ class Statements:
         params = {c: [st.params[c] for st in statements] for c in columns}
         ids = [st.params["id"] for st in statements]
 
-        def split(rows: Any) -> list[Any]:
-            made = {row[0]: [(row[1], row[2])] for row in rows}
+        def split(result: Any) -> list[Any]:
+            made = {row[0]: [rows.Created(row[1], row[2])] for row in result}
             # Only the first start of an ID gets its row: the others attach to it.
             return [made.pop(i, []) for i in ids]
 
@@ -154,6 +157,7 @@ class Statements:
                 "retry": False,
             },
             "rows",
+            row=rows.ChildStarted,
         )
 
     def record_operation(
@@ -196,15 +200,18 @@ class Statements:
         params = {c: [st.params[c] for st in statements] for c in columns}
         keys = [(st.params["workflow_id"], st.params["step"]) for st in statements]
 
-        def split(rows: Any) -> list[Any]:
-            written = {(row[0], row[1]) for row in rows}
+        def split(result: Any) -> list[Any]:
+            written = {(row[0], row[1]) for row in result}
             return [1 if key in written else 0 for key in keys]
 
         return Statement(self._sql["record_operations"], params, "rows"), split
 
     def inspect_operation(self, workflow_id: str, step: int) -> Statement:
         return Statement(
-            self._sql["inspect_operation"], {"workflow_id": workflow_id, "step": step}, "rows"
+            self._sql["inspect_operation"],
+            {"workflow_id": workflow_id, "step": step},
+            "rows",
+            row=rows.Inspected,
         )
 
     def finish_workflow(
@@ -222,6 +229,7 @@ class Statements:
             },
             "rows",
             combine=self._finish_workflows,
+            row=rows.Finished,
         )
 
     def _finish_workflows(
@@ -233,20 +241,27 @@ class Statements:
         params["channel"] = self.channel
         ids = [st.params["workflow_id"] for st in statements]
 
-        def split(rows: Any) -> list[Any]:
-            done = {row[0] for row in rows}
-            return [[(1 if i in done else 0, 0)] for i in ids]
+        def split(result: Any) -> list[Any]:
+            done = {row[0] for row in result}
+            return [[rows.Finished(1 if i in done else 0, 0)] for i in ids]
 
         return Statement(self._sql["finish_workflows"], params, "rows"), split
 
     def load_operations_many(self, workflow_ids: Sequence[str]) -> Statement:
-        return Statement(self._sql["load_operations_many"], {"ids": list(workflow_ids)}, "rows")
+        return Statement(
+            self._sql["load_operations_many"],
+            {"ids": list(workflow_ids)},
+            "rows",
+            row=rows.StoredOperation,
+        )
 
     def get_workflow(self, workflow_id: str) -> Statement:
         return Statement(self._sql["get_workflow"], {"workflow_id": workflow_id}, "rows")
 
     def get_outcome(self, workflow_id: str) -> Statement:
-        return Statement(self._sql["get_outcome"], {"workflow_id": workflow_id}, "rows")
+        return Statement(
+            self._sql["get_outcome"], {"workflow_id": workflow_id}, "rows", row=rows.Outcome
+        )
 
     def heartbeat(
         self, *, executor_id: str, app_name: str | None, hostname: str, pid: int, lease: float
@@ -277,6 +292,7 @@ class Statements:
                 "retry": False,
             },
             "rows",
+            row=rows.Claimed,
         )
 
     def claim_abandoned(self, executor_id: str, abandoned: Mapping[str, int]) -> Statement:
@@ -291,6 +307,7 @@ class Statements:
                 "retry": False,
             },
             "rows",
+            row=rows.Claimed,
         )
 
     def take_over(self, executor_id: str, names: Sequence[str], limit: int) -> Statement:
@@ -305,6 +322,7 @@ class Statements:
                 "retry": False,
             },
             "rows",
+            row=rows.Claimed,
         )
 
     def remove_expired_executors(self) -> Statement:
@@ -362,6 +380,7 @@ class Statements:
                 "channel": self.channel,
             },
             "rows",
+            row=rows.Delivered,
         )
 
     def send_from_workflow(
@@ -392,6 +411,7 @@ class Statements:
                 "channel": self.channel,
             },
             "rows",
+            row=rows.SentFromWorkflow,
         )
 
     def consume_message(
@@ -415,6 +435,7 @@ class Statements:
                 "started_at": started_at,
             },
             "rows",
+            row=rows.Consumed,
         )
 
     def wait_deadline(
@@ -464,6 +485,7 @@ class Statements:
                 "retry": False,
             },
             "rows",
+            row=rows.Claimed,
         )
 
     def next_wake(self) -> Statement:
@@ -493,6 +515,7 @@ class Statements:
                 "channel": self.channel,
             },
             "rows",
+            row=rows.EventSet,
         )
 
     def get_event(self, workflow_id: str, key: str) -> Statement:
@@ -526,6 +549,7 @@ class Statements:
                 "channel": self.channel,
             },
             "rows",
+            row=rows.StreamWritten,
         )
 
     def read_stream(self, workflow_id: str, key: str, after: int, skip: int) -> Statement:
