@@ -133,6 +133,29 @@ def test_rate_limit_five_per_two_seconds(
     assert all(span >= window for span in spans), [s.total_seconds() for s in spans]
 
 
+def test_a_rate_limited_queue_wakes_when_its_window_opens(
+    make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
+) -> None:
+    """With the fallback poll an hour away, only the window's own timer can start the
+    work that waits behind a full window: all of it finishes well before that."""
+    app = make_app(poll_interval=3600)
+
+    @app.workflow(name="tock")
+    def tock(i: int) -> int:
+        return i
+
+    limited = app.queue("window", rate_limit=(2, 0.5))
+    app.launch()
+    handles = [limited.enqueue(tock, i) for i in range(6)]
+    assert [h.result(timeout=30) for h in handles] == list(range(6))
+    rows = db.execute(
+        "SELECT started_at FROM workflows WHERE queue_name = 'window' ORDER BY started_at"
+    ).fetchall()
+    starts = [r[0] for r in rows]
+    spans = [starts[i + 2] - starts[i] for i in range(len(starts) - 2)]
+    assert all(span >= timedelta(seconds=0.5) for span in spans), spans
+
+
 # ---------------------------------------------------------------- priority
 
 

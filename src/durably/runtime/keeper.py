@@ -378,7 +378,16 @@ class Keeper:
                 for queue, future in started:
                     self._track(queue, future)
                 if len(rows) < want:
+                    if spec.rate_limit is not None:
+                        await self._when_window_opens(adb, name)
                     break
+
+    async def _when_window_opens(self, adb: AsyncDatabase, queue: str) -> None:
+        """A rate-limited queue claimed less than it could: if its window is full, claim
+        again the moment the window's oldest start leaves it (not at the next poll)."""
+        rows = await adb.run(self.engine.queue_statements.rate_window_opens(queue))
+        if rows and rows[0][0] is not None:
+            self.wake_at(rows[0][0], queue)
 
     def _track(self, name: str, future: concurrent.futures.Future[Any]) -> None:
         """Count a claimed workflow against this worker's share until it ends."""

@@ -10,7 +10,7 @@ from durably.store.statements import Statement, token
 
 _NAMES = (
     "declare_queue", "get_queue", "enqueue", "dedup_holder", "lock_queue", "claim_queued",
-    "claim_queued_partitioned", "set_delay", "debounce",
+    "claim_queued_partitioned", "set_delay", "debounce", "rate_window_opens",
 )  # fmt: skip
 
 
@@ -90,6 +90,9 @@ class QueueStatements:
         return Statement(
             self._sql["dedup_holder"], {"queue": queue, "dedup_key": dedup_key}, "rows"
         )
+
+    def rate_window_opens(self, queue: str) -> Statement:
+        return Statement(self._sql["rate_window_opens"], {"queue": queue}, "rows")
 
     def lock_queue(self, queue: str) -> Statement:
         return Statement(self._sql["lock_queue"], {"queue": queue}, "rows")

@@ -196,3 +196,16 @@ DO UPDATE SET
     updated_at = clock_timestamp()
 RETURNING id, available_at,
           pg_notify(%(channel)s, 't:' || extract(epoch FROM w.available_at) || ':' || w.queue_name)
+
+-- name: rate_window_opens
+-- When a rate-limited queue whose window is full gets its next start: the oldest start
+-- inside the window, plus the window. NULL when the window is not full (or no limit).
+SELECT CASE WHEN count(*) >= q.rate_limit
+            THEN min(w.started_at) + make_interval(secs => q.rate_period)
+                 + interval '10 milliseconds' END AS opens_at
+FROM {schema}.queues q
+LEFT JOIN {schema}.workflows w
+  ON w.queue_name = q.name
+ AND w.started_at > clock_timestamp() - make_interval(secs => q.rate_period)
+WHERE q.name = %(queue)s AND q.rate_limit IS NOT NULL
+GROUP BY q.rate_limit, q.rate_period
