@@ -84,3 +84,21 @@ def test_workflows_finishing_during_shutdown_still_record_steps_and_children(
     assert ops == [(1, "step"), (2, "step"), (3, "child")], ops
     rows = db.execute("SELECT parent_id FROM workflows WHERE name LIKE %s", ("%child",)).fetchall()
     assert rows == [(handle.id,)]
+
+
+def test_connections_opened_on_a_callers_loop_close_with_that_loop(app: durably.App) -> None:
+    """``asyncio.run(wf())`` opens connections on the caller's loop; they are closed on
+    that loop as asyncio.run shuts it down, not left to the garbage collector."""
+    import asyncio
+
+    seen: list[Any] = []
+
+    @app.workflow
+    async def wf(x: int) -> int:
+        seen.append(await app.engine.async_db())
+        return x
+
+    assert asyncio.run(wf(1)) == 1
+    assert asyncio.run(wf(2)) == 2
+    assert len(seen) == 2 and seen[0] is not seen[1]
+    assert all(adb.pool.closed for adb in seen)

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as Protocol_
@@ -119,6 +119,9 @@ class Engine:
         self._async_dbs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncDatabase] = (
             weakref.WeakKeyDictionary()
         )
+        self._closers: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, AsyncGenerator[None, None]
+        ] = weakref.WeakKeyDictionary()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._keeper: Keeper | None = None
@@ -290,6 +293,14 @@ class Engine:
             adb = AsyncDatabase(self.db.url, self.db.schema, outage=self.db.outage)
             self._async_dbs[loop] = adb
             await adb.open()
+            if loop is not self._loop:
+                # A loop of the caller's (asyncio.run around `await wf()`): close its
+                # connections on that loop when it shuts down, not whenever it is
+                # collected. asyncio.run finalises open async generators before it
+                # closes the loop, which runs this one's cleanup there.
+                closer = _close_at_loop_shutdown(adb)
+                await closer.__anext__()
+                self._closers[loop] = closer
         return adb
 
     def heartbeat_statement(self) -> Statement:
@@ -557,6 +568,14 @@ def await_outcome(
                 raise _timeout(workflow_id, timeout)
             remaining = min(remaining, left)
         yield Wait(keys, since, remaining)
+
+
+async def _close_at_loop_shutdown(adb: AsyncDatabase) -> AsyncGenerator[None, None]:
+    """Suspended until its loop finalises async generators; then closes ``adb`` there."""
+    try:
+        yield
+    finally:
+        await adb.close()
 
 
 def default_executor_id() -> str:
