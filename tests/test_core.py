@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import durably
+from support import wait_until
 
 
 class Crash(BaseException):
@@ -695,5 +696,54 @@ def test_launch_recovers_more_than_one_batch_of_own_workflows_once(
     build(second)
     second.launch()
     assert all(second.handle(f"many-{i}").result(timeout=30) == "ok" for i in range(150))
+    attempts = db.execute("SELECT DISTINCT recovery_attempts FROM workflows").fetchall()
+    assert attempts == [(1,)]
+
+
+def test_launch_recovery_is_paced_by_the_recovery_capacity(
+    make_app: Callable[..., durably.App], db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog of own workflows is claimed in batches as recovered runs finish: at no
+    time are more than the capacity running here (memory does not grow with the
+    backlog), and every one is recovered exactly once."""
+    from durably.runtime import keeper
+
+    monkeypatch.setattr(keeper, "RECOVERY_CAPACITY", 30)
+    state = {"crash": True}
+    gate = threading.Event()
+
+    def build(app: durably.App) -> Any:
+        @app.step(name="held")
+        def held() -> str:
+            if state["crash"]:
+                raise Crash()
+            gate.wait(30)
+            return "ok"
+
+        @app.workflow(name="paced")
+        def paced(i: int) -> str:
+            return held()
+
+        return paced
+
+    executor = f"exec-{uuid.uuid4().hex[:6]}"
+    first = make_app(executor_id=executor)
+    paced = build(first)
+    for i in range(150):
+        with pytest.raises(Crash):
+            paced.options(id=f"paced-{i}")(i)
+    first.shutdown(grace=0)
+    state["crash"] = False
+    second = make_app(executor_id=executor, max_threads=200)
+    build(second)
+    second.launch()
+
+    def claimed() -> int:
+        return db.execute("SELECT count(*) FROM workflows WHERE epoch > 1").fetchone()[0]
+
+    wait_until(lambda: claimed() >= 30, what="the first recovered runs")
+    assert claimed() == 30  # never more than the capacity at once
+    gate.set()
+    assert all(second.handle(f"paced-{i}").result(timeout=60) == "ok" for i in range(150))
     attempts = db.execute("SELECT DISTINCT recovery_attempts FROM workflows").fetchall()
     assert attempts == [(1,)]

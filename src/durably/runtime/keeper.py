@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("durably")
 BATCH = 100
+# Recovered workflows (own, after a restart, or taken over) running here at once: a
+# backlog of any size is claimed in batches as these finish, so memory stays bounded.
+RECOVERY_CAPACITY = 1000
 # Queued workflows one worker runs at once per queue when worker_concurrency is not set.
 LOCAL_QUEUE_CAPACITY = 100
 
@@ -56,6 +59,11 @@ class Keeper:
         self._draining = False
         self._queues_due: set[str] = set(engine.queues)  # queues to claim from now
         self._running: dict[str, int] = {}  # queued workflows running here, per queue
+        self._recovering = 0  # recovered workflows running here
+        # The database's time at launch while this executor's own leftovers remain
+        # to be claimed (None: all claimed).
+        self._own_before: datetime | None = None
+        self._expired_left = False  # a takeover stopped at the capacity
 
     # ---------------------------------------------------------------- control
 
@@ -92,7 +100,10 @@ class Keeper:
         try:
             adb = await engine.async_db()
             self._listener = asyncio.get_running_loop().create_task(self._listen())
-            await self._claim(adb, "own")
+            if engine.registry:
+                self._own_before = (await adb.run(engine.statements.clock()))[0][0]
+                # The first batch before launch returns; the rest as these finish.
+                await self._claim(adb, "own")
         except BaseException as exc:
             ready.set_exception(exc)
             raise
@@ -124,7 +135,9 @@ class Keeper:
                     self._queues_due.clear()
                     self._wake_due = False
                     next_claim = next_scan = next_tick = now + 3600
-                if now >= next_claim:
+                if self._own_before is not None and self._room() and not self._draining:
+                    await self._claim(adb, "own")
+                if now >= next_claim or (self._expired_left and self._room()):
                     await self._claim(adb, "expired")
                     await self._claim(adb, "orphaned")
                     next_claim = now + engine.lease.seconds / 2 * random.uniform(0.5, 1.0)
@@ -165,6 +178,12 @@ class Keeper:
             if self._timers:
                 wake = min(wake, self._timers[0][0])
             if self._queues_due or self._wake_due:
+                continue
+            if (
+                (self._own_before is not None or self._expired_left)
+                and self._room()
+                and not self._draining
+            ):
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), max(0.0, wake - time.monotonic()))
@@ -245,18 +264,29 @@ class Keeper:
         if not names:
             return
         abandoned: dict[str, int] = {}
+        limit = BATCH
         while True:
             if which == "own":
-                # All at once: claimed rows still match, so a second batch would claim
-                # the first one again.
-                statement = engine.statements.claim_own(engine.executor_id, names, 10**9)
+                if self._own_before is None:
+                    return
+                # Claimed rows are updated after ``before``: the next batch skips them.
+                limit = min(BATCH, RECOVERY_CAPACITY - self._recovering)
+                if limit <= 0:
+                    return
+                statement = engine.statements.claim_own(
+                    engine.executor_id, names, limit, self._own_before
+                )
             elif which == "orphaned":
                 abandoned = engine.take_abandoned()
                 if not abandoned:
                     return
                 statement = engine.statements.claim_abandoned(engine.executor_id, abandoned)
             else:
-                statement = engine.statements.take_over(engine.executor_id, names, BATCH)
+                limit = min(BATCH, RECOVERY_CAPACITY - self._recovering)
+                if limit <= 0:
+                    self._expired_left = True
+                    return
+                statement = engine.statements.take_over(engine.executor_id, names, limit)
             generation = engine.lease.generation
             try:
                 rows = await self._write(adb, (statement,))
@@ -265,8 +295,17 @@ class Keeper:
                     for workflow_id, epoch in abandoned.items():
                         engine.abandon(workflow_id, epoch)
                 raise
-            await self._resume(adb, rows, generation, recovering=True)
-            if which != "expired" or len(rows) < BATCH:
+            started = await self._resume(adb, rows, generation, recovering=True)
+            for _queue, future in started:
+                self._track_recovery(future)
+            if which == "own":
+                if len(rows) < limit:
+                    self._own_before = None
+                return
+            if which != "expired":
+                return
+            self._expired_left = len(rows) == limit
+            if not self._expired_left or not self._room():
                 return
 
     async def _wake(self, adb: AsyncDatabase) -> None:
@@ -291,8 +330,8 @@ class Keeper:
         *,
         recovering: bool,
         from_queue: bool = False,
-    ) -> list[tuple[str, concurrent.futures.Future[Any]]]:
-        """Run claimed workflows here; returns (queue, future) of those from queues.
+    ) -> list[tuple[str | None, concurrent.futures.Future[Any]]]:
+        """Run claimed workflows here; returns (queue or None, future) of each.
 
         Their recorded operations are read in one query for the whole batch; a workflow
         claimed from its queue for the first time (epoch 1 -> 2) has none, and skips it.
@@ -315,7 +354,7 @@ class Keeper:
                 runnable.append(row)
         history = [row.id for row in runnable if not (from_queue and row.epoch == 2)]
         recorded = await drive_async(engine, load_recorded_many(engine, history))
-        started: list[tuple[str, concurrent.futures.Future[Any]]] = []
+        started: list[tuple[str | None, concurrent.futures.Future[Any]]] = []
         for row in runnable:
             workflow_id, name, inputs, epoch = row.id, row.name, row.inputs, row.epoch
             attempts, deadline, queue = row.recovery_attempts, row.deadline, row.queue_name
@@ -338,7 +377,7 @@ class Keeper:
                 lease_generation=generation,
             )
             future = engine.run_in_background(ctx, spec, args, kwargs)
-            if future is not None and queue is not None:
+            if future is not None:
                 started.append((queue, future))
         return started
 
@@ -376,7 +415,8 @@ class Keeper:
                     adb, rows, generation, recovering=False, from_queue=True
                 )
                 for queue, future in started:
-                    self._track(queue, future)
+                    if queue is not None:
+                        self._track(queue, future)
                 if len(rows) < want:
                     if spec.rate_limit is not None:
                         await self._when_window_opens(adb, name)
@@ -388,6 +428,24 @@ class Keeper:
         rows = await adb.run(self.engine.queue_statements.rate_window_opens(queue))
         if rows and rows[0][0] is not None:
             self.wake_at(rows[0][0], queue)
+
+    def _room(self) -> bool:
+        return self._recovering < RECOVERY_CAPACITY
+
+    def _track_recovery(self, future: concurrent.futures.Future[Any]) -> None:
+        """Count a recovered workflow against the capacity until it ends."""
+        self._recovering += 1
+        loop = asyncio.get_running_loop()
+
+        def done(_: object) -> None:
+            loop.call_soon_threadsafe(self._recovery_done)
+
+        future.add_done_callback(done)
+
+    def _recovery_done(self) -> None:
+        self._recovering -= 1
+        if self._own_before is not None or self._expired_left:
+            self._kick.set()
 
     def _track(self, name: str, future: concurrent.futures.Future[Any]) -> None:
         """Count a claimed workflow against this worker's share until it ends."""

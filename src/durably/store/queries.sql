@@ -129,6 +129,10 @@ SELECT name, status, output, error, recovery_attempts
 FROM {schema}.workflows
 WHERE id = %(workflow_id)s
 
+-- name: clock
+-- The database's time (launch recovery takes what was left before it).
+SELECT clock_timestamp() AS now
+
 -- name: heartbeat
 -- Register this executor or renew its lease.
 INSERT INTO {schema}.executors (id, app_name, hostname, pid, lease_seconds)
@@ -155,9 +159,12 @@ WITH claimed AS (
         executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END,
         updated_at = clock_timestamp()
     FROM (
+        -- updated before this launch began: neither claimed by an earlier batch of it
+        -- nor started by this process since
         SELECT id FROM {schema}.workflows
         WHERE executor_id = %(executor_id)s AND status = 'PENDING'
           AND name = ANY(%(names)s::text[])
+          AND updated_at < %(before)s
         ORDER BY created_at
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED

@@ -65,7 +65,7 @@ class Statements:
         names = [
             "insert_workflow", "start_child", "record_operation", "inspect_operation",
             "get_workflow", "get_outcome", "heartbeat",
-            "remove_executor", "claim_own", "take_over", "remove_expired_executors",
+            "remove_executor", "clock", "claim_own", "take_over", "remove_expired_executors",
             "list_operations", "finish_workflow_notify", "watch", "send_message",
             "send_from_workflow", "consume_message", "wait_deadline", "park", "wake_due",
             "next_wake", "set_event", "get_event", "get_all_events", "write_stream",
@@ -280,11 +280,17 @@ class Statements:
     def remove_executor(self, executor_id: str) -> Statement:
         return Statement(self._sql["remove_executor"], {"id": executor_id})
 
-    def claim_own(self, executor_id: str, names: Sequence[str], limit: int) -> Statement:
+    def clock(self) -> Statement:
+        return Statement(self._sql["clock"], {}, "rows")
+
+    def claim_own(
+        self, executor_id: str, names: Sequence[str], limit: int, before: datetime
+    ) -> Statement:
         return Statement(
             self._sql["claim_own"],
             {
                 "executor_id": executor_id,
+                "before": before,
                 "names": list(names),
                 "limit": limit,
                 "channel": self.channel,
