@@ -129,6 +129,24 @@ SELECT name, status, output, error, recovery_attempts
 FROM {schema}.workflows
 WHERE id = %(workflow_id)s
 
+-- name: fragment_claimed_before
+-- (A fragment, placed into the claims below.) Ends a claim whose CTE ``claimed`` took
+-- workflows: on a retry after a lost reply it also returns what the first attempt of the
+-- same statement (same token) claimed, if that is still ours.
+UNION ALL
+SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
+FROM {schema}.workflows
+WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
+  AND executor_id = %(executor_id)s AND id NOT IN (SELECT id FROM claimed)
+
+-- name: fragment_claim_returning
+-- (A fragment.) What a claim of workflows returns (store.rows.Claimed); work put back
+-- on its queue notifies the queue's workers.
+RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
+          w.deadline, w.queue_name,
+          CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name)
+          END AS notified
+
 -- name: clock
 -- The database's time (launch recovery takes what was left before it).
 SELECT clock_timestamp() AS now
@@ -170,18 +188,10 @@ WITH claimed AS (
         FOR UPDATE SKIP LOCKED
     ) mine
     WHERE w.id = mine.id
-    RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-              w.deadline, w.queue_name,
-              CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name)
-              END AS notified
+    {fragment_claim_returning}
 )
 SELECT * FROM claimed
-UNION ALL
--- a retry after a lost reply: what the first attempt claimed, if still ours
-SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
-FROM {schema}.workflows
-WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
-  AND executor_id = %(executor_id)s AND id NOT IN (SELECT id FROM claimed)
+{fragment_claimed_before}
 
 -- name: claim_abandoned
 -- Take back workflows this process itself left unfinished (a database outage outlasted
@@ -198,18 +208,10 @@ WITH claimed AS (
     FROM unnest(%(ids)s::text[], %(epochs)s::bigint[]) AS a(id, epoch)
     WHERE w.id = a.id AND w.epoch = a.epoch AND w.executor_id = %(executor_id)s
       AND w.status = 'PENDING'
-    RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-              w.deadline, w.queue_name,
-              CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name)
-              END AS notified
+    {fragment_claim_returning}
 )
 SELECT * FROM claimed
-UNION ALL
--- a retry after a lost reply: what the first attempt claimed, if still ours
-SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
-FROM {schema}.workflows
-WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
-  AND executor_id = %(executor_id)s AND id NOT IN (SELECT id FROM claimed)
+{fragment_claimed_before}
 
 -- name: take_over
 -- Take unfinished workflows whose executor's lease expired (or whose executor row is
@@ -243,18 +245,10 @@ WITH claimed AS (
         FOR UPDATE OF wf SKIP LOCKED
     ) expired
     WHERE w.id = expired.id
-    RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-              w.deadline, w.queue_name,
-              CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name)
-              END AS notified
+    {fragment_claim_returning}
 )
 SELECT * FROM claimed
-UNION ALL
--- a retry after a lost reply: what the first attempt claimed, if still ours
-SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
-FROM {schema}.workflows
-WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
-  AND executor_id = %(executor_id)s AND id NOT IN (SELECT id FROM claimed)
+{fragment_claimed_before}
 
 -- name: remove_expired_executors
 -- Executors silent for ten leases have nothing left to own; drop their rows.
@@ -487,18 +481,10 @@ WITH claimed AS (
         FOR UPDATE SKIP LOCKED
     ) due
     WHERE w.id = due.id
-    RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-              w.deadline, w.queue_name,
-              CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name)
-              END AS notified
+    {fragment_claim_returning}
 )
 SELECT * FROM claimed
-UNION ALL
--- a retry after a lost reply: what the first attempt claimed, if still ours
-SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
-FROM {schema}.workflows
-WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
-  AND executor_id = %(executor_id)s AND id NOT IN (SELECT id FROM claimed)
+{fragment_claimed_before}
 
 -- name: next_wake
 -- When the earliest parked workflow is due (for the timer of the executor loop).

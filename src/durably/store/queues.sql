@@ -89,12 +89,7 @@ WITH q AS (
               w.deadline, w.queue_name, NULL AS notified
 )
 SELECT * FROM claimed
-UNION ALL
--- a retry after a lost reply: what the first attempt claimed, if still ours
-SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
-FROM {schema}.workflows
-WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
-  AND executor_id = %(executor_id)s AND id NOT IN (SELECT id FROM claimed)
+{fragment_claimed_before}
 
 -- name: claim_queued_partitioned
 -- The same for a queue with a per-partition limit: each partition key may have at most
@@ -151,12 +146,7 @@ WITH q AS (
               w.deadline, w.queue_name, NULL AS notified
 )
 SELECT * FROM claimed
-UNION ALL
--- a retry after a lost reply: what the first attempt claimed, if still ours
-SELECT id, name, status, inputs, epoch, codec, recovery_attempts, deadline, queue_name, NULL
-FROM {schema}.workflows
-WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
-  AND executor_id = %(executor_id)s AND id NOT IN (SELECT id FROM claimed)
+{fragment_claimed_before}
 
 -- name: set_delay
 -- Change when a waiting workflow may start.

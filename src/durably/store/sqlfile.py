@@ -40,9 +40,22 @@ class Query(str):
     name: str
 
 
+@functools.cache
+def _fragments(schema: str) -> dict[str, str]:
+    """Blocks named ``fragment_*``: shared pieces placed into statements as
+    ``{fragment_*}``, so a piece of SQL several statements need is written once."""
+    return {
+        name: render(text, schema)
+        for name, text in _blocks().items()
+        if name.startswith("fragment_")
+    }
+
+
 def statement(name: str, schema: str, **fragments: str) -> Query:
     """The statement called ``name`` in queries.sql, rendered for ``schema``."""
-    query = Query(render(_blocks()[name], schema, **fragments))
+    template = _blocks()[name]
+    shared = {k: v for k, v in _fragments(schema).items() if "{" + k + "}" in template}
+    query = Query(render(template, schema, **shared, **fragments))
     query.name = name
     return query
 
