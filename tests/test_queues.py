@@ -156,6 +156,42 @@ def test_a_rate_limited_queue_wakes_when_its_window_opens(
     assert all(span >= timedelta(seconds=0.5) for span in spans), spans
 
 
+def test_a_small_queue_is_not_starved_behind_a_deep_one(
+    make_app: Callable[..., durably.App], db: psycopg.Connection[Any], pg_url: str, schema: str
+) -> None:
+    """Fair dequeue: each queue is claimed up to its own share in every dispatch round,
+    so ten items behind a 2,000-deep queue on the same worker start in the first round
+    rather than after the backlog."""
+    app = make_app()
+
+    @app.workflow(name="noop")
+    def noop(i: int) -> int:
+        return i
+
+    app.queue("big")
+    app.queue("small")
+    app.engine  # declares the queues, runs nothing yet  # noqa: B018
+    with durably.Client(pg_url, schema=schema) as client:  # enqueues without a worker
+        deep = [client.enqueue("big", "noop", i) for i in range(2000)]
+        few = [client.enqueue("small", "noop", i) for i in range(10)]
+    app.launch()
+    deep = [app.handle(h.id) for h in deep]
+    few = [app.handle(h.id) for h in few]
+    assert [h.result(timeout=60) for h in few] == list(range(10))
+    assert deep[-1].result(timeout=120) == 1999
+    big_starts = [
+        r[0]
+        for r in db.execute(
+            "SELECT started_at FROM workflows WHERE queue_name = 'big' ORDER BY started_at"
+        ).fetchall()
+    ]
+    last_small = db.execute(
+        "SELECT max(started_at) FROM workflows WHERE queue_name = 'small'"
+    ).fetchone()[0]
+    # One round claims at most a worker's share of each queue (100 here).
+    assert last_small <= big_starts[200], (last_small, big_starts[200])
+
+
 # ---------------------------------------------------------------- priority
 
 

@@ -384,43 +384,48 @@ class Keeper:
     # ---------------------------------------------------------------- queues
 
     async def _claim_queued(self, adb: AsyncDatabase, queues: set[str]) -> None:
-        """Claim queued work for this worker, within every limit, and run it here."""
+        """Claim queued work for this worker, within every limit, and run it here.
+
+        One batch per queue per round, round-robin: a queue that filled its batch is due
+        again next round, after every other due queue had its turn, so a deep queue
+        never starves a small one served by the same worker.
+        """
         engine = self.engine
         names = list(engine.registry)
         if not names:
             return
-        for name in queues:
+        for name in sorted(queues):
             spec = engine.queues.get(name)
             if spec is None or (
                 engine.listen_queues is not None and name not in engine.listen_queues
             ):
                 continue
             capacity = spec.worker_concurrency or LOCAL_QUEUE_CAPACITY
-            while (free := capacity - self._running.get(name, 0)) > 0:
-                want = min(free, BATCH)
-                claim = engine.queue_statements.claim_queued(
-                    queue=name,
-                    executor_id=engine.executor_id,
-                    names=names,
-                    want=want,
-                    partitioned=spec.partition_concurrency is not None,
-                )
-                generation = engine.lease.generation
-                if spec.serialised:
-                    lock = engine.queue_statements.lock_queue(name)
-                    rows = await self._write(adb, (lock, claim))
-                else:
-                    rows = await self._write(adb, (claim,))
-                started = await self._resume(
-                    adb, rows, generation, recovering=False, from_queue=True
-                )
-                for queue, future in started:
-                    if queue is not None:
-                        self._track(queue, future)
-                if len(rows) < want:
-                    if spec.rate_limit is not None:
-                        await self._when_window_opens(adb, name)
-                    break
+            free = capacity - self._running.get(name, 0)
+            if free <= 0:
+                continue  # a finishing run frees a slot and makes the queue due again
+            want = min(free, BATCH)
+            claim = engine.queue_statements.claim_queued(
+                queue=name,
+                executor_id=engine.executor_id,
+                names=names,
+                want=want,
+                partitioned=spec.partition_concurrency is not None,
+            )
+            generation = engine.lease.generation
+            if spec.serialised:
+                lock = engine.queue_statements.lock_queue(name)
+                rows = await self._write(adb, (lock, claim))
+            else:
+                rows = await self._write(adb, (claim,))
+            started = await self._resume(adb, rows, generation, recovering=False, from_queue=True)
+            for queue, future in started:
+                if queue is not None:
+                    self._track(queue, future)
+            if len(rows) == want:
+                self._queues_due.add(name)  # more may be waiting: its next turn
+            elif spec.rate_limit is not None:
+                await self._when_window_opens(adb, name)
 
     async def _when_window_opens(self, adb: AsyncDatabase, queue: str) -> None:
         """A rate-limited queue claimed less than it could: if its window is full, claim
