@@ -31,8 +31,9 @@ class WorkflowContext:
     """The state of one execution of one workflow: identity, ownership and replay log."""
 
     __slots__ = (
-        "cancelled", "deadline", "engine", "epoch", "exited", "finished", "lease_generation",
-        "name", "next_step", "predecessor", "recorded", "superseded", "task", "workflow_id",
+        "cancelled", "deadline", "engine", "epoch", "exited", "finished", "gone",
+        "lease_generation", "name", "next_step", "predecessor", "recorded", "superseded", "task",
+        "workflow_id",
     )  # fmt: skip
 
     def __init__(
@@ -64,7 +65,9 @@ class WorkflowContext:
         # newer run waits for this one to exit (``predecessor``, ``exited``).
         self.superseded = False
         self.predecessor: WorkflowContext | None = None
-        self.exited = threading.Event()
+        # Made only when a newer run must wait for this one (under the engine's lock).
+        self.exited: threading.Event | None = None
+        self.gone = False  # this run has exited
 
     def take_step(self) -> int:
         """Number the next durable operation; called when it is called, not when it runs."""

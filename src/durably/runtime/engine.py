@@ -350,8 +350,10 @@ class Engine:
         starts only once it has exited (``_await_predecessor``)."""
         with self._lock:
             older = self._active.get(ctx.workflow_id)
-            if older is not None and older is not ctx:
+            if older is not None and older is not ctx and not older.gone:
                 older.superseded = True
+                if older.exited is None:
+                    older.exited = threading.Event()
                 ctx.predecessor = older
             self._active[ctx.workflow_id] = ctx
 
@@ -359,7 +361,10 @@ class Engine:
         with self._lock:
             if self._active.get(ctx.workflow_id) is ctx:
                 del self._active[ctx.workflow_id]
-        ctx.exited.set()
+            ctx.gone = True
+            exited = ctx.exited
+        if exited is not None:
+            exited.set()
 
     def cancel_local(self, workflow_id: str) -> None:
         """A cancel reached this process: stop the workflow at its next durable call,
@@ -387,7 +392,7 @@ class Engine:
         self._register(ctx)
         try:
             older, ctx.predecessor = ctx.predecessor, None
-            if older is not None:
+            if older is not None and older.exited is not None:
                 older.exited.wait(PREDECESSOR_WAIT)
             return drive_sync(self, run_body(ctx, spec, args, kwargs))
         except BaseException as exc:
@@ -416,7 +421,7 @@ class Engine:
             timer = asyncio.get_running_loop().call_later(max(0.0, delay), task.cancel)
         try:
             older, ctx.predecessor = ctx.predecessor, None
-            if older is not None:
+            if older is not None and older.exited is not None:
                 await asyncio.to_thread(older.exited.wait, PREDECESSOR_WAIT)
             return await drive_async(self, run_body(ctx, spec, args, kwargs))
         except asyncio.CancelledError as exc:

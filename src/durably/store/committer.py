@@ -9,6 +9,7 @@ batch is one pipelined transaction, so N checkpoints cost one commit.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -41,11 +42,17 @@ class Pending:
         return self.result
 
 
+@functools.cache
+def _row_factory(row: Any) -> Any:
+    """One row factory per row type (not one per statement run)."""
+    return kwargs_row(row)
+
+
 def _execute(conn: psycopg.Connection[Any], statement: Statement) -> psycopg.Cursor[Any]:
     """Execute a statement; its rows come back as its row type, built by column name."""
     if statement.row is None:
         return conn.execute(statement.sql, statement.params, prepare=True)
-    cur = conn.cursor(row_factory=kwargs_row(statement.row))
+    cur = conn.cursor(row_factory=_row_factory(statement.row))
     return cur.execute(statement.sql, statement.params, prepare=True)
 
 
@@ -55,7 +62,7 @@ async def _execute_async(
     """Async twin of _execute."""
     if statement.row is None:
         return await conn.execute(statement.sql, statement.params, prepare=True)
-    cur = conn.cursor(row_factory=kwargs_row(statement.row))
+    cur = conn.cursor(row_factory=_row_factory(statement.row))
     return await cur.execute(statement.sql, statement.params, prepare=True)
 
 
