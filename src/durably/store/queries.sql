@@ -117,13 +117,6 @@ FROM {schema}.operations
 WHERE workflow_id = ANY(%(ids)s::text[])
 ORDER BY workflow_id, step
 
--- name: get_workflow
-SELECT id, name, status, inputs, output, error, executor_id, epoch, recovery_attempts,
-       max_recovery_attempts, parent_id, parent_step, forked_from, codec,
-       created_at, updated_at, completed_at
-FROM {schema}.workflows
-WHERE id = %(workflow_id)s
-
 -- name: get_outcome
 SELECT name, status, output, error, recovery_attempts
 FROM {schema}.workflows
@@ -249,11 +242,6 @@ WITH claimed AS (
 )
 SELECT * FROM claimed
 {fragment_claimed_before}
-
--- name: remove_expired_executors
--- Executors silent for ten leases have nothing left to own; drop their rows.
-DELETE FROM {schema}.executors
-WHERE heartbeat_at + make_interval(secs => lease_seconds * 10) < now()
 
 -- name: list_workflows
 SELECT id, name, status, inputs, output, error, executor_id, epoch, recovery_attempts,

@@ -64,8 +64,8 @@ class Statements:
         self.schema = schema
         names = [
             "insert_workflow", "start_child", "record_operation", "inspect_operation",
-            "get_workflow", "get_outcome", "heartbeat",
-            "remove_executor", "clock", "claim_own", "take_over", "remove_expired_executors",
+            "get_outcome", "heartbeat",
+            "remove_executor", "clock", "claim_own", "take_over",
             "list_operations", "finish_workflow_notify", "watch", "send_message",
             "send_from_workflow", "consume_message", "wait_deadline", "park", "wake_due",
             "next_wake", "set_event", "get_event", "get_all_events", "write_stream",
@@ -255,9 +255,6 @@ class Statements:
             row=rows.StoredOperation,
         )
 
-    def get_workflow(self, workflow_id: str) -> Statement:
-        return Statement(self._sql["get_workflow"], {"workflow_id": workflow_id}, "rows")
-
     def get_outcome(self, workflow_id: str) -> Statement:
         return Statement(
             self._sql["get_outcome"], {"workflow_id": workflow_id}, "rows", row=rows.Outcome
@@ -330,9 +327,6 @@ class Statements:
             "rows",
             row=rows.Claimed,
         )
-
-    def remove_expired_executors(self) -> Statement:
-        return Statement(self._sql["remove_expired_executors"], {})
 
     def list_workflows(
         self,
