@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from chaos.config import CRON_NAME, LIMITED_CONCURRENCY, LIMITED_QUEUE
-from chaos.snapshot import FINAL, Effect, Snapshot
+from chaos.snapshot import FINAL, Snapshot
+from chaos.violations import Stop, Violation, effect_dict
 
 INVARIANTS = {
     "final": "every workflow reaches a final status (none stranded, none missing)",
@@ -31,51 +31,11 @@ INVARIANTS = {
 }
 
 
-@dataclass(frozen=True)
-class Stop:
-    """A SIGSTOP of a worker process, from t_start to t_end (SIGCONT)."""
-
-    pid: int
-    t_start: float
-    t_end: float
-
-
-@dataclass
-class Violation:
-    invariant: str
-    workflow_id: str | None
-    summary: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-    def key(self) -> tuple[str, str | None, str]:
-        return (self.invariant, self.workflow_id, self.summary)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "invariant": self.invariant,
-            "workflow_id": self.workflow_id,
-            "summary": self.summary,
-            "evidence": self.evidence,
-        }
-
-
 @dataclass
 class Findings:
     violations: list[Violation] = field(default_factory=list)
     excused: list[Violation] = field(default_factory=list)  # overlaps explained by SIGSTOP
     notes: list[str] = field(default_factory=list)
-
-
-def effect_dict(e: Effect) -> dict[str, Any]:
-    """A body as evidence."""
-    return {
-        "step": e.step,
-        "epoch": e.epoch,
-        "pid": e.pid,
-        "started_at": round(e.started_at, 4),
-        "ended_at": round(e.ended_at, 4),
-        "label": e.label,
-    }
 
 
 def check_final(snap: Snapshot) -> list[Violation]:

@@ -9,8 +9,8 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from chaos import shapes
-from chaos.checks import Violation
 from chaos.snapshot import FINAL, Message, Snapshot
+from chaos.violations import Violation
 
 
 def _message_id(value: Any) -> str | None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from chaos.checks import Stop, Violation, effect_dict
 from chaos.config import LIMITED_CONCURRENCY, LIMITED_QUEUE
 from chaos.snapshot import Effect, Snapshot
+from chaos.violations import Stop, Violation, effect_dict
 
 Checked = tuple[list[Violation], list[Violation]]  # (violations, excused)
 

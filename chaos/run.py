@@ -21,7 +21,7 @@ import psycopg
 
 import durably
 from chaos import tables
-from chaos.checks import Stop, check_all
+from chaos.checks import check_all
 from chaos.config import WF_SCHEMA, RunConfig
 from chaos.control import Reader, Switches
 from chaos.drain import drain
@@ -35,6 +35,7 @@ from chaos.progress import measure, stats
 from chaos.report import build
 from chaos.retry import Conn, retry
 from chaos.snapshot import Snapshot, load
+from chaos.violations import Stop
 from durably.store import faults
 
 log = logging.getLogger("chaos.run")

@@ -24,12 +24,13 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from chaos import shapes
-from chaos.checks import Stop, check_all
+from chaos.checks import check_all
 from chaos.config import CHAOS_SCHEMA as C
 from chaos.config import CRON_NAME, LIMITED_CONCURRENCY, LIMITED_QUEUE, RunConfig
 from chaos.config import WF_SCHEMA as W
 from chaos.run import Outcome, execute
 from chaos.snapshot import Effect, Snapshot, load
+from chaos.violations import Stop
 
 Conn = psycopg.Connection[Any]
 

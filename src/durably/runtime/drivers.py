@@ -8,6 +8,7 @@ import inspect
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Protocol as TypingProtocol
 
 from durably.errors import ConnectionLost
 from durably.execution.effects import (
@@ -21,18 +22,35 @@ from durably.execution.effects import (
     Watch,
     Write,
 )
+from durably.execution.host import Host
 from durably.store.statements import Statement
 
 if TYPE_CHECKING:
-    from durably.execution.host import Host
-    from durably.runtime.engine import Engine
+    from durably.runtime.lease import Lease
+    from durably.runtime.notifier import Notifier
+    from durably.store.database import AsyncDatabase, Database
 
 T = TypeVar("T")
 
 
-def _engine(host: Host) -> Engine:
+class Runner(Host, TypingProtocol):
+    """What the drivers use of the engine (the runtime's ``Engine`` is one)."""
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def notifier(self) -> Notifier: ...
+
+    @property
+    def lease(self) -> Lease: ...
+
+    async def async_db(self) -> AsyncDatabase: ...
+
+
+def _engine(host: Host) -> Runner:
     # Every host is the runtime's Engine; the execution layer only names its protocol.
-    return cast("Engine", host)
+    return cast("Runner", host)
 
 
 def drive_sync(host: Host, gen: Protocol[T]) -> T:
@@ -137,12 +155,12 @@ async def drive_async(host: Host, gen: Protocol[T]) -> T:
 # retry budget the workflow is abandoned unrecorded and recovered later.
 
 
-def _settle_sync(engine: Engine, statements: Sequence[Statement], first: ConnectionLost) -> Any:
+def _settle_sync(engine: Runner, statements: Sequence[Statement], first: ConnectionLost) -> Any:
     return engine.db.settle(statements, first)
 
 
 async def _settle_async(
-    engine: Engine, statements: Sequence[Statement], first: ConnectionLost
+    engine: Runner, statements: Sequence[Statement], first: ConnectionLost
 ) -> Any:
     db = await engine.async_db()
     return await db.settle(statements, first)
