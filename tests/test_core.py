@@ -706,9 +706,9 @@ def test_launch_recovery_is_paced_by_the_recovery_capacity(
     """A backlog of own workflows is claimed in batches as recovered runs finish: at no
     time are more than the capacity running here (memory does not grow with the
     backlog), and every one is recovered exactly once."""
-    from durably.runtime import keeper
+    from durably.runtime import recovery
 
-    monkeypatch.setattr(keeper, "RECOVERY_CAPACITY", 30)
+    monkeypatch.setattr(recovery, "RECOVERY_CAPACITY", 30)
     state = {"crash": True}
     gate = threading.Event()
 

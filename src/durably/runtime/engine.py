@@ -22,7 +22,6 @@ import weakref
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from typing import Protocol as Protocol_
 
 from durably import codec as codec_module
 from durably.errors import (
@@ -38,6 +37,8 @@ from durably.execution.protocol import Parked, cancel_for_timeout, read_outcome,
 from durably.execution.specs import WorkflowSpec
 from durably.execution.waits import POLL_INTERVAL
 from durably.runtime.drivers import drive_async, drive_sync
+from durably.runtime.duty import SchedulerHook as SchedulerHook
+from durably.runtime.heartbeat import beat_statement
 from durably.runtime.keeper import Keeper
 from durably.runtime.lease import Lease
 from durably.runtime.notifier import Notifier
@@ -47,17 +48,9 @@ if TYPE_CHECKING:
     from durably.queue_spec import QueueSpec
 from durably.status import Status
 from durably.store.database import AsyncDatabase, Database
-from durably.store.statements import Statement, Statements
+from durably.store.statements import Statements
 
 log = logging.getLogger("durably")
-
-
-class SchedulerHook(Protocol_):
-    """What the keeper needs of a scheduler: run due ticks, say when the next one is."""
-
-    async def tick(self, adb: AsyncDatabase) -> float:
-        """Start every due tick; return the monotonic time of the next check."""
-        ...
 
 
 # How long a run waits for an older run of its workflow in this process to exit (it was
@@ -176,7 +169,7 @@ class Engine:
     def _launch(self) -> None:
         if self.serves:
             sent = time.monotonic()
-            self.db.run_settled(self.heartbeat_statement())
+            self.db.run_settled(beat_statement(self))
             self.lease.renewed(sent)
         self._start_loop()
         assert self._loop is not None
@@ -303,15 +296,6 @@ class Engine:
                 self._closers[loop] = closer
         return adb
 
-    def heartbeat_statement(self) -> Statement:
-        return self.statements.heartbeat(
-            executor_id=self.executor_id,
-            app_name=self.app_name,
-            hostname=socket.gethostname(),
-            pid=os.getpid(),
-            lease=self.lease.seconds,
-        )
-
     # ----------------------------------------------------------------- bookkeeping
 
     def _note_exit(self, ctx: WorkflowContext, exc: BaseException) -> None:
@@ -324,6 +308,15 @@ class Engine:
     def abandon(self, workflow_id: str, epoch: int) -> None:
         with self._lock:
             self._abandoned[workflow_id] = epoch
+        keeper, loop = self._keeper, self._loop
+        if keeper is not None and loop is not None:
+            # The keeper takes it back at its next round (paced: see Recovery).
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(keeper.nudge)
+
+    def has_abandoned(self) -> bool:
+        with self._lock:
+            return bool(self._abandoned)
 
     def take_abandoned(self) -> dict[str, int]:
         with self._lock:

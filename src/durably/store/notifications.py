@@ -1,12 +1,14 @@
-"""The LISTEN side of the schema's notifications: one connection that waits for them.
+"""The schema's notifications: what their payloads mean, and one connection to wait on.
 
-Channel names are defined by ``Statements.channel``; payloads are "<kind>:<subject>"
-(see ``runtime.keeper``). Driver errors leave as ``ConnectionLost``.
+Channel names are defined by ``Statements.channel``; payloads are "<kind>:<subject>",
+the kinds defined here once (the .sql files receive them as literals). Driver errors
+leave as ``ConnectionLost``.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from enum import StrEnum
 from typing import Any
 
 import psycopg
@@ -15,6 +17,23 @@ from psycopg import sql
 from durably.errors import ConnectionLost
 
 _CONNECT_TIMEOUT = 5
+
+
+class Kind(StrEnum):
+    """What a notification says; its subject follows the colon."""
+
+    QUEUED = "q"  # work is ready on the queue named by the subject
+    DELAYED = "t"  # "<epoch seconds>:<queue>": delayed work of a queue comes due then
+    MESSAGE = "m"  # a message was sent to the workflow
+    EVENT = "e"  # the workflow set an event
+    STREAM = "s"  # the workflow wrote to a stream
+    FINISHED = "d"  # the workflow finished
+    CANCELLED = "c"  # the workflow was cancelled
+    RESUMED = "w"  # the workflow was resumed or forked: a new epoch owns it
+
+    def literal(self) -> str:
+        """The payload's prefix, as SQL text for the .sql files."""
+        return f"'{self.value}:'"
 
 
 class Notifications:

@@ -145,12 +145,40 @@ RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempt
 SELECT clock_timestamp() AS now
 
 -- name: heartbeat
--- Register this executor or renew its lease.
-INSERT INTO {schema}.executors (id, app_name, hostname, pid, lease_seconds)
-VALUES (%(id)s, %(app_name)s, %(hostname)s, %(pid)s, %(lease_seconds)s)
-ON CONFLICT (id) DO UPDATE
-SET heartbeat_at = now(), pid = EXCLUDED.pid, hostname = EXCLUDED.hostname,
-    lease_seconds = EXCLUDED.lease_seconds
+-- Register this executor or renew its lease, and say in the same round trip what is
+-- due for it: the next parked workflow of its names to wake, the next deadline, the next
+-- schedule tick, which of its queues hold ready work, and whether an expired executor
+-- left work to take over. An idle worker sends nothing else (notifications bring work
+-- forward between beats); each answer is an index probe.
+WITH beat AS (
+    INSERT INTO {schema}.executors (id, app_name, hostname, pid, lease_seconds)
+    VALUES (%(id)s, %(app_name)s, %(hostname)s, %(pid)s, %(lease_seconds)s)
+    ON CONFLICT (id) DO UPDATE
+    SET heartbeat_at = now(), pid = EXCLUDED.pid, hostname = EXCLUDED.hostname,
+        lease_seconds = EXCLUDED.lease_seconds
+    RETURNING id
+)
+SELECT
+    (SELECT min(wake_at) FROM {schema}.workflows
+     WHERE status = 'PENDING' AND executor_id IS NULL
+       AND name = ANY(%(names)s::text[])) AS next_wake,
+    (SELECT min(deadline) FROM {schema}.workflows
+     WHERE status = 'PENDING' AND deadline IS NOT NULL) AS next_deadline,
+    (SELECT min(next_tick) FROM {schema}.schedules
+     WHERE NOT paused AND workflow_name = ANY(%(names)s::text[])) AS next_tick,
+    ARRAY(SELECT q FROM unnest(%(queues)s::text[]) AS q
+          WHERE EXISTS (SELECT 1 FROM {schema}.workflows
+                        WHERE queue_name = q AND status IN ('ENQUEUED', 'DELAYED')
+                          AND (available_at IS NULL OR available_at <= clock_timestamp())
+                          AND name = ANY(%(names)s::text[]))) AS ready_queues,
+    EXISTS (SELECT 1 FROM {schema}.executors e
+            WHERE e.id <> %(id)s
+              AND e.heartbeat_at + make_interval(secs => e.lease_seconds) < now()
+              AND EXISTS (SELECT 1 FROM {schema}.workflows w
+                          WHERE w.executor_id = e.id AND w.status = 'PENDING'
+                            AND w.name = ANY(%(names)s::text[]))) AS expired,
+    clock_timestamp() AS now
+FROM beat
 
 -- name: remove_executor
 DELETE FROM {schema}.executors WHERE id = %(id)s

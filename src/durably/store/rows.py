@@ -128,3 +128,14 @@ class StreamWritten(NamedTuple):
     owned: int
     recorded: int
     notified: int
+
+
+class Survey(NamedTuple):
+    """A heartbeat's answer: what is due for this executor, as the database sees it."""
+
+    next_wake: datetime | None
+    next_deadline: datetime | None
+    next_tick: datetime | None
+    ready_queues: list[str]
+    expired: bool
+    now: datetime

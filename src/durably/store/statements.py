@@ -261,7 +261,15 @@ class Statements:
         )
 
     def heartbeat(
-        self, *, executor_id: str, app_name: str | None, hostname: str, pid: int, lease: float
+        self,
+        *,
+        executor_id: str,
+        app_name: str | None,
+        hostname: str,
+        pid: int,
+        lease: float,
+        names: Sequence[str] = (),
+        queues: Sequence[str] = (),
     ) -> Statement:
         return Statement(
             self._sql["heartbeat"],
@@ -271,7 +279,11 @@ class Statements:
                 "hostname": hostname,
                 "pid": pid,
                 "lease_seconds": lease,
+                "names": list(names),
+                "queues": list(queues),
             },
+            "rows",
+            row=rows.Survey,
         )
 
     def remove_executor(self, executor_id: str) -> Statement:

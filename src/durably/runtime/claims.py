@@ -1,0 +1,111 @@
+"""Running a claim and starting what it claimed: shared by recovery, wake-ups and queues.
+
+A claim moves workflows to this executor under a new epoch. If the connection breaks
+after it was sent, it may have committed: it is settled by its token, retrying until the
+database answers, so nothing claimed here is ever left unrun.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from durably import codec as codec_module
+from durably.errors import ConnectionLost
+from durably.execution.context import WorkflowContext
+from durably.execution.protocol import load_recorded_many
+from durably.runtime.drivers import drive_async
+from durably.status import Status
+from durably.store.outage import FIRST_DELAY, MAX_DELAY
+
+if TYPE_CHECKING:
+    from durably.runtime.duty import KeeperHost, Pacer
+    from durably.store.database import AsyncDatabase
+    from durably.store.rows import Claimed
+    from durably.store.statements import Statement
+
+log = logging.getLogger("durably")
+
+Started = list[tuple[str | None, concurrent.futures.Future[Any]]]
+
+
+async def write_claim(
+    adb: AsyncDatabase, pacer: Pacer, statements: tuple[Statement, ...]
+) -> list[Claimed]:
+    """Run a claim (one statement, or a few in one transaction) and return its rows."""
+    try:
+        if len(statements) == 1:
+            return await adb.write(statements[0])  # type: ignore[no-any-return]
+        return await adb.run_transaction(statements)  # type: ignore[no-any-return]
+    except ConnectionLost:
+        pass
+    backoff = FIRST_DELAY
+    while True:
+        await pacer.pause(backoff)
+        backoff = min(MAX_DELAY, backoff * 2)
+        try:
+            return await adb.retry(statements)  # type: ignore[no-any-return]
+        except ConnectionLost:
+            if pacer.stopping.is_set():
+                raise
+
+
+async def start_claimed(
+    host: KeeperHost,
+    rows: list[Claimed],
+    generation: int,
+    *,
+    recovering: bool,
+    requeued: Callable[[str], None] | None = None,
+    from_queue: bool = False,
+) -> Started:
+    """Run claimed workflows here; returns (queue or None, future) of each started.
+
+    A claimed row that went back on its queue is handed to ``requeued(queue)``, one that
+    was dead-lettered is logged. Recorded operations are read in one query for the whole
+    batch; a workflow claimed from its queue for the first time (epoch 2) has none.
+    """
+    runnable = []
+    for row in rows:
+        if row.status == Status.ENQUEUED and row.queue_name is not None:
+            if requeued is not None:
+                requeued(row.queue_name)  # claimed again within its queue's limits
+        elif row.status == Status.DEAD_LETTER:
+            log.error(
+                "workflow %s (%s) dead-lettered after %d recovery attempts",
+                row.id,
+                row.name,
+                row.recovery_attempts - 1,
+            )
+        else:
+            runnable.append(row)
+    history = [row.id for row in runnable if not (from_queue and row.epoch == 2)]
+    recorded = await drive_async(host, load_recorded_many(host, history))
+    started: Started = []
+    for row in runnable:
+        spec = host.registry[row.name]
+        try:
+            args, kwargs = codec_module.load_args(host.codec, row.inputs, spec.fn)
+        except Exception:
+            log.exception("cannot resume workflow %s (%s)", row.id, row.name)
+            host.abandon(row.id, int(row.epoch))
+            continue
+        if recovering:
+            log.info(
+                "recovering workflow %s (%s), attempt %d", row.id, row.name, row.recovery_attempts
+            )
+        ctx = WorkflowContext(
+            host,
+            row.id,
+            row.name,
+            int(row.epoch),
+            recorded.get(row.id, {}),
+            row.deadline,
+            lease_generation=generation,
+        )
+        future = host.run_in_background(ctx, spec, args, kwargs)
+        if future is not None:
+            started.append((row.queue_name, future))
+    return started

@@ -1,0 +1,123 @@
+"""The queue duty: claims queued work for this worker, within every limit, and runs it.
+
+A queue is due when work was enqueued on it (a notification), a local slot freed, its
+delayed work or rate window comes due (a timer), or a heartbeat found ready work on it.
+Queues are served round-robin, one batch per queue per round, so a deep queue never
+starves a small one served by the same worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import heapq
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from durably.runtime.claims import start_claimed, write_claim
+from durably.runtime.duty import BATCH, NEVER
+from durably.runtime.wakeups import monotonic_at
+
+if TYPE_CHECKING:
+    from durably.runtime.duty import KeeperHost, Pacer
+    from durably.store.database import AsyncDatabase
+    from durably.store.statements import Statement
+
+# Queued workflows one worker runs at once per queue when worker_concurrency is not set.
+LOCAL_QUEUE_CAPACITY = 100
+
+
+class Dispatch:
+    """Due queues, their timers, and how many of each queue's workflows run here."""
+
+    def __init__(self, host: KeeperHost, pacer: Pacer, kick: Callable[[], None]) -> None:
+        self.host = host
+        self.pacer = pacer
+        self.kick = kick
+        self.due: set[str] = set(host.queues)  # queues to claim from now
+        self.timers: list[tuple[float, str]] = []  # (monotonic time, queue)
+        self.running: dict[str, int] = {}  # queued workflows running here, per queue
+
+    def next_at(self, now: float) -> float:
+        if self.due:
+            return now
+        return self.timers[0][0] if self.timers else NEVER
+
+    async def run(self, adb: AsyncDatabase, now: float) -> None:
+        while self.timers and self.timers[0][0] <= now:
+            self.due.add(heapq.heappop(self.timers)[1])
+        due, self.due = self.due, set()
+        await self._claim(adb, due)
+
+    def after_outage(self) -> None:
+        self.due.update(self.host.queues)
+
+    def queue_due(self, name: str) -> None:
+        """Claim from ``name`` soon: work was enqueued, or a local slot freed."""
+        self.due.add(name)
+        self.kick()
+
+    def queue_at(self, when: datetime, name: str) -> None:
+        """Claim from ``name`` at ``when`` (delayed work comes due, a window opens)."""
+        heapq.heappush(self.timers, (monotonic_at(when), name))
+
+    async def _claim(self, adb: AsyncDatabase, queues: set[str]) -> None:
+        """One batch per due queue; a queue that filled its batch is due again next
+        round, after every other due queue had its turn."""
+        host = self.host
+        names = list(host.registry)
+        if not names:
+            return
+        for name in sorted(queues):
+            spec = host.queues.get(name)
+            if spec is None or (host.listen_queues is not None and name not in host.listen_queues):
+                continue
+            capacity = spec.worker_concurrency or LOCAL_QUEUE_CAPACITY
+            free = capacity - self.running.get(name, 0)
+            if free <= 0:
+                continue  # a finishing run frees a slot and makes the queue due again
+            want = min(free, BATCH)
+            claim = host.queue_statements.claim_queued(
+                queue=name,
+                executor_id=host.executor_id,
+                names=names,
+                want=want,
+                partitioned=spec.partition_concurrency is not None,
+            )
+            generation = host.lease.generation
+            statements: tuple[Statement, ...] = (claim,)
+            if spec.serialised:
+                statements = (host.queue_statements.lock_queue(name), claim)
+            rows = await write_claim(adb, self.pacer, statements)
+            started = await start_claimed(
+                host, rows, generation, recovering=False, requeued=self.queue_due, from_queue=True
+            )
+            for queue, future in started:
+                if queue is not None:
+                    self._track(queue, future)
+            if len(rows) == want:
+                self.due.add(name)  # more may be waiting: its next turn
+            elif spec.rate_limit is not None:
+                await self._when_window_opens(adb, name)
+
+    async def _when_window_opens(self, adb: AsyncDatabase, queue: str) -> None:
+        """A rate-limited queue claimed less than it could: if its window is full, claim
+        again the moment the window's oldest start leaves it (not at the next beat)."""
+        rows = await adb.run(self.host.queue_statements.rate_window_opens(queue))
+        if rows and rows[0][0] is not None:
+            self.queue_at(rows[0][0], queue)
+
+    def _track(self, name: str, future: concurrent.futures.Future[Any]) -> None:
+        """Count a claimed workflow against this worker's share until it ends."""
+        self.running[name] = self.running.get(name, 0) + 1
+        loop = asyncio.get_running_loop()
+
+        def done(_: object) -> None:
+            loop.call_soon_threadsafe(self._release, name)
+
+        future.add_done_callback(done)
+
+    def _release(self, name: str) -> None:
+        self.running[name] -= 1
+        self.queue_due(name)

@@ -1,0 +1,168 @@
+"""The recovery duty: claims unfinished workflows nobody is running and runs them here.
+
+Three kinds, each in bounded batches so memory never grows with a backlog: this
+executor's own leftovers (after a restart under the same ID), those of executors whose
+lease expired (takeover), and runs this process itself abandoned (a database outage
+outlasted their retries, or their inputs could not be loaded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from durably.runtime.claims import start_claimed, write_claim
+from durably.runtime.duty import BATCH, NEVER
+
+if TYPE_CHECKING:
+    from durably.runtime.duty import KeeperHost, Pacer
+    from durably.store.database import AsyncDatabase
+    from durably.store.statements import Statement
+
+# Recovered workflows running here at once: a backlog of any size is claimed in batches
+# as these finish, so memory stays bounded.
+RECOVERY_CAPACITY = 1000
+# How often to look for work of executors whose rows are gone (an expired executor that
+# still has its row is reported by every heartbeat), in leases.
+SWEEP_LEASES = 4
+
+
+class Recovery:
+    """Own leftovers at launch, takeovers when a beat reports an expired executor (and a
+    slow sweep), abandoned runs of this process: all against one capacity."""
+
+    def __init__(
+        self,
+        host: KeeperHost,
+        pacer: Pacer,
+        kick: Callable[[], None],
+        requeue: Callable[[str], None],
+    ) -> None:
+        self.host = host
+        self.pacer = pacer
+        self.kick = kick
+        self.requeue = requeue
+        self.recovering = 0  # recovered workflows running here
+        # The database's time at launch while this executor's own leftovers remain to be
+        # claimed (None: all claimed).
+        self.own_before: datetime | None = None
+        self.takeover_due = True  # a beat saw an expired executor's work, or first round
+        self.expired_left = False  # a takeover stopped at the capacity
+        lease = host.lease.seconds
+        self.next_sweep = time.monotonic() + lease * SWEEP_LEASES * random.uniform(0.5, 1.0)
+        # Abandoned runs are taken back every lease/2 at most (a run that fails at once
+        # must not spin through its recovery attempts).
+        self.next_orphans = time.monotonic() + lease / 2
+
+    # ---------------------------------------------------------------- the duty
+
+    def room(self) -> bool:
+        return self.recovering < RECOVERY_CAPACITY
+
+    def next_at(self, now: float) -> float:
+        if not self.room():
+            return NEVER  # a finishing recovery kicks the loop
+        if self.own_before is not None or self.takeover_due or self.expired_left:
+            return now
+        due = self.next_sweep
+        if self.host.has_abandoned():
+            due = min(due, self.next_orphans)
+        return due
+
+    async def run(self, adb: AsyncDatabase, now: float) -> None:
+        if self.own_before is not None:
+            await self.claim_own(adb)
+        if self.takeover_due or self.expired_left or now >= self.next_sweep:
+            self.takeover_due = False
+            lease = self.host.lease.seconds
+            self.next_sweep = now + lease * SWEEP_LEASES * random.uniform(0.5, 1.0)
+            await self._take_over(adb)
+        if now >= self.next_orphans and self.host.has_abandoned():
+            self.next_orphans = now + self.host.lease.seconds / 2
+            await self._claim_abandoned(adb)
+
+    def after_outage(self) -> None:
+        self.takeover_due = True
+
+    def expired_seen(self) -> None:
+        """A heartbeat reported work of an executor whose lease expired."""
+        self.takeover_due = True
+
+    # ---------------------------------------------------------------- claims
+
+    async def start(self, adb: AsyncDatabase) -> None:
+        """At launch: note the database's time, and claim the first batch of this
+        executor's own leftovers (the rest follow as these finish)."""
+        if not self.host.registry:
+            return
+        self.own_before = (await adb.run(self.host.statements.clock()))[0][0]
+        await self.claim_own(adb)
+
+    async def claim_own(self, adb: AsyncDatabase) -> None:
+        host = self.host
+        names = list(host.registry)
+        limit = min(BATCH, RECOVERY_CAPACITY - self.recovering)
+        if self.own_before is None or not names or limit <= 0:
+            return
+        # Claimed rows are updated after ``before``: the next batch skips them.
+        statement = host.statements.claim_own(host.executor_id, names, limit, self.own_before)
+        if await self._claim(adb, statement) < limit:
+            self.own_before = None
+
+    async def _take_over(self, adb: AsyncDatabase) -> None:
+        host = self.host
+        names = list(host.registry)
+        while names:
+            limit = min(BATCH, RECOVERY_CAPACITY - self.recovering)
+            if limit <= 0:
+                self.expired_left = True
+                return
+            claimed = await self._claim(
+                adb, host.statements.take_over(host.executor_id, names, limit)
+            )
+            self.expired_left = claimed == limit
+            if not self.expired_left or not self.room():
+                return
+
+    async def _claim_abandoned(self, adb: AsyncDatabase) -> None:
+        host = self.host
+        abandoned = host.take_abandoned()
+        if not abandoned:
+            return
+        try:
+            await self._claim(adb, host.statements.claim_abandoned(host.executor_id, abandoned))
+        except BaseException:
+            for workflow_id, epoch in abandoned.items():  # kept for the next round
+                host.abandon(workflow_id, epoch)
+            raise
+
+    async def _claim(self, adb: AsyncDatabase, statement: Statement) -> int:
+        """Run one claim and start what it claimed; returns how many rows it claimed."""
+        generation = self.host.lease.generation
+        rows = await write_claim(adb, self.pacer, (statement,))
+        started = await start_claimed(
+            self.host, rows, generation, recovering=True, requeued=self.requeue
+        )
+        for _queue, future in started:
+            self._track(future)
+        return len(rows)
+
+    def _track(self, future: concurrent.futures.Future[Any]) -> None:
+        """Count a recovered workflow against the capacity until it ends."""
+        self.recovering += 1
+        loop = asyncio.get_running_loop()
+
+        def done(_: object) -> None:
+            loop.call_soon_threadsafe(self._done)
+
+        future.add_done_callback(done)
+
+    def _done(self) -> None:
+        self.recovering -= 1
+        if self.own_before is not None or self.expired_left:
+            self.kick()
