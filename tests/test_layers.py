@@ -101,3 +101,16 @@ def test_the_contract_can_fail(tmp_path: Path) -> None:
     assert LAYERS.index(layer("durably.runtime.engine")) < LAYERS.index(
         layer("durably.execution.protocol")
     )
+
+
+def test_notification_kinds_are_spelled_once() -> None:
+    """The .sql files take every notification kind from ``store.notifications.Kind``
+    (``{kind_queued}``), never as a literal of their own."""
+    import re
+
+    spelled = []
+    for path in sorted((PACKAGE / "store").rglob("*.sql")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"pg_notify\([^,]+,\s*'", line) or re.search(r"'[a-z]:'\s*\|\|", line):
+                spelled.append(f"{path.relative_to(SRC)}:{number}: {line.strip()}")
+    assert not spelled, "notification kinds spelled in SQL:\n" + "\n".join(spelled)

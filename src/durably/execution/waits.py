@@ -28,6 +28,7 @@ from durably.execution.protocol import (
 )
 from durably.options import now
 from durably.status import Status
+from durably.store.notifications import Kind
 
 if TYPE_CHECKING:
     from durably.execution.host import Host
@@ -86,7 +87,7 @@ def park(
 
 def wait_until(ctx: WorkflowContext, wake_at: datetime) -> Protocol[None]:
     """Block in place until ``wake_at`` (short waits) or park until then (long ones)."""
-    cancel_key = (f"c:{ctx.workflow_id}",)
+    cancel_key = (Kind.CANCELLED.key(ctx.workflow_id),)
     while True:
         remaining = (wake_at - now()).total_seconds()
         if remaining <= 0:
@@ -197,7 +198,7 @@ def recv(ctx: WorkflowContext, position: int, topic: str | None, timeout: float)
         # A retry may find its first attempt's record: a message, or the timeout.
         return True, None if output.get("timeout") else output["message"]
 
-    keys = (f"m:{ctx.workflow_id}", f"c:{ctx.workflow_id}")
+    keys = (Kind.MESSAGE.key(ctx.workflow_id), Kind.CANCELLED.key(ctx.workflow_id))
     return (
         yield from await_recorded(ctx, position, "recv", name, timeout, keys, consume, None, topic)
     )
@@ -300,7 +301,7 @@ def read_event(engine: Host, workflow_id: str, key: str) -> Protocol[tuple[bool,
 
 def get_event_outside(engine: Host, workflow_id: str, key: str, timeout: float) -> Protocol[Any]:
     """The latest value of an event, waiting up to ``timeout`` s for it to exist."""
-    keys = (f"e:{workflow_id}",)
+    keys = (Kind.EVENT.key(workflow_id),)
     deadline = now() + timedelta(seconds=timeout)
     while True:
         since = yield Watch(keys)
@@ -330,7 +331,7 @@ def get_event_in_workflow(
             yield from record(ctx, position, name, "get_event", started, output=output)
         return found, value
 
-    keys = (f"e:{workflow_id}", f"c:{ctx.workflow_id}")
+    keys = (Kind.EVENT.key(workflow_id), Kind.CANCELLED.key(ctx.workflow_id))
     return (
         yield from await_recorded(
             ctx, position, "get_event", name, timeout, keys, look, workflow_id, key
@@ -378,7 +379,7 @@ def next_stream_entries(
     The stream has ended when a closing entry is read, or when the writing workflow is
     finished (success, error or cancel) and nothing more is left to read.
     """
-    keys = (f"s:{workflow_id}", f"d:{workflow_id}", f"c:{workflow_id}")
+    keys = tuple(kind.key(workflow_id) for kind in (Kind.STREAM, Kind.FINISHED, Kind.CANCELLED))
     if not watching:
         yield Write(engine.statements.watch(workflow_id))
     while True:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from durably.queue_spec import QueueSpec
 from durably.status import Status
 from durably.store.database import AsyncDatabase, Database
+from durably.store.notifications import Kind
 from durably.store.statements import Statements
 
 log = logging.getLogger("durably")
@@ -545,7 +546,7 @@ def await_outcome(
     engine: Engine, workflow_id: str, hint: Any, deadline: float | None, timeout: float | None
 ) -> Protocol[Any]:
     """Wait for a workflow's recorded outcome, woken by its completion notification."""
-    keys = (f"d:{workflow_id}", f"c:{workflow_id}")  # finished, or cancelled
+    keys = (Kind.FINISHED.key(workflow_id), Kind.CANCELLED.key(workflow_id))
     watching = False
     while True:
         since = yield Watch(keys)

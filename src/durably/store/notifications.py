@@ -31,6 +31,10 @@ class Kind(StrEnum):
     CANCELLED = "c"  # the workflow was cancelled
     RESUMED = "w"  # the workflow was resumed or forked: a new epoch owns it
 
+    def key(self, subject: str) -> str:
+        """The payload of this kind about ``subject`` (also the local waiters' key)."""
+        return f"{self.value}:{subject}"
+
     def literal(self) -> str:
         """The payload's prefix, as SQL text for the .sql files."""
         return f"'{self.value}:'"

@@ -137,7 +137,7 @@ WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
 -- on its queue notifies the queue's workers.
 RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
           w.deadline, w.queue_name,
-          CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || w.queue_name)
+          CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, {kind_queued} || w.queue_name)
           END AS notified
 
 -- name: clock
@@ -327,7 +327,7 @@ WITH done AS (
     RETURNING w.workflow_id
 )
 SELECT (SELECT count(*) FROM done) AS finished,
-       (SELECT count(pg_notify(%(channel)s, 'd:' || workflow_id)) FROM watched) AS notified
+       (SELECT count(pg_notify(%(channel)s, {kind_finished} || workflow_id)) FROM watched) AS notified
 
 -- name: finish_workflows
 -- finish_workflow_notify for many workflows at once; returns the rows finished.
@@ -345,7 +345,7 @@ WITH done AS (
     DELETE FROM {schema}.watchers w USING done WHERE w.workflow_id = done.id
     RETURNING w.workflow_id
 )
-SELECT id, (SELECT count(pg_notify(%(channel)s, 'd:' || workflow_id)) FROM watched)
+SELECT id, (SELECT count(pg_notify(%(channel)s, {kind_finished} || workflow_id)) FROM watched)
 FROM done
 
 -- name: watch
@@ -371,7 +371,7 @@ WITH dest AS (
     RETURNING w.id
 )
 SELECT (SELECT count(*) FROM dest) AS found, (SELECT count(*) FROM ins) AS inserted,
-       (SELECT count(pg_notify(%(channel)s, 'm:' || workflow_id)) FROM ins) AS notified,
+       (SELECT count(pg_notify(%(channel)s, {kind_message} || workflow_id)) FROM ins) AS notified,
        (SELECT count(*) FROM wake) AS woken
 
 -- name: send_from_workflow
@@ -401,7 +401,7 @@ WITH me AS (
 )
 SELECT (SELECT count(*) FROM me) AS owned, (SELECT count(*) FROM dest) AS found,
        (SELECT count(*) FROM op) AS recorded,
-       (SELECT count(pg_notify(%(channel)s, 'm:' || workflow_id)) FROM ins) AS notified,
+       (SELECT count(pg_notify(%(channel)s, {kind_message} || workflow_id)) FROM ins) AS notified,
        (SELECT count(*) FROM wake) AS woken
 
 -- name: consume_message
@@ -533,7 +533,7 @@ WITH me AS (
     RETURNING w.id
 )
 SELECT (SELECT count(*) FROM me) AS owned, (SELECT count(*) FROM op) AS recorded,
-       (SELECT count(pg_notify(%(channel)s, 'e:' || workflow_id)) FROM ev) AS notified,
+       (SELECT count(pg_notify(%(channel)s, {kind_event} || workflow_id)) FROM ev) AS notified,
        (SELECT count(*) FROM wake) AS woken
 
 -- name: get_event
@@ -565,7 +565,7 @@ WITH me AS (
     RETURNING step
 )
 SELECT (SELECT count(*) FROM me) AS owned, (SELECT count(*) FROM op) AS recorded,
-       (SELECT count(pg_notify(%(channel)s, 's:' || workflow_id)) FROM entry) AS notified
+       (SELECT count(pg_notify(%(channel)s, {kind_stream} || workflow_id)) FROM entry) AS notified
 
 -- name: read_stream
 -- Entries after a position; the first read skips %(skip)s values (the offset). The
@@ -594,7 +594,7 @@ WITH RECURSIVE tree AS (
     RETURNING w.id
 )
 SELECT (SELECT count(*) FROM tree WHERE id = %(workflow_id)s),
-       count(pg_notify(%(channel)s, 'c:' || cancelled.id))
+       count(pg_notify(%(channel)s, {kind_cancelled} || cancelled.id))
 FROM cancelled
 
 -- name: cancel_expired
@@ -615,7 +615,7 @@ WITH RECURSIVE expired AS (
     WHERE w.id = tree.id AND w.status IN ('PENDING', 'ENQUEUED', 'DELAYED')
     RETURNING w.id
 )
-SELECT count(pg_notify(%(channel)s, 'c:' || id)) FROM cancelled
+SELECT count(pg_notify(%(channel)s, {kind_cancelled} || id)) FROM cancelled
 
 -- name: resume
 -- Run a cancelled, dead-lettered or stuck (PENDING) workflow again from its last
@@ -630,7 +630,7 @@ WITH resumed AS (
       AND status IN ('PENDING', 'CANCELLED', 'DEAD_LETTER', 'ENQUEUED', 'DELAYED')
     RETURNING id
 )
-SELECT id, pg_notify(%(channel)s, 'w:' || id) FROM resumed
+SELECT id, pg_notify(%(channel)s, {kind_resumed} || id) FROM resumed
 
 -- name: fork
 -- A new workflow with the same inputs; operations before from_step, and the events and
@@ -675,4 +675,4 @@ SELECT (SELECT count(*) FROM src),
           WHERE %(retry)s AND id = %(new_id)s AND forked_from = %(workflow_id)s),
        (SELECT count(*) FROM ops),
        (SELECT count(*) FROM evs), (SELECT count(*) FROM sts),
-       (SELECT count(pg_notify(%(channel)s, 'w:' || id)) FROM wf)
+       (SELECT count(pg_notify(%(channel)s, {kind_resumed} || id)) FROM wf)

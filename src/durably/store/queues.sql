@@ -34,9 +34,9 @@ WITH ins AS (
 )
 -- Workers are told of ready work at once, and of delayed work's due time (t:).
 SELECT id, status,
-       CASE WHEN status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || %(queue)s)
+       CASE WHEN status = 'ENQUEUED' THEN pg_notify(%(channel)s, {kind_queued} || %(queue)s)
             ELSE pg_notify(%(channel)s,
-                           't:' || extract(epoch FROM available_at) || ':' || %(queue)s) END
+                           {kind_delayed} || extract(epoch FROM available_at) || ':' || %(queue)s) END
 FROM ins
 
 -- name: dedup_holder
@@ -160,9 +160,9 @@ WITH changed AS (
     RETURNING queue_name, status, available_at
 )
 SELECT status,
-       CASE WHEN status = 'ENQUEUED' THEN pg_notify(%(channel)s, 'q:' || queue_name)
+       CASE WHEN status = 'ENQUEUED' THEN pg_notify(%(channel)s, {kind_queued} || queue_name)
             ELSE pg_notify(%(channel)s,
-                           't:' || extract(epoch FROM available_at) || ':' || queue_name) END,
+                           {kind_delayed} || extract(epoch FROM available_at) || ':' || queue_name) END,
        queue_name
 FROM changed
 
@@ -185,7 +185,7 @@ DO UPDATE SET
                          w.enqueued_at + make_interval(secs => %(max_wait)s::float8)),
     updated_at = clock_timestamp()
 RETURNING id, available_at,
-          pg_notify(%(channel)s, 't:' || extract(epoch FROM w.available_at) || ':' || w.queue_name)
+          pg_notify(%(channel)s, {kind_delayed} || extract(epoch FROM w.available_at) || ':' || w.queue_name)
 
 -- name: rate_window_opens
 -- When a rate-limited queue whose window is full gets its next start: the oldest start

@@ -8,6 +8,8 @@ from importlib import resources
 
 from psycopg import sql
 
+from durably.store.notifications import Kind
+
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
@@ -30,6 +32,8 @@ def _blocks() -> dict[str, str]:
 def render(template: str, schema: str, **fragments: str) -> str:
     """Substitute the quoted schema (and fixed SQL keywords) into a statement template."""
     values: dict[str, sql.Composable] = {"schema": sql.Identifier(schema)}
+    # Notification kinds are defined once (store.notifications.Kind): ``{kind_queued}``.
+    values.update({f"kind_{kind.name.lower()}": sql.SQL(kind.literal()) for kind in Kind})
     values.update({k: sql.SQL(v) for k, v in fragments.items()})
     return sql.SQL(template).format(**values).as_string(None)
 
