@@ -11,10 +11,6 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-import psycopg
-from psycopg import sql
-from psycopg.rows import TupleRow
-
 from durably.embedded.binaries import make_install_usable
 from durably.embedded.control import START_TIMEOUT, initdb, log_tail, start, stop_server
 from durably.embedded.layout import DATABASE, LOG_FILE, PG_SUBDIR, SUPERUSER
@@ -23,10 +19,10 @@ from durably.embedded.run_as import RunAs, chown, make_traversable, server_user
 from durably.embedded.settings import write_config
 from durably.embedded.users import live_users
 from durably.errors import DatabaseUnavailable
+from durably.store.admin import ensure_database, reachable
 
 _SOCKET_NAME = ".s.PGSQL.5432"  # the server's default port names the socket file
 _MAX_SOCKET_PATH = 107  # sizeof(sun_path) is 108 on Linux, one byte for the NUL
-_CONNECT_TIMEOUT = 5  # libpq's connect_timeout for our own probes (libpq's minimum is 2)
 
 
 def _socket_dir(path: Path) -> Path:
@@ -64,25 +60,12 @@ def _url(socket_dir: Path, database: str = DATABASE) -> str:
     return f"postgresql://{SUPERUSER}@/{database}?host={quote(str(socket_dir), safe='')}"
 
 
-def _connect(url: str) -> psycopg.Connection[TupleRow]:
-    return psycopg.connect(url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT)
-
-
-def _reachable(url: str) -> bool:
-    """Whether the server answers at ``url``: it connects, or it is up and just full."""
-    try:
-        with _connect(url):
-            return True
-    except psycopg.OperationalError as e:
-        return e.sqlstate == "53300" or "too many clients" in str(e)
-
-
 def _wait_until_connectable(path: Path, socket_dir: Path) -> bool:
     """Wait for a live postmaster to accept connections. False if it went away."""
     pgdir = path / PG_SUBDIR
     deadline = time.monotonic() + START_TIMEOUT
     while True:
-        if _reachable(_url(socket_dir, "postgres")):
+        if reachable(_url(socket_dir, "postgres")):
             return True
         if running_postmaster(pgdir) is None:
             return False
@@ -93,13 +76,6 @@ def _wait_until_connectable(path: Path, socket_dir: Path) -> bool:
                 f"{log_tail(path / LOG_FILE)}"
             )
         time.sleep(0.05)
-
-
-def _ensure_database(socket_dir: Path) -> None:
-    with _connect(_url(socket_dir, "postgres")) as conn:
-        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
-        if found.fetchone() is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
 
 
 def ensure_running(path: Path) -> str:
@@ -114,7 +90,7 @@ def ensure_running(path: Path) -> str:
         pm = running_postmaster(pgdir)
         if pm is not None and pm.socket_dir is not None and pm.status == "ready":
             url = _url(pm.socket_dir)
-            if _reachable(url):
+            if reachable(url):
                 return url
 
     run_as = server_user(pgdir)
@@ -143,11 +119,9 @@ def ensure_running(path: Path) -> str:
         if pm is not None and pm.socket_dir is not None:
             socket_dir = pm.socket_dir
     try:
-        _ensure_database(socket_dir)
-    except psycopg.Error as e:
+        ensure_database(_url(socket_dir, "postgres"), DATABASE)
+    except DatabaseUnavailable as e:
         if started_here and not live_users(path):
             stop_server(path)
-        raise DatabaseUnavailable(
-            f"cannot create the database {DATABASE!r} in the embedded PostgreSQL in {pgdir}: {e}"
-        ) from e
+        raise DatabaseUnavailable(f"{e} (the embedded PostgreSQL in {pgdir})") from e
     return _url(socket_dir)
