@@ -1,0 +1,83 @@
+"""The dialect seam: everything durably relies on that is particular to PostgreSQL.
+
+The store speaks SQL through one ``Dialect``. PostgreSQL is its one implementation; a
+PostgreSQL-compatible database (CockroachDB, say) would be one new subclass: its own
+versions of the statements that differ (``overrides``), its own way to deliver
+notifications when it has no LISTEN, and its own reading of driver errors. What such a
+port needs is written down in docs/dialects.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import psycopg
+
+from durably.errors import ConfigurationError
+from durably.store.notifications import Notifications
+
+# SQLSTATEs that mean "run the transaction again" (serialization failure, deadlock).
+_RETRYABLE = frozenset({"40001", "40P01"})
+
+
+class Dialect:
+    """What differs between PostgreSQL-like databases, in one place."""
+
+    name: ClassVar[str]
+    # URL schemes this dialect serves.
+    schemes: ClassVar[frozenset[str]]
+    # Keyword arguments of every pooled connection.
+    connect_kwargs: ClassVar[Mapping[str, Any]]
+    # Named statements (as in the .sql files) this dialect writes differently.
+    overrides: ClassVar[Mapping[str, str]] = {}
+    # Features the engine may rely on: FOR UPDATE SKIP LOCKED claims, LISTEN/NOTIFY wake-ups,
+    # transaction-scoped advisory locks (the migration lock, serialised queues).
+    skip_locked: ClassVar[bool]
+    listen_notify: ClassVar[bool]
+    advisory_locks: ClassVar[bool]
+
+    def listen(self, url: str, channel: str) -> AbstractAsyncContextManager[AsyncIterable[str]]:
+        """A connection that yields the payloads sent on ``channel`` while it is open."""
+        raise NotImplementedError
+
+    def connection_lost(self, exc: BaseException) -> bool:
+        """Whether a driver error means the link broke (the outcome may be unknown)."""
+        return isinstance(exc, psycopg.OperationalError)
+
+    def retryable(self, exc: BaseException) -> bool:
+        """Whether a driver error means "run the same transaction again"."""
+        return isinstance(exc, psycopg.Error) and exc.sqlstate in _RETRYABLE
+
+
+class PostgreSQL(Dialect):
+    """PostgreSQL 14 and later (the embedded server is PostgreSQL 18)."""
+
+    name = "postgresql"
+    schemes = frozenset({"postgresql", "postgres"})
+    # Statements are rendered per schema and not prepared: a pooled connection serves
+    # many schemas, and a prepared plan would outlive a migration.
+    connect_kwargs: ClassVar[Mapping[str, Any]] = {"autocommit": True, "prepare_threshold": 0}
+    skip_locked = True
+    listen_notify = True
+    advisory_locks = True
+
+    def listen(self, url: str, channel: str) -> Notifications:
+        return Notifications(url, channel)
+
+
+DIALECTS: tuple[Dialect, ...] = (PostgreSQL(),)
+
+
+def dialect_for(url: str) -> Dialect:
+    """The dialect that serves ``url`` (a libpq URL or a key=value connection string)."""
+    scheme = urlsplit(url).scheme.lower() if "://" in url else "postgresql"
+    for dialect in DIALECTS:
+        if scheme in dialect.schemes:
+            return dialect
+    raise ConfigurationError(
+        f"durably runs on PostgreSQL; a database URL starting {scheme}:// is not supported "
+        f"(use postgresql://user:password@host:port/database)"
+    )

@@ -1,0 +1,40 @@
+"""The dialect seam: PostgreSQL is chosen from the URL, anything else is refused clearly."""
+
+from __future__ import annotations
+
+import pytest
+
+from durably.errors import ConfigurationError
+from durably.store.dialect import PostgreSQL, dialect_for
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://user:pw@localhost:5432/db",
+        "postgres://localhost/db",
+        "POSTGRESQL://localhost/db",
+        "host=localhost dbname=db user=me",
+    ],
+)
+def test_postgresql_urls_get_the_postgresql_dialect(url: str) -> None:
+    assert isinstance(dialect_for(url), PostgreSQL)
+
+
+def test_another_database_is_refused_without_its_password() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        dialect_for("mysql://user:s3cret-pw@db.example.com/orders")
+    message = str(caught.value)
+    assert "mysql://" in message and "postgresql://" in message
+    assert "s3cret-pw" not in message
+
+
+def test_retryable_and_lost_errors_are_told_apart() -> None:
+    import psycopg
+
+    dialect = PostgreSQL()
+    assert dialect.connection_lost(psycopg.OperationalError("server closed the connection"))
+    assert not dialect.connection_lost(ValueError("no"))
+    assert not dialect.retryable(psycopg.OperationalError("x"))
+    assert dialect.retryable(psycopg.errors.SerializationFailure("could not serialize"))
+    assert dialect.retryable(psycopg.errors.DeadlockDetected("deadlock"))
