@@ -1,6 +1,9 @@
-"""Keyword bundles of the public signatures: each long list of keyword arguments is named
-once, as a ``TypedDict`` taken with ``**kwargs: Unpack[...]`` (type checkers see every
-name and type, PEP 692), and ``check_keywords`` refuses an unknown name as Python would."""
+"""Keyword bundles: the long keyword lists of public signatures, each named once.
+
+A bundle is a ``TypedDict`` taken as ``**kwargs: Unpack[...]`` (PEP 692): type checkers
+see every name and type as in a plain signature. At run time ``**kwargs`` would take
+any name, so ``check_keywords`` refuses an unknown one as Python would.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Durable operations called inside a workflow: ``durably.sleep``, ``recv``, ``set_event``,
-``write_stream``, ``close_stream`` (each with an ``_async`` twin).
+"""Durable operations called inside a workflow: sleep, messages, events and streams.
 
-Each takes the next step number when it is called and is recorded, so a replay returns
-at once what the first run saw.
+``durably.sleep``, ``recv``, ``set_event``, ``write_stream``, ``close_stream``, each
+with an ``_async`` twin. Each takes the next step number when it is called and is
+recorded, so a replay returns at once what the first run saw.
 """
 
 from __future__ import annotations

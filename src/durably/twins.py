@@ -1,10 +1,11 @@
-"""One source for a public method and its ``_async`` twin: ``twins(_name)`` makes both
-from one builder, which holds the signature and the docstring.
+"""One source for a public method and its ``_async`` twin: ``twins``, and its ``Job``.
 
-A builder checks its arguments and returns a ``Job``: the engine to run on and the
-protocol to run there (``durably.execution.effects``). The sync twin drives the
-protocol on the calling thread, the async twin awaits it; neither adds logic, so the
-two cannot drift apart. Type checkers see both with the builder's parameters.
+``x, x_async = twins(_x)`` makes both methods from one builder, which holds the
+signature and the docstring. A builder checks its arguments and returns a ``Job``: the
+engine to run on and the protocol to run there (``durably.execution.effects``). The
+sync twin drives the protocol on the calling thread, the async twin awaits it; neither
+adds logic, so the two cannot drift apart. Type checkers see both with the builder's
+parameters.
 """
 
 from __future__ import annotations
