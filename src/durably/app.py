@@ -6,12 +6,13 @@ import atexit
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import ParamSpec, TypeVar, overload
+from typing import ParamSpec, TypeVar, Unpack, overload
 
 from durably import codec as codec_module
 from durably.control import Control
 from durably.errors import ConfigurationError
 from durably.execution.specs import StepSpec, WorkflowSpec
+from durably.keywords import RetryPolicy, check_keywords
 from durably.queue_spec import QueueSpec
 from durably.queues import Queue
 from durably.runtime.connect import open_database
@@ -19,7 +20,7 @@ from durably.runtime.engine import Engine
 from durably.scheduling import Scheduling
 from durably.store.database import Database
 from durably.store.statements import Statement
-from durably.workflow import Step, Workflow, step_name
+from durably.workflow import Step, Workflow, check_callable, declare_workflow, step_name
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -96,17 +97,7 @@ class App(Control, Scheduling):
         """Declare a durable workflow (``@app.workflow`` or ``@app.workflow(...)``)."""
 
         def decorate(func: Callable[P, R]) -> Workflow[P, R]:
-            _check_callable(func, "workflow")
-            spec = WorkflowSpec(
-                func, name or step_name(func), max_recovery_attempts=max_recovery_attempts
-            )
-            if spec.name in self._registry and self._registry[spec.name].fn is not func:
-                raise ConfigurationError(
-                    f"a workflow named {spec.name!r} is already registered on this app; "
-                    f"give one of them another name=..."
-                )
-            self._registry[spec.name] = spec
-            return Workflow(self, spec)
+            return declare_workflow(self, func, name, max_recovery_attempts)
 
         return decorate(fn) if fn is not None else decorate
 
@@ -114,16 +105,7 @@ class App(Control, Scheduling):
     def step(self, fn: Callable[P, R], /) -> Step[P, R]: ...
     @overload
     def step(
-        self,
-        fn: None = None,
-        /,
-        *,
-        name: str | None = None,
-        retries: int = 0,
-        interval: float = 1.0,
-        backoff: float = 2.0,
-        max_delay: float = 60.0,
-        retry_on: Callable[[BaseException], bool] | None = None,
+        self, fn: None = None, /, *, name: str | None = None, **retry: Unpack[RetryPolicy]
     ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
     def step(
@@ -132,31 +114,20 @@ class App(Control, Scheduling):
         /,
         *,
         name: str | None = None,
-        retries: int = 0,
-        interval: float = 1.0,
-        backoff: float = 2.0,
-        max_delay: float = 60.0,
-        retry_on: Callable[[BaseException], bool] | None = None,
+        **retry: Unpack[RetryPolicy],
     ) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
         """Declare a step: its result is recorded, and replayed instead of recomputed.
 
-        ``retries`` more attempts follow a failure, ``interval`` seconds after the first and
-        ``backoff`` times longer after each next one (at most ``max_delay``); ``retry_on``
-        decides from the exception whether to retry at all.
+        ``retries`` more attempts (default 0) follow a failure, ``interval`` seconds
+        (default 1) after the first and ``backoff`` times longer (default 2) after each
+        next one, at most ``max_delay`` (default 60); ``retry_on`` decides from the
+        exception whether to retry at all (default: always).
         """
+        check_keywords(retry, RetryPolicy, "step")
 
         def decorate(func: Callable[P, R]) -> Step[P, R]:
-            _check_callable(func, "step")
-            spec = StepSpec(
-                func,
-                name or step_name(func),
-                retries=retries,
-                interval=interval,
-                backoff=backoff,
-                max_delay=max_delay,
-                retry_on=retry_on,
-            )
-            return Step(self, spec)
+            check_callable(func, "step")
+            return Step(self, StepSpec(func, name or step_name(func), **retry))
 
         return decorate(fn) if fn is not None else decorate
 
@@ -285,13 +256,3 @@ def _declare(db: Database, spec: QueueSpec) -> Statement:
         priority=spec.priority,
         partition_concurrency=spec.partition_concurrency,
     )
-
-
-def _check_callable(fn: object, what: str) -> None:
-    if not callable(fn):
-        raise ConfigurationError(
-            f"@{what} decorates a function; got {type(fn).__name__} (did you mean "
-            f"@app.{what}(...)?)"
-        )
-    if isinstance(fn, Workflow | Step):
-        raise ConfigurationError(f"{fn!r} is already durable; decorate the plain function")

@@ -20,12 +20,12 @@ from durably.control import Control
 from durably.errors import ConfigurationError
 from durably.execution.effects import Protocol
 from durably.execution.protocol import Started
-from durably.execution.queueing import enqueue
+from durably.execution.queueing import enqueue as enqueue_protocol
 from durably.execution.specs import WorkflowSpec
 from durably.options import WorkflowOptions, check_name
 from durably.runtime.connect import open_database
-from durably.runtime.drivers import drive_async, drive_sync
 from durably.runtime.engine import Engine
+from durably.twins import Job, twins
 from durably.workflow import WorkflowHandle
 
 
@@ -102,65 +102,25 @@ class Client(Control):
 
     # ---------------------------------------------------------------- enqueue
 
-    def enqueue(
-        self,
-        queue_name: str,
-        workflow_name: str,
-        *args: Any,
-        id: str | None = None,
-        priority: int | None = None,
-        dedup_key: str | None = None,
-        partition_key: str | None = None,
-        delay: float | datetime | None = None,
-        timeout: float | None = None,
-        **kwargs: Any,
-    ) -> WorkflowHandle[Any]:
-        """Put workflow ``workflow_name`` on queue ``queue_name``; the options mean what
-        they mean on ``wf.options(...)``. A name no worker has registered yet is accepted:
-        it waits ENQUEUED until a worker that knows it runs."""
-        protocol = self._enqueue(
-            queue_name, workflow_name, args, kwargs, id, priority, dedup_key, partition_key,
-            delay, timeout,
-        )  # fmt: skip
-        return WorkflowHandle(self.engine, drive_sync(self.engine, protocol).workflow_id)
-
-    async def enqueue_async(
-        self,
-        queue_name: str,
-        workflow_name: str,
-        *args: Any,
-        id: str | None = None,
-        priority: int | None = None,
-        dedup_key: str | None = None,
-        partition_key: str | None = None,
-        delay: float | datetime | None = None,
-        timeout: float | None = None,
-        **kwargs: Any,
-    ) -> WorkflowHandle[Any]:
-        """Async twin of ``enqueue``."""
-        protocol = self._enqueue(
-            queue_name, workflow_name, args, kwargs, id, priority, dedup_key, partition_key,
-            delay, timeout,
-        )  # fmt: skip
-        started = await drive_async(self.engine, protocol)
-        return WorkflowHandle(self.engine, started.workflow_id)
-
     def _enqueue(
         self,
         queue_name: str,
         workflow_name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        workflow_id: str | None,
-        priority: int | None,
-        dedup_key: str | None,
-        partition_key: str | None,
-        delay: float | datetime | None,
-        timeout: float | None,
-    ) -> Protocol[Started]:
+        *args: Any,
+        id: str | None = None,
+        priority: int | None = None,
+        dedup_key: str | None = None,
+        partition_key: str | None = None,
+        delay: float | datetime | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Job[WorkflowHandle[Any]]:
+        """Put workflow ``workflow_name`` on queue ``queue_name``; the options mean what
+        they mean on ``wf.options(...)``. A name no worker has registered yet is accepted:
+        it waits ENQUEUED until a worker that knows it runs."""
         check_name(workflow_name, "workflow_name")
         options = WorkflowOptions(
-            id=workflow_id,
+            id=id,
             timeout=timeout,
             queue=queue_name,
             priority=priority,
@@ -172,4 +132,12 @@ class Client(Control):
         engine = self.engine
         inputs = codec_module.dumps_args(engine.codec, args, kwargs)  # before any write
         spec = WorkflowSpec(_unregistered, workflow_name)
-        return enqueue(engine, spec, options, workflow_id or str(uuid.uuid4()), inputs)
+        starting = enqueue_protocol(engine, spec, options, id or str(uuid.uuid4()), inputs)
+        return engine, _as_handle(engine, starting)
+
+    enqueue, enqueue_async = twins(_enqueue)
+
+
+def _as_handle(engine: Engine, starting: Protocol[Started]) -> Protocol[WorkflowHandle[Any]]:
+    # No hint: the client does not know the workflow's code, so results come back as stored.
+    return WorkflowHandle(engine, (yield from starting).workflow_id)

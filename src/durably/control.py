@@ -9,8 +9,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
+from durably.app_core import AppCore
 from durably.errors import InvalidArgument, WorkflowNotFound
 from durably.execution.context import active_workflow
 from durably.execution.effects import Protocol, Read, Write
@@ -30,23 +31,24 @@ from durably.execution.waits import (
     send as send_in_workflow,
 )
 from durably.info import StepInfo, WorkflowInfo, list_query, step_info, workflow_info
+from durably.keywords import WorkflowFilters, check_keywords
 from durably.options import check_seconds, check_workflow_id, now
 from durably.runtime.drivers import drive_async, drive_sync
 from durably.store.statements import Statement
+from durably.twins import Job, twins
 from durably.workflow import WorkflowHandle
 
 if TYPE_CHECKING:
     from durably.runtime.engine import Engine
 
 
-class Control:
-    """Operations on workflows by ID, from anywhere (inside a workflow they are durable)."""
+class Control(AppCore):
+    """Operations on workflows by ID, from anywhere (inside a workflow they are durable).
 
-    _registry: dict[str, WorkflowSpec]
-
-    @property
-    def engine(self) -> Engine:  # provided by App and Client
-        raise NotImplementedError
+    Each ``x, x_async = twins(_x)`` pair is made from one builder (``durably.twins``);
+    cancel and fork drive their protocols (which check their own arguments) from two
+    one-line methods.
+    """
 
     def _hint(self, name: str | None) -> Any:
         spec = self._registry.get(name) if name is not None else None
@@ -54,113 +56,57 @@ class Control:
 
     # ---------------------------------------------------------------- handles
 
-    def handle(self, workflow_id: str) -> WorkflowHandle[Any]:
-        """A handle for an existing workflow; WorkflowNotFound if there is none."""
-        check_workflow_id(workflow_id)
-        return drive_sync(self.engine, self._handle(workflow_id))
-
-    async def handle_async(self, workflow_id: str) -> WorkflowHandle[Any]:
-        """Async twin of ``handle``."""
-        check_workflow_id(workflow_id)
-        return await drive_async(self.engine, self._handle(workflow_id))
-
-    def _handle(self, workflow_id: str) -> Protocol[WorkflowHandle[Any]]:
+    def _find(self, workflow_id: str) -> Protocol[WorkflowHandle[Any]]:
         rows = yield Read(self.engine.statements.get_outcome(workflow_id))
         if not rows:
             raise WorkflowNotFound(workflow_id)
         return WorkflowHandle(self.engine, workflow_id, self._hint(rows[0].name))
 
+    def _handle(self, workflow_id: str) -> Job[WorkflowHandle[Any]]:
+        """A handle for an existing workflow; WorkflowNotFound if there is none."""
+        check_workflow_id(workflow_id)
+        return self.engine, self._find(workflow_id)
+
+    handle, handle_async = twins(_handle)
+
     # ---------------------------------------------------------------- listings
 
-    def list_workflows(
-        self,
-        *,
-        status: str | Sequence[str] | None = None,
-        name: str | None = None,
-        ids: Sequence[str] | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-        descending: bool = False,
-    ) -> list[WorkflowInfo]:
-        """Workflows matching every filter given, oldest first unless ``descending``."""
-        statement = list_query(
-            self.engine.statements, status=status, name=name, ids=ids,
-            created_after=created_after, created_before=created_before, limit=limit,
-            offset=offset, descending=descending,
-        )  # fmt: skip
-        return drive_sync(self.engine, self._list_workflows(statement))
+    def _list_workflows(self, **filters: Unpack[WorkflowFilters]) -> Job[list[WorkflowInfo]]:
+        """Workflows matching every filter given (``status``, one or several; ``name``;
+        ``ids``; ``created_after``/``created_before``), oldest first unless
+        ``descending=True``, from ``offset`` (default 0), at most ``limit`` of them."""
+        check_keywords(filters, WorkflowFilters, "list_workflows")
+        engine = self.engine
+        return engine, _listing(engine, self._registry, list_query(engine.statements, **filters))
 
-    async def list_workflows_async(
-        self,
-        *,
-        status: str | Sequence[str] | None = None,
-        name: str | None = None,
-        ids: Sequence[str] | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-        descending: bool = False,
-    ) -> list[WorkflowInfo]:
-        """Async twin of ``list_workflows``."""
-        statement = list_query(
-            self.engine.statements, status=status, name=name, ids=ids,
-            created_after=created_after, created_before=created_before, limit=limit,
-            offset=offset, descending=descending,
-        )  # fmt: skip
-        return await drive_async(self.engine, self._list_workflows(statement))
+    list_workflows, list_workflows_async = twins(_list_workflows)
 
-    def _list_workflows(self, statement: Statement) -> Protocol[list[WorkflowInfo]]:
-        rows = yield Read(statement)
-        return [workflow_info(row, self.engine.codec, self._registry) for row in rows]
-
-    def list_steps(self, workflow_id: str) -> list[StepInfo]:
-        """Every recorded operation of a workflow, in step order."""
-        check_workflow_id(workflow_id)
-        return drive_sync(self.engine, self._list_steps(workflow_id))
-
-    async def list_steps_async(self, workflow_id: str) -> list[StepInfo]:
-        """Async twin of ``list_steps``."""
-        check_workflow_id(workflow_id)
-        return await drive_async(self.engine, self._list_steps(workflow_id))
-
-    def _list_steps(self, workflow_id: str) -> Protocol[list[StepInfo]]:
+    def _steps(self, workflow_id: str) -> Protocol[list[StepInfo]]:
         engine = self.engine
         rows = yield Read(engine.statements.list_operations(workflow_id))
         if not rows and (yield from read_outcome(engine, workflow_id)) is None:
             raise WorkflowNotFound(workflow_id)
         return [step_info(row, engine.codec) for row in rows]
 
+    def _list_steps(self, workflow_id: str) -> Job[list[StepInfo]]:
+        """Every recorded operation of a workflow, in step order."""
+        check_workflow_id(workflow_id)
+        return self.engine, self._steps(workflow_id)
+
+    list_steps, list_steps_async = twins(_list_steps)
+
     # ---------------------------------------------------------------- messages
 
-    def send(
+    def _send(
         self,
         workflow_id: str,
         message: Any,
         topic: str | None = None,
         *,
         idempotency_key: str | None = None,
-    ) -> None:
+    ) -> Job[None]:
         """Send a message to a workflow (exactly once from inside a workflow; the same
         ``idempotency_key`` delivers once from anywhere)."""
-        drive_sync(self.engine, self._send(workflow_id, message, topic, idempotency_key))
-
-    async def send_async(
-        self,
-        workflow_id: str,
-        message: Any,
-        topic: str | None = None,
-        *,
-        idempotency_key: str | None = None,
-    ) -> None:
-        """Async twin of ``send``."""
-        await drive_async(self.engine, self._send(workflow_id, message, topic, idempotency_key))
-
-    def _send(
-        self, workflow_id: str, message: Any, topic: str | None, idempotency_key: str | None
-    ) -> Protocol[None]:
         check_workflow_id(workflow_id)
         topic = check_topic(topic)
         if idempotency_key is not None:
@@ -169,51 +115,34 @@ class Control:
         value = engine.codec.dumps(message)  # refused before anything is written
         ctx = active_workflow()
         if ctx is not None and ctx.engine is engine:
-            yield from send_in_workflow(
-                ctx, ctx.take_step(), workflow_id, value, topic, idempotency_key
-            )
-        else:
-            yield from send_outside(engine, workflow_id, value, topic, idempotency_key)
+            step = ctx.take_step()
+            return engine, send_in_workflow(ctx, step, workflow_id, value, topic, idempotency_key)
+        return engine, send_outside(engine, workflow_id, value, topic, idempotency_key)
+
+    send, send_async = twins(_send)
 
     # ---------------------------------------------------------------- events
 
-    def get_event(self, workflow_id: str, key: str, timeout: float = 60) -> Any:
+    def _get_event(self, workflow_id: str, key: str, timeout: float = 60) -> Job[Any]:
         """The latest value of a workflow's event, waiting up to ``timeout`` s for it to be
         set; None after the timeout (also for an unknown workflow)."""
-        return drive_sync(self.engine, self._get_event(workflow_id, key, timeout))
-
-    async def get_event_async(self, workflow_id: str, key: str, timeout: float = 60) -> Any:
-        """Async twin of ``get_event``."""
-        return await drive_async(self.engine, self._get_event(workflow_id, key, timeout))
-
-    def _get_event(self, workflow_id: str, key: str, timeout: float) -> Protocol[Any]:
         check_workflow_id(workflow_id)
         check_key(key)
         timeout = check_seconds(timeout, "timeout")
+        engine = self.engine
         ctx = active_workflow()
-        if ctx is not None and ctx.engine is self.engine:
-            return (
-                yield from get_event_in_workflow(ctx, ctx.take_step(), workflow_id, key, timeout)
-            )
-        return (yield from get_event_outside(self.engine, workflow_id, key, timeout))
+        if ctx is not None and ctx.engine is engine:
+            return engine, get_event_in_workflow(ctx, ctx.take_step(), workflow_id, key, timeout)
+        return engine, get_event_outside(engine, workflow_id, key, timeout)
 
-    def get_all_events(self, workflow_id: str) -> dict[str, Any]:
+    get_event, get_event_async = twins(_get_event)
+
+    def _get_all_events(self, workflow_id: str) -> Job[dict[str, Any]]:
         """Every event of a workflow with its latest value."""
         check_workflow_id(workflow_id)
-        rows = drive_sync(
-            self.engine, self._read(self.engine.statements.get_all_events(workflow_id))
-        )
-        return dict(rows)
+        return self.engine, _all_events(self.engine, workflow_id)
 
-    async def get_all_events_async(self, workflow_id: str) -> dict[str, Any]:
-        """Async twin of ``get_all_events``."""
-        check_workflow_id(workflow_id)
-        statement = self.engine.statements.get_all_events(workflow_id)
-        return dict(await drive_async(self.engine, self._read(statement)))
-
-    @staticmethod
-    def _read(statement: Any) -> Protocol[Any]:
-        return (yield Read(statement))
+    get_all_events, get_all_events_async = twins(_get_all_events)
 
     # ---------------------------------------------------------------- streams
 
@@ -225,49 +154,18 @@ class Control:
         Ends when the stream is closed or its workflow finishes; with ``timeout``, also
         when no new value came for that long.
         """
-        check_workflow_id(workflow_id)
-        check_key(key)
-        offset = _check_offset(offset)
-        after, skip, watching = -1, offset, False
-        while True:
-            entries, ended = drive_sync(
-                self.engine,
-                next_stream_entries(
-                    self.engine, workflow_id, key, after, skip, _deadline(timeout), watching
-                ),
-            )
-            watching = True
-            for step, value, closed in entries:
-                if closed:
-                    return
-                after, skip = step, 0
-                yield value
-            if ended:
-                return
+        cursor = _StreamCursor(self, workflow_id, key, offset, timeout)
+        while not cursor.done:
+            yield from drive_sync(*cursor.next_batch())
 
     async def read_stream_async(
         self, workflow_id: str, key: str, offset: int = 0, timeout: float | None = None
     ) -> AsyncIterator[Any]:
         """Async twin of ``read_stream``."""
-        check_workflow_id(workflow_id)
-        check_key(key)
-        offset = _check_offset(offset)
-        after, skip, watching = -1, offset, False
-        while True:
-            entries, ended = await drive_async(
-                self.engine,
-                next_stream_entries(
-                    self.engine, workflow_id, key, after, skip, _deadline(timeout), watching
-                ),
-            )
-            watching = True
-            for step, value, closed in entries:
-                if closed:
-                    return
-                after, skip = step, 0
+        cursor = _StreamCursor(self, workflow_id, key, offset, timeout)
+        while not cursor.done:
+            for value in await drive_async(*cursor.next_batch()):
                 yield value
-            if ended:
-                return
 
     # ---------------------------------------------------------------- steering
 
@@ -287,31 +185,26 @@ class Control:
             raise WorkflowNotFound(workflow_id)
         self.engine.cancel_local(workflow_id)
 
-    def resume(self, workflow_id: str) -> WorkflowHandle[Any]:
+    def _resume(self, workflow_id: str) -> Job[WorkflowHandle[Any]]:
         """Run a cancelled, dead-lettered or waiting workflow again from its last
         checkpoint; a finished one is left as it is."""
-        return drive_sync(self.engine, self._resume(workflow_id))
-
-    async def resume_async(self, workflow_id: str) -> WorkflowHandle[Any]:
-        """Async twin of ``resume``."""
-        return await drive_async(self.engine, self._resume(workflow_id))
-
-    def _resume(self, workflow_id: str) -> Protocol[WorkflowHandle[Any]]:
         check_workflow_id(workflow_id)
-        handle = yield from self._handle(workflow_id)
+        return self.engine, self._resumed(workflow_id)
+
+    resume, resume_async = twins(_resume)
+
+    def _resumed(self, workflow_id: str) -> Protocol[WorkflowHandle[Any]]:
+        handle = yield from self._find(workflow_id)
         yield Write(self.engine.statements.resume(workflow_id))
         return handle
 
-    def set_delay(self, workflow_id: str, delay: float | datetime) -> bool:
+    def _set_delay(self, workflow_id: str, delay: float | datetime) -> Job[bool]:
         """Change when a queued, waiting workflow may start (seconds from now, or an
         aware datetime); False if it already started."""
         check_workflow_id(workflow_id)
-        return drive_sync(self.engine, set_delay(self.engine, workflow_id, delay))
+        return self.engine, set_delay(self.engine, workflow_id, delay)
 
-    async def set_delay_async(self, workflow_id: str, delay: float | datetime) -> bool:
-        """Async twin of ``set_delay``."""
-        check_workflow_id(workflow_id)
-        return await drive_async(self.engine, set_delay(self.engine, workflow_id, delay))
+    set_delay, set_delay_async = twins(_set_delay)
 
     def fork(
         self, workflow_id: str, from_step: int, *, new_id: str | None = None
@@ -346,40 +239,79 @@ class Control:
         rows = yield Read(self.engine.statements.get_outcome(workflow_id))
         return rows[0].name if rows else None
 
-    def wait_first(
+    def _wait_first(
         self, handles: Sequence[WorkflowHandle[Any]], timeout: float | None = None
-    ) -> WorkflowHandle[Any] | None:
+    ) -> Job[WorkflowHandle[Any] | None]:
         """The first of ``handles`` to finish (None if none did within ``timeout``)."""
-        ids = _handle_ids(handles)
-        first = drive_sync(self.engine, first_finished(self.engine, ids, _deadline(timeout)))
-        return _pick(handles, first)
+        if not handles or not all(isinstance(h, WorkflowHandle) for h in handles):
+            raise InvalidArgument("wait_first takes a non-empty list of workflow handles")
+        deadline = _deadline(timeout)
+        return self.engine, _first_of(self.engine, handles, deadline)
 
-    async def wait_first_async(
-        self, handles: Sequence[WorkflowHandle[Any]], timeout: float | None = None
-    ) -> WorkflowHandle[Any] | None:
-        """Async twin of ``wait_first``."""
-        ids = _handle_ids(handles)
-        first = await drive_async(self.engine, first_finished(self.engine, ids, _deadline(timeout)))
-        return _pick(handles, first)
+    wait_first, wait_first_async = twins(_wait_first)
 
 
-def _check_offset(offset: object) -> int:
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise InvalidArgument(f"offset must be a whole number >= 0, got {offset!r}")
-    return offset
+class _StreamCursor:
+    """Where a reader of a stream is: each ``next_batch`` reads the values after it.
+
+    Both ``read_stream`` twins drive the same batches; only the waiting differs.
+    """
+
+    def __init__(
+        self, source: AppCore, workflow_id: str, key: str, offset: int, timeout: float | None
+    ) -> None:
+        check_workflow_id(workflow_id)
+        check_key(key)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidArgument(f"offset must be a whole number >= 0, got {offset!r}")
+        self._source = source
+        self._workflow_id, self._key, self._timeout = workflow_id, key, timeout
+        self._after = -1  # the step of the last value read
+        self._skip = offset  # values still to pass over before the first one returned
+        self._watching = False  # after the first batch, wait for new values
+        self.done = False  # closed, its workflow finished, or the timeout passed
+
+    def next_batch(self) -> Job[list[Any]]:
+        """The next values (none when the stream ended or went quiet for ``timeout``)."""
+        engine = self._source.engine
+        return engine, self._read(engine, _deadline(self._timeout))
+
+    def _read(self, engine: Engine, deadline: datetime | None) -> Protocol[list[Any]]:
+        entries, ended = yield from next_stream_entries(
+            engine, self._workflow_id, self._key, self._after, self._skip, deadline,
+            self._watching,
+        )  # fmt: skip
+        self._watching = True
+        values: list[Any] = []
+        for step, value, closed in entries:
+            if closed:
+                self.done = True
+                return values
+            self._after, self._skip = step, 0
+            values.append(value)
+        self.done = ended
+        return values
+
+
+def _listing(
+    engine: Engine, registry: dict[str, WorkflowSpec], statement: Statement
+) -> Protocol[list[WorkflowInfo]]:
+    rows = yield Read(statement)
+    return [workflow_info(row, engine.codec, registry) for row in rows]
+
+
+def _all_events(engine: Engine, workflow_id: str) -> Protocol[dict[str, Any]]:
+    return dict((yield Read(engine.statements.get_all_events(workflow_id))))
+
+
+def _first_of(
+    engine: Engine, handles: Sequence[WorkflowHandle[Any]], deadline: datetime | None
+) -> Protocol[WorkflowHandle[Any] | None]:
+    first = yield from first_finished(engine, [h.id for h in handles], deadline)
+    return next((h for h in handles if h.id == first), None)
 
 
 def _deadline(timeout: float | None) -> datetime | None:
     if timeout is None:
         return None
     return now() + timedelta(seconds=check_seconds(timeout, "timeout"))
-
-
-def _handle_ids(handles: Sequence[WorkflowHandle[Any]]) -> list[str]:
-    if not handles or not all(isinstance(h, WorkflowHandle) for h in handles):
-        raise InvalidArgument("wait_first takes a non-empty list of workflow handles")
-    return [h.id for h in handles]
-
-
-def _pick(handles: Sequence[WorkflowHandle[Any]], first: str | None) -> WorkflowHandle[Any] | None:
-    return next((h for h in handles if h.id == first), None)

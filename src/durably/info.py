@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from durably import codec as codec_module
 from durably.errors import InvalidArgument
 from durably.execution.specs import WorkflowSpec
+from durably.keywords import WorkflowFilters
 from durably.status import Status
 from durably.store.statements import Statement, Statements
 
@@ -47,19 +47,12 @@ class StepInfo:
     completed_at: datetime
 
 
-def list_query(
-    statements: Statements,
-    *,
-    status: str | Sequence[str] | None,
-    name: str | None,
-    ids: Sequence[str] | None,
-    created_after: datetime | None,
-    created_before: datetime | None,
-    limit: int | None,
-    offset: int,
-    descending: bool,
-) -> Statement:
+def list_query(statements: Statements, **filters: Unpack[WorkflowFilters]) -> Statement:
     """Validate listing filters and build the statement; bad filters name the problem."""
+    status, name, ids = filters.get("status"), filters.get("name"), filters.get("ids")
+    created_after, created_before = filters.get("created_after"), filters.get("created_before")
+    limit, offset = filters.get("limit"), filters.get("offset", 0)
+    descending = bool(filters.get("descending", False))
     statuses: list[str] | None = None
     if status is not None:
         raw = [status] if isinstance(status, str) else list(status)
@@ -90,7 +83,7 @@ def list_query(
         created_before=created_before,
         limit=limit,
         offset=offset,
-        descending=bool(descending),
+        descending=descending,
     )
 
 

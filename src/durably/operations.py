@@ -1,16 +1,18 @@
-"""Durable operations called inside a workflow: ``durably.sleep``, ``recv``, ``set_event``,
-``write_stream``, ``close_stream`` (each with an ``_async`` twin).
+"""Durable operations called inside a workflow: sleep, messages, events and streams.
 
-Each takes the next step number when it is called and is recorded, so a replay returns
-at once what the first run saw.
+``durably.sleep``, ``recv``, ``set_event``, ``write_stream``, ``close_stream``, each
+with an ``_async`` twin. Each takes the next step number when it is called and is
+recorded, so a replay returns at once what the first run saw.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from durably.errors import NotInWorkflow
-from durably.execution.context import current_workflow, in_step, require_workflow
+from durably.execution.context import active_workflow, current_workflow, in_step, require_workflow
 from durably.execution.waits import (
     check_key,
     check_topic,
@@ -29,6 +31,11 @@ from durably.execution.waits import (
 )
 from durably.options import check_seconds
 from durably.runtime.drivers import drive_async, drive_sync
+from durably.twins import Job
+
+# Each pair of twins builds one Job, naming itself for the error raised outside a
+# workflow; the step number is taken when the twin is called (for the async twin:
+# when it starts running), as a replay expects.
 
 
 def sleep(seconds: float) -> None:
@@ -36,26 +43,29 @@ def sleep(seconds: float) -> None:
 
     Outside a workflow (or inside a step) this is a plain ``time.sleep``.
     """
-    seconds = check_seconds(seconds, "seconds")
-    ctx = _workflow_or_none()
-    if ctx is None:
-        import time
-
+    job, seconds = _sleep(seconds)
+    if job is None:
         time.sleep(seconds)
-        return
-    drive_sync(ctx.engine, sleep_protocol(ctx, ctx.take_step(), seconds))
+    else:
+        drive_sync(*job)
 
 
 async def sleep_async(seconds: float) -> None:
     """Async twin of ``sleep``."""
-    seconds = check_seconds(seconds, "seconds")
-    ctx = _workflow_or_none()
-    if ctx is None:
-        import asyncio
-
+    job, seconds = _sleep(seconds)
+    if job is None:
         await asyncio.sleep(seconds)
-        return
-    await drive_async(ctx.engine, sleep_protocol(ctx, ctx.take_step(), seconds))
+    else:
+        await drive_async(*job)
+
+
+def _sleep(seconds: float) -> tuple[Job[None] | None, float]:
+    """The durable sleep to run, if called in a workflow, and the checked seconds."""
+    seconds = check_seconds(seconds, "seconds")
+    ctx = active_workflow()
+    if ctx is None:
+        return None, seconds
+    return (ctx.engine, sleep_protocol(ctx, ctx.take_step(), seconds)), seconds
 
 
 def recv(topic: str | None = None, timeout: float = 60) -> Any:
@@ -63,72 +73,32 @@ def recv(topic: str | None = None, timeout: float = 60) -> Any:
 
     Returns None when ``timeout`` (durable: it survives restarts) passes first.
     """
-    topic, timeout = check_topic(topic), check_seconds(timeout, "timeout")
-    ctx = require_workflow("recv")
-    return drive_sync(ctx.engine, recv_protocol(ctx, ctx.take_step(), topic, timeout))
+    return drive_sync(*_recv("recv", topic, timeout))
 
 
 async def recv_async(topic: str | None = None, timeout: float = 60) -> Any:
     """Async twin of ``recv``."""
+    return await drive_async(*_recv("recv_async", topic, timeout))
+
+
+def _recv(operation: str, topic: str | None, timeout: float) -> Job[Any]:
     topic, timeout = check_topic(topic), check_seconds(timeout, "timeout")
-    ctx = require_workflow("recv_async")
-    return await drive_async(ctx.engine, recv_protocol(ctx, ctx.take_step(), topic, timeout))
+    ctx = require_workflow(operation)
+    return ctx.engine, recv_protocol(ctx, ctx.take_step(), topic, timeout)
 
 
 def set_event(key: str, value: Any) -> None:
     """Publish ``value`` as the latest value of this workflow's event ``key``."""
-    ctx, position, inside_step, data = _event_args(key, value, "set_event")
-    drive_sync(ctx.engine, set_event_protocol(ctx, position, key, data, in_step=inside_step))
+    drive_sync(*_set_event("set_event", key, value))
 
 
 async def set_event_async(key: str, value: Any) -> None:
     """Async twin of ``set_event``."""
-    ctx, position, inside_step, data = _event_args(key, value, "set_event_async")
-    await drive_async(ctx.engine, set_event_protocol(ctx, position, key, data, in_step=inside_step))
+    await drive_async(*_set_event("set_event_async", key, value))
 
 
-def write_stream(key: str, value: Any) -> None:
-    """Append ``value`` to this workflow's stream ``key`` (read with ``app.read_stream``)."""
-    ctx = require_workflow("write_stream")
-    check_key(key)
-    data = ctx.engine.codec.dumps(value)
-    drive_sync(ctx.engine, write_stream_protocol(ctx, ctx.take_step(), key, data, closed=False))
-
-
-async def write_stream_async(key: str, value: Any) -> None:
-    """Async twin of ``write_stream``."""
-    ctx = require_workflow("write_stream_async")
-    check_key(key)
-    data = ctx.engine.codec.dumps(value)
-    await drive_async(
-        ctx.engine, write_stream_protocol(ctx, ctx.take_step(), key, data, closed=False)
-    )
-
-
-def close_stream(key: str) -> None:
-    """Close this workflow's stream ``key``: readers stop after its last entry."""
-    ctx = require_workflow("close_stream")
-    check_key(key)
-    drive_sync(ctx.engine, write_stream_protocol(ctx, ctx.take_step(), key, None, closed=True))
-
-
-async def close_stream_async(key: str) -> None:
-    """Async twin of ``close_stream``."""
-    ctx = require_workflow("close_stream_async")
-    check_key(key)
-    await drive_async(
-        ctx.engine, write_stream_protocol(ctx, ctx.take_step(), key, None, closed=True)
-    )
-
-
-def _workflow_or_none() -> Any:
-    from durably.execution.context import active_workflow
-
-    return active_workflow()
-
-
-def _event_args(key: str, value: Any, operation: str) -> tuple[Any, int, bool, str]:
-    """Where an event is set from: a workflow (a new operation) or a step (its own)."""
+def _set_event(operation: str, key: str, value: Any) -> Job[None]:
+    """Set from a workflow (a new operation of its own) or from a step (part of the step)."""
     check_key(key)
     ctx = current_workflow.get()
     if ctx is None:
@@ -136,5 +106,32 @@ def _event_args(key: str, value: Any, operation: str) -> tuple[Any, int, bool, s
     data = ctx.engine.codec.dumps(value)  # before anything is written
     step_position = in_step.get()
     if step_position is not None:
-        return ctx, step_position, True, data
-    return ctx, ctx.take_step(), False, data
+        return ctx.engine, set_event_protocol(ctx, step_position, key, data, in_step=True)
+    return ctx.engine, set_event_protocol(ctx, ctx.take_step(), key, data, in_step=False)
+
+
+def write_stream(key: str, value: Any) -> None:
+    """Append ``value`` to this workflow's stream ``key`` (read with ``app.read_stream``)."""
+    drive_sync(*_write_stream("write_stream", key, value))
+
+
+async def write_stream_async(key: str, value: Any) -> None:
+    """Async twin of ``write_stream``."""
+    await drive_async(*_write_stream("write_stream_async", key, value))
+
+
+def close_stream(key: str) -> None:
+    """Close this workflow's stream ``key``: readers stop after its last entry."""
+    drive_sync(*_write_stream("close_stream", key, None, closed=True))
+
+
+async def close_stream_async(key: str) -> None:
+    """Async twin of ``close_stream``."""
+    await drive_async(*_write_stream("close_stream_async", key, None, closed=True))
+
+
+def _write_stream(operation: str, key: str, value: Any, *, closed: bool = False) -> Job[None]:
+    ctx = require_workflow(operation)
+    check_key(key)
+    data = None if closed else ctx.engine.codec.dumps(value)
+    return ctx.engine, write_stream_protocol(ctx, ctx.take_step(), key, data, closed=closed)

@@ -5,21 +5,24 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from durably import codec as codec_module
+from durably.app_core import AppCore
 from durably.errors import InvalidArgument
+from durably.execution.effects import Protocol
 from durably.execution.queueing import debounce as debounce_protocol
+from durably.execution.specs import WorkflowSpec
 from durably.options import check_name, check_seconds
 from durably.queue_spec import QueueSpec
-from durably.runtime.drivers import drive_async, drive_sync
+from durably.twins import Job, twins
 from durably.workflow import Workflow, WorkflowHandle
 
 if TYPE_CHECKING:
-    from durably.app import App
+    from durably.runtime.engine import Engine
 
 
 class Queue:
     """A declared queue: enqueue workflows on it, or debounce them."""
 
-    def __init__(self, app: App, spec: QueueSpec) -> None:
+    def __init__(self, app: AppCore, spec: QueueSpec) -> None:
         self._app = app
         self.spec = spec
         self.name = spec.name
@@ -37,42 +40,17 @@ class Queue:
         """Async twin of ``enqueue``."""
         return await _workflow(wf).options(queue=self.name).start_async(*args, **kwargs)
 
-    def debounce(
-        self,
-        key: str,
-        period: float,
-        wf: Workflow[Any, Any],
-        *args: Any,
-        max_wait: float | None = None,
-        **kwargs: Any,
-    ) -> WorkflowHandle[Any]:
-        """Run ``wf`` once ``period`` s after the last call with this ``key``, with the
-        latest arguments; with ``max_wait``, no later than that long after the first call."""
-        engine, protocol = self._debounce(key, period, wf, args, kwargs, max_wait)
-        return WorkflowHandle(engine, drive_sync(engine, protocol), wf.spec.return_hint)
-
-    async def debounce_async(
-        self,
-        key: str,
-        period: float,
-        wf: Workflow[Any, Any],
-        *args: Any,
-        max_wait: float | None = None,
-        **kwargs: Any,
-    ) -> WorkflowHandle[Any]:
-        """Async twin of ``debounce``."""
-        engine, protocol = self._debounce(key, period, wf, args, kwargs, max_wait)
-        return WorkflowHandle(engine, await drive_async(engine, protocol), wf.spec.return_hint)
-
     def _debounce(
         self,
         key: str,
         period: float,
         wf: Workflow[Any, Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        max_wait: float | None,
-    ) -> tuple[Any, Any]:
+        *args: Any,
+        max_wait: float | None = None,
+        **kwargs: Any,
+    ) -> Job[WorkflowHandle[Any]]:
+        """Run ``wf`` once ``period`` s after the last call with this ``key``, with the
+        latest arguments; with ``max_wait``, no later than that long after the first call."""
         check_name(key, "debounce key")
         period = check_seconds(period, "period")
         if max_wait is not None:
@@ -82,7 +60,15 @@ class Queue:
         engine.ensure_launched()
         inputs = codec_module.dumps_args(engine.codec, args, kwargs)
         protocol = debounce_protocol(engine, spec, self.name, key, period, max_wait, inputs, None)
-        return engine, protocol
+        return engine, _as_handle(engine, spec, protocol)
+
+    debounce, debounce_async = twins(_debounce)
+
+
+def _as_handle(
+    engine: Engine, spec: WorkflowSpec, debounced: Protocol[str]
+) -> Protocol[WorkflowHandle[Any]]:
+    return WorkflowHandle(engine, (yield from debounced), spec.return_hint)
 
 
 def _workflow(wf: object) -> Workflow[Any, Any]:

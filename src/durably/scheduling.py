@@ -27,8 +27,9 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from durably.app_core import AppCore
 from durably.errors import (
     ConfigurationError,
     InvalidArgument,
@@ -37,13 +38,13 @@ from durably.errors import (
 )
 from durably.execution.effects import Protocol, Read, Write
 from durably.execution.specs import WorkflowSpec
-from durably.runtime.drivers import drive_async, drive_sync
+from durably.runtime.drivers import drive_sync
 from durably.runtime.scheduler import Cron, Scheduler, run_started, start_tick
 from durably.store.schedule_statements import ScheduleStatements, schedule_statements
-from durably.workflow import Workflow, WorkflowHandle, step_name
+from durably.twins import Job, twins
+from durably.workflow import Workflow, WorkflowHandle, declare_workflow, step_name
 
 if TYPE_CHECKING:
-    from durably.app import App
     from durably.runtime.engine import Engine, SchedulerHook
 
 P = ParamSpec("P")
@@ -81,8 +82,13 @@ class _Definition:
     catch_up: bool
 
 
-class Scheduling:
+class Scheduling(AppCore):
     """The schedule methods of App."""
+
+    # Provided by App: how long a worker waits at most between schedule checks, and the
+    # schema the schedules are stored in.
+    poll_interval: float
+    schema: str
 
     # ------------------------------------------------------------- declaring
 
@@ -119,7 +125,7 @@ class Scheduling:
                 # Checked before registering: a refused declaration leaves nothing behind.
                 _check_name(name or step_name(fn))
                 _check_signature(fn, name or step_name(fn))
-            wf = app.workflow(name=name, max_recovery_attempts=max_recovery_attempts)(fn)
+            wf = declare_workflow(app, fn, name, max_recovery_attempts)
             definition = _Definition(wf.name, wf.name, parsed, catch_up)
             self._sched_declared()[wf.name] = definition
             engine = app._engine
@@ -142,12 +148,13 @@ class Scheduling:
             drive_sync(engine, _upsert(engine, definition))
         return Scheduler(engine, max_wait=self._sched_app().poll_interval)
 
-    def _sched_app(self) -> App:
-        return cast("App", self)
+    def _sched_app(self) -> Scheduling:
+        """The app these methods belong to: this object, which App mixes them into."""
+        return self
 
     # ------------------------------------------------------------- managing
 
-    def create_schedule(
+    def _create_schedule(
         self,
         name: str,
         wf: Workflow[Any, Any] | str,
@@ -155,7 +162,7 @@ class Scheduling:
         *,
         timezone: str | None = None,
         catch_up: bool = False,
-    ) -> ScheduleInfo:
+    ) -> Job[ScheduleInfo]:
         """Create a schedule at run time (or redefine the one of that name): run ``wf`` (a
         workflow of this app, or its name) at every tick of ``cron`` in ``timezone``.
 
@@ -163,21 +170,10 @@ class Scheduling:
         unchanged, its progress; a new cron or timezone starts from the next tick.
         """
         definition = self._sched_definition(name, wf, cron, timezone, catch_up)
-        return drive_sync(self._sched_app().engine, _upsert(self._sched_app().engine, definition))
-
-    async def create_schedule_async(
-        self,
-        name: str,
-        wf: Workflow[Any, Any] | str,
-        cron: str,
-        *,
-        timezone: str | None = None,
-        catch_up: bool = False,
-    ) -> ScheduleInfo:
-        """Async twin of ``create_schedule``."""
-        definition = self._sched_definition(name, wf, cron, timezone, catch_up)
         engine = self._sched_app().engine
-        return await drive_async(engine, _upsert(engine, definition))
+        return engine, _upsert(engine, definition)
+
+    create_schedule, create_schedule_async = twins(_create_schedule)
 
     def _sched_definition(
         self, name: str, wf: object, cron: str, timezone: str | None, catch_up: bool
@@ -202,25 +198,21 @@ class Scheduling:
         _check_signature(spec.fn, workflow_name)
         return _Definition(name, workflow_name, parsed, catch_up)
 
-    def list_schedules(self) -> list[ScheduleInfo]:
+    def _list_schedules(self) -> Job[list[ScheduleInfo]]:
         """Every schedule of the app, by name."""
-        return drive_sync(self._sched_app().engine, self._sched_list())
+        return self._sched_app().engine, self._sched_list()
 
-    async def list_schedules_async(self) -> list[ScheduleInfo]:
-        """Async twin of ``list_schedules``."""
-        return await drive_async(self._sched_app().engine, self._sched_list())
+    list_schedules, list_schedules_async = twins(_list_schedules)
 
     def _sched_list(self) -> Protocol[list[ScheduleInfo]]:
         rows = yield Read(self._sched_statements().list())
         return [_info(row) for row in rows]
 
-    def get_schedule(self, name: str) -> ScheduleInfo:
+    def _get_schedule(self, name: str) -> Job[ScheduleInfo]:
         """One schedule; ScheduleNotFound if there is none of that name."""
-        return drive_sync(self._sched_app().engine, self._sched_get(name))
+        return self._sched_app().engine, self._sched_get(name)
 
-    async def get_schedule_async(self, name: str) -> ScheduleInfo:
-        """Async twin of ``get_schedule``."""
-        return await drive_async(self._sched_app().engine, self._sched_get(name))
+    get_schedule, get_schedule_async = twins(_get_schedule)
 
     def _sched_get(self, name: str) -> Protocol[ScheduleInfo]:
         return _info((yield from self._sched_row(name)))
@@ -232,13 +224,11 @@ class Scheduling:
             raise ScheduleNotFound(name)
         return tuple(rows[0])
 
-    def pause_schedule(self, name: str) -> ScheduleInfo:
+    def _pause_schedule(self, name: str) -> Job[ScheduleInfo]:
         """Stop starting the schedule's ticks (workflows already started go on)."""
-        return drive_sync(self._sched_app().engine, self._sched_pause(name))
+        return self._sched_app().engine, self._sched_pause(name)
 
-    async def pause_schedule_async(self, name: str) -> ScheduleInfo:
-        """Async twin of ``pause_schedule``."""
-        return await drive_async(self._sched_app().engine, self._sched_pause(name))
+    pause_schedule, pause_schedule_async = twins(_pause_schedule)
 
     def _sched_pause(self, name: str) -> Protocol[ScheduleInfo]:
         _check_lookup(name)
@@ -247,14 +237,12 @@ class Scheduling:
             raise ScheduleNotFound(name)
         return _info(rows[0])
 
-    def resume_schedule(self, name: str) -> ScheduleInfo:
+    def _resume_schedule(self, name: str) -> Job[ScheduleInfo]:
         """Start a paused schedule again from its next tick; the ticks that fell while it
         was paused are not run (``backfill`` runs them)."""
-        return drive_sync(self._sched_app().engine, self._sched_resume(name))
+        return self._sched_app().engine, self._sched_resume(name)
 
-    async def resume_schedule_async(self, name: str) -> ScheduleInfo:
-        """Async twin of ``resume_schedule``."""
-        return await drive_async(self._sched_app().engine, self._sched_resume(name))
+    resume_schedule, resume_schedule_async = twins(_resume_schedule)
 
     def _sched_resume(self, name: str) -> Protocol[ScheduleInfo]:
         while True:
@@ -266,14 +254,12 @@ class Scheduling:
                 return _info(rows[0])
             # Changed meanwhile (redefined, paused again): read it again.
 
-    def delete_schedule(self, name: str) -> None:
+    def _delete_schedule(self, name: str) -> Job[None]:
         """Delete a schedule (workflows already started go on). A schedule declared with
         ``@app.scheduled`` comes back at the next launch of code that declares it."""
-        drive_sync(self._sched_app().engine, self._sched_delete(name))
+        return self._sched_app().engine, self._sched_delete(name)
 
-    async def delete_schedule_async(self, name: str) -> None:
-        """Async twin of ``delete_schedule``."""
-        await drive_async(self._sched_app().engine, self._sched_delete(name))
+    delete_schedule, delete_schedule_async = twins(_delete_schedule)
 
     def _sched_delete(self, name: str) -> Protocol[None]:
         _check_lookup(name)
@@ -284,7 +270,9 @@ class Scheduling:
 
     # ------------------------------------------------------------- running ticks
 
-    def backfill(self, name: str, start: datetime, end: datetime) -> list[WorkflowHandle[Any]]:
+    def _backfill(
+        self, name: str, start: datetime, end: datetime
+    ) -> Job[list[WorkflowHandle[Any]]]:
         """Run every tick of the schedule in [``start``, ``end``) (aware datetimes), in
         the background; return their handles in tick order.
 
@@ -295,16 +283,9 @@ class Scheduling:
         start, end = _check_range(start, end)
         engine = self._sched_app().engine
         engine.ensure_launched()
-        return drive_sync(engine, self._sched_backfill(name, start, end))
+        return engine, self._sched_backfill(name, start, end)
 
-    async def backfill_async(
-        self, name: str, start: datetime, end: datetime
-    ) -> list[WorkflowHandle[Any]]:
-        """Async twin of ``backfill``."""
-        start, end = _check_range(start, end)
-        engine = self._sched_app().engine
-        engine.ensure_launched()
-        return await drive_async(engine, self._sched_backfill(name, start, end))
+    backfill, backfill_async = twins(_backfill)
 
     def _sched_backfill(
         self, name: str, start: datetime, end: datetime
@@ -327,7 +308,7 @@ class Scheduling:
             handles.append(WorkflowHandle(engine, started.workflow_id, spec.return_hint))
         return handles
 
-    def trigger(self, name: str, at: datetime | None = None) -> WorkflowHandle[Any]:
+    def _trigger(self, name: str, at: datetime | None = None) -> Job[WorkflowHandle[Any]]:
         """Run the schedule's workflow once now, in the background; return its handle.
 
         It runs as the tick of time ``at`` (an aware datetime, truncated to the second;
@@ -338,14 +319,9 @@ class Scheduling:
         tick = _check_at(at)
         engine = self._sched_app().engine
         engine.ensure_launched()
-        return drive_sync(engine, self._sched_trigger(name, tick))
+        return engine, self._sched_trigger(name, tick)
 
-    async def trigger_async(self, name: str, at: datetime | None = None) -> WorkflowHandle[Any]:
-        """Async twin of ``trigger``."""
-        tick = _check_at(at)
-        engine = self._sched_app().engine
-        engine.ensure_launched()
-        return await drive_async(engine, self._sched_trigger(name, tick))
+    trigger, trigger_async = twins(_trigger)
 
     def _sched_trigger(self, name: str, tick: datetime) -> Protocol[WorkflowHandle[Any]]:
         row = yield from self._sched_row(name)

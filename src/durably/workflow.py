@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from durably import codec as codec_module
-from durably.errors import InvalidArgument, WorkflowNotFound
+from durably.app_core import AppCore
+from durably.errors import ConfigurationError, InvalidArgument, WorkflowNotFound
 from durably.execution.context import WorkflowContext, active_workflow
 from durably.execution.effects import Protocol
 from durably.execution.protocol import Started, read_outcome, run_step, start_child, start_top
@@ -20,9 +21,9 @@ from durably.options import IfDuplicate, WorkflowOptions
 from durably.runtime.drivers import drive_async, drive_sync
 from durably.runtime.engine import NOT_HERE
 from durably.status import Status
+from durably.twins import Job
 
 if TYPE_CHECKING:
-    from durably.app import App
     from durably.runtime.engine import Engine
 
 P = ParamSpec("P")
@@ -77,7 +78,9 @@ def _check_timeout(timeout: float | None) -> float | None:
 class Workflow(Generic[P, R]):
     """A durable workflow. Call it to run it durably; ``start`` runs it in the background."""
 
-    def __init__(self, app: App, spec: WorkflowSpec, options: WorkflowOptions | None = None):
+    def __init__(
+        self, app: AppCore, spec: WorkflowSpec, options: WorkflowOptions | None = None
+    ) -> None:
         self._app = app
         self.spec = spec
         self._options = options or WorkflowOptions()
@@ -168,25 +171,27 @@ class Workflow(Generic[P, R]):
 
     def start(self, *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[Any]:
         """Start the workflow in the background and return its handle at once."""
-        engine, begin = self._begin(args, kwargs)
-        generation = engine.lease.generation
-        return self._started(engine, drive_sync(engine, begin), generation, args, kwargs)
+        return drive_sync(*self._start(args, kwargs))
 
     async def start_async(self, *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[Any]:
         """Async twin of ``start``."""
+        return await drive_async(*self._start(args, kwargs))
+
+    def _start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job[WorkflowHandle[Any]]:
         engine, begin = self._begin(args, kwargs)
+        # Taken before the statement that creates the run: see ``_context``.
         generation = engine.lease.generation
-        started = await drive_async(engine, begin)
-        return self._started(engine, started, generation, args, kwargs)
+        return engine, self._started(engine, begin, generation, args, kwargs)
 
     def _started(
         self,
         engine: Engine,
-        started: Started,
+        begin: Protocol[Started],
         generation: int,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-    ) -> WorkflowHandle[Any]:
+    ) -> Protocol[WorkflowHandle[Any]]:
+        started = yield from begin
         if started.epoch is not None:
             ctx = self._context(engine, started, generation)
             engine.run_in_background(ctx, self.spec, args, kwargs)
@@ -224,7 +229,7 @@ class Workflow(Generic[P, R]):
 class Step(Generic[P, R]):
     """A step: inside a workflow its result is recorded; outside one it is a plain call."""
 
-    def __init__(self, app: App, spec: StepSpec) -> None:
+    def __init__(self, app: AppCore, spec: StepSpec) -> None:
         self._app = app
         self.spec = spec
         functools.update_wrapper(self, spec.fn)
@@ -244,5 +249,34 @@ class Step(Generic[P, R]):
         return drive_sync(ctx.engine, protocol)  # type: ignore[no-any-return]
 
 
+def declare_workflow(
+    app: AppCore, fn: Callable[P, R], name: str | None, max_recovery_attempts: int
+) -> Workflow[P, R]:
+    """Register ``fn`` as a workflow of ``app`` (what ``@app.workflow`` and
+    ``@app.scheduled`` do); a second function under a taken name is refused."""
+    check_callable(fn, "workflow")
+    spec = WorkflowSpec(fn, name or step_name(fn), max_recovery_attempts=max_recovery_attempts)
+    registered = app._registry.get(spec.name)
+    if registered is not None and registered.fn is not fn:
+        raise ConfigurationError(
+            f"a workflow named {spec.name!r} is already registered on this app; "
+            f"give one of them another name=..."
+        )
+    app._registry[spec.name] = spec
+    return Workflow(app, spec)
+
+
+def check_callable(fn: object, what: str) -> None:
+    """A decorator got a plain function (not its own settings, not a durable object)."""
+    if not callable(fn):
+        raise ConfigurationError(
+            f"@{what} decorates a function; got {type(fn).__name__} (did you mean "
+            f"@app.{what}(...)?)"
+        )
+    if isinstance(fn, Workflow | Step):
+        raise ConfigurationError(f"{fn!r} is already durable; decorate the plain function")
+
+
 def step_name(fn: Callable[..., Any]) -> str:
+    """The default registered name of a workflow or step: its module and qualified name."""
     return f"{fn.__module__}.{fn.__qualname__}"
