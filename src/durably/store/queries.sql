@@ -317,7 +317,8 @@ WITH done AS (
     DELETE FROM {schema}.watchers w USING done WHERE w.workflow_id = done.id
     RETURNING w.workflow_id
 )
-SELECT id, (SELECT count(pg_notify(%(channel)s, 'd:' || workflow_id)) FROM watched)
+SELECT id,
+       (SELECT count(pg_notify(%(channel)s, 'd:' || workflow_id)) FROM watched) AS notified
 FROM done
 
 -- name: watch
@@ -446,7 +447,7 @@ FROM (
         ELSE false END AS now
 ) ready
 WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
-RETURNING NOT ready.now
+RETURNING NOT ready.now AS parked
 
 -- name: wake_due
 -- Claim parked workflows that are due (timer passed, or woken by a message or event).
@@ -476,7 +477,7 @@ SELECT * FROM claimed
 
 -- name: next_wake
 -- When the earliest parked workflow is due (for the timer of the executor loop).
-SELECT min(wake_at) FROM {schema}.workflows
+SELECT min(wake_at) AS wake_at FROM {schema}.workflows
 WHERE status = 'PENDING' AND executor_id IS NULL
 
 -- name: set_event
@@ -565,8 +566,8 @@ WITH RECURSIVE tree AS (
     WHERE w.id = tree.id AND w.status IN ('PENDING', 'ENQUEUED', 'DELAYED')
     RETURNING w.id
 )
-SELECT (SELECT count(*) FROM tree WHERE id = %(workflow_id)s),
-       count(pg_notify(%(channel)s, 'c:' || cancelled.id))
+SELECT (SELECT count(*) FROM tree WHERE id = %(workflow_id)s) AS found,
+       count(pg_notify(%(channel)s, 'c:' || cancelled.id)) AS cancelled
 FROM cancelled
 
 -- name: cancel_expired
@@ -587,7 +588,7 @@ WITH RECURSIVE expired AS (
     WHERE w.id = tree.id AND w.status IN ('PENDING', 'ENQUEUED', 'DELAYED')
     RETURNING w.id
 )
-SELECT count(pg_notify(%(channel)s, 'c:' || id)) FROM cancelled
+SELECT count(pg_notify(%(channel)s, 'c:' || id)) AS cancelled FROM cancelled
 
 -- name: resume
 -- Run a cancelled, dead-lettered or stuck (PENDING) workflow again from its last
@@ -602,7 +603,7 @@ WITH resumed AS (
       AND status IN ('PENDING', 'CANCELLED', 'DEAD_LETTER', 'ENQUEUED', 'DELAYED')
     RETURNING id
 )
-SELECT id, pg_notify(%(channel)s, 'w:' || id) FROM resumed
+SELECT id, pg_notify(%(channel)s, 'w:' || id) AS notified FROM resumed
 
 -- name: fork
 -- A new workflow with the same inputs; operations before from_step, and the events and
@@ -640,11 +641,11 @@ WITH src AS (
     WHERE s.workflow_id = %(workflow_id)s AND s.step < %(from_step)s
     RETURNING step
 )
-SELECT (SELECT count(*) FROM src),
+SELECT (SELECT count(*) FROM src) AS found,
        (SELECT count(*) FROM wf)
        -- a retry after a lost reply: the copy its first attempt made counts as made
        + (SELECT count(*) FROM {schema}.workflows
-          WHERE %(retry)s AND id = %(new_id)s AND forked_from = %(workflow_id)s),
-       (SELECT count(*) FROM ops),
-       (SELECT count(*) FROM evs), (SELECT count(*) FROM sts),
-       (SELECT count(pg_notify(%(channel)s, 'w:' || id)) FROM wf)
+          WHERE %(retry)s AND id = %(new_id)s AND forked_from = %(workflow_id)s) AS created,
+       (SELECT count(*) FROM ops) AS operations,
+       (SELECT count(*) FROM evs) AS events, (SELECT count(*) FROM sts) AS streams,
+       (SELECT count(pg_notify(%(channel)s, 'w:' || id)) FROM wf) AS notified

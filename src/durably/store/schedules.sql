@@ -66,7 +66,7 @@ DELETE FROM {schema}.schedules WHERE name = %(name)s RETURNING name
 -- each with the database's clock (statement_timestamp(): one value for the whole
 -- statement), so workers agree on "now" whatever their own clocks say.
 (SELECT name, workflow_name, cron, timezone, catch_up, last_tick, next_tick, revision,
-        statement_timestamp()
+        statement_timestamp() AS now
  FROM {schema}.schedules
  WHERE NOT paused AND next_tick <= statement_timestamp()
    AND workflow_name = ANY(%(names)s::text[])
@@ -74,7 +74,7 @@ DELETE FROM {schema}.schedules WHERE name = %(name)s RETURNING name
  LIMIT %(limit)s)
 UNION ALL
 (SELECT name, workflow_name, cron, timezone, catch_up, last_tick, next_tick, revision,
-        statement_timestamp()
+        statement_timestamp() AS now
  FROM {schema}.schedules
  WHERE NOT paused AND next_tick > statement_timestamp()
    AND workflow_name = ANY(%(names)s::text[])
