@@ -203,13 +203,14 @@ class Control:
         rows = drive_sync(
             self.engine, self._read(self.engine.statements.get_all_events(workflow_id))
         )
-        return dict(rows)
+        return {row.key: row.value for row in rows}
 
     async def get_all_events_async(self, workflow_id: str) -> dict[str, Any]:
         """Async twin of ``get_all_events``."""
         check_workflow_id(workflow_id)
         statement = self.engine.statements.get_all_events(workflow_id)
-        return dict(await drive_async(self.engine, self._read(statement)))
+        rows = await drive_async(self.engine, self._read(statement))
+        return {row.key: row.value for row in rows}
 
     @staticmethod
     def _read(statement: Any) -> Protocol[Any]:
@@ -237,11 +238,11 @@ class Control:
                 ),
             )
             watching = True
-            for step, value, closed in entries:
-                if closed:
+            for entry in entries:
+                if entry.closed:
                     return
-                after, skip = step, 0
-                yield value
+                after, skip = entry.step, 0
+                yield entry.value
             if ended:
                 return
 
@@ -261,11 +262,11 @@ class Control:
                 ),
             )
             watching = True
-            for step, value, closed in entries:
-                if closed:
+            for entry in entries:
+                if entry.closed:
                     return
-                after, skip = step, 0
-                yield value
+                after, skip = entry.step, 0
+                yield entry.value
             if ended:
                 return
 
@@ -283,7 +284,7 @@ class Control:
     def _cancel(self, workflow_id: str, children: bool) -> Protocol[None]:
         check_workflow_id(workflow_id)
         rows = yield Write(self.engine.statements.cancel(workflow_id, bool(children)))
-        if not rows or not rows[0][0]:
+        if not rows or not rows[0].found:
             raise WorkflowNotFound(workflow_id)
         self.engine.cancel_local(workflow_id)
 
@@ -334,7 +335,7 @@ class Control:
             raise InvalidArgument(f"from_step must be a step number >= 1, got {from_step!r}")
         new_id = check_workflow_id(new_id) if new_id is not None else str(uuid.uuid4())
         rows = yield Write(self.engine.statements.fork(workflow_id, new_id, from_step))
-        found, created = rows[0][0], rows[0][1]
+        found, created = rows[0].found, rows[0].created
         if not found:
             raise WorkflowNotFound(workflow_id)
         if not created:

@@ -101,7 +101,7 @@ class Keeper:
             adb = await engine.async_db()
             self._listener = asyncio.get_running_loop().create_task(self._listen())
             if engine.registry:
-                self._own_before = (await adb.run(engine.statements.clock()))[0][0]
+                self._own_before = (await adb.run(engine.statements.clock()))[0].now
                 # The first batch before launch returns; the rest as these finish.
                 await self._claim(adb, "own")
         except BaseException as exc:
@@ -151,8 +151,8 @@ class Keeper:
                     await adb.run(engine.statements.cancel_expired())
                     # Parked workflows of other (perhaps dead) executors: wake them on time.
                     soonest = await adb.run(engine.statements.next_wake())
-                    if soonest and soonest[0][0] is not None:
-                        self.wake_at(soonest[0][0])
+                    if soonest and soonest[0].wake_at is not None:
+                        self.wake_at(soonest[0].wake_at)
                 if now >= next_scan:
                     # The fallback for lost notifications and delayed work coming due.
                     self._queues_due.update(engine.queues)
@@ -431,8 +431,8 @@ class Keeper:
         """A rate-limited queue claimed less than it could: if its window is full, claim
         again the moment the window's oldest start leaves it (not at the next poll)."""
         rows = await adb.run(self.engine.queue_statements.rate_window_opens(queue))
-        if rows and rows[0][0] is not None:
-            self.wake_at(rows[0][0], queue)
+        if rows and rows[0].opens_at is not None:
+            self.wake_at(rows[0].opens_at, queue)
 
     def _room(self) -> bool:
         return self._recovering < RECOVERY_CAPACITY

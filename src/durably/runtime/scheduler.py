@@ -302,15 +302,15 @@ class Scheduler:
         mono = time.monotonic()
         if not rows:
             return mono + self.max_wait
-        now: datetime = rows[0][8].astimezone(UTC)
+        now: datetime = rows[0].now.astimezone(UTC)
         wake: datetime | None = None
-        again = sum(1 for row in rows if row[6] <= now) >= MAX_DUE
+        again = sum(1 for row in rows if row.next_tick <= now) >= MAX_DUE
         budget = BATCH
         for row in rows:
+            last_tick = row.last_tick.astimezone(UTC) if row.last_tick is not None else None
             due = _Due(
-                row[0], row[1], row[2], row[3], row[4],
-                row[5].astimezone(UTC) if row[5] is not None else None,
-                row[6].astimezone(UTC), row[7],
+                row.name, row.workflow_name, row.cron, row.timezone, row.catch_up, last_tick,
+                row.next_tick.astimezone(UTC), row.revision,
             )  # fmt: skip
             if due.next_tick > now:
                 wake = _earliest(wake, due.next_tick)
