@@ -432,7 +432,7 @@ SELECT id FROM {schema}.workflows WHERE id = %(workflow_id)s FOR NO KEY UPDATE
 -- waits for arrives. If that already arrived, it is not parked (parked = false).
 UPDATE {schema}.workflows
 SET executor_id = CASE WHEN ready.now THEN executor_id END,
-    wake_at = CASE WHEN ready.now THEN NULL ELSE %(wake_at)s END,
+    wake_at = CASE WHEN ready.now THEN NULL ELSE %(wake_at)s::timestamptz END,
     wait_kind = %(wait_kind)s, wait_target = %(wait_target)s, wait_topic = %(wait_topic)s,
     updated_at = clock_timestamp()
 FROM (
