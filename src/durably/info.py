@@ -11,7 +11,7 @@ from durably import codec as codec_module
 from durably.errors import InvalidArgument
 from durably.execution.specs import WorkflowSpec
 from durably.status import Status
-from durably.store.rows import StoredStep, StoredWorkflow
+from durably.store.rows import StoredOperation, StoredWorkflow
 from durably.store.statements import Statement, Statements
 
 
@@ -125,7 +125,7 @@ def workflow_info(
     )
 
 
-def step_info(row: StoredStep, codec: codec_module.Codec) -> StepInfo:
+def step_info(row: StoredOperation, codec: codec_module.Codec) -> StepInfo:
     return StepInfo(
         step=row.step,
         name=row.name,

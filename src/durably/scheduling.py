@@ -39,7 +39,7 @@ from durably.execution.effects import Protocol, Read, Write
 from durably.execution.specs import WorkflowSpec
 from durably.runtime.drivers import drive_async, drive_sync
 from durably.runtime.scheduler import Cron, Scheduler, run_started, start_tick
-from durably.store.rows import Schedule, ScheduleRevision
+from durably.store.rows import Schedule
 from durably.store.schedule_statements import ScheduleStatements, schedule_statements
 from durably.workflow import Workflow, WorkflowHandle, step_name
 
@@ -226,12 +226,12 @@ class Scheduling:
     def _sched_get(self, name: str) -> Protocol[ScheduleInfo]:
         return _info((yield from self._sched_row(name)))
 
-    def _sched_row(self, name: str) -> Protocol[ScheduleRevision]:
+    def _sched_row(self, name: str) -> Protocol[Schedule]:
         _check_lookup(name)
         rows = yield Read(self._sched_statements().get(name))
         if not rows:
             raise ScheduleNotFound(name)
-        row: ScheduleRevision = rows[0]
+        row: Schedule = rows[0]
         return row
 
     def pause_schedule(self, name: str) -> ScheduleInfo:
@@ -391,7 +391,7 @@ def _upsert(engine: Engine, definition: _Definition) -> Protocol[ScheduleInfo]:
     return _info(rows[0])
 
 
-def _info(row: Schedule | ScheduleRevision) -> ScheduleInfo:
+def _info(row: Schedule) -> ScheduleInfo:
     last_tick, next_tick = row.last_tick, row.next_tick
     return ScheduleInfo(
         name=row.name,

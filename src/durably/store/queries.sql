@@ -112,7 +112,7 @@ WHERE w.id = %(workflow_id)s
 
 -- name: load_operations_many
 -- Every operation recorded for a batch of workflows, in one query, for replay.
-SELECT workflow_id, step, name, kind, output, error, child_id
+SELECT workflow_id, step, name, kind, output, error, child_id, started_at, completed_at
 FROM {schema}.operations
 WHERE workflow_id = ANY(%(ids)s::text[])
 ORDER BY workflow_id, step
@@ -257,7 +257,7 @@ ORDER BY created_at {order}, id {order}
 LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: list_operations
-SELECT step, name, kind, output, error, child_id, started_at, completed_at
+SELECT workflow_id, step, name, kind, output, error, child_id, started_at, completed_at
 FROM {schema}.operations
 WHERE workflow_id = %(workflow_id)s
 ORDER BY step

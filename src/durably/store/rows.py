@@ -42,7 +42,7 @@ class Inspected(NamedTuple):
 
 
 class StoredOperation(NamedTuple):
-    """One recorded operation, for replay."""
+    """One recorded operation, for replay and listings."""
 
     workflow_id: str
     step: int
@@ -51,6 +51,8 @@ class StoredOperation(NamedTuple):
     output: Any
     error: Any
     child_id: str | None
+    started_at: datetime
+    completed_at: datetime
 
 
 class Outcome(NamedTuple):
@@ -179,19 +181,6 @@ class StoredWorkflow(NamedTuple):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
-
-
-class StoredStep(NamedTuple):
-    """A recorded operation, for listings."""
-
-    step: int
-    name: str
-    kind: str
-    output: Any
-    error: Any
-    child_id: str | None
-    started_at: datetime
-    completed_at: datetime
 
 
 class AppliedMigration(NamedTuple):
@@ -326,20 +315,8 @@ class RateWindow(NamedTuple):
 
 
 class Schedule(NamedTuple):
-    """A schedule's definition and state."""
-
-    name: str
-    workflow_name: str
-    cron: str
-    timezone: str
-    paused: bool
-    catch_up: bool
-    last_tick: datetime | None
-    next_tick: datetime | None
-
-
-class ScheduleRevision(NamedTuple):
-    """A schedule with its revision (what conditional changes of it compare)."""
+    """A schedule's definition and state, with its revision (what conditional changes of
+    it compare)."""
 
     name: str
     workflow_name: str
@@ -389,7 +366,7 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "claim_abandoned": Claimed,
     "take_over": Claimed,
     "list_workflows": StoredWorkflow,
-    "list_operations": StoredStep,
+    "list_operations": StoredOperation,
     "applied_migrations": AppliedMigration,
     "finish_workflow_notify": Finished,
     "finish_workflows": BatchFinished,
@@ -422,7 +399,7 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "rate_window_opens": RateWindow,
     # schedules.sql
     "schedule_upsert": Schedule,
-    "schedule_get": ScheduleRevision,
+    "schedule_get": Schedule,
     "schedule_list": Schedule,
     "schedule_pause": Schedule,
     "schedule_resume": Schedule,

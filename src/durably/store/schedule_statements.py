@@ -13,9 +13,7 @@ from datetime import datetime
 from durably.store import sqlfile
 from durably.store.statements import Statement, bound
 
-# Statements returning a schedule give its columns in the order of ScheduleInfo:
-# name, workflow_name, cron, timezone, paused, catch_up, last_tick, next_tick
-# (schedule_get then its revision).
+# Statements returning a schedule give it as rows.Schedule (rows.ROW_TYPES).
 _NAMES = (
     "schedule_upsert", "schedule_get", "schedule_list", "schedule_pause", "schedule_resume",
     "schedule_delete", "schedule_due", "schedule_advance",
