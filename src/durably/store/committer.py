@@ -70,7 +70,9 @@ def _execute(conn: psycopg.Connection[Any], st: Statement) -> psycopg.Cursor[Any
     return conn.cursor(row_factory=_row_factory(st.row)).execute(st.sql, st.params, prepare=True)
 
 
-async def _execute_async(conn: psycopg.AsyncConnection[Any], st: Statement) -> Any:
+async def _execute_async(
+    conn: psycopg.AsyncConnection[Any], st: Statement
+) -> psycopg.AsyncCursor[Any]:
     cursor = conn.cursor(row_factory=_row_factory(st.row))
     return await cursor.execute(st.sql, st.params, prepare=True)
 
