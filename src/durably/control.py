@@ -181,7 +181,7 @@ class Control(AppCore):
     def _cancel(self, workflow_id: str, children: bool) -> Protocol[None]:
         check_workflow_id(workflow_id)
         rows = yield Write(self.engine.statements.cancel(workflow_id, bool(children)))
-        if not rows or not rows[0][0]:
+        if not rows or not rows[0].found:
             raise WorkflowNotFound(workflow_id)
         self.engine.cancel_local(workflow_id)
 
@@ -227,7 +227,7 @@ class Control(AppCore):
             raise InvalidArgument(f"from_step must be a step number >= 1, got {from_step!r}")
         new_id = check_workflow_id(new_id) if new_id is not None else str(uuid.uuid4())
         rows = yield Write(self.engine.statements.fork(workflow_id, new_id, from_step))
-        found, created = rows[0][0], rows[0][1]
+        found, created = rows[0].found, rows[0].created
         if not found:
             raise WorkflowNotFound(workflow_id)
         if not created:

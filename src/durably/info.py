@@ -11,6 +11,7 @@ from durably.errors import InvalidArgument
 from durably.execution.specs import WorkflowSpec
 from durably.keywords import WorkflowFilters
 from durably.status import Status
+from durably.store.rows import StoredOperation, StoredWorkflow
 from durably.store.statements import Statement, Statements
 
 
@@ -97,54 +98,34 @@ def _decode(codec: codec_module.Codec, data: Any, hint: Any) -> Any:
 
 
 def workflow_info(
-    row: tuple[Any, ...], codec: codec_module.Codec, registry: dict[str, WorkflowSpec]
+    row: StoredWorkflow, codec: codec_module.Codec, registry: dict[str, WorkflowSpec]
 ) -> WorkflowInfo:
-    (
-        wid,
-        name,
-        status,
-        inputs,
-        output,
-        error,
-        executor_id,
-        _epoch,
-        attempts,
-        _max,
-        parent_id,
-        _parent_step,
-        forked_from,
-        _codec,
-        created_at,
-        updated_at,
-        completed_at,
-    ) = row
-    spec = registry.get(name)
+    spec = registry.get(row.name)
     return WorkflowInfo(
-        id=wid,
-        name=name,
-        status=Status(status),
-        inputs=inputs,
-        output=_decode(codec, output, spec.return_hint if spec else None),
-        error=codec_module.load_error(error) if error is not None else None,
-        executor_id=executor_id,
-        recovery_attempts=attempts,
-        parent_id=parent_id,
-        forked_from=forked_from,
-        created_at=created_at,
-        updated_at=updated_at,
-        completed_at=completed_at,
+        id=row.id,
+        name=row.name,
+        status=Status(row.status),
+        inputs=row.inputs,
+        output=_decode(codec, row.output, spec.return_hint if spec else None),
+        error=codec_module.load_error(row.error) if row.error is not None else None,
+        executor_id=row.executor_id,
+        recovery_attempts=row.recovery_attempts,
+        parent_id=row.parent_id,
+        forked_from=row.forked_from,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        completed_at=row.completed_at,
     )
 
 
-def step_info(row: tuple[Any, ...], codec: codec_module.Codec) -> StepInfo:
-    step, name, kind, output, error, child_id, started_at, completed_at = row
+def step_info(row: StoredOperation, codec: codec_module.Codec) -> StepInfo:
     return StepInfo(
-        step=step,
-        name=name,
-        kind=kind,
-        output=_decode(codec, output, None),
-        error=codec_module.load_error(error) if error is not None else None,
-        child_id=child_id,
-        started_at=started_at,
-        completed_at=completed_at,
+        step=row.step,
+        name=row.name,
+        kind=row.kind,
+        output=_decode(codec, row.output, None),
+        error=codec_module.load_error(row.error) if row.error is not None else None,
+        child_id=row.child_id,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
     )

@@ -40,6 +40,7 @@ from durably.execution.effects import Protocol, Read, Write
 from durably.execution.specs import WorkflowSpec
 from durably.runtime.drivers import drive_sync
 from durably.runtime.scheduler import Cron, Scheduler, run_started, start_tick
+from durably.store.rows import Schedule
 from durably.store.schedule_statements import ScheduleStatements, schedule_statements
 from durably.twins import Job, twins
 from durably.workflow import Workflow, WorkflowHandle, declare_workflow, step_name
@@ -217,12 +218,13 @@ class Scheduling(AppCore):
     def _sched_get(self, name: str) -> Protocol[ScheduleInfo]:
         return _info((yield from self._sched_row(name)))
 
-    def _sched_row(self, name: str) -> Protocol[tuple[Any, ...]]:
+    def _sched_row(self, name: str) -> Protocol[Schedule]:
         _check_lookup(name)
         rows = yield Read(self._sched_statements().get(name))
         if not rows:
             raise ScheduleNotFound(name)
-        return tuple(rows[0])
+        row: Schedule = rows[0]
+        return row
 
     def _pause_schedule(self, name: str) -> Job[ScheduleInfo]:
         """Stop starting the schedule's ticks (workflows already started go on)."""
@@ -247,9 +249,9 @@ class Scheduling(AppCore):
     def _sched_resume(self, name: str) -> Protocol[ScheduleInfo]:
         while True:
             row = yield from self._sched_row(name)
-            cron = Cron.parse(row[2], row[3])
+            cron = Cron.parse(row.cron, row.timezone)
             next_tick = cron.after(datetime.now(UTC))
-            rows = yield Write(self._sched_statements().resume(name, row[8], next_tick))
+            rows = yield Write(self._sched_statements().resume(name, row.revision, next_tick))
             if rows:
                 return _info(rows[0])
             # Changed meanwhile (redefined, paused again): read it again.
@@ -291,8 +293,8 @@ class Scheduling(AppCore):
         self, name: str, start: datetime, end: datetime
     ) -> Protocol[list[WorkflowHandle[Any]]]:
         row = yield from self._sched_row(name)
-        spec = self._sched_spec(row[1], name)
-        cron = Cron.parse(row[2], row[3])
+        spec = self._sched_spec(row.workflow_name, name)
+        cron = Cron.parse(row.cron, row.timezone)
         ticks = [t for t in cron.ticks(start, end, MAX_BACKFILL + 1) if t < end]
         if len(ticks) > MAX_BACKFILL:
             raise InvalidArgument(
@@ -325,7 +327,7 @@ class Scheduling(AppCore):
 
     def _sched_trigger(self, name: str, tick: datetime) -> Protocol[WorkflowHandle[Any]]:
         row = yield from self._sched_row(name)
-        spec = self._sched_spec(row[1], name)
+        spec = self._sched_spec(row.workflow_name, name)
         engine = self._sched_app().engine
         generation = engine.lease.generation
         started = yield from start_tick(engine, spec, name, tick)
@@ -365,17 +367,17 @@ def _upsert(engine: Engine, definition: _Definition) -> Protocol[ScheduleInfo]:
     return _info(rows[0])
 
 
-def _info(row: tuple[Any, ...]) -> ScheduleInfo:
-    name, workflow_name, cron, timezone, paused, catch_up, last_tick, next_tick = row[:8]
+def _info(row: Schedule) -> ScheduleInfo:
+    last_tick, next_tick = row.last_tick, row.next_tick
     return ScheduleInfo(
-        name=name,
-        workflow_name=workflow_name,
-        cron=cron,
-        timezone=timezone,
-        paused=paused,
-        catch_up=catch_up,
+        name=row.name,
+        workflow_name=row.workflow_name,
+        cron=row.cron,
+        timezone=row.timezone,
+        paused=row.paused,
+        catch_up=row.catch_up,
         last_tick=last_tick.astimezone(UTC) if last_tick is not None else None,
-        next_tick=next_tick.astimezone(UTC) if next_tick is not None and not paused else None,
+        next_tick=next_tick.astimezone(UTC) if next_tick is not None and not row.paused else None,
     )
 
 

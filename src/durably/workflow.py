@@ -21,6 +21,7 @@ from durably.options import IfDuplicate, WorkflowOptions
 from durably.runtime.drivers import drive_async, drive_sync
 from durably.runtime.engine import NOT_HERE
 from durably.status import Status
+from durably.store.rows import Outcome
 from durably.twins import Job
 
 if TYPE_CHECKING:
@@ -61,10 +62,10 @@ class WorkflowHandle(Generic[R]):
         return _status(self.id, outcome)
 
 
-def _status(workflow_id: str, outcome: tuple[str, Any, Any, int] | None) -> Status:
+def _status(workflow_id: str, outcome: Outcome | None) -> Status:
     if outcome is None:
         raise WorkflowNotFound(workflow_id)
-    return Status(outcome[0])
+    return Status(outcome.status)
 
 
 def _check_timeout(timeout: float | None) -> float | None:

@@ -27,6 +27,7 @@ from durably.execution.effects import Call, HoldLease, Protocol, Read, Sleep, Wr
 from durably.execution.specs import StepSpec, WorkflowSpec
 from durably.options import now
 from durably.status import Status
+from durably.store.rows import Outcome
 
 if TYPE_CHECKING:
     from durably.execution.host import Host
@@ -354,10 +355,8 @@ def load_recorded_many(
     return recorded
 
 
-def read_outcome(engine: Host, workflow_id: str) -> Protocol[tuple[str, Any, Any, int] | None]:
-    """(status, output, error, recovery attempts) of a workflow; None when it does not exist."""
+def read_outcome(engine: Host, workflow_id: str) -> Protocol[Outcome | None]:
+    """A workflow's name, status and outcome; None when it does not exist."""
     rows = yield Read(engine.statements.get_outcome(workflow_id))
-    if not rows:
-        return None
-    outcome = rows[0]
-    return outcome.status, outcome.output, outcome.error, outcome.recovery_attempts
+    outcome: Outcome | None = rows[0] if rows else None
+    return outcome

@@ -30,7 +30,7 @@ def check_queue(engine: Host, queue: str, priority: int | None) -> Protocol[None
                 f"unknown queue {queue!r}: declare it with app.queue({queue!r}, ...) "
                 f"in the workers' code"
             )
-        allows_priority = bool(rows[0][1])
+        allows_priority = bool(rows[0].priority)
     if priority is not None and not allows_priority:
         raise InvalidArgument(
             f"queue {queue!r} was declared without priority=True; priorities are refused"
@@ -77,8 +77,8 @@ def enqueue(
         holder = yield Read(engine.queue_statements.dedup_holder(options.queue, options.dedup_key))
         if holder:
             if options.if_duplicate == "existing":
-                return Started(holder[0][0], None)
-            raise DuplicateWorkflow(options.queue, options.dedup_key, holder[0][0])
+                return Started(holder[0].id, None)
+            raise DuplicateWorkflow(options.queue, options.dedup_key, holder[0].id)
     # The holder finished between the two reads: the key is free again.
     return (yield from enqueue(engine, spec, options, workflow_id, inputs, parent))
 
@@ -134,7 +134,7 @@ def debounce(
             max_wait=max_wait,
         )
     )
-    workflow_id: str = rows[0][0]
+    workflow_id: str = rows[0].id
     return workflow_id
 
 

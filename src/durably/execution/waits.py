@@ -29,6 +29,7 @@ from durably.execution.protocol import (
 from durably.options import now
 from durably.status import Status
 from durably.store.notifications import Kind
+from durably.store.rows import StreamEntry
 
 if TYPE_CHECKING:
     from durably.execution.host import Host
@@ -80,7 +81,7 @@ def park(
     if not rows:
         yield from explain_unwritten(ctx, 0, kind, kind)
         return
-    if rows[0][0]:
+    if rows[0].parked:
         ctx.engine.parked(ctx.workflow_id, wake_at)
         raise Parked(ctx.workflow_id)
 
@@ -128,7 +129,7 @@ def durable_deadline(ctx: WorkflowContext, position: int, timeout: float) -> Pro
     )
     if not rows:
         yield from explain_unwritten(ctx, position, "wait", "wait")
-    deadline: datetime = rows[0][0]
+    deadline: datetime = rows[0].wait_deadline
     return deadline
 
 
@@ -296,7 +297,7 @@ def set_event(
 
 def read_event(engine: Host, workflow_id: str, key: str) -> Protocol[tuple[bool, Any]]:
     rows = yield Read(engine.statements.get_event(workflow_id, key))
-    return (True, rows[0][0]) if rows else (False, None)
+    return (True, rows[0].value) if rows else (False, None)
 
 
 def get_event_outside(engine: Host, workflow_id: str, key: str, timeout: float) -> Protocol[Any]:
@@ -373,7 +374,7 @@ def next_stream_entries(
     skip: int,
     deadline: datetime | None,
     watching: bool,
-) -> Protocol[tuple[list[tuple[int, Any, bool]], bool]]:
+) -> Protocol[tuple[list[StreamEntry], bool]]:
     """Wait for stream entries after ``after``; returns (entries, ended).
 
     The stream has ended when a closing entry is read, or when the writing workflow is
@@ -386,13 +387,13 @@ def next_stream_entries(
         since = yield Watch(keys)
         rows = yield Read(engine.statements.read_stream(workflow_id, key, after, skip))
         if rows:
-            return [(step, value, closed) for step, value, closed in rows], False
+            return list(rows), False
         outcome = yield from read_outcome(engine, workflow_id)
         if outcome is None:
             raise WorkflowNotFound(workflow_id)
-        if Status(outcome[0]).is_final:
+        if Status(outcome.status).is_final:
             rows = yield Read(engine.statements.read_stream(workflow_id, key, after, skip))
-            return [(step, value, closed) for step, value, closed in rows], True
+            return list(rows), True
         remaining = POLL_INTERVAL
         if deadline is not None:
             remaining = min(remaining, (deadline - now()).total_seconds())
@@ -414,7 +415,7 @@ def first_finished(
             outcome = yield from read_outcome(engine, wid)
             if outcome is None:
                 raise WorkflowNotFound(wid)
-            if Status(outcome[0]).is_final:
+            if Status(outcome.status).is_final:
                 return wid
         remaining = POLL_INTERVAL
         if deadline is not None:

@@ -105,8 +105,8 @@ class Dispatch:
         """A rate-limited queue claimed less than it could: if its window is full, claim
         again the moment the window's oldest start leaves it (not at the next beat)."""
         rows = await adb.run(self.host.queue_statements.rate_window_opens(queue))
-        if rows and rows[0][0] is not None:
-            self.queue_at(rows[0][0], queue)
+        if rows and rows[0].opens_at is not None:
+            self.queue_at(rows[0].opens_at, queue)
 
     def _track(self, name: str, future: concurrent.futures.Future[Any]) -> None:
         """Count a claimed workflow against this worker's share until it ends."""

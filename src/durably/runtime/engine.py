@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 from durably.status import Status
 from durably.store.database import AsyncDatabase, Database
 from durably.store.notifications import Kind
+from durably.store.rows import Outcome
 from durably.store.statements import Statements
 
 log = logging.getLogger("durably")
@@ -500,11 +501,10 @@ class Engine:
         with self._lock:
             return self._local.get(workflow_id)
 
-    def decode_outcome(
-        self, workflow_id: str, outcome: tuple[str, Any, Any, int], hint: Any
-    ) -> Any:
+    def decode_outcome(self, workflow_id: str, outcome: Outcome, hint: Any) -> Any:
         """The result of a finished workflow, or its recorded error raised again."""
-        status, output, error, attempts = outcome
+        status, output, error = outcome.status, outcome.output, outcome.error
+        attempts = outcome.recovery_attempts
         if status == Status.SUCCESS:
             return self.codec.load(output, hint)
         if status == Status.ERROR:
@@ -553,7 +553,7 @@ def await_outcome(
         outcome = yield from read_outcome(engine, workflow_id)
         if outcome is None:
             raise WorkflowNotFound(workflow_id)
-        if Status(outcome[0]).is_final:
+        if Status(outcome.status).is_final:
             return engine.decode_outcome(workflow_id, outcome, hint)
         if not watching:
             # Ask the finishing executor to notify; re-check, it may have just finished.

@@ -100,7 +100,7 @@ class Recovery:
         executor's own leftovers (the rest follow as these finish)."""
         if not self.host.registry:
             return
-        self.own_before = (await adb.run(self.host.statements.clock()))[0][0]
+        self.own_before = (await adb.run(self.host.statements.clock()))[0].now
         await self.claim_own(adb)
 
     async def claim_own(self, adb: AsyncDatabase) -> None:

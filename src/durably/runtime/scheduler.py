@@ -44,6 +44,7 @@ from durably.execution.protocol import Started, start_top
 from durably.execution.specs import WorkflowSpec
 from durably.runtime.drivers import drive_async
 from durably.store.database import AsyncDatabase
+from durably.store.rows import DueSchedule
 from durably.store.schedule_statements import schedule_statements
 
 if TYPE_CHECKING:
@@ -259,18 +260,6 @@ def run_started(
     engine.run_in_background(ctx, spec, (tick.astimezone(UTC),), {})
 
 
-@dataclass(frozen=True, slots=True)
-class _Due:
-    name: str
-    workflow_name: str
-    cron: str
-    timezone: str
-    catch_up: bool
-    last_tick: datetime | None
-    next_tick: datetime
-    revision: int
-
-
 class Scheduler:
     """The engine's scheduler hook: starts due ticks from the keeper's loop."""
 
@@ -302,16 +291,13 @@ class Scheduler:
         mono = time.monotonic()
         if not rows:
             return mono + self.max_wait
-        now: datetime = rows[0][8].astimezone(UTC)
+        now: datetime = rows[0].now.astimezone(UTC)
         wake: datetime | None = None
-        again = sum(1 for row in rows if row[6] <= now) >= MAX_DUE
+        again = sum(1 for row in rows if row.next_tick <= now) >= MAX_DUE
         budget = BATCH
         for row in rows:
-            due = _Due(
-                row[0], row[1], row[2], row[3], row[4],
-                row[5].astimezone(UTC) if row[5] is not None else None,
-                row[6].astimezone(UTC), row[7],
-            )  # fmt: skip
+            last_tick = row.last_tick.astimezone(UTC) if row.last_tick is not None else None
+            due = row._replace(last_tick=last_tick, next_tick=row.next_tick.astimezone(UTC))
             if due.next_tick > now:
                 wake = _earliest(wake, due.next_tick)
                 continue
@@ -335,7 +321,7 @@ class Scheduler:
             delay = min(delay, (wake - now).total_seconds() + SLACK)
         return mono + max(0.0, delay)
 
-    async def _run(self, adb: AsyncDatabase, due: _Due, now: datetime, budget: int) -> Plan:
+    async def _run(self, adb: AsyncDatabase, due: DueSchedule, now: datetime, budget: int) -> Plan:
         """Start a due schedule's ticks, then advance it (if nobody else did first)."""
         engine = self.engine
         cron = self._cron(due.cron, due.timezone)

@@ -87,5 +87,5 @@ class WakeUps:
 
     async def _cancel_expired(self, adb: AsyncDatabase) -> None:
         rows = await adb.run(self.host.statements.cancel_expired())
-        if rows and rows[0][0]:
+        if rows and rows[0].cancelled:
             self.deadline_at = time.monotonic()  # perhaps more than one round's worth

@@ -1,9 +1,14 @@
-"""Group commit: writes from many concurrent workflows share one transaction.
+"""Running statements on a connection, and group commit of concurrent writes.
 
-A caller that finds no batch in flight becomes the leader and runs what is queued,
-its own write included, at once: a lone workflow pays no added latency. Callers that
-arrive while a batch is in flight queue up and go out together in the next one. One
-batch is one pipelined transaction, so N checkpoints cost one commit.
+Writes from many concurrent workflows share one transaction. A caller that finds no
+batch in flight becomes the leader and runs what is queued, its own write included, at
+once: a lone workflow pays no added latency. Callers that arrive while a batch is in
+flight queue up and go out together in the next one. One batch is one pipelined
+transaction, so N checkpoints cost one commit.
+
+What a batch runs, and what is decided when it fails, is written once (``plan``,
+``settle``, ``to_rerun``, ``GroupCommit``); the thread and the event-loop versions
+differ only where one of them waits.
 """
 
 from __future__ import annotations
@@ -12,15 +17,17 @@ import asyncio
 import functools
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
-from psycopg.rows import kwargs_row
+from psycopg.rows import kwargs_row, tuple_row
 
 from durably.store import faults
 from durably.store.statements import Statement
 
-Result = Any  # rowcount (int) or rows (list of tuples), as the statement asks
+Result = Any  # rowcount (int) or rows (list of named rows), as the statement asks
+
+C = TypeVar("C", psycopg.Connection[Any], psycopg.AsyncConnection[Any])
 
 
 class Pending:
@@ -44,63 +51,84 @@ class Pending:
 
 @functools.cache
 def _row_factory(row: Any) -> Any:
-    """One row factory per row type (not one per statement run)."""
-    return kwargs_row(row)
+    """One row factory per row type (not one per statement run); plain tuples without."""
+    return tuple_row if row is None else kwargs_row(row)
 
 
-def _execute(conn: psycopg.Connection[Any], statement: Statement) -> psycopg.Cursor[Any]:
-    """Execute a statement; its rows come back as its row type, built by column name."""
-    if statement.row is None:
-        return conn.execute(statement.sql, statement.params, prepare=True)
-    cur = conn.cursor(row_factory=_row_factory(statement.row))
-    return cur.execute(statement.sql, statement.params, prepare=True)
+def _names(statements: Sequence[Statement]) -> list[str]:
+    return [st.name for st in statements]
+
+
+# ------------------------------------------------------------------ one round trip
+# ``_send_*`` executes statements, each alone (autocommit) or all in one pipelined
+# transaction: when it returns, they committed. ``_receive_*`` then reads their results
+# (rows come back as the statement's row type, built by column name), and gives the
+# lost-reply hook of ``faults`` its chance to drop them.
+
+
+def _execute(conn: psycopg.Connection[Any], st: Statement) -> psycopg.Cursor[Any]:
+    return conn.cursor(row_factory=_row_factory(st.row)).execute(st.sql, st.params, prepare=True)
 
 
 async def _execute_async(
-    conn: psycopg.AsyncConnection[Any], statement: Statement
+    conn: psycopg.AsyncConnection[Any], st: Statement
 ) -> psycopg.AsyncCursor[Any]:
-    """Async twin of _execute."""
-    if statement.row is None:
-        return await conn.execute(statement.sql, statement.params, prepare=True)
-    cur = conn.cursor(row_factory=_row_factory(statement.row))
-    return await cur.execute(statement.sql, statement.params, prepare=True)
+    cursor = conn.cursor(row_factory=_row_factory(st.row))
+    return await cursor.execute(st.sql, st.params, prepare=True)
 
 
-def run_sync(conn: psycopg.Connection[Any], statement: Statement) -> Result:
-    """Run one statement in its own (autocommit) transaction."""
-    cur = _execute(conn, statement)
-    result = cur.fetchall() if statement.returns == "rows" else cur.rowcount
-    faults.after_commit(conn, (statement.name,))
-    return result
-
-
-def run_transaction_sync(conn: psycopg.Connection[Any], statements: Sequence[Statement]) -> Result:
-    """Run statements in one pipelined transaction; the last one's result is returned."""
+def _send_sync(
+    conn: psycopg.Connection[Any], statements: Sequence[Statement], transaction: bool
+) -> list[psycopg.Cursor[Any]]:
+    if not transaction:
+        return [_execute(conn, st) for st in statements]
     with conn.pipeline(), conn.transaction():
-        cursors = [_execute(conn, st) for st in statements]
-    faults.after_commit(conn, [st.name for st in statements])
-    last, statement = cursors[-1], statements[-1]
-    return last.fetchall() if statement.returns == "rows" else last.rowcount
+        return [_execute(conn, st) for st in statements]
 
 
-async def run_transaction_async(
-    conn: psycopg.AsyncConnection[Any], statements: Sequence[Statement]
-) -> Result:
-    """Async twin of run_transaction_sync."""
+async def _send_async(
+    conn: psycopg.AsyncConnection[Any], statements: Sequence[Statement], transaction: bool
+) -> list[psycopg.AsyncCursor[Any]]:
+    if not transaction:
+        return [await _execute_async(conn, st) for st in statements]
     async with conn.pipeline(), conn.transaction():
-        cursors = [await _execute_async(conn, st) for st in statements]
-    await faults.after_commit_async(conn, [st.name for st in statements])
-    last, statement = cursors[-1], statements[-1]
-    return await last.fetchall() if statement.returns == "rows" else last.rowcount
+        return [await _execute_async(conn, st) for st in statements]
 
 
-async def run_async(conn: psycopg.AsyncConnection[Any], statement: Statement) -> Result:
-    """Run one statement in its own (autocommit) transaction."""
-    cur = await _execute_async(conn, statement)
-    result = await cur.fetchall() if statement.returns == "rows" else cur.rowcount
-    await faults.after_commit_async(conn, (statement.name,))
-    return result
+def _receive_sync(
+    conn: psycopg.Connection[Any], statements: Sequence[Statement], cursors: list[Any]
+) -> list[Result]:
+    pairs = zip(statements, cursors, strict=True)
+    results = [cur.fetchall() if st.returns == "rows" else cur.rowcount for st, cur in pairs]
+    faults.after_commit(conn, _names(statements))
+    return results
 
+
+async def _receive_async(
+    conn: psycopg.AsyncConnection[Any], statements: Sequence[Statement], cursors: list[Any]
+) -> list[Result]:
+    pairs = zip(statements, cursors, strict=True)
+    results = [await cur.fetchall() if st.returns == "rows" else cur.rowcount for st, cur in pairs]
+    await faults.after_commit_async(conn, _names(statements))
+    return results
+
+
+def run_sync(
+    conn: psycopg.Connection[Any], statements: Sequence[Statement], *, transaction: bool
+) -> Result:
+    """Run statements (each alone, or in one pipelined transaction); the last one's result."""
+    return _receive_sync(conn, statements, _send_sync(conn, statements, transaction))[-1]
+
+
+async def run_async(
+    conn: psycopg.AsyncConnection[Any], statements: Sequence[Statement], *, transaction: bool
+) -> Result:
+    """Async twin of run_sync."""
+    cursors = await _send_async(conn, statements, transaction)
+    return (await _receive_async(conn, statements, cursors))[-1]
+
+
+# ------------------------------------------------------------------ one batch
 
 Entry = tuple[Statement, list[Pending], Callable[[Any], list[Any]] | None]
 
@@ -124,13 +152,14 @@ def plan(batch: list[Pending]) -> list[Entry]:
     return entries
 
 
-def settle(entry: Entry, result: Result) -> None:
-    _, items, split = entry
-    if split is None:
-        items[0].result = result
-    else:
-        for item, share in zip(items, split(result), strict=True):
-            item.result = share
+def settle(entries: list[Entry], results: list[Result]) -> None:
+    """Give each write of a batch its share of the results of the statements that ran."""
+    for (_, items, split), result in zip(entries, results, strict=True):
+        if split is None:
+            items[0].result = result
+        else:
+            for item, share in zip(items, split(result), strict=True):
+                item.result = share
 
 
 def _fail_unsettled(batch: list[Pending], exc: BaseException) -> None:
@@ -139,32 +168,33 @@ def _fail_unsettled(batch: list[Pending], exc: BaseException) -> None:
             item.error = exc
 
 
+def to_rerun(batch: list[Pending], exc: BaseException, maybe_committed: bool) -> list[Pending]:
+    """A batch failed with ``exc``: the writes to run again, each alone.
+
+    None when it committed, or perhaps did (the link broke): running them again here
+    could do them twice, so each writer gets the error and settles its own outcome.
+    Otherwise one statement (a deadlock with a takeover, say) aborted the shared
+    transaction, and every write gets its own answer.
+    """
+    if maybe_committed:
+        _fail_unsettled(batch, exc)
+        return []
+    return batch
+
+
 def execute_batch_sync(conn: psycopg.Connection[Any], batch: list[Pending]) -> None:
-    """Run a batch in one pipelined transaction; if it failed before its commit, run
-    each write alone (after the commit, running them again would find them done)."""
+    """Run a batch in one pipelined transaction (or one statement alone)."""
     entries = plan(batch)
+    statements = [entry[0] for entry in entries]
     committed = False
     try:
-        if len(entries) == 1:
-            settle(entries[0], run_sync(conn, entries[0][0]))
-            return
-        with conn.pipeline(), conn.transaction():
-            cursors = [_execute(conn, st) for st, _, _ in entries]
+        cursors = _send_sync(conn, statements, len(entries) > 1)
         committed = True
-        faults.after_commit(conn, [st.name for st, _, _ in entries])
-        for entry, cur in zip(entries, cursors, strict=True):
-            settle(entry, cur.fetchall() if entry[0].returns == "rows" else cur.rowcount)
+        settle(entries, _receive_sync(conn, statements, cursors))
     except psycopg.Error as exc:
-        if committed or conn.closed or conn.broken:
-            # Committed, or perhaps committed (the link broke): never run them again
-            # here; each writer settles its own outcome.
-            _fail_unsettled(batch, exc)
-            return
-        # One statement (a deadlock with a takeover, say) aborted the shared
-        # transaction: give every write its own answer.
-        for item in batch:
+        for item in to_rerun(batch, exc, committed or conn.closed or conn.broken):
             try:
-                item.result = run_sync(conn, item.statement)
+                item.result = run_sync(conn, [item.statement], transaction=False)
             except Exception as error:
                 item.error = error
 
@@ -172,41 +202,29 @@ def execute_batch_sync(conn: psycopg.Connection[Any], batch: list[Pending]) -> N
 async def execute_batch_async(conn: psycopg.AsyncConnection[Any], batch: list[Pending]) -> None:
     """Async twin of execute_batch_sync."""
     entries = plan(batch)
+    statements = [entry[0] for entry in entries]
     committed = False
     try:
-        if len(entries) == 1:
-            settle(entries[0], await run_async(conn, entries[0][0]))
-            return
-        async with conn.pipeline(), conn.transaction():
-            cursors = [await _execute_async(conn, st) for st, _, _ in entries]
+        cursors = await _send_async(conn, statements, len(entries) > 1)
         committed = True
-        await faults.after_commit_async(conn, [st.name for st, _, _ in entries])
-        for entry, acur in zip(entries, cursors, strict=True):
-            settle(entry, await acur.fetchall() if entry[0].returns == "rows" else acur.rowcount)
+        settle(entries, await _receive_async(conn, statements, cursors))
     except psycopg.Error as exc:
-        if committed or conn.closed or conn.broken:
-            _fail_unsettled(batch, exc)
-            return
-        for item in batch:
+        for item in to_rerun(batch, exc, committed or conn.closed or conn.broken):
             try:
-                item.result = await run_async(conn, item.statement)
+                item.result = await run_async(conn, [item.statement], transaction=False)
             except Exception as error:
                 item.error = error
 
 
-class SyncCommitter:
-    """Leader/follower group commit for threads, on a connection of its own (no pool
-    round trip per write: the leader is the only one using it).
+# ------------------------------------------------------------------ group commit
 
-    Each waiting thread sleeps on its own event: a finished batch wakes exactly its
-    writers, and hands the lead to the oldest waiting writer, if any (no herd of
-    threads racing for one lock).
-    """
 
-    def __init__(self, connect: Callable[[], psycopg.Connection[Any]]) -> None:
-        self._connect = connect
-        self._conn: psycopg.Connection[Any] | None = None
-        self._lock = threading.Lock()
+class GroupCommit(Generic[C]):
+    """What both committers keep: the queued writes, and a connection of their own (no
+    pool round trip per write: the leader is the only one using it)."""
+
+    def __init__(self) -> None:
+        self._conn: C | None = None
         self._queue: list[Pending] = []
         self._leading = False
         self._stale = False
@@ -215,6 +233,44 @@ class SyncCommitter:
         """The database was away: the next batch connects afresh instead of failing on a
         connection that died meanwhile."""
         self._stale = True
+
+    def _take_queue(self) -> list[Pending]:
+        batch, self._queue = self._queue, []
+        return batch
+
+    def _drop_stale(self) -> C | None:
+        """Before a batch: the connection to close, when the database was away since."""
+        conn = self._conn
+        if conn is None or not self._stale:
+            return None
+        self._stale, self._conn = False, None
+        return conn
+
+    def _open_connection(self) -> C | None:
+        """The connection for the next batch; None when one must be made."""
+        conn = self._conn
+        return None if conn is None or conn.closed else conn
+
+    def _drop_broken(self, conn: C) -> bool:
+        """After a batch: True when its connection broke (dropped here, to be closed)."""
+        if conn.broken or conn.closed:
+            self._conn = None
+            return True
+        return False
+
+
+class SyncCommitter(GroupCommit[psycopg.Connection[Any]]):
+    """Leader/follower group commit for threads.
+
+    Each waiting thread sleeps on its own event: a finished batch wakes exactly its
+    writers, and hands the lead to the oldest waiting writer, if any (no herd of
+    threads racing for one lock).
+    """
+
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]]) -> None:
+        super().__init__()
+        self._connect = connect
+        self._lock = threading.Lock()
 
     def submit(self, statement: Statement) -> Result:
         item = Pending(statement)
@@ -231,36 +287,39 @@ class SyncCommitter:
                 return item.outcome()
             # Woken without a result: this thread leads the next batch.
         with self._lock:
-            batch, self._queue = self._queue, []
+            batch = self._take_queue()
         try:
-            conn = self._conn
-            if conn is not None and self._stale:
-                self._stale, self._conn = False, None
-                conn.close()
-                conn = None
-            if conn is None or conn.closed:
-                conn = self._conn = self._connect()
-            execute_batch_sync(conn, batch)
-            if conn.broken or conn.closed:
-                self._conn = None
-                conn.close()
+            self._run(batch)
         except BaseException as exc:  # no connection: fail the whole batch
-            for other in batch:
-                if other.error is None and other.result is None:
-                    other.error = exc
+            _fail_unsettled(batch, exc)
         finally:
-            with self._lock:
-                for other in batch:
-                    other.done = True
-                successor = self._queue[0] if self._queue else None
-                if successor is None:
-                    self._leading = False
-            for other in batch:
-                if other.event is not None:
-                    other.event.set()
-            if successor is not None and successor.event is not None:
-                successor.event.set()
+            self._hand_over(batch)
         return item.outcome()
+
+    def _run(self, batch: list[Pending]) -> None:
+        stale = self._drop_stale()
+        if stale is not None:
+            stale.close()
+        conn = self._open_connection()
+        if conn is None:
+            conn = self._conn = self._connect()
+        execute_batch_sync(conn, batch)
+        if self._drop_broken(conn):
+            conn.close()
+
+    def _hand_over(self, batch: list[Pending]) -> None:
+        """Wake the batch's writers, and the next leader if writes are queued."""
+        with self._lock:
+            for other in batch:
+                other.done = True
+            successor = self._queue[0] if self._queue else None
+            if successor is None:
+                self._leading = False
+        for other in batch:
+            if other.event is not None:
+                other.event.set()
+        if successor is not None and successor.event is not None:
+            successor.event.set()
 
     def close(self) -> None:
         with self._lock:
@@ -269,20 +328,13 @@ class SyncCommitter:
             conn.close()
 
 
-class AsyncCommitter:
-    """Group commit for tasks of one event loop, on a connection of its own."""
+class AsyncCommitter(GroupCommit[psycopg.AsyncConnection[Any]]):
+    """Group commit for tasks of one event loop."""
 
     def __init__(self, connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]) -> None:
+        super().__init__()
         self._connect = connect
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._queue: list[Pending] = []
-        self._leading = False
-        self._stale = False
         self._tasks: set[asyncio.Task[None]] = set()
-
-    def invalidate(self) -> None:
-        """Async twin of SyncCommitter.invalidate."""
-        self._stale = True
 
     async def submit(self, statement: Statement) -> Result:
         item = Pending(statement)
@@ -295,23 +347,11 @@ class AsyncCommitter:
         return item.outcome()
 
     async def _lead(self) -> None:
-        batch, self._queue = self._queue, []
+        batch = self._take_queue()
         try:
-            conn = self._conn
-            if conn is not None and self._stale:
-                self._stale, self._conn = False, None
-                await conn.close()
-                conn = None
-            if conn is None or conn.closed:
-                conn = self._conn = await self._connect()
-            await execute_batch_async(conn, batch)
-            if conn.broken or conn.closed:
-                self._conn = None
-                await conn.close()
+            await self._run(batch)
         except BaseException as exc:
-            for other in batch:
-                if other.error is None and other.result is None:
-                    other.error = exc
+            _fail_unsettled(batch, exc)
         finally:
             for other in batch:
                 other.done = True
@@ -323,6 +363,17 @@ class AsyncCommitter:
                 task.add_done_callback(self._tasks.discard)
             else:
                 self._leading = False
+
+    async def _run(self, batch: list[Pending]) -> None:
+        stale = self._drop_stale()
+        if stale is not None:
+            await stale.close()
+        conn = self._open_connection()
+        if conn is None:
+            conn = self._conn = await self._connect()
+        await execute_batch_async(conn, batch)
+        if self._drop_broken(conn):
+            await conn.close()
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

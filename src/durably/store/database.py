@@ -1,32 +1,27 @@
-"""Connection pools and the ways to run statements: directly, group-committed, or again
-after a broken connection left their outcome unknown.
+"""Connection pools, and the ways to run statements on them.
 
-``Database`` serves threads, ``AsyncDatabase`` serves the tasks of one event loop;
-both run the same ``Statement`` objects, so no query logic exists twice. Driver errors
-that mean "the connection broke" leave this module as ``ConnectionLost``.
+Statements run directly, group-committed, or again after a broken connection left their
+outcome unknown. ``Database`` serves threads, ``AsyncDatabase`` serves the tasks of one
+event loop; both run the same ``Statement`` objects, so no query logic exists twice, and
+both keep their account of a broken pool in ``PoolState``, so that bookkeeping is
+written once. Driver errors that mean "the connection broke" leave this module as
+``ConnectionLost``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Generic, TypeVar
 
 import psycopg
 import psycopg_pool
 
 from durably.errors import ConnectionLost, DatabaseUnavailable
-from durably.store.committer import (
-    AsyncCommitter,
-    Result,
-    SyncCommitter,
-    run_async,
-    run_sync,
-    run_transaction_async,
-    run_transaction_sync,
-)
+from durably.store.committer import AsyncCommitter, Result, SyncCommitter, run_async, run_sync
 from durably.store.migrate import migrate
 from durably.store.outage import RETRY_BUDGET, Outage, delays
 from durably.store.queue_statements import QueueStatements
@@ -35,10 +30,13 @@ from durably.store.statements import Statement, Statements
 _CONNECT_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0}
 # A retry connects afresh; during an outage that must fail fast, not hang.
 _RETRY_CONNECT_TIMEOUT = 5
+_RETRY_CONNECT_KWARGS: dict[str, Any] = {
+    "connect_timeout": _RETRY_CONNECT_TIMEOUT,
+    **_CONNECT_KWARGS,
+}
 
-
-def _lost(exc: psycopg.OperationalError) -> ConnectionLost:
-    return ConnectionLost(f"the database connection failed: {str(exc).strip() or exc!r}")
+P = TypeVar("P", psycopg_pool.ConnectionPool[Any], psycopg_pool.AsyncConnectionPool[Any])
+K = TypeVar("K", SyncCommitter, AsyncCommitter)
 
 
 def _gave_up(budget: float, last: BaseException) -> DatabaseUnavailable:
@@ -48,43 +46,38 @@ def _gave_up(budget: float, last: BaseException) -> DatabaseUnavailable:
     )
 
 
-class Database:
-    """A thread-safe pool of connections to one schema of one database."""
+def _settling(statements: Sequence[Statement]) -> list[Statement]:
+    """Statements whose outcome is unknown, in the form that settles it (``retried``)."""
+    return [st.retried() for st in statements]
 
-    def __init__(self, url: str, schema: str, *, max_size: int = 16) -> None:
+
+class PoolState(Generic[P, K]):
+    """What both stores keep besides their connections, and decide without waiting:
+    whether the pool can be trusted, the outage account, and when to replace the pool."""
+
+    pool: P
+    _committer: K
+
+    def __init__(self, url: str, schema: str, max_size: int, outage: Outage) -> None:
         self.url = url
         self.schema = schema
         self.statements = Statements(schema)
-        self.queue_statements = QueueStatements(schema, self.statements.channel)
-        self.outage = Outage()
-        try:
-            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-                migrate(conn, schema)
-        except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(
-                f"cannot connect to PostgreSQL at {_redact(url)}: {exc}".strip()
-            ) from exc
+        self.outage = outage
         self._max_size = max_size
         self._lock = threading.Lock()
         self._pool_broken = False
-        self._recoveries_seen = self.outage.recoveries
-        self.pool = self._new_pool()
-        self._committer = SyncCommitter(lambda: psycopg.connect(url, **_CONNECT_KWARGS))
+        self._recoveries_seen = outage.recoveries
 
-    def _new_pool(self) -> psycopg_pool.ConnectionPool[Any]:
-        return psycopg_pool.ConnectionPool(
-            self.url,
-            min_size=1,
-            max_size=self._max_size,
-            kwargs=_CONNECT_KWARGS,
-            # No check as connections are handed out: psycopg-pool's check loop waits,
-            # with a growing back-off, up to the pool timeout while the server is down.
-            # A dead connection fails its call at once instead; the pool is then marked
-            # broken, calls go to fresh connections, and the pool is replaced as soon
-            # as the database answers (``_heal``).
-            open=True,
-            name="durably",
-        )
+    def _pool_options(self) -> dict[str, Any]:
+        # No check as connections are handed out: psycopg-pool's check loop waits, with a
+        # growing back-off, up to the pool timeout while the server is down. A dead
+        # connection fails its call at once instead; the pool is then marked broken, calls
+        # go to fresh connections, and the pool is replaced as soon as the database
+        # answers (``_mended``).
+        return {"min_size": 1, "max_size": self._max_size, "kwargs": _CONNECT_KWARGS}
+
+    def _new_pool(self) -> P:
+        raise NotImplementedError
 
     def _suspect(self) -> bool:
         """True when the pool is set aside: after a broken connection here, or after an
@@ -101,35 +94,71 @@ class Database:
         answers, and the outage is counted (logged once)."""
         self._pool_broken = True
         self.outage.failed(exc)
-        return _lost(exc)
+        return ConnectionLost(f"the database connection failed: {str(exc).strip() or exc!r}")
+
+    @contextlib.contextmanager
+    def _reporting(self) -> Iterator[None]:
+        """Around a call: a broken connection leaves it as ConnectionLost (``_failed``)."""
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            raise self._failed(exc) from exc
+
+    def _mended(self) -> P | None:
+        """The database answers again: end the outage, and replace a pool that met a
+        broken connection (so no caller waits behind its reconnection back-off), having
+        the committer connect afresh. Returns the pool replaced, for the caller to close."""
+        self.outage.succeeded()
+        self._recoveries_seen = self.outage.recoveries
+        with self._lock:
+            if not self._pool_broken:
+                return None
+            self._pool_broken = False
+            self._committer.invalidate()
+            old, self.pool = self.pool, self._new_pool()
+        return old
+
+
+class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
+    """A thread-safe pool of connections to one schema of one database."""
+
+    def __init__(self, url: str, schema: str, *, max_size: int = 16) -> None:
+        super().__init__(url, schema, max_size, Outage())
+        self.queue_statements = QueueStatements(schema, self.statements.channel)
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+                migrate(conn, schema)
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"cannot connect to PostgreSQL at {_redact(url)}: {exc}".strip()
+            ) from exc
+        self.pool = self._new_pool()
+        self._committer = SyncCommitter(lambda: psycopg.connect(url, **_CONNECT_KWARGS))
+
+    def _new_pool(self) -> psycopg_pool.ConnectionPool[Any]:
+        return psycopg_pool.ConnectionPool(
+            self.url, open=True, name="durably", **self._pool_options()
+        )
 
     def run(self, statement: Statement) -> Result:
         """Run one statement in its own transaction."""
+        return self._pooled((statement,), transaction=False)
+
+    def run_transaction(self, statements: Sequence[Statement]) -> Result:
+        """Run statements in one transaction (one round trip); return the last's result."""
+        return self._pooled(statements, transaction=True)
+
+    def _pooled(self, statements: Sequence[Statement], transaction: bool) -> Result:
         if self._suspect():
-            return self.retry((statement,))
-        try:
-            with self.pool.connection() as conn:
-                return run_sync(conn, statement)
-        except psycopg.OperationalError as exc:
-            raise self._failed(exc) from exc
+            return self.retry(statements)
+        with self._reporting(), self.pool.connection() as conn:
+            return run_sync(conn, statements, transaction=transaction)
 
     def write(self, statement: Statement) -> Result:
         """Run a write, sharing its commit with concurrent writes (group commit)."""
         self._suspect()
-        try:
+        with self._reporting():
             return self._committer.submit(statement)
-        except psycopg.OperationalError as exc:
-            raise self._failed(exc) from exc
-
-    def run_transaction(self, statements: Sequence[Statement]) -> Result:
-        """Run statements in one transaction (one round trip); return the last's result."""
-        if self._suspect():
-            return self.retry(statements)
-        try:
-            with self.pool.connection() as conn:
-                return run_transaction_sync(conn, statements)
-        except psycopg.OperationalError as exc:
-            raise self._failed(exc) from exc
 
     def settle(
         self,
@@ -160,53 +189,27 @@ class Database:
         """Run again, in one transaction on a fresh connection, statements whose outcome
         is unknown, each in its settling form (``Statement.retried``). Also how every
         call runs while the pool is broken: during an outage it fails at once."""
-        try:
-            with psycopg.connect(
-                self.url, connect_timeout=_RETRY_CONNECT_TIMEOUT, **_CONNECT_KWARGS
-            ) as conn:
-                settling = [st.retried() for st in statements]
-                if len(settling) == 1:
-                    result = run_sync(conn, settling[0])
-                else:
-                    result = run_transaction_sync(conn, settling)
-        except psycopg.OperationalError as exc:
-            raise self._failed(exc) from exc
-        self._heal()
+        settling = _settling(statements)
+        with self._reporting(), psycopg.connect(self.url, **_RETRY_CONNECT_KWARGS) as conn:
+            result = run_sync(conn, settling, transaction=len(settling) > 1)
+        old = self._mended()
+        if old is not None:
+            # Closing waits for the old pool's workers; nobody needs to wait for that.
+            threading.Thread(target=old.close, name="durably-pool-close", daemon=True).start()
         return result
-
-    def _heal(self) -> None:
-        """The database answers again: end the outage, replace a pool that met a broken
-        connection (so no caller waits behind its reconnection back-off), and have the
-        committer connect afresh."""
-        self.outage.succeeded()
-        self._recoveries_seen = self.outage.recoveries
-        with self._lock:
-            if not self._pool_broken:
-                return
-            self._pool_broken = False
-            self._committer.invalidate()
-            old, self.pool = self.pool, self._new_pool()
-        # Closing waits for the old pool's workers; nobody needs to wait for that.
-        threading.Thread(target=old.close, name="durably-pool-close", daemon=True).start()
 
     def close(self) -> None:
         self._committer.close()
         self.pool.close()
 
 
-class AsyncDatabase:
+class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommitter]):
     """The async twin of ``Database``, bound to the event loop that opened it."""
 
     def __init__(
         self, url: str, schema: str, *, max_size: int = 8, outage: Outage | None = None
     ) -> None:
-        self.url = url
-        self.schema = schema
-        self.statements = Statements(schema)
-        self.outage = outage if outage is not None else Outage()
-        self._max_size = max_size
-        self._pool_broken = False
-        self._recoveries_seen = self.outage.recoveries
+        super().__init__(url, schema, max_size, outage if outage is not None else Outage())
         self._closing: set[asyncio.Task[None]] = set()
         self.pool = self._new_pool()
         self._committer = AsyncCommitter(
@@ -215,58 +218,32 @@ class AsyncDatabase:
 
     def _new_pool(self) -> psycopg_pool.AsyncConnectionPool[Any]:
         return psycopg_pool.AsyncConnectionPool(
-            self.url,
-            min_size=1,
-            max_size=self._max_size,
-            kwargs=_CONNECT_KWARGS,
-            open=False,  # no check: see Database._new_pool
-            name="durably-async",
+            self.url, open=False, name="durably-async", **self._pool_options()
         )
 
     async def open(self) -> None:
         await self.pool.open(wait=True, timeout=30)
 
-    def _suspect(self) -> bool:
-        """Async twin of Database._suspect."""
-        if self.outage.recoveries != self._recoveries_seen:
-            self._recoveries_seen = self.outage.recoveries
-            self._pool_broken = True
-            self._committer.invalidate()
-        return self._pool_broken
-
-    def _failed(self, exc: psycopg.OperationalError) -> ConnectionLost:
-        """Async twin of Database._failed."""
-        self._pool_broken = True
-        self.outage.failed(exc)
-        return _lost(exc)
-
     async def run(self, statement: Statement) -> Result:
         """Run one statement in its own transaction."""
+        return await self._pooled((statement,), transaction=False)
+
+    async def run_transaction(self, statements: Sequence[Statement]) -> Result:
+        """Async twin of Database.run_transaction."""
+        return await self._pooled(statements, transaction=True)
+
+    async def _pooled(self, statements: Sequence[Statement], transaction: bool) -> Result:
         if self._suspect():
-            return await self.retry((statement,))
-        try:
+            return await self.retry(statements)
+        with self._reporting():
             async with self.pool.connection() as conn:
-                return await run_async(conn, statement)
-        except psycopg.OperationalError as exc:
-            raise self._failed(exc) from exc
+                return await run_async(conn, statements, transaction=transaction)
 
     async def write(self, statement: Statement) -> Result:
         """Run a write, sharing its commit with concurrent writes (group commit)."""
         self._suspect()
-        try:
+        with self._reporting():
             return await self._committer.submit(statement)
-        except psycopg.OperationalError as exc:
-            raise self._failed(exc) from exc
-
-    async def run_transaction(self, statements: Sequence[Statement]) -> Result:
-        """Async twin of Database.run_transaction."""
-        if self._suspect():
-            return await self.retry(statements)
-        try:
-            async with self.pool.connection() as conn:
-                return await run_transaction_async(conn, statements)
-        except psycopg.OperationalError as exc:
-            raise self._failed(exc) from exc
 
     async def settle(
         self,
@@ -286,34 +263,18 @@ class AsyncDatabase:
 
     async def retry(self, statements: Sequence[Statement]) -> Result:
         """Async twin of Database.retry."""
-        try:
-            conn = await psycopg.AsyncConnection.connect(
-                self.url, connect_timeout=_RETRY_CONNECT_TIMEOUT, **_CONNECT_KWARGS
-            )
+        settling = _settling(statements)
+        with self._reporting():
+            conn = await psycopg.AsyncConnection.connect(self.url, **_RETRY_CONNECT_KWARGS)
             async with conn:
-                settling = [st.retried() for st in statements]
-                if len(settling) == 1:
-                    result = await run_async(conn, settling[0])
-                else:
-                    result = await run_transaction_async(conn, settling)
-        except psycopg.OperationalError as exc:
-            raise self._failed(exc) from exc
-        await self._heal()
+                result = await run_async(conn, settling, transaction=len(settling) > 1)
+        old = self._mended()
+        if old is not None:
+            await self.pool.open(wait=False)
+            closing = asyncio.get_running_loop().create_task(old.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
         return result
-
-    async def _heal(self) -> None:
-        """Async twin of Database._heal (one event loop: no lock needed)."""
-        self.outage.succeeded()
-        self._recoveries_seen = self.outage.recoveries
-        if not self._pool_broken:
-            return
-        self._pool_broken = False
-        self._committer.invalidate()
-        old, self.pool = self.pool, self._new_pool()
-        await self.pool.open(wait=False)
-        closing = asyncio.get_running_loop().create_task(old.close())
-        self._closing.add(closing)
-        closing.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         await self._committer.close()

@@ -29,20 +29,23 @@ def install(hook: Hook | None) -> None:
     _hook = hook
 
 
-def _lose(names: Sequence[str]) -> bool:
+def _lost(names: Sequence[str]) -> SimulatedLostReply | None:
+    """The error to raise, once the connection is closed, if the hook drops this reply."""
     hook = _hook
-    return hook is not None and hook(names)
+    if hook is None or not hook(names):
+        return None
+    return SimulatedLostReply(f"simulated lost reply after {', '.join(names)} committed")
 
 
 def after_commit(conn: psycopg.Connection[Any], names: Sequence[str]) -> None:
     """Called once statements committed: drop the reply if the hook says so."""
-    if _lose(names):
+    if (lost := _lost(names)) is not None:
         conn.close()
-        raise SimulatedLostReply(f"simulated lost reply after {', '.join(names)} committed")
+        raise lost
 
 
 async def after_commit_async(conn: psycopg.AsyncConnection[Any], names: Sequence[str]) -> None:
     """Async twin of after_commit."""
-    if _lose(names):
+    if (lost := _lost(names)) is not None:
         await conn.close()
-        raise SimulatedLostReply(f"simulated lost reply after {', '.join(names)} committed")
+        raise lost

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import psycopg
+from psycopg.rows import kwargs_row
 
 from durably.store import sqlfile
+from durably.store.rows import AppliedMigration
 
 
 def migrate(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> list[str]:
@@ -14,8 +16,10 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> list[s
         conn.execute(sqlfile.statement("migrate_lock", schema), {"key": f"durably:{schema}"})
         conn.execute(sqlfile.statement("create_schema", schema))
         conn.execute(sqlfile.statement("create_migrations", schema))
-        cur = conn.execute(sqlfile.statement("applied_migrations", schema))
-        done = {row[0] for row in cur.fetchall()}
+        applied = conn.cursor(row_factory=kwargs_row(AppliedMigration))
+        done = {
+            row.version for row in applied.execute(sqlfile.statement("applied_migrations", schema))
+        }
         for version, name, template in sqlfile.migrations():
             if version in done:
                 continue

@@ -112,7 +112,7 @@ WHERE w.id = %(workflow_id)s
 
 -- name: load_operations_many
 -- Every operation recorded for a batch of workflows, in one query, for replay.
-SELECT workflow_id, step, name, kind, output, error, child_id
+SELECT workflow_id, step, name, kind, output, error, child_id, started_at, completed_at
 FROM {schema}.operations
 WHERE workflow_id = ANY(%(ids)s::text[])
 ORDER BY workflow_id, step
@@ -285,7 +285,7 @@ ORDER BY created_at {order}, id {order}
 LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: list_operations
-SELECT step, name, kind, output, error, child_id, started_at, completed_at
+SELECT workflow_id, step, name, kind, output, error, child_id, started_at, completed_at
 FROM {schema}.operations
 WHERE workflow_id = %(workflow_id)s
 ORDER BY step
@@ -345,7 +345,8 @@ WITH done AS (
     DELETE FROM {schema}.watchers w USING done WHERE w.workflow_id = done.id
     RETURNING w.workflow_id
 )
-SELECT id, (SELECT count(pg_notify(%(channel)s, {kind_finished} || workflow_id)) FROM watched)
+SELECT id,
+       (SELECT count(pg_notify(%(channel)s, {kind_finished} || workflow_id)) FROM watched) AS notified
 FROM done
 
 -- name: watch
@@ -459,7 +460,7 @@ SELECT id FROM {schema}.workflows WHERE id = %(workflow_id)s FOR NO KEY UPDATE
 -- waits for arrives. If that already arrived, it is not parked (parked = false).
 UPDATE {schema}.workflows
 SET executor_id = CASE WHEN ready.now THEN executor_id END,
-    wake_at = CASE WHEN ready.now THEN NULL ELSE %(wake_at)s END,
+    wake_at = CASE WHEN ready.now THEN NULL ELSE %(wake_at)s::timestamptz END,
     wait_kind = %(wait_kind)s, wait_target = %(wait_target)s, wait_topic = %(wait_topic)s,
     updated_at = clock_timestamp()
 FROM (
@@ -474,7 +475,7 @@ FROM (
         ELSE false END AS now
 ) ready
 WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
-RETURNING NOT ready.now
+RETURNING NOT ready.now AS parked
 
 -- name: wake_due
 -- Claim parked workflows that are due (timer passed, or woken by a message or event).
@@ -501,11 +502,6 @@ WITH claimed AS (
 )
 SELECT * FROM claimed
 {fragment_claimed_before}
-
--- name: next_wake
--- When the earliest parked workflow is due (for the timer of the executor loop).
-SELECT min(wake_at) FROM {schema}.workflows
-WHERE status = 'PENDING' AND executor_id IS NULL
 
 -- name: set_event
 -- Set an event (a new value per operation), recorded as the operation when step_op is
@@ -593,8 +589,8 @@ WITH RECURSIVE tree AS (
     WHERE w.id = tree.id AND w.status IN ('PENDING', 'ENQUEUED', 'DELAYED')
     RETURNING w.id
 )
-SELECT (SELECT count(*) FROM tree WHERE id = %(workflow_id)s),
-       count(pg_notify(%(channel)s, {kind_cancelled} || cancelled.id))
+SELECT (SELECT count(*) FROM tree WHERE id = %(workflow_id)s) AS found,
+       count(pg_notify(%(channel)s, {kind_cancelled} || cancelled.id)) AS cancelled
 FROM cancelled
 
 -- name: cancel_expired
@@ -615,7 +611,7 @@ WITH RECURSIVE expired AS (
     WHERE w.id = tree.id AND w.status IN ('PENDING', 'ENQUEUED', 'DELAYED')
     RETURNING w.id
 )
-SELECT count(pg_notify(%(channel)s, {kind_cancelled} || id)) FROM cancelled
+SELECT count(pg_notify(%(channel)s, {kind_cancelled} || id)) AS cancelled FROM cancelled
 
 -- name: resume
 -- Run a cancelled, dead-lettered or stuck (PENDING) workflow again from its last
@@ -630,7 +626,7 @@ WITH resumed AS (
       AND status IN ('PENDING', 'CANCELLED', 'DEAD_LETTER', 'ENQUEUED', 'DELAYED')
     RETURNING id
 )
-SELECT id, pg_notify(%(channel)s, {kind_resumed} || id) FROM resumed
+SELECT id, pg_notify(%(channel)s, {kind_resumed} || id) AS notified FROM resumed
 
 -- name: fork
 -- A new workflow with the same inputs; operations before from_step, and the events and
@@ -668,11 +664,11 @@ WITH src AS (
     WHERE s.workflow_id = %(workflow_id)s AND s.step < %(from_step)s
     RETURNING step
 )
-SELECT (SELECT count(*) FROM src),
+SELECT (SELECT count(*) FROM src) AS found,
        (SELECT count(*) FROM wf)
        -- a retry after a lost reply: the copy its first attempt made counts as made
        + (SELECT count(*) FROM {schema}.workflows
-          WHERE %(retry)s AND id = %(new_id)s AND forked_from = %(workflow_id)s),
-       (SELECT count(*) FROM ops),
-       (SELECT count(*) FROM evs), (SELECT count(*) FROM sts),
-       (SELECT count(pg_notify(%(channel)s, {kind_resumed} || id)) FROM wf)
+          WHERE %(retry)s AND id = %(new_id)s AND forked_from = %(workflow_id)s) AS created,
+       (SELECT count(*) FROM ops) AS operations,
+       (SELECT count(*) FROM evs) AS events, (SELECT count(*) FROM sts) AS streams,
+       (SELECT count(pg_notify(%(channel)s, {kind_resumed} || id)) FROM wf) AS notified

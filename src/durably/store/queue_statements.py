@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from durably.store import rows, sqlfile
-from durably.store.statements import Statement, token
+from durably.store import sqlfile
+from durably.store.statements import Statement, bound, token
 
 _NAMES = (
     "declare_queue", "get_queue", "enqueue", "dedup_holder", "lock_queue", "claim_queued",
@@ -32,7 +32,7 @@ class QueueStatements:
         priority: bool,
         partition_concurrency: int | None,
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["declare_queue"],
             {
                 "name": name,
@@ -46,7 +46,7 @@ class QueueStatements:
         )
 
     def get_queue(self, name: str) -> Statement:
-        return Statement(self._sql["get_queue"], {"name": name}, "rows")
+        return bound(self._sql["get_queue"], {"name": name})
 
     def enqueue(
         self,
@@ -65,7 +65,7 @@ class QueueStatements:
         parent_id: str | None = None,
         parent_step: int | None = None,
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["enqueue"],
             {
                 "id": workflow_id,
@@ -83,19 +83,16 @@ class QueueStatements:
                 "parent_step": parent_step,
                 "channel": self.channel,
             },
-            "rows",
         )
 
     def dedup_holder(self, queue: str, dedup_key: str) -> Statement:
-        return Statement(
-            self._sql["dedup_holder"], {"queue": queue, "dedup_key": dedup_key}, "rows"
-        )
+        return bound(self._sql["dedup_holder"], {"queue": queue, "dedup_key": dedup_key})
 
     def rate_window_opens(self, queue: str) -> Statement:
-        return Statement(self._sql["rate_window_opens"], {"queue": queue}, "rows")
+        return bound(self._sql["rate_window_opens"], {"queue": queue})
 
     def lock_queue(self, queue: str) -> Statement:
-        return Statement(self._sql["lock_queue"], {"queue": queue}, "rows")
+        return bound(self._sql["lock_queue"], {"queue": queue})
 
     def claim_queued(
         self,
@@ -106,7 +103,7 @@ class QueueStatements:
         want: int,
         partitioned: bool,
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["claim_queued_partitioned" if partitioned else "claim_queued"],
             {
                 "queue": queue,
@@ -116,15 +113,12 @@ class QueueStatements:
                 "token": token(),
                 "retry": False,
             },
-            "rows",
-            row=rows.Claimed,
         )
 
     def set_delay(self, workflow_id: str, available_at: datetime) -> Statement:
-        return Statement(
+        return bound(
             self._sql["set_delay"],
             {"workflow_id": workflow_id, "available_at": available_at, "channel": self.channel},
-            "rows",
         )
 
     def debounce(
@@ -141,7 +135,7 @@ class QueueStatements:
         period: float,
         max_wait: float | None,
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["debounce"],
             {
                 "id": workflow_id,
@@ -156,5 +150,4 @@ class QueueStatements:
                 "max_wait": max_wait,
                 "channel": self.channel,
             },
-            "rows",
         )

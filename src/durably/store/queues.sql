@@ -36,7 +36,8 @@ WITH ins AS (
 SELECT id, status,
        CASE WHEN status = 'ENQUEUED' THEN pg_notify(%(channel)s, {kind_queued} || %(queue)s)
             ELSE pg_notify(%(channel)s,
-                           {kind_delayed} || extract(epoch FROM available_at) || ':' || %(queue)s) END
+                           {kind_delayed} || extract(epoch FROM available_at) || ':' || %(queue)s)
+       END AS notified
 FROM ins
 
 -- name: dedup_holder
@@ -162,7 +163,8 @@ WITH changed AS (
 SELECT status,
        CASE WHEN status = 'ENQUEUED' THEN pg_notify(%(channel)s, {kind_queued} || queue_name)
             ELSE pg_notify(%(channel)s,
-                           {kind_delayed} || extract(epoch FROM available_at) || ':' || queue_name) END,
+                           {kind_delayed} || extract(epoch FROM available_at) || ':' || queue_name)
+       END AS notified,
        queue_name
 FROM changed
 
@@ -186,6 +188,7 @@ DO UPDATE SET
     updated_at = clock_timestamp()
 RETURNING id, available_at,
           pg_notify(%(channel)s, {kind_delayed} || extract(epoch FROM w.available_at) || ':' || w.queue_name)
+              AS notified
 
 -- name: rate_window_opens
 -- When a rate-limited queue whose window is full gets its next start: the oldest start

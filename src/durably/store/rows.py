@@ -2,7 +2,8 @@
 
 Rows are built from the columns' names (``psycopg.rows.kwargs_row``), so a column that
 is added, renamed or reordered in a ``.sql`` file without its row type fails loudly here,
-at the store, instead of silently shifting what every reader unpacks.
+at the store, instead of silently shifting what every reader unpacks. ``ROW_TYPES`` says
+which statement returns which type; a statement without one returns its rowcount.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Inspected(NamedTuple):
 
 
 class StoredOperation(NamedTuple):
-    """One recorded operation, for replay."""
+    """One recorded operation, for replay and listings."""
 
     workflow_id: str
     step: int
@@ -50,6 +51,8 @@ class StoredOperation(NamedTuple):
     output: Any
     error: Any
     child_id: str | None
+    started_at: datetime
+    completed_at: datetime
 
 
 class Outcome(NamedTuple):
@@ -130,6 +133,216 @@ class StreamWritten(NamedTuple):
     notified: int
 
 
+class BatchCreated(NamedTuple):
+    """A workflow a batch of starts created (``insert_workflows``)."""
+
+    id: str
+    epoch: int
+    deadline: datetime | None
+
+
+class BatchRecorded(NamedTuple):
+    """An operation a batch of checkpoints wrote (``record_operations``)."""
+
+    workflow_id: str
+    step: int
+
+
+class BatchFinished(NamedTuple):
+    """A workflow a batch of outcomes finished (``finish_workflows``)."""
+
+    id: str
+    notified: int
+
+
+class Clock(NamedTuple):
+    """The database's time."""
+
+    now: datetime
+
+
+class StoredWorkflow(NamedTuple):
+    """A workflow row, for listings."""
+
+    id: str
+    name: str
+    status: str
+    inputs: Any
+    output: Any
+    error: Any
+    executor_id: str | None
+    epoch: int
+    recovery_attempts: int
+    max_recovery_attempts: int
+    parent_id: str | None
+    parent_step: int | None
+    forked_from: str | None
+    codec: str
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+class AppliedMigration(NamedTuple):
+    """A migration this schema has."""
+
+    version: int
+
+
+class WaitDeadline(NamedTuple):
+    """The durable deadline of a wait."""
+
+    wait_deadline: datetime
+
+
+class Locked(NamedTuple):
+    """A workflow row locked for the rest of the transaction."""
+
+    id: str
+
+
+class Parking(NamedTuple):
+    """Whether a waiting workflow was released (False: what it waits for has come)."""
+
+    parked: bool
+
+
+class EventValue(NamedTuple):
+    """The latest value of an event."""
+
+    value: Any
+
+
+class EventEntry(NamedTuple):
+    """An event's key and latest value."""
+
+    key: str
+    value: Any
+
+
+class StreamEntry(NamedTuple):
+    """One entry of a stream (the closing one has ``closed``)."""
+
+    step: int
+    value: Any
+    closed: bool
+
+
+class Cancelled(NamedTuple):
+    """Whether the workflow to cancel exists, and how many workflows were cancelled."""
+
+    found: int
+    cancelled: int
+
+
+class ExpiredCancelled(NamedTuple):
+    """How many workflows past their deadline were cancelled."""
+
+    cancelled: int
+
+
+class Resumed(NamedTuple):
+    """A workflow made due again."""
+
+    id: str
+    notified: Any
+
+
+class Forked(NamedTuple):
+    """A fork: whether its source exists, whether the copy was made, what was copied."""
+
+    found: int
+    created: int
+    operations: int
+    events: int
+    streams: int
+    notified: int
+
+
+class StoredQueue(NamedTuple):
+    """A declared queue."""
+
+    name: str
+    priority: bool
+
+
+class Enqueued(NamedTuple):
+    """A workflow put on its queue."""
+
+    id: str
+    status: str
+    notified: Any
+
+
+class DedupHolder(NamedTuple):
+    """The waiting or running workflow that holds a deduplication key."""
+
+    id: str
+
+
+class QueueLocked(NamedTuple):
+    """A queue row locked for the rest of the transaction."""
+
+    name: str
+
+
+class DelaySet(NamedTuple):
+    """A waiting workflow whose start moved."""
+
+    status: str
+    notified: Any
+    queue_name: str
+
+
+class Debounced(NamedTuple):
+    """The one waiting run of a debounce key."""
+
+    id: str
+    available_at: datetime
+    notified: Any
+
+
+class RateWindow(NamedTuple):
+    """When a rate-limited queue's full window lets the next start in (None: not full)."""
+
+    opens_at: datetime | None
+
+
+class Schedule(NamedTuple):
+    """A schedule's definition and state, with its revision (what conditional changes of
+    it compare)."""
+
+    name: str
+    workflow_name: str
+    cron: str
+    timezone: str
+    paused: bool
+    catch_up: bool
+    last_tick: datetime | None
+    next_tick: datetime | None
+    revision: int
+
+
+class ScheduleDeleted(NamedTuple):
+    """A deleted schedule."""
+
+    name: str
+
+
+class DueSchedule(NamedTuple):
+    """An active schedule, due or next to come, with the database's clock."""
+
+    name: str
+    workflow_name: str
+    cron: str
+    timezone: str
+    catch_up: bool
+    last_tick: datetime | None
+    next_tick: datetime
+    revision: int
+    now: datetime
+
+
 class Survey(NamedTuple):
     """A heartbeat's answer: what is due for this executor, as the database sees it."""
 
@@ -139,3 +352,62 @@ class Survey(NamedTuple):
     ready_queues: list[str]
     expired: bool
     now: datetime
+
+
+# The row type of every statement whose result rows are read, by the statement's name
+# in the .sql files. tests/test_store_rows.py checks each against the columns its query
+# produces, and that no statement producing columns is missing here.
+ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
+    # queries.sql
+    "insert_workflow": Created,
+    "heartbeat": Survey,
+    "insert_workflows": BatchCreated,
+    "start_child": ChildStarted,
+    "record_operations": BatchRecorded,
+    "inspect_operation": Inspected,
+    "load_operations_many": StoredOperation,
+    "get_outcome": Outcome,
+    "clock": Clock,
+    "claim_own": Claimed,
+    "claim_abandoned": Claimed,
+    "take_over": Claimed,
+    "list_workflows": StoredWorkflow,
+    "list_operations": StoredOperation,
+    "applied_migrations": AppliedMigration,
+    "finish_workflow_notify": Finished,
+    "finish_workflows": BatchFinished,
+    "send_message": Delivered,
+    "send_from_workflow": SentFromWorkflow,
+    "consume_message": Consumed,
+    "wait_deadline": WaitDeadline,
+    "lock_workflow": Locked,
+    "park": Parking,
+    "wake_due": Claimed,
+    "set_event": EventSet,
+    "get_event": EventValue,
+    "get_all_events": EventEntry,
+    "write_stream": StreamWritten,
+    "read_stream": StreamEntry,
+    "cancel": Cancelled,
+    "cancel_expired": ExpiredCancelled,
+    "resume": Resumed,
+    "fork": Forked,
+    # queues.sql
+    "get_queue": StoredQueue,
+    "enqueue": Enqueued,
+    "dedup_holder": DedupHolder,
+    "lock_queue": QueueLocked,
+    "claim_queued": Claimed,
+    "claim_queued_partitioned": Claimed,
+    "set_delay": DelaySet,
+    "debounce": Debounced,
+    "rate_window_opens": RateWindow,
+    # schedules.sql
+    "schedule_upsert": Schedule,
+    "schedule_get": Schedule,
+    "schedule_list": Schedule,
+    "schedule_pause": Schedule,
+    "schedule_resume": Schedule,
+    "schedule_delete": ScheduleDeleted,
+    "schedule_due": DueSchedule,
+}

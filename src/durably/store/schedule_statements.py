@@ -11,11 +11,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from durably.store import sqlfile
-from durably.store.statements import Statement
+from durably.store.statements import Statement, bound
 
-# Statements returning a schedule give its columns in the order of ScheduleInfo:
-# name, workflow_name, cron, timezone, paused, catch_up, last_tick, next_tick
-# (schedule_get then its revision).
+# Statements returning a schedule give it as rows.Schedule (rows.ROW_TYPES).
 _NAMES = (
     "schedule_upsert", "schedule_get", "schedule_list", "schedule_pause", "schedule_resume",
     "schedule_delete", "schedule_due", "schedule_advance",
@@ -40,7 +38,7 @@ class ScheduleStatements:
         next_tick: datetime | None,
     ) -> Statement:
         """Create or redefine a schedule; returns its row."""
-        return Statement(
+        return bound(
             self._sql["schedule_upsert"],
             {
                 "name": name,
@@ -50,35 +48,31 @@ class ScheduleStatements:
                 "catch_up": catch_up,
                 "next_tick": next_tick,
             },
-            "rows",
         )
 
     def get(self, name: str) -> Statement:
-        return Statement(self._sql["schedule_get"], {"name": name}, "rows")
+        return bound(self._sql["schedule_get"], {"name": name})
 
     def list(self) -> Statement:
-        return Statement(self._sql["schedule_list"], {}, "rows")
+        return bound(self._sql["schedule_list"], {})
 
     def pause(self, name: str) -> Statement:
-        return Statement(self._sql["schedule_pause"], {"name": name}, "rows")
+        return bound(self._sql["schedule_pause"], {"name": name})
 
     def resume(self, name: str, revision: int, next_tick: datetime | None) -> Statement:
         """Unpause from ``next_tick`` if the schedule is still at ``revision``."""
-        return Statement(
+        return bound(
             self._sql["schedule_resume"],
             {"name": name, "revision": revision, "next_tick": next_tick},
-            "rows",
         )
 
     def delete(self, name: str) -> Statement:
-        return Statement(self._sql["schedule_delete"], {"name": name}, "rows")
+        return bound(self._sql["schedule_delete"], {"name": name})
 
     def due(self, workflow_names: Sequence[str], limit: int) -> Statement:
         """Due schedules of these workflows (at most ``limit``), then the next to come;
         each row ends with the database's clock."""
-        return Statement(
-            self._sql["schedule_due"], {"names": list(workflow_names), "limit": limit}, "rows"
-        )
+        return bound(self._sql["schedule_due"], {"names": list(workflow_names), "limit": limit})
 
     def advance(
         self,
@@ -91,7 +85,7 @@ class ScheduleStatements:
     ) -> Statement:
         """Move a schedule past its handled ticks, if nobody else moved it first
         (rowcount 1) or not (rowcount 0)."""
-        return Statement(
+        return bound(
             self._sql["schedule_advance"],
             {
                 "name": name,

@@ -20,11 +20,12 @@ WITH up AS (
     WHERE (s.workflow_name, s.cron, s.timezone, s.catch_up) IS DISTINCT FROM
           (EXCLUDED.workflow_name, EXCLUDED.cron, EXCLUDED.timezone, EXCLUDED.catch_up)
     RETURNING s.name, s.workflow_name, s.cron, s.timezone, s.paused, s.catch_up,
-              s.last_tick, s.next_tick
+              s.last_tick, s.next_tick, s.revision
 )
-SELECT name, workflow_name, cron, timezone, paused, catch_up, last_tick, next_tick FROM up
+SELECT name, workflow_name, cron, timezone, paused, catch_up, last_tick, next_tick, revision
+FROM up
 UNION ALL
-SELECT name, workflow_name, cron, timezone, paused, catch_up, last_tick, next_tick
+SELECT name, workflow_name, cron, timezone, paused, catch_up, last_tick, next_tick, revision
 FROM {schema}.schedules
 WHERE name = %(name)s AND NOT EXISTS (SELECT 1 FROM up)
 
@@ -35,7 +36,7 @@ FROM {schema}.schedules
 WHERE name = %(name)s
 
 -- name: schedule_list
-SELECT name, workflow_name, cron, timezone, paused, catch_up, last_tick, next_tick
+SELECT name, workflow_name, cron, timezone, paused, catch_up, last_tick, next_tick, revision
 FROM {schema}.schedules
 ORDER BY name
 
@@ -43,7 +44,8 @@ ORDER BY name
 UPDATE {schema}.schedules
 SET paused = true, revision = revision + 1, updated_at = clock_timestamp()
 WHERE name = %(name)s
-RETURNING name, workflow_name, cron, timezone, paused, catch_up, last_tick, next_tick
+RETURNING name, workflow_name, cron, timezone, paused, catch_up, last_tick, next_tick,
+          revision
 
 -- name: schedule_resume
 -- Resume a paused schedule from its first tick after now (%(next_tick)s, computed from
@@ -55,7 +57,8 @@ SET paused = false,
     revision = revision + CASE WHEN paused THEN 1 ELSE 0 END,
     updated_at = CASE WHEN paused THEN clock_timestamp() ELSE updated_at END
 WHERE name = %(name)s AND revision = %(revision)s
-RETURNING name, workflow_name, cron, timezone, paused, catch_up, last_tick, next_tick
+RETURNING name, workflow_name, cron, timezone, paused, catch_up, last_tick, next_tick,
+          revision
 
 -- name: schedule_delete
 DELETE FROM {schema}.schedules WHERE name = %(name)s RETURNING name
@@ -66,7 +69,7 @@ DELETE FROM {schema}.schedules WHERE name = %(name)s RETURNING name
 -- each with the database's clock (statement_timestamp(): one value for the whole
 -- statement), so workers agree on "now" whatever their own clocks say.
 (SELECT name, workflow_name, cron, timezone, catch_up, last_tick, next_tick, revision,
-        statement_timestamp()
+        statement_timestamp() AS now
  FROM {schema}.schedules
  WHERE NOT paused AND next_tick <= statement_timestamp()
    AND workflow_name = ANY(%(names)s::text[])
@@ -74,7 +77,7 @@ DELETE FROM {schema}.schedules WHERE name = %(name)s RETURNING name
  LIMIT %(limit)s)
 UNION ALL
 (SELECT name, workflow_name, cron, timezone, catch_up, last_tick, next_tick, revision,
-        statement_timestamp()
+        statement_timestamp() AS now
  FROM {schema}.schedules
  WHERE NOT paused AND next_tick > statement_timestamp()
    AND workflow_name = ANY(%(names)s::text[])

@@ -29,6 +29,11 @@ def _blocks() -> dict[str, str]:
     return blocks
 
 
+def names() -> list[str]:
+    """The name of every statement of the .sql files (not of the fragments they share)."""
+    return [name for name in _blocks() if not name.startswith("fragment_")]
+
+
 def render(template: str, schema: str, **fragments: str) -> str:
     """Substitute the quoted schema (and fixed SQL keywords) into a statement template."""
     values: dict[str, sql.Composable] = {"schema": sql.Identifier(schema)}

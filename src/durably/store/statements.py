@@ -49,6 +49,15 @@ class Statement:
         return dataclasses.replace(self, params={**self.params, "retry": True}, combine=None)
 
 
+def bound(
+    query: sqlfile.Query, params: Mapping[str, Any], combine: Combiner | None = None
+) -> Statement:
+    """A statement of the .sql files bound to its parameters. It returns rows of its row
+    type (``rows.ROW_TYPES``), or its rowcount when it has none."""
+    row = rows.ROW_TYPES.get(query.name)
+    return Statement(query, params, "rowcount" if row is None else "rows", combine, row)
+
+
 def token() -> str:
     """A fresh token naming one statement's claim, kept by its retries."""
     return uuid.uuid4().hex
@@ -68,7 +77,7 @@ class Statements:
             "remove_executor", "clock", "claim_own", "take_over",
             "list_operations", "finish_workflow_notify", "watch", "send_message",
             "send_from_workflow", "consume_message", "wait_deadline", "park", "wake_due",
-            "next_wake", "set_event", "get_event", "get_all_events", "write_stream",
+            "set_event", "get_event", "get_all_events", "write_stream",
             "read_stream", "cancel", "cancel_expired", "resume", "fork", "record_operations",
             "claim_abandoned", "insert_workflows", "finish_workflows", "lock_workflow",
             "load_operations_many",
@@ -90,7 +99,7 @@ class Statements:
         codec: str,
         timeout: float | None = None,
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["insert_workflow"],
             {
                 "id": workflow_id,
@@ -103,9 +112,7 @@ class Statements:
                 "token": token(),
                 "retry": False,
             },
-            "rows",
             combine=self._insert_workflows,
-            row=rows.Created,
         )
 
     def _insert_workflows(
@@ -120,11 +127,11 @@ class Statements:
         ids = [st.params["id"] for st in statements]
 
         def split(result: Any) -> list[Any]:
-            made = {row[0]: [rows.Created(row[1], row[2])] for row in result}
+            made = {row.id: [rows.Created(row.epoch, row.deadline)] for row in result}
             # Only the first start of an ID gets its row: the others attach to it.
             return [made.pop(i, []) for i in ids]
 
-        return Statement(self._sql["insert_workflows"], params, "rows"), split
+        return bound(self._sql["insert_workflows"], params), split
 
     def start_child(
         self,
@@ -140,7 +147,7 @@ class Statements:
         codec: str,
         timeout: float | None = None,
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["start_child"],
             {
                 "parent_id": parent_id,
@@ -156,8 +163,6 @@ class Statements:
                 "token": token(),
                 "retry": False,
             },
-            "rows",
-            row=rows.ChildStarted,
         )
 
     def record_operation(
@@ -173,7 +178,7 @@ class Statements:
         started_at: datetime,
         child_id: str | None = None,
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["record_operation"],
             {
                 "workflow_id": workflow_id,
@@ -201,23 +206,21 @@ class Statements:
         keys = [(st.params["workflow_id"], st.params["step"]) for st in statements]
 
         def split(result: Any) -> list[Any]:
-            written = {(row[0], row[1]) for row in result}
+            written = {(row.workflow_id, row.step) for row in result}
             return [1 if key in written else 0 for key in keys]
 
-        return Statement(self._sql["record_operations"], params, "rows"), split
+        return bound(self._sql["record_operations"], params), split
 
     def inspect_operation(self, workflow_id: str, step: int) -> Statement:
-        return Statement(
+        return bound(
             self._sql["inspect_operation"],
             {"workflow_id": workflow_id, "step": step},
-            "rows",
-            row=rows.Inspected,
         )
 
     def finish_workflow(
         self, *, workflow_id: str, epoch: int, status: str, output: str | None, error: str | None
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["finish_workflow_notify"],
             {
                 "workflow_id": workflow_id,
@@ -227,9 +230,7 @@ class Statements:
                 "error": error,
                 "channel": self.channel,
             },
-            "rows",
             combine=self._finish_workflows,
-            row=rows.Finished,
         )
 
     def _finish_workflows(
@@ -242,23 +243,19 @@ class Statements:
         ids = [st.params["workflow_id"] for st in statements]
 
         def split(result: Any) -> list[Any]:
-            done = {row[0] for row in result}
+            done = {row.id for row in result}
             return [[rows.Finished(1 if i in done else 0, 0)] for i in ids]
 
-        return Statement(self._sql["finish_workflows"], params, "rows"), split
+        return bound(self._sql["finish_workflows"], params), split
 
     def load_operations_many(self, workflow_ids: Sequence[str]) -> Statement:
-        return Statement(
+        return bound(
             self._sql["load_operations_many"],
             {"ids": list(workflow_ids)},
-            "rows",
-            row=rows.StoredOperation,
         )
 
     def get_outcome(self, workflow_id: str) -> Statement:
-        return Statement(
-            self._sql["get_outcome"], {"workflow_id": workflow_id}, "rows", row=rows.Outcome
-        )
+        return bound(self._sql["get_outcome"], {"workflow_id": workflow_id})
 
     def heartbeat(
         self,
@@ -271,7 +268,7 @@ class Statements:
         names: Sequence[str] = (),
         queues: Sequence[str] = (),
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["heartbeat"],
             {
                 "id": executor_id,
@@ -282,20 +279,18 @@ class Statements:
                 "names": list(names),
                 "queues": list(queues),
             },
-            "rows",
-            row=rows.Survey,
         )
 
     def remove_executor(self, executor_id: str) -> Statement:
-        return Statement(self._sql["remove_executor"], {"id": executor_id})
+        return bound(self._sql["remove_executor"], {"id": executor_id})
 
     def clock(self) -> Statement:
-        return Statement(self._sql["clock"], {}, "rows")
+        return bound(self._sql["clock"], {})
 
     def claim_own(
         self, executor_id: str, names: Sequence[str], limit: int, before: datetime
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["claim_own"],
             {
                 "executor_id": executor_id,
@@ -306,12 +301,10 @@ class Statements:
                 "token": token(),
                 "retry": False,
             },
-            "rows",
-            row=rows.Claimed,
         )
 
     def claim_abandoned(self, executor_id: str, abandoned: Mapping[str, int]) -> Statement:
-        return Statement(
+        return bound(
             self._sql["claim_abandoned"],
             {
                 "executor_id": executor_id,
@@ -321,12 +314,10 @@ class Statements:
                 "token": token(),
                 "retry": False,
             },
-            "rows",
-            row=rows.Claimed,
         )
 
     def take_over(self, executor_id: str, names: Sequence[str], limit: int) -> Statement:
-        return Statement(
+        return bound(
             self._sql["take_over"],
             {
                 "executor_id": executor_id,
@@ -336,8 +327,6 @@ class Statements:
                 "token": token(),
                 "retry": False,
             },
-            "rows",
-            row=rows.Claimed,
         )
 
     def list_workflows(
@@ -352,7 +341,7 @@ class Statements:
         offset: int,
         descending: bool,
     ) -> Statement:
-        return Statement(
+        return bound(
             self._list_desc if descending else self._list_asc,
             {
                 "status": list(status) if status is not None else None,
@@ -363,24 +352,23 @@ class Statements:
                 "limit": limit,
                 "offset": offset,
             },
-            "rows",
         )
 
     def list_operations(self, workflow_id: str) -> Statement:
-        return Statement(self._sql["list_operations"], {"workflow_id": workflow_id}, "rows")
+        return bound(self._sql["list_operations"], {"workflow_id": workflow_id})
 
     # ------------------------------------------------------------------ waits (0002)
 
     def lock_workflow(self, workflow_id: str) -> Statement:
-        return Statement(self._sql["lock_workflow"], {"workflow_id": workflow_id}, "rows")
+        return bound(self._sql["lock_workflow"], {"workflow_id": workflow_id})
 
     def watch(self, workflow_id: str) -> Statement:
-        return Statement(self._sql["watch"], {"workflow_id": workflow_id})
+        return bound(self._sql["watch"], {"workflow_id": workflow_id})
 
     def send_message(
         self, *, workflow_id: str, topic: str | None, value: str, idempotency_key: str | None
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["send_message"],
             {
                 "workflow_id": workflow_id,
@@ -391,8 +379,6 @@ class Statements:
                 "idempotency_key": idempotency_key or f"auto:{token()}",
                 "channel": self.channel,
             },
-            "rows",
-            row=rows.Delivered,
         )
 
     def send_from_workflow(
@@ -408,7 +394,7 @@ class Statements:
         value: str,
         idempotency_key: str,
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["send_from_workflow"],
             {
                 "sender_id": sender_id,
@@ -422,8 +408,6 @@ class Statements:
                 "idempotency_key": idempotency_key,
                 "channel": self.channel,
             },
-            "rows",
-            row=rows.SentFromWorkflow,
         )
 
     def consume_message(
@@ -436,7 +420,7 @@ class Statements:
         topic: str | None,
         started_at: datetime,
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["consume_message"],
             {
                 "workflow_id": workflow_id,
@@ -446,17 +430,14 @@ class Statements:
                 "topic": topic,
                 "started_at": started_at,
             },
-            "rows",
-            row=rows.Consumed,
         )
 
     def wait_deadline(
         self, *, workflow_id: str, epoch: int, step: int, deadline: datetime
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["wait_deadline"],
             {"workflow_id": workflow_id, "epoch": epoch, "step": step, "deadline": deadline},
-            "rows",
         )
 
     def park(
@@ -469,7 +450,7 @@ class Statements:
         wait_target: str | None = None,
         wait_topic: str | None = None,
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["park"],
             {
                 "workflow_id": workflow_id,
@@ -479,13 +460,12 @@ class Statements:
                 "wait_target": wait_target,
                 "wait_topic": wait_topic,
             },
-            "rows",
         )
 
     def wake_due(
         self, executor_id: str, names: Sequence[str], limit: int, only_id: str | None = None
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["wake_due"],
             {
                 "executor_id": executor_id,
@@ -496,12 +476,7 @@ class Statements:
                 "token": token(),
                 "retry": False,
             },
-            "rows",
-            row=rows.Claimed,
         )
-
-    def next_wake(self) -> Statement:
-        return Statement(self._sql["next_wake"], {}, "rows")
 
     def set_event(
         self,
@@ -514,7 +489,7 @@ class Statements:
         started_at: datetime,
         step_op: bool,
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["set_event"],
             {
                 "workflow_id": workflow_id,
@@ -526,15 +501,13 @@ class Statements:
                 "step_op": step_op,
                 "channel": self.channel,
             },
-            "rows",
-            row=rows.EventSet,
         )
 
     def get_event(self, workflow_id: str, key: str) -> Statement:
-        return Statement(self._sql["get_event"], {"workflow_id": workflow_id, "key": key}, "rows")
+        return bound(self._sql["get_event"], {"workflow_id": workflow_id, "key": key})
 
     def get_all_events(self, workflow_id: str) -> Statement:
-        return Statement(self._sql["get_all_events"], {"workflow_id": workflow_id}, "rows")
+        return bound(self._sql["get_all_events"], {"workflow_id": workflow_id})
 
     def write_stream(
         self,
@@ -547,7 +520,7 @@ class Statements:
         closed: bool,
         started_at: datetime,
     ) -> Statement:
-        return Statement(
+        return bound(
             self._sql["write_stream"],
             {
                 "workflow_id": workflow_id,
@@ -560,34 +533,28 @@ class Statements:
                 "started_at": started_at,
                 "channel": self.channel,
             },
-            "rows",
-            row=rows.StreamWritten,
         )
 
     def read_stream(self, workflow_id: str, key: str, after: int, skip: int) -> Statement:
-        return Statement(
+        return bound(
             self._sql["read_stream"],
             {"workflow_id": workflow_id, "key": key, "after": after, "skip": skip},
-            "rows",
         )
 
     def cancel(self, workflow_id: str, children: bool) -> Statement:
-        return Statement(
+        return bound(
             self._sql["cancel"],
             {"workflow_id": workflow_id, "children": children, "channel": self.channel},
-            "rows",
         )
 
     def cancel_expired(self) -> Statement:
-        return Statement(self._sql["cancel_expired"], {"channel": self.channel}, "rows")
+        return bound(self._sql["cancel_expired"], {"channel": self.channel})
 
     def resume(self, workflow_id: str) -> Statement:
-        return Statement(
-            self._sql["resume"], {"workflow_id": workflow_id, "channel": self.channel}, "rows"
-        )
+        return bound(self._sql["resume"], {"workflow_id": workflow_id, "channel": self.channel})
 
     def fork(self, workflow_id: str, new_id: str, from_step: int) -> Statement:
-        return Statement(
+        return bound(
             self._sql["fork"],
             {
                 "workflow_id": workflow_id,
@@ -596,5 +563,4 @@ class Statements:
                 "channel": self.channel,
                 "retry": False,
             },
-            "rows",
         )
