@@ -121,7 +121,7 @@ def test_a_statement_returns_what_its_row_type_says() -> None:
     statement returns rows of it; without, its rowcount."""
     with_rows = bound(query("SELECT 1", name="get_outcome"), {})
     assert (with_rows.returns, with_rows.row) == ("rows", Outcome)
-    without = bound(query("SELECT 1", name="heartbeat"), {})
+    without = bound(query("SELECT 1", name="remove_executor"), {})
     assert (without.returns, without.row) == ("rowcount", None)
 
 
