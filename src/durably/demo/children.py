@@ -1,5 +1,4 @@
-"""The demo's hold on its worker processes: starting them, relaying their output, waiting
-on them, killing them."""
+"""The demo's worker processes as its parent sees them: started, relayed, awaited, killed."""
 
 from __future__ import annotations
 

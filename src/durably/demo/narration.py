@@ -1,5 +1,4 @@
-"""What the demo prints: its running commentary, and the final table of what ran where
-with the verdict on it."""
+"""What the demo prints: its commentary, and the closing table of what ran where."""
 
 from __future__ import annotations
 
