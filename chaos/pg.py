@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
 
@@ -52,10 +53,13 @@ class ClusterError(RuntimeError):
 
 class Cluster:
     """A PostgreSQL cluster in ``root`` (made by :meth:`create`); use it as a context
-    manager so that it is stopped and deleted whatever happens."""
+    manager so that it is stopped and deleted whatever happens. ``settings`` are added to
+    (or override) the suite's own in ``postgresql.conf``; values are written as given, so
+    a string value carries its quotes (``{"shared_preload_libraries": "'x'"}``)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, settings: Mapping[str, str] | None = None) -> None:
         self.root = root
+        self.settings = {**_SETTINGS, **(settings or {})}
         self.data = root / "data"
         self.log = root / "pg.log"
         socket_dir = root / "sock"
@@ -93,7 +97,7 @@ class Cluster:
             raise ClusterError(f"initdb failed:\n{done.stdout}")
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write("\n# chaos suite\n")
-            for key, value in _SETTINGS.items():
+            for key, value in self.settings.items():
                 conf.write(f"{key} = {value}\n")
             conf.write(f"unix_socket_directories = '{self.socket_dir}'\n")
         fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

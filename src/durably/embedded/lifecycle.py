@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from durably.embedded.control import stop_server
+from durably.embedded.cluster import stop_server
 from durably.embedded.layout import DEFAULT_DIR, PG_SUBDIR
 from durably.embedded.lock import locked
 from durably.embedded.server import ensure_running

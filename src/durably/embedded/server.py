@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from durably.embedded.binaries import make_install_usable
-from durably.embedded.control import START_TIMEOUT, initdb, log_tail, start, stop_server
+from durably.embedded.cluster import START_TIMEOUT, initdb, log_tail, start, stop_server
 from durably.embedded.layout import DATABASE, LOG_FILE, PG_SUBDIR, SUPERUSER
 from durably.embedded.processes import running_postmaster
 from durably.embedded.run_as import RunAs, chown, make_traversable, server_user

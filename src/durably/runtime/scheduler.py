@@ -14,8 +14,9 @@ The keeper calls ``Scheduler.tick`` on the runtime loop. Each call sends one que
 (the due schedules of the workflows registered here, plus the next one to come, with
 the database's clock), then per due schedule one INSERT per tick started (concurrent,
 so they share group commits) and one UPDATE; and it says when to call again: at the
-next tick, or after ``max_wait`` seconds at most (schedules created or resumed by other
-processes are seen within that time).
+next tick, or after ``max_wait`` seconds at most. Schedules created or resumed by other
+processes are seen sooner: every heartbeat's survey carries the next tick of any active
+schedule of this app's workflows, and brings the check forward.
 """
 
 from __future__ import annotations
@@ -258,6 +259,11 @@ def run_started(
         lease_generation=generation,
     )
     engine.run_in_background(ctx, spec, (tick.astimezone(UTC),), {})
+
+
+# The longest wait between checks with no tick due: only a safety net, since the
+# heartbeat's survey tells of every schedule's next tick.
+RECHECK = 300.0
 
 
 class Scheduler:

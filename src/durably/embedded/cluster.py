@@ -1,4 +1,4 @@
-"""initdb and pg_ctl: making the cluster, starting and stopping its server, and pg.log."""
+"""The cluster on disk and its server process: initdb, pg_ctl start and stop, pg.log."""
 
 from __future__ import annotations
 
