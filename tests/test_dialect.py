@@ -38,3 +38,21 @@ def test_retryable_and_lost_errors_are_told_apart() -> None:
     assert not dialect.retryable(psycopg.OperationalError("x"))
     assert dialect.retryable(psycopg.errors.SerializationFailure("could not serialize"))
     assert dialect.retryable(psycopg.errors.DeadlockDetected("deadlock"))
+
+
+def test_an_app_on_another_database_says_so_before_connecting() -> None:
+    """The issue's case: a MySQL URL gets durably's own error naming the problem, and
+    never the password (psycopg's own error would print the URL)."""
+    import durably
+
+    app = durably.App("mysql://user:s3cret-pw@db.example.com/orders")
+
+    @app.workflow
+    def nothing() -> None:
+        return None
+
+    with pytest.raises(ConfigurationError) as caught:
+        nothing()
+    assert "s3cret-pw" not in str(caught.value)
+    assert "mysql://" in str(caught.value)
+    app.shutdown(grace=0)

@@ -346,7 +346,7 @@ class Scheduling(AppCore):
 
 
 def _upsert(engine: Engine, definition: _Definition) -> Protocol[ScheduleInfo]:
-    statements = schedule_statements(engine.db.schema)
+    statements = schedule_statements(engine.db.schema, engine.db.dialect)
     cron = definition.cron
     rows = yield Write(
         statements.upsert(

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from durably.errors import ConnectionLost
-from durably.store.notifications import Kind, Notifications
+from durably.store.notifications import Kind
 from durably.store.outage import FIRST_DELAY, MAX_DELAY
 
 if TYPE_CHECKING:
@@ -45,7 +45,9 @@ class Listener:
         outage = host.db.outage
         while not self.pacer.stopping.is_set():
             try:
-                async with Notifications(host.db.url, host.statements.channel) as listening:
+                async with host.db.dialect.listen(
+                    host.db.url, host.statements.channel
+                ) as listening:
                     delay = FIRST_DELAY
                     outage.succeeded()
                     self.missed()

@@ -272,7 +272,7 @@ class Scheduler:
     def __init__(self, engine: Engine, max_wait: float) -> None:
         self.engine = engine
         self.max_wait = max(0.05, float(max_wait))
-        self.statements = schedule_statements(engine.db.schema)
+        self.statements = schedule_statements(engine.db.schema, engine.db.dialect)
         self._crons: dict[tuple[str, str], Cron] = {}
 
     async def tick(self, adb: AsyncDatabase) -> float:

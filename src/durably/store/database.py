@@ -22,18 +22,14 @@ import psycopg_pool
 
 from durably.errors import ConnectionLost, DatabaseUnavailable
 from durably.store.committer import AsyncCommitter, Result, SyncCommitter, run_async, run_sync
+from durably.store.dialect import dialect_for
 from durably.store.migrate import migrate
 from durably.store.outage import RETRY_BUDGET, Outage, delays
 from durably.store.queue_statements import QueueStatements
 from durably.store.statements import Statement, Statements
 
-_CONNECT_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0}
 # A retry connects afresh; during an outage that must fail fast, not hang.
 _RETRY_CONNECT_TIMEOUT = 5
-_RETRY_CONNECT_KWARGS: dict[str, Any] = {
-    "connect_timeout": _RETRY_CONNECT_TIMEOUT,
-    **_CONNECT_KWARGS,
-}
 
 P = TypeVar("P", psycopg_pool.ConnectionPool[Any], psycopg_pool.AsyncConnectionPool[Any])
 K = TypeVar("K", SyncCommitter, AsyncCommitter)
@@ -61,7 +57,11 @@ class PoolState(Generic[P, K]):
     def __init__(self, url: str, schema: str, max_size: int, outage: Outage) -> None:
         self.url = url
         self.schema = schema
-        self.statements = Statements(schema)
+        # Refuses a URL of another database before anything connects (or prints it).
+        self.dialect = dialect_for(url)
+        self.statements = Statements(schema, self.dialect)
+        self._connect_kwargs = dict(self.dialect.connect_kwargs)
+        self._retry_kwargs = {**self._connect_kwargs, "connect_timeout": _RETRY_CONNECT_TIMEOUT}
         self.outage = outage
         self._max_size = max_size
         self._lock = threading.Lock()
@@ -74,7 +74,7 @@ class PoolState(Generic[P, K]):
         # connection fails its call at once instead; the pool is then marked broken, calls
         # go to fresh connections, and the pool is replaced as soon as the database
         # answers (``_mended``).
-        return {"min_size": 1, "max_size": self._max_size, "kwargs": _CONNECT_KWARGS}
+        return {"min_size": 1, "max_size": self._max_size, "kwargs": self._connect_kwargs}
 
     def _new_pool(self) -> P:
         raise NotImplementedError
@@ -89,7 +89,7 @@ class PoolState(Generic[P, K]):
             self._committer.invalidate()
         return self._pool_broken
 
-    def _failed(self, exc: psycopg.OperationalError) -> ConnectionLost:
+    def _failed(self, exc: psycopg.Error) -> ConnectionLost:
         """A call met a broken connection: the pool is set aside until the database
         answers, and the outage is counted (logged once)."""
         self._pool_broken = True
@@ -101,8 +101,10 @@ class PoolState(Generic[P, K]):
         """Around a call: a broken connection leaves it as ConnectionLost (``_failed``)."""
         try:
             yield
-        except psycopg.OperationalError as exc:
-            raise self._failed(exc) from exc
+        except psycopg.Error as exc:
+            if self.dialect.connection_lost(exc):
+                raise self._failed(exc) from exc
+            raise
 
     def _mended(self) -> P | None:
         """The database answers again: end the outage, and replace a pool that met a
@@ -124,16 +126,16 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
 
     def __init__(self, url: str, schema: str, *, max_size: int = 16) -> None:
         super().__init__(url, schema, max_size, Outage())
-        self.queue_statements = QueueStatements(schema, self.statements.channel)
+        self.queue_statements = QueueStatements(schema, self.statements.channel, self.dialect)
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-                migrate(conn, schema)
+                migrate(conn, schema, self.dialect)
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(
                 f"cannot connect to PostgreSQL at {_redact(url)}: {exc}".strip()
             ) from exc
         self.pool = self._new_pool()
-        self._committer = SyncCommitter(lambda: psycopg.connect(url, **_CONNECT_KWARGS))
+        self._committer = SyncCommitter(lambda: psycopg.connect(url, **self._connect_kwargs))
 
     def _new_pool(self) -> psycopg_pool.ConnectionPool[Any]:
         return psycopg_pool.ConnectionPool(
@@ -190,7 +192,7 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
         is unknown, each in its settling form (``Statement.retried``). Also how every
         call runs while the pool is broken: during an outage it fails at once."""
         settling = _settling(statements)
-        with self._reporting(), psycopg.connect(self.url, **_RETRY_CONNECT_KWARGS) as conn:
+        with self._reporting(), psycopg.connect(self.url, **self._retry_kwargs) as conn:
             result = run_sync(conn, settling, transaction=len(settling) > 1)
         old = self._mended()
         if old is not None:
@@ -213,7 +215,7 @@ class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommit
         self._closing: set[asyncio.Task[None]] = set()
         self.pool = self._new_pool()
         self._committer = AsyncCommitter(
-            lambda: psycopg.AsyncConnection.connect(url, **_CONNECT_KWARGS)
+            lambda: psycopg.AsyncConnection.connect(url, **self._connect_kwargs)
         )
 
     def _new_pool(self) -> psycopg_pool.AsyncConnectionPool[Any]:
@@ -265,7 +267,7 @@ class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommit
         """Async twin of Database.retry."""
         settling = _settling(statements)
         with self._reporting():
-            conn = await psycopg.AsyncConnection.connect(self.url, **_RETRY_CONNECT_KWARGS)
+            conn = await psycopg.AsyncConnection.connect(self.url, **self._retry_kwargs)
             async with conn:
                 result = await run_async(conn, settling, transaction=len(settling) > 1)
         old = self._mended()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from durably.store import sqlfile
 from durably.store.statements import Statement, bound, token
@@ -13,13 +14,16 @@ _NAMES = (
     "claim_queued_partitioned", "set_delay", "debounce", "rate_window_opens",
 )  # fmt: skip
 
+if TYPE_CHECKING:
+    from durably.store.dialect import Dialect
+
 
 class QueueStatements:
     """Builds the queue statements for one schema."""
 
-    def __init__(self, schema: str, channel: str) -> None:
+    def __init__(self, schema: str, channel: str, dialect: Dialect | None = None) -> None:
         self.channel = channel
-        self._sql = {name: sqlfile.statement(name, schema) for name in _NAMES}
+        self._sql = {name: sqlfile.statement(name, schema, dialect) for name in _NAMES}
 
     def declare_queue(
         self,

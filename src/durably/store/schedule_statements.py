@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from durably.store import sqlfile
 from durably.store.statements import Statement, bound
@@ -19,13 +20,16 @@ _NAMES = (
     "schedule_delete", "schedule_due", "schedule_advance",
 )  # fmt: skip
 
+if TYPE_CHECKING:
+    from durably.store.dialect import Dialect
+
 
 class ScheduleStatements:
     """Builds the schedule statements for one schema; the SQL text is rendered once."""
 
-    def __init__(self, schema: str) -> None:
+    def __init__(self, schema: str, dialect: Dialect | None = None) -> None:
         self.schema = schema
-        self._sql = {name: sqlfile.statement(name, schema) for name in _NAMES}
+        self._sql = {name: sqlfile.statement(name, schema, dialect) for name in _NAMES}
 
     def upsert(
         self,
@@ -98,6 +102,6 @@ class ScheduleStatements:
 
 
 @functools.cache
-def schedule_statements(schema: str) -> ScheduleStatements:
+def schedule_statements(schema: str, dialect: Dialect | None = None) -> ScheduleStatements:
     """The (shared, immutable) schedule statements of ``schema``."""
-    return ScheduleStatements(schema)
+    return ScheduleStatements(schema, dialect)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import functools
 import re
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from psycopg import sql
 
 from durably.store.notifications import Kind
+
+if TYPE_CHECKING:
+    from durably.store.dialect import Dialect
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
@@ -60,9 +64,10 @@ def _fragments(schema: str) -> dict[str, str]:
     }
 
 
-def statement(name: str, schema: str, **fragments: str) -> Query:
-    """The statement called ``name`` in queries.sql, rendered for ``schema``."""
-    template = _blocks()[name]
+def statement(name: str, schema: str, dialect: Dialect | None = None, **fragments: str) -> Query:
+    """The statement called ``name`` in the .sql files (or the dialect's own version of
+    it), rendered for ``schema``."""
+    template = (dialect.overrides.get(name) if dialect is not None else None) or _blocks()[name]
     shared = {k: v for k, v in _fragments(schema).items() if "{" + k + "}" in template}
     query = Query(render(template, schema, **shared, **fragments))
     query.name = name

@@ -13,11 +13,14 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from durably.store import rows, sqlfile
 
 Returns = Literal["rowcount", "rows"]
+
+if TYPE_CHECKING:
+    from durably.store.dialect import Dialect
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,7 @@ Combiner = Callable[[list[Statement]], tuple[Statement, Callable[[Any], list[Any
 class Statements:
     """Builds every statement for one schema; the SQL text is rendered once."""
 
-    def __init__(self, schema: str) -> None:
+    def __init__(self, schema: str, dialect: Dialect | None = None) -> None:
         self.schema = schema
         names = [
             "insert_workflow", "start_child", "record_operation", "inspect_operation",
@@ -84,9 +87,9 @@ class Statements:
         ]  # fmt: skip
         # Notifications of this schema: short and fixed-length whatever the schema name.
         self.channel = "durably_" + hashlib.sha256(schema.encode()).hexdigest()[:16]
-        self._sql = {name: sqlfile.statement(name, schema) for name in names}
-        self._list_asc = sqlfile.statement("list_workflows", schema, order="ASC")
-        self._list_desc = sqlfile.statement("list_workflows", schema, order="DESC")
+        self._sql = {name: sqlfile.statement(name, schema, dialect) for name in names}
+        self._list_asc = sqlfile.statement("list_workflows", schema, dialect, order="ASC")
+        self._list_desc = sqlfile.statement("list_workflows", schema, dialect, order="DESC")
 
     def insert_workflow(
         self,
