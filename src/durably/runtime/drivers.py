@@ -53,114 +53,116 @@ def _engine(host: Host) -> Runner:
     return cast("Runner", host)
 
 
+class _Steps:
+    """A protocol being driven: the next effect, given the answer to the last one."""
+
+    __slots__ = ("error", "gen", "send", "value")
+
+    def __init__(self, gen: Protocol[Any]) -> None:
+        self.gen = gen
+        self.send: Any = None
+        self.error: BaseException | None = None
+        self.value: Any = None
+
+    def next(self) -> Any:
+        """The next effect, or None once the protocol returned (its value in ``value``)."""
+        send, error = self.send, self.error
+        self.send = self.error = None
+        try:
+            return self.gen.send(send) if error is None else self.gen.throw(error)
+        except StopIteration as stop:
+            self.value = stop.value
+            return None
+
+
 def drive_sync(host: Host, gen: Protocol[T]) -> T:
     """Run a protocol to its end, performing each effect by blocking this thread."""
-    engine = _engine(host)
-    send: Any = None
-    error: BaseException | None = None
-    db = engine.db
-    while True:
+    engine, steps = _engine(host), _Steps(gen)
+    while (effect := steps.next()) is not None:
         try:
-            effect = gen.send(send) if error is None else gen.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        send, error = None, None
-        try:
-            if type(effect) is Write:
-                try:
-                    send = db.write(effect.statement)
-                except ConnectionLost as exc:
-                    send = _settle_sync(engine, (effect.statement,), exc)
-            elif type(effect) is HoldLease:
-                send = engine.lease.hold()
-            elif type(effect) is Call:
-                send = effect.fn(*effect.args, **effect.kwargs)
-                if inspect.isawaitable(send):
-                    raise TypeError(
-                        f"{effect.fn.__qualname__} is async; call it from an async workflow "
-                        f"with await"
-                    )
-            elif type(effect) is Read:
-                try:
-                    send = db.run(effect.statement)
-                except ConnectionLost as exc:
-                    send = _settle_sync(engine, (effect.statement,), exc)
-            elif type(effect) is Watch:
-                send = engine.notifier.generation(*effect.keys)
-            elif type(effect) is Wait:
-                send = engine.notifier.wait(effect.keys, effect.since, effect.seconds)
-            elif type(effect) is Atomic:
-                try:
-                    send = db.run_transaction(effect.statements)
-                except ConnectionLost as exc:
-                    send = _settle_sync(engine, effect.statements, exc)
-            elif type(effect) is Sleep:
-                time.sleep(effect.seconds)
+            steps.send = _perform_sync(engine, effect)
         except BaseException as exc:
-            error = exc
+            steps.error = exc
+    return steps.value  # type: ignore[no-any-return]
 
 
 async def drive_async(host: Host, gen: Protocol[T]) -> T:
     """Run a protocol to its end, performing each effect by awaiting."""
-    engine = _engine(host)
-    send: Any = None
-    error: BaseException | None = None
+    engine, steps = _engine(host), _Steps(gen)
     db = await engine.async_db()
-    while True:
+    while (effect := steps.next()) is not None:
         try:
-            effect = gen.send(send) if error is None else gen.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        send, error = None, None
-        try:
-            if type(effect) is Write:
-                try:
-                    send = await db.write(effect.statement)
-                except ConnectionLost as exc:
-                    send = await _settle_async(engine, (effect.statement,), exc)
-            elif type(effect) is HoldLease:
-                send = await engine.lease.hold_async()
-            elif type(effect) is Call:
-                if inspect.iscoroutinefunction(effect.fn):
-                    send = await effect.fn(*effect.args, **effect.kwargs)
-                else:
-                    # A blocking function must not stall the event loop.
-                    send = await asyncio.to_thread(effect.fn, *effect.args, **effect.kwargs)
-                    if inspect.isawaitable(send):
-                        send = await send
-            elif type(effect) is Read:
-                try:
-                    send = await db.run(effect.statement)
-                except ConnectionLost as exc:
-                    send = await _settle_async(engine, (effect.statement,), exc)
-            elif type(effect) is Watch:
-                send = engine.notifier.generation(*effect.keys)
-            elif type(effect) is Wait:
-                send = await engine.notifier.wait_async(effect.keys, effect.since, effect.seconds)
-            elif type(effect) is Atomic:
-                try:
-                    send = await db.run_transaction(effect.statements)
-                except ConnectionLost as exc:
-                    send = await _settle_async(engine, effect.statements, exc)
-            elif type(effect) is Sleep:
-                await asyncio.sleep(effect.seconds)
+            steps.send = await _perform_async(engine, db, effect)
         except BaseException as exc:
-            error = exc
+            steps.error = exc
+    return steps.value  # type: ignore[no-any-return]
 
 
 # A database that is restarting, failing over or briefly unreachable must not turn into
 # a recorded workflow error. A statement whose connection broke may or may not have
-# committed: it is never re-run blindly but settled by the store (Database.settle runs
-# its settling form, Statement.retried, which finds its own earlier effect). Past the
-# retry budget the workflow is abandoned unrecorded and recovered later.
+# committed: it is never re-run blindly but settled by the store (``settle`` runs its
+# settling form, Statement.retried, which finds its own earlier effect). Past the retry
+# budget the workflow is abandoned unrecorded and recovered later.
 
 
-def _settle_sync(engine: Runner, statements: Sequence[Statement], first: ConnectionLost) -> Any:
-    return engine.db.settle(statements, first)
+def _statements(effect: Any) -> Sequence[Statement]:
+    return effect.statements if type(effect) is Atomic else (effect.statement,)
 
 
-async def _settle_async(
-    engine: Runner, statements: Sequence[Statement], first: ConnectionLost
-) -> Any:
-    db = await engine.async_db()
-    return await db.settle(statements, first)
+def _perform_sync(engine: Runner, effect: Any) -> Any:
+    kind = type(effect)
+    if kind is Write or kind is Read or kind is Atomic:
+        db = engine.db
+        try:
+            if kind is Write:
+                return db.write(effect.statement)
+            if kind is Read:
+                return db.run(effect.statement)
+            return db.run_transaction(effect.statements)
+        except ConnectionLost as exc:
+            return db.settle(_statements(effect), exc)
+    if kind is HoldLease:
+        return engine.lease.hold()
+    if kind is Call:
+        result = effect.fn(*effect.args, **effect.kwargs)
+        if inspect.isawaitable(result):
+            raise TypeError(
+                f"{effect.fn.__qualname__} is async; call it from an async workflow with await"
+            )
+        return result
+    if kind is Watch:
+        return engine.notifier.generation(*effect.keys)
+    if kind is Wait:
+        return engine.notifier.wait(effect.keys, effect.since, effect.seconds)
+    if kind is Sleep:
+        time.sleep(effect.seconds)
+    return None
+
+
+async def _perform_async(engine: Runner, db: AsyncDatabase, effect: Any) -> Any:
+    kind = type(effect)
+    if kind is Write or kind is Read or kind is Atomic:
+        try:
+            if kind is Write:
+                return await db.write(effect.statement)
+            if kind is Read:
+                return await db.run(effect.statement)
+            return await db.run_transaction(effect.statements)
+        except ConnectionLost as exc:
+            return await db.settle(_statements(effect), exc)
+    if kind is HoldLease:
+        return await engine.lease.hold_async()
+    if kind is Call:
+        if inspect.iscoroutinefunction(effect.fn):
+            return await effect.fn(*effect.args, **effect.kwargs)
+        # A blocking function must not stall the event loop.
+        result = await asyncio.to_thread(effect.fn, *effect.args, **effect.kwargs)
+        return (await result) if inspect.isawaitable(result) else result
+    if kind is Watch:
+        return engine.notifier.generation(*effect.keys)
+    if kind is Wait:
+        return await engine.notifier.wait_async(effect.keys, effect.since, effect.seconds)
+    if kind is Sleep:
+        await asyncio.sleep(effect.seconds)
+    return None
+

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -375,21 +375,16 @@ class Engine:
 
     # ----------------------------------------------------------------- running
 
-    def run_sync(
-        self,
-        ctx: WorkflowContext,
-        spec: WorkflowSpec,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        """Run a sync workflow body to its recorded outcome in this thread."""
+    @contextlib.contextmanager
+    def _running(self, ctx: WorkflowContext) -> Iterator[threading.Event | None]:
+        """Around a run of a workflow body here: it is the current workflow and is known
+        to this engine; an exit without an outcome is noted. Yields the exit of an older
+        run of the same workflow here, to wait for before the body starts."""
         token = current_workflow.set(ctx)
         self._register(ctx)
         try:
             older, ctx.predecessor = ctx.predecessor, None
-            if older is not None and older.exited is not None:
-                older.exited.wait(PREDECESSOR_WAIT)
-            return drive_sync(self, run_body(ctx, spec, args, kwargs))
+            yield older.exited if older is not None else None
         except BaseException as exc:
             self._note_exit(ctx, exc)
             raise
@@ -397,30 +392,32 @@ class Engine:
             self._unregister(ctx)
             current_workflow.reset(token)
 
+    def run_sync(
+        self, ctx: WorkflowContext, spec: WorkflowSpec, args: tuple[Any, ...], kw: dict[str, Any]
+    ) -> Any:
+        """Run a sync workflow body to its recorded outcome in this thread."""
+        with self._running(ctx) as older_exit:
+            if older_exit is not None:
+                older_exit.wait(PREDECESSOR_WAIT)
+            return drive_sync(self, run_body(ctx, spec, args, kw))
+
     async def run_async(
-        self,
-        ctx: WorkflowContext,
-        spec: WorkflowSpec,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        self, ctx: WorkflowContext, spec: WorkflowSpec, args: tuple[Any, ...], kw: dict[str, Any]
     ) -> Any:
         """Run an async workflow body to its recorded outcome in this task."""
-        token = current_workflow.set(ctx)
         task = asyncio.current_task()
         ctx.task = task
-        self._register(ctx)
         timer = None
         if ctx.deadline is not None and task is not None:
             # An async step in flight is cancelled at the deadline, not at its end.
             delay = (ctx.deadline - datetime.now(UTC)).total_seconds()
             timer = asyncio.get_running_loop().call_later(max(0.0, delay), task.cancel)
         try:
-            older, ctx.predecessor = ctx.predecessor, None
-            if older is not None and older.exited is not None:
-                await asyncio.to_thread(older.exited.wait, PREDECESSOR_WAIT)
-            return await drive_async(self, run_body(ctx, spec, args, kwargs))
-        except asyncio.CancelledError as exc:
-            self._note_exit(ctx, exc)
+            with self._running(ctx) as older_exit:
+                if older_exit is not None:
+                    await asyncio.to_thread(older_exit.wait, PREDECESSOR_WAIT)
+                return await drive_async(self, run_body(ctx, spec, args, kw))
+        except asyncio.CancelledError:
             timed_out = ctx.deadline is not None and datetime.now(UTC) >= ctx.deadline
             if not (ctx.cancelled or timed_out):
                 raise
@@ -432,15 +429,10 @@ class Engine:
                 with contextlib.suppress(WorkflowCancelled, asyncio.CancelledError):
                     await drive_async(self, cancel_for_timeout(ctx))
             raise WorkflowCancelled(ctx.workflow_id) from None
-        except BaseException as exc:
-            self._note_exit(ctx, exc)
-            raise
         finally:
             if timer is not None:
                 timer.cancel()
             ctx.task = None
-            self._unregister(ctx)
-            current_workflow.reset(token)
 
     def run_in_background(
         self,
