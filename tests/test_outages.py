@@ -709,8 +709,9 @@ def test_listener_reconnects_after_its_backend_is_terminated(
 ) -> None:
     """The LISTEN connection's backend is terminated; the keeper reconnects, and a
     workflow parked in recv is woken by the notification of a message sent afterwards
-    (the fallback scan is five minutes away, so nothing else can wake it in time)."""
-    app = make_app(poll_interval=300.0, park_after=0.0)
+    (the next heartbeat, whose survey would find it due, is fifteen minutes away, so
+    nothing else can wake it in time)."""
+    app = make_app(poll_interval=3600.0, lease=3600.0, park_after=0.0)
 
     @app.workflow(name="waiter")
     def waiter() -> str | None:

@@ -136,9 +136,10 @@ def test_rate_limit_five_per_two_seconds(
 def test_a_rate_limited_queue_wakes_when_its_window_opens(
     make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
 ) -> None:
-    """With the fallback poll an hour away, only the window's own timer can start the
-    work that waits behind a full window: all of it finishes well before that."""
-    app = make_app(poll_interval=3600)
+    """With the next heartbeat (whose survey finds ready work) fifteen minutes away, only
+    the window's own timer can start the work that waits behind a full window: all of it
+    finishes well before that."""
+    app = make_app(poll_interval=3600, lease=3600)
 
     @app.workflow(name="tock")
     def tock(i: int) -> int:
