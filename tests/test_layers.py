@@ -110,3 +110,42 @@ def test_notification_kinds_are_spelled_once() -> None:
             if re.search(r"pg_notify\([^,]+,\s*'", line) or re.search(r"'[a-z]:'\s*\|\|", line):
                 spelled.append(f"{path.relative_to(SRC)}:{number}: {line.strip()}")
     assert not spelled, "notification kinds spelled in SQL:\n" + "\n".join(spelled)
+
+
+def test_no_import_circle() -> None:
+    """No module reaches itself through imports (also those only for type checking): a
+    circle inside a layer makes its modules one lump that cannot be read in order."""
+    modules = {module_name(p): p for p in sources()}
+
+    def targets(name: str) -> set[str]:
+        found = set()
+        for node in ast.walk(ast.parse(modules[name].read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    # ``from durably.x import y`` names the module durably.x.y if there is one
+                    sub = f"{node.module}.{alias.name}"
+                    found.add(sub if sub in modules else node.module)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        return {t for t in found if t in modules and t != "durably"}
+
+    graph = {name: targets(name) - {name} for name in modules}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+    circles: list[str] = []
+
+    def visit(name: str) -> None:
+        state[name] = 1
+        path.append(name)
+        for nxt in sorted(graph[name]):
+            if state.get(nxt) == 1:
+                circles.append(" -> ".join([*path[path.index(nxt) :], nxt]))
+            elif nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name)
+    assert not circles, "import circles:\n" + "\n".join(circles)
