@@ -10,9 +10,12 @@ of each violation.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,18 @@ ROOT = Path(__file__).resolve().parents[2]
 FAULTS = ("sigkill", "pg_restart", "terminate", "sigstop", "lost_reply")
 DRAIN = 120  # the run's drain deadline
 OVERHEAD = 150  # startup, checks, shutdown, and a loaded machine
+
+
+@pytest.fixture
+def rundir(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """The run's directory, outside pytest's temporary area: the chaos server runs as
+    another user, and a pytest session started meanwhile resets that area to 0700. Kept
+    when a test failed, as evidence."""
+    root = Path(tempfile.mkdtemp(prefix="dc-", dir="/tmp"))
+    failed_before = request.session.testsfailed
+    yield root / "run"
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def chaos(args: list[str], budget: float) -> tuple[int, str, str]:
@@ -68,10 +83,10 @@ RUNS.append(pytest.param(FAULTS, 120, id="mixed"))
 @pytest.mark.timeout(120 + DRAIN + 2 * OVERHEAD)
 @pytest.mark.parametrize(("faults", "duration"), RUNS)
 def test_no_invariant_breaks_under_faults(
-    faults: tuple[str, ...], duration: int, tmp_path: Path
+    faults: tuple[str, ...], duration: int, rundir: Path
 ) -> None:
     args = ["run", "--json", "--duration", str(duration), "--seed", "7", "--workers", "3"]
-    args += ["--faults", ",".join(faults), "--drain", str(DRAIN), "--out", str(tmp_path / "run")]
+    args += ["--faults", ",".join(faults), "--drain", str(DRAIN), "--out", str(rundir)]
     code, out, err = chaos(args, duration + DRAIN + OVERHEAD)
     assert code in (0, 1), f"the run failed (exit {code}):\n{err[-3000:]}"
     report = json.loads(out)
@@ -92,8 +107,8 @@ def test_no_invariant_breaks_under_faults(
 
 @pytest.mark.chaos
 @pytest.mark.timeout(20 + 60 + 2 * OVERHEAD)
-def test_every_check_can_fail(tmp_path: Path) -> None:
-    code, out, err = chaos(["selftest", "--json", "--out", str(tmp_path / "run")], 80 + OVERHEAD)
+def test_every_check_can_fail(rundir: Path) -> None:
+    code, out, err = chaos(["selftest", "--json", "--out", str(rundir)], 80 + OVERHEAD)
     assert code in (0, 1), f"the self-test could not run (exit {code}):\n{err[-3000:]}"
     result = json.loads(out)
     assert result["cases"], "the self-test ran no case"
