@@ -3,6 +3,7 @@ running during ``shutdown(grace)`` keep recording their steps and starting real 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -102,3 +103,68 @@ def test_connections_opened_on_a_callers_loop_close_with_that_loop(app: durably.
     assert asyncio.run(wf(2)) == 2
     assert len(seen) == 2 and seen[0] is not seen[1]
     assert all(adb.pool.closed for adb in seen)
+
+
+def test_shutdown_names_what_it_leaves_and_ends_its_lease(
+    make_app: Callable[..., durably.App],
+    db: psycopg.Connection[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app(executor_id="leaving", lease=600.0)
+    inside = threading.Event()
+    release = threading.Event()
+
+    @app.step
+    def hold() -> None:
+        inside.set()
+        release.wait(30)
+
+    @app.workflow(name="held")
+    def held() -> None:
+        hold()
+
+    @app.workflow(name="quick")
+    def quick() -> int:
+        return 1
+
+    app.launch()
+    assert quick.start().result(timeout=30) == 1
+    held.options(id="h-1").start()
+    assert inside.wait(30)
+    try:
+        with caplog.at_level(logging.WARNING, logger="durably"):
+            app.shutdown(grace=0)
+    finally:
+        release.set()
+    [record] = [r for r in caplog.records if "shut down with" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert "executor leaving shut down with 1 workflow(s) unfinished" in message
+    assert "h-1 (held)" in message and "released" in message
+    assert record.executor_id == "leaving"  # type: ignore[attr-defined]
+    assert record.workflow_ids == ["h-1"]  # type: ignore[attr-defined]
+    assert record.workflow_names == ["held"]  # type: ignore[attr-defined]
+    row = db.execute(
+        "SELECT heartbeat_at + make_interval(secs => lease_seconds) < now() FROM executors "
+        "WHERE id = 'leaving'"
+    ).fetchone()
+    assert row == (True,)  # others take h-1 over at their next heartbeat
+
+
+def test_a_shutdown_that_leaves_nothing_removes_its_row_quietly(
+    make_app: Callable[..., durably.App],
+    db: psycopg.Connection[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app(executor_id="tidy")
+
+    @app.workflow
+    def quick() -> int:
+        return 1
+
+    app.launch()
+    assert quick.start().result(timeout=30) == 1
+    with caplog.at_level(logging.WARNING, logger="durably"):
+        app.shutdown(grace=5)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert db.execute("SELECT id FROM executors WHERE id = 'tidy'").fetchall() == []

@@ -60,29 +60,34 @@ def test_worker_runs_queued_work_and_finishes_in_flight_work_on_sigterm(
     assert "durably worker: stopped" in worker.output()
     assert statuses(db, ["slow", "other"]) == {"slow": "SUCCESS", "other": "ENQUEUED"}
     assert slow.result(timeout=5)["pid"] == worker.pid
-    assert executor_rows(db, "cli-1") == 0  # handed back: its row is gone
+    assert executor_rows(db, "cli-1") == 0  # nothing left unfinished: its row is gone
     assert other.status() is durably.Status.ENQUEUED
 
 
 def test_worker_hands_unfinished_work_back_after_grace(
     fleet: Fleet, make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
 ) -> None:
-    """In-flight work that outlives --grace is left PENDING with the executor row removed,
-    so another worker takes it over at once (not after the dead worker's lease)."""
-    first = fleet.start("--queue", "cli", "--grace", "0.2", executor_id="cli-a")
+    """In-flight work that outlives --grace is left PENDING and released: the worker's
+    lease ends in the database, so a live worker takes it over at its next heartbeat (the
+    leases are so long that nothing else explains the takeover)."""
+    first = fleet.start("--queue", "cli", "--grace", "0.2", executor_id="cli-a", lease=600.0)
     jobs = fleet.enqueuer(make_app)
     stuck = jobs.gated.options(queue="cli", id="stuck").start("stuck")
     wait_until(
         lambda: ("start", "stuck", first.pid) in effect_lines(fleet.effects), what="stuck running"
     )
+    second = fleet.start("--queue", "cli", executor_id="cli-b", lease=600.0)
     first.signal(signal.SIGTERM)
     assert first.wait_exit() == 0, first.output()
-    assert executor_rows(db, "cli-a") == 0
-    row = db.execute("SELECT status, executor_id FROM workflows WHERE id = 'stuck'").fetchone()
-    assert row == ("PENDING", "cli-a")
+    assert "stuck (queueprocs.gated)" in first.output()
+    assert "released" in first.output()
+    # Its row stays, with its lease ended, while it owns unfinished work.
+    row = db.execute(
+        "SELECT heartbeat_at + make_interval(secs => lease_seconds) < now() FROM executors "
+        "WHERE id = 'cli-a'"
+    ).fetchone()
+    assert row == (True,)
 
-    # A lease of 1 s: its first takeover scan comes within half a lease of its launch.
-    second = fleet.start("--queue", "cli", executor_id="cli-b", lease=1.0)
     wait_until(
         lambda: ("start", "stuck", second.pid) in effect_lines(fleet.effects),
         what="stuck taken over",

@@ -2,8 +2,8 @@
 
 It recovers and takes over workflows, claims from the app's queues (or those named),
 fires schedules, and on SIGTERM or SIGINT stops claiming, lets running workflows finish
-within a grace period, then hands the rest back (its executor row is removed, so other
-workers take them over at once instead of after the lease).
+within a grace period, then releases the rest (its lease ends in the database, so other
+workers take them over at their next heartbeat instead of after the lease).
 """
 
 from __future__ import annotations

@@ -233,13 +233,8 @@ class Engine:
                         log.debug("keeper ended with an error", exc_info=True)
             # No body starts here any more; others may take over what is unfinished.
             self.lease.revoke()
-            try:
-                if self.serves:
-                    self.db.run_settled(
-                        self.statements.remove_executor(self.executor_id), budget=5.0
-                    )
-            except Exception:
-                log.warning("could not remove executor row %s", self.executor_id, exc_info=True)
+            if self.serves:
+                self._release()
             self._threads.stop()
         loop = self._loop
         if loop is not None:
@@ -255,6 +250,49 @@ class Engine:
         self.db.close()
         if self._on_release is not None:
             self._on_release()
+
+    def _release(self) -> None:
+        """Hand what this executor leaves unfinished to the others at once: its runs here
+        have finished, or were given up (the lease is revoked, so none starts another
+        body, and epochs fence any late write). Its lease ends in the database, so every
+        live executor's next heartbeat reports the work and takes it over; with nothing
+        left, its row goes. What is left is logged, as a WARNING, with IDs and names."""
+        with self._lock:
+            running = [
+                (ctx.workflow_id, ctx.name)
+                for ctx in self._active.values()
+                if not (ctx.gone or ctx.finished)
+            ]
+        try:
+            rows = self.db.run_settled(
+                self.statements.release_executor(self.executor_id), budget=5.0
+            )
+            unfinished = rows[0].unfinished if rows else 0
+            if not unfinished:
+                self.db.run_settled(self.statements.remove_executor(self.executor_id), budget=5.0)
+        except Exception as exc:
+            log.warning(
+                "durably: executor %s shut down with %d workflow(s) running here (%s) and "
+                "could not release them (%s: %s): other workers take them over once its "
+                "lease expires, within %g s",
+                self.executor_id,
+                len(running),
+                name_runs(running),
+                type(exc).__name__,
+                exc,
+                self.lease.seconds,
+                extra=_left_fields(self.executor_id, running),
+            )
+            return
+        if unfinished or running:
+            log.warning(
+                "durably: executor %s shut down with %d workflow(s) unfinished (running "
+                "here: %s); released: other workers take them over now",
+                self.executor_id,
+                max(unfinished, len(running)),
+                name_runs(running),
+                extra=_left_fields(self.executor_id, running),
+            )
 
     def _start_loop(self) -> None:
         loop = asyncio.new_event_loop()
@@ -567,6 +605,29 @@ async def _close_at_loop_shutdown(adb: AsyncDatabase) -> AsyncGenerator[None, No
         yield
     finally:
         await adb.close()
+
+
+# How many workflows a shutdown warning names (the rest are counted).
+NAMED_RUNS = 10
+
+
+def name_runs(runs: list[tuple[str, str]]) -> str:
+    """'id (name), id (name) and 3 more': the first NAMED_RUNS of (workflow ID, name)."""
+    if not runs:
+        return "none"
+    shown = ", ".join(f"{workflow_id} ({name})" for workflow_id, name in runs[:NAMED_RUNS])
+    if len(runs) > NAMED_RUNS:
+        shown += f" and {len(runs) - NAMED_RUNS} more"
+    return shown
+
+
+def _left_fields(executor_id: str, runs: list[tuple[str, str]]) -> dict[str, Any]:
+    """The ``extra`` fields of a shutdown warning, for structured log formatters."""
+    return {
+        "executor_id": executor_id,
+        "workflow_ids": [workflow_id for workflow_id, _ in runs],
+        "workflow_names": [name for _, name in runs],
+    }
 
 
 def default_executor_id() -> str:

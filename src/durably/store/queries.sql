@@ -234,6 +234,17 @@ WITH claimed AS (
 SELECT * FROM claimed
 {fragment_claimed_before}
 
+-- name: release_executor
+-- At shutdown, once this executor's runs have finished or been given up: its lease ends
+-- now, as if it had expired, so that the next heartbeat of every other executor reports
+-- its unfinished workflows (the survey's "expired") and takes them over at once instead
+-- of after the lease. Returns how many it leaves unfinished (with none, the row can go).
+UPDATE {schema}.executors e
+SET heartbeat_at = now() - make_interval(secs => e.lease_seconds) - interval '1 second'
+WHERE e.id = %(id)s
+RETURNING (SELECT count(*) FROM {schema}.workflows w
+           WHERE w.executor_id = e.id AND w.status = 'PENDING')::int AS unfinished
+
 -- name: take_over
 -- Take unfinished workflows whose executor's lease expired (or whose executor row is
 -- gone). The row lock of the UPDATE serialises with fenced writes (FOR SHARE).

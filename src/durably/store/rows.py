@@ -343,6 +343,12 @@ class DueSchedule(NamedTuple):
     now: datetime
 
 
+class Released(NamedTuple):
+    """An executor's lease ended at shutdown: how many workflows it left unfinished."""
+
+    unfinished: int
+
+
 class Survey(NamedTuple):
     """A heartbeat's answer: what is due for this executor, as the database sees it."""
 
@@ -368,6 +374,7 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "load_operations_many": StoredOperation,
     "get_outcome": Outcome,
     "clock": Clock,
+    "release_executor": Released,
     "claim_own": Claimed,
     "claim_abandoned": Claimed,
     "take_over": Claimed,

@@ -78,6 +78,7 @@ class Statements:
             "insert_workflow", "start_child", "record_operation", "inspect_operation",
             "get_outcome", "heartbeat",
             "remove_executor", "clock", "claim_own", "take_over",
+            "release_executor",
             "list_operations", "finish_workflow_notify", "watch", "send_message",
             "send_from_workflow", "consume_message", "wait_deadline", "park", "wake_due",
             "set_event", "get_event", "get_all_events", "write_stream",
@@ -318,6 +319,10 @@ class Statements:
                 "retry": False,
             },
         )
+
+    def release_executor(self, executor_id: str) -> Statement:
+        """End this executor's lease now (shutdown): others take its work over at once."""
+        return bound(self._sql["release_executor"], {"id": executor_id})
 
     def take_over(self, executor_id: str, names: Sequence[str], limit: int) -> Statement:
         return bound(
