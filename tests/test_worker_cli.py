@@ -98,6 +98,30 @@ def test_worker_hands_unfinished_work_back_after_grace(
     assert ends == [second.pid]
 
 
+def test_a_second_signal_ends_the_grace_and_releases_at_once(
+    fleet: Fleet, make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
+) -> None:
+    worker = fleet.start("--queue", "cli", "--grace", "600", executor_id="cli-h", lease=600.0)
+    jobs = fleet.enqueuer(make_app)
+    jobs.gated.options(queue="cli", id="hurried").start("hurried")
+    wait_until(
+        lambda: ("start", "hurried", worker.pid) in effect_lines(fleet.effects),
+        what="hurried running",
+    )
+    worker.signal(signal.SIGTERM)
+    worker.wait_for("SIGTERM, stopping")
+    worker.signal(signal.SIGINT)
+    assert worker.wait_exit() == 0, worker.output()  # well within its 600 s of grace
+    assert "SIGINT again, releasing running workflows" in worker.output()
+    assert "hurried (queueprocs.gated)" in worker.output()
+    row = db.execute(
+        "SELECT heartbeat_at + make_interval(secs => lease_seconds) < now() FROM executors "
+        "WHERE id = 'cli-h'"
+    ).fetchone()
+    assert row == (True,)
+    assert statuses(db, ["hurried"]) == {"hurried": "PENDING"}  # for a live worker to take
+
+
 def run_cli(fleet: Fleet, *args: str, script: bool = False) -> subprocess.CompletedProcess[str]:
     command = (
         [str(Path(sys.executable).parent / "durably")]

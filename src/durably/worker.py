@@ -2,8 +2,9 @@
 
 It recovers and takes over workflows, claims from the app's queues (or those named),
 fires schedules, and on SIGTERM or SIGINT stops claiming, lets running workflows finish
-within a grace period, then releases the rest (its lease ends in the database, so other
-workers take them over at their next heartbeat instead of after the lease).
+within a grace period (a second signal ends it), then releases the rest: its lease ends
+in the database, so other workers take them over at their next heartbeat instead of
+after the lease.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from types import FrameType
 
 from durably.app import App
 from durably.errors import ConfigurationError
+from durably.runtime.engine import Engine
 
 
 def load_app(target: str) -> App:
@@ -47,14 +49,23 @@ def run_worker(target: str, queues: Sequence[str] | None, grace: float) -> int:
     """Run a worker until SIGTERM or SIGINT; returns the exit code."""
     app = load_app(target)
     stop = threading.Event()
+    engines: list[Engine] = []  # the launched engine, for a second signal to hurry
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        print(f"durably worker: {signal.Signals(signum).name}, stopping", file=sys.stderr)
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            # A second signal: stop waiting for running workflows, release them now.
+            print(f"durably worker: {name} again, releasing running workflows", file=sys.stderr)
+            for engine in engines:
+                engine.cut_grace()
+            return
+        print(f"durably worker: {name}, stopping", file=sys.stderr)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     app.launch(queues=list(queues) if queues else None)
+    engines.append(app.engine)
     listened = ", ".join(queues) if queues else "all"
     print(
         f"durably worker: executor {app.executor_id} ready (pid {os.getpid()}, queues: {listened})",

@@ -104,6 +104,8 @@ class Engine:
         self._poll_interval = poll_interval
         self._on_release = on_release
         self._threads = DaemonPool(max_threads)
+        # Completed to end a shutdown's grace at once (a worker's second signal).
+        self._cut_grace: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._lock = threading.Lock()
         # Background runs of this process, for handles to wait on without a query.
         self._local: dict[str, concurrent.futures.Future[Any]] = {}
@@ -222,7 +224,7 @@ class Engine:
                 asyncio.run_coroutine_threadsafe(drain(), self._loop).result(timeout=10)
                 with self._lock:
                     pending = list(self._local.values())
-            concurrent.futures.wait(pending, timeout=max(0.0, grace))
+            self._wait_grace(pending, grace)
             loop, keeper = self._loop, self._keeper
             if loop is not None and keeper is not None:
                 loop.call_soon_threadsafe(keeper.stop)
@@ -250,6 +252,28 @@ class Engine:
         self.db.close()
         if self._on_release is not None:
             self._on_release()
+
+    def cut_grace(self) -> None:
+        """Stop waiting for running workflows in a shutdown (under way, or to come): what
+        still runs is released at once."""
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            self._cut_grace.set_result(None)
+
+    def _wait_grace(self, pending: list[concurrent.futures.Future[Any]], grace: float) -> None:
+        """Wait until the local runs ``pending`` end, ``grace`` seconds pass or the grace
+        is cut short."""
+        deadline = time.monotonic() + max(0.0, grace)
+        waiting = set(pending)
+        while waiting and not self._cut_grace.done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            _, waiting = concurrent.futures.wait(
+                waiting | {self._cut_grace},
+                timeout=left,
+                return_when=concurrent.futures.FIRST_COMPLETED,
+            )
+            waiting.discard(self._cut_grace)
 
     def _release(self) -> None:
         """Hand what this executor leaves unfinished to the others at once: its runs here
