@@ -139,6 +139,36 @@ def run_cli(fleet: Fleet, *args: str, script: bool = False) -> subprocess.Comple
     )
 
 
+def test_worker_log_level_sets_what_it_logs(
+    fleet: Fleet, make_app: Callable[..., durably.App]
+) -> None:
+    worker = fleet.start("--queue", "cli", "--log-level", "debug", executor_id="cli-log")
+    jobs = fleet.enqueuer(make_app)
+    fleet.open("logged")
+    jobs.queues["cli"].enqueue(jobs.gated.options(id="logged"), "logged").result(timeout=20)
+    started = worker.wait_for("workflow logged (queueprocs.gated) started")
+    assert " INFO durably.workflows: " in started  # time, level, logger, message
+    worker.wait_for("workflow logged (queueprocs.gated) finished")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit() == 0, worker.output()
+
+    quiet = fleet.start("--queue", "cli", "--log-level", "WARNING", executor_id="cli-quiet")
+    fleet.open("unlogged")
+    jobs.queues["cli"].enqueue(jobs.gated.options(id="unlogged"), "unlogged").result(timeout=20)
+    quiet.signal(signal.SIGTERM)
+    assert quiet.wait_exit() == 0, quiet.output()
+    assert "workflow unlogged" not in quiet.output()
+
+
+def test_a_bad_log_level_is_one_clear_line(fleet: Fleet) -> None:
+    done = run_cli(fleet, "worker", "queueprocs.worker_app:app", "--log-level", "LOUD")
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr == (
+        "durably worker: --log-level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL "
+        "(got 'LOUD')\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("target", "message"),
     [

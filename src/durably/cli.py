@@ -54,7 +54,7 @@ def _worker(args: argparse.Namespace) -> int:
     from durably.worker import run_worker
 
     try:
-        return run_worker(args.app, args.queue, args.grace)
+        return run_worker(args.app, args.queue, args.grace, args.log_level)
     except ConfigurationError as exc:
         print(f"durably worker: {exc}", file=sys.stderr)
         return 2
@@ -107,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="S",
         help="seconds running workflows get to finish on shutdown (default: 30)",
+    )
+    worker.add_argument(
+        "--log-level",
+        default="INFO",
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO): INFO logs each "
+        "workflow's start and end, recoveries and takeovers; WARNING step failures and "
+        "retries, and what a shutdown leaves unfinished",
     )
     worker.set_defaults(handler=_worker)
 

@@ -10,6 +10,7 @@ after the lease.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -45,9 +46,37 @@ def load_app(target: str) -> App:
     return app
 
 
-def run_worker(target: str, queues: Sequence[str] | None, grace: float) -> int:
+# The levels ``--log-level`` accepts (in any case).
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def parse_level(text: str) -> int:
+    """The logging level named ``text`` (DEBUG, INFO, WARNING, ERROR or CRITICAL)."""
+    name = text.strip().upper()
+    if name not in LEVELS:
+        raise ConfigurationError(f"--log-level must be one of {', '.join(LEVELS)} (got {text!r})")
+    return logging.getLevelNamesMapping()[name]
+
+
+def set_up_logging(level: int) -> None:
+    """durably's loggers log from ``level`` on; if the app set up no logging, records
+    go to stderr, one line each (the app's own configuration, if any, is kept)."""
+    logging.getLogger("durably").setLevel(level)
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+
+
+def run_worker(
+    target: str, queues: Sequence[str] | None, grace: float, log_level: str = "INFO"
+) -> int:
     """Run a worker until SIGTERM or SIGINT; returns the exit code."""
+    level = parse_level(log_level)
     app = load_app(target)
+    set_up_logging(level)
     stop = threading.Event()
     engines: list[Engine] = []  # the launched engine, for a second signal to hurry
 

@@ -1,4 +1,4 @@
-"""The effects the engine's decisions yield: what to run, write, read or wait for.
+"""The effects the engine's decisions yield: what to run, write, read, wait for or report.
 
 The logic of recording, replaying and fencing exists once, as generators in
 ``durably.execution.protocol`` and its neighbours. They never block: they yield an
@@ -77,5 +77,21 @@ class HoldLease:
     """Wait until this executor's lease is valid; the result is the lease's generation."""
 
 
-Effect = Call | Sleep | Write | Read | Watch | Wait | Atomic | HoldLease
+@dataclass(frozen=True, slots=True)
+class StepFailed:
+    """Report an attempt of a step body that raised (the runtime logs it): the
+    ``attempt`` of ``attempts`` allowed, and ``retry_in`` seconds until the next one
+    (None: no retry, the error is the step's outcome)."""
+
+    workflow_id: str
+    workflow_name: str
+    step: str
+    position: int
+    attempt: int
+    attempts: int
+    error: BaseException
+    retry_in: float | None
+
+
+Effect = Call | Sleep | Write | Read | Watch | Wait | Atomic | HoldLease | StepFailed
 Protocol = Generator[Effect, Any, T]

@@ -23,7 +23,7 @@ from durably.errors import (
     WorkflowNotFound,
 )
 from durably.execution.context import Recorded, WorkflowContext, in_step
-from durably.execution.effects import Call, HoldLease, Protocol, Read, Sleep, Write
+from durably.execution.effects import Call, HoldLease, Protocol, Read, Sleep, StepFailed, Write
 from durably.execution.specs import StepSpec, WorkflowSpec
 from durably.options import now
 from durably.status import Status
@@ -164,10 +164,17 @@ def run_step(
             result = yield Call(spec.fn, args, kwargs)
         except Exception as exc:
             errors.append(exc)
-            if len(errors) <= spec.retries and spec.should_retry(exc):
-                yield Sleep(spec.delay_before(len(errors)))
+            attempt = len(errors)
+            retry = attempt <= spec.retries and spec.should_retry(exc)
+            delay = spec.delay_before(attempt) if retry else None
+            attempts = spec.retries + 1
+            yield StepFailed(
+                ctx.workflow_id, ctx.name, spec.name, position, attempt, attempts, exc, delay
+            )
+            if delay is not None:
+                yield Sleep(delay)
                 continue
-            failure: Exception = exc if len(errors) == 1 else StepRetriesExceeded(spec.name, errors)
+            failure: Exception = exc if attempt == 1 else StepRetriesExceeded(spec.name, errors)
             break
         finally:
             in_step.reset(token)

@@ -8,7 +8,6 @@ database answers, so nothing claimed here is ever left unrun.
 from __future__ import annotations
 
 import concurrent.futures
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ from durably import codec as codec_module
 from durably.errors import ConnectionLost
 from durably.execution.context import WorkflowContext
 from durably.execution.protocol import load_recorded_many
+from durably.runtime import logs
 from durably.runtime.drivers import drive_async
 from durably.status import Status
 from durably.store.outage import FIRST_DELAY, MAX_DELAY
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from durably.store.database import AsyncDatabase
     from durably.store.rows import Claimed
     from durably.store.statements import Statement
-
-log = logging.getLogger("durably")
 
 Started = list[tuple[str | None, concurrent.futures.Future[Any]]]
 
@@ -57,7 +55,7 @@ async def start_claimed(
     rows: list[Claimed],
     generation: int,
     *,
-    recovering: bool,
+    recovered: logs.Recovered | None = None,
     requeued: Callable[[str], None] | None = None,
     from_queue: bool = False,
 ) -> Started:
@@ -66,19 +64,18 @@ async def start_claimed(
     A claimed row that went back on its queue is handed to ``requeued(queue)``, one that
     was dead-lettered is logged. Recorded operations are read in one query for the whole
     batch; a workflow claimed from its queue for the first time (epoch 2) has none.
+    ``recovered`` says why recovery claimed them (logged at INFO), None for other claims.
     """
     runnable = []
     for row in rows:
+        if row.status == Status.DEAD_LETTER:
+            logs.dead_lettered(row)
+            continue
+        if recovered is not None:
+            logs.recovered(row, recovered)
         if row.status == Status.ENQUEUED and row.queue_name is not None:
             if requeued is not None:
                 requeued(row.queue_name)  # claimed again within its queue's limits
-        elif row.status == Status.DEAD_LETTER:
-            log.error(
-                "workflow %s (%s) dead-lettered after %d recovery attempts",
-                row.id,
-                row.name,
-                row.recovery_attempts - 1,
-            )
         else:
             runnable.append(row)
     history = [row.id for row in runnable if not (from_queue and row.epoch == 2)]
@@ -89,13 +86,9 @@ async def start_claimed(
         try:
             args, kwargs = codec_module.load_args(host.codec, row.inputs, spec.fn)
         except Exception:
-            log.exception("cannot resume workflow %s (%s)", row.id, row.name)
+            logs.unresumable(row)
             host.abandon(row.id, int(row.epoch))
             continue
-        if recovering:
-            log.info(
-                "recovering workflow %s (%s), attempt %d", row.id, row.name, row.recovery_attempts
-            )
         ctx = WorkflowContext(
             host,
             row.id,

@@ -91,7 +91,7 @@ class Dispatch:
                 statements = (host.queue_statements.lock_queue(name), claim)
             rows = await write_claim(adb, self.pacer, statements)
             started = await start_claimed(
-                host, rows, generation, recovering=False, requeued=self.queue_due, from_queue=True
+                host, rows, generation, requeued=self.queue_due, from_queue=True
             )
             for queue, future in started:
                 if queue is not None:

@@ -18,11 +18,13 @@ from durably.execution.effects import (
     Protocol,
     Read,
     Sleep,
+    StepFailed,
     Wait,
     Watch,
     Write,
 )
 from durably.execution.host import Host
+from durably.runtime import logs
 from durably.store.statements import Statement
 
 if TYPE_CHECKING:
@@ -136,6 +138,8 @@ def _perform_sync(engine: Runner, effect: Any) -> Any:
         return engine.notifier.wait(effect.keys, effect.since, effect.seconds)
     if kind is Sleep:
         time.sleep(effect.seconds)
+    elif kind is StepFailed:
+        logs.step_failed(effect)
     return None
 
 
@@ -164,5 +168,7 @@ async def _perform_async(engine: Runner, db: AsyncDatabase, effect: Any) -> Any:
         return await engine.notifier.wait_async(effect.keys, effect.since, effect.seconds)
     if kind is Sleep:
         await asyncio.sleep(effect.seconds)
+    elif kind is StepFailed:
+        logs.step_failed(effect)
     return None
 

@@ -36,6 +36,7 @@ from durably.execution.effects import Protocol, Wait, Watch, Write
 from durably.execution.protocol import Parked, cancel_for_timeout, read_outcome, run_body
 from durably.execution.specs import WorkflowSpec
 from durably.execution.waits import POLL_INTERVAL
+from durably.runtime import logs
 from durably.runtime.drivers import drive_async, drive_sync
 from durably.runtime.duty import SchedulerHook as SchedulerHook
 from durably.runtime.heartbeat import beat_statement
@@ -446,10 +447,14 @@ class Engine:
         self._register(ctx)
         try:
             older, ctx.predecessor = ctx.predecessor, None
+            logs.run_started(ctx)
             yield older.exited if older is not None else None
         except BaseException as exc:
             self._note_exit(ctx, exc)
+            logs.run_stopped(ctx, exc, shut_down=self._closed)
             raise
+        else:
+            logs.run_finished(ctx)
         finally:
             self._unregister(ctx)
             current_workflow.reset(token)

@@ -21,6 +21,7 @@ from durably.runtime.duty import BATCH, NEVER
 
 if TYPE_CHECKING:
     from durably.runtime.duty import KeeperHost, Pacer
+    from durably.runtime.logs import Recovered
     from durably.store.database import AsyncDatabase
     from durably.store.statements import Statement
 
@@ -111,7 +112,7 @@ class Recovery:
             return
         # Claimed rows are updated after ``before``: the next batch skips them.
         statement = host.statements.claim_own(host.executor_id, names, limit, self.own_before)
-        if await self._claim(adb, statement) < limit:
+        if await self._claim(adb, statement, "own") < limit:
             self.own_before = None
 
     async def _take_over(self, adb: AsyncDatabase) -> None:
@@ -123,7 +124,7 @@ class Recovery:
                 self.expired_left = True
                 return
             claimed = await self._claim(
-                adb, host.statements.take_over(host.executor_id, names, limit)
+                adb, host.statements.take_over(host.executor_id, names, limit), "takeover"
             )
             self.expired_left = claimed == limit
             if not self.expired_left or not self.room():
@@ -135,18 +136,19 @@ class Recovery:
         if not abandoned:
             return
         try:
-            await self._claim(adb, host.statements.claim_abandoned(host.executor_id, abandoned))
+            statement = host.statements.claim_abandoned(host.executor_id, abandoned)
+            await self._claim(adb, statement, "abandoned")
         except BaseException:
             for workflow_id, epoch in abandoned.items():  # kept for the next round
                 host.abandon(workflow_id, epoch)
             raise
 
-    async def _claim(self, adb: AsyncDatabase, statement: Statement) -> int:
+    async def _claim(self, adb: AsyncDatabase, statement: Statement, why: Recovered) -> int:
         """Run one claim and start what it claimed; returns how many rows it claimed."""
         generation = self.host.lease.generation
         rows = await write_claim(adb, self.pacer, (statement,))
         started = await start_claimed(
-            self.host, rows, generation, recovering=True, requeued=self.requeue
+            self.host, rows, generation, recovered=why, requeued=self.requeue
         )
         for _queue, future in started:
             self._track(future)

@@ -81,7 +81,7 @@ class WakeUps:
             generation = host.lease.generation
             statement = host.statements.wake_due(host.executor_id, names, BATCH)
             rows = await write_claim(adb, self.pacer, (statement,))
-            await start_claimed(host, rows, generation, recovering=False, requeued=self.requeue)
+            await start_claimed(host, rows, generation, requeued=self.requeue)
             if len(rows) < BATCH:
                 return
 
