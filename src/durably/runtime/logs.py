@@ -80,7 +80,9 @@ def run_stopped(ctx: WorkflowContext, error: BaseException, shut_down: bool = Fa
     elif ctx.cancelled or isinstance(error, WorkflowCancelled) or _timed_out(ctx, error):
         level, text, status = logging.INFO, "workflow %s (%s) cancelled", "CANCELLED"
     elif isinstance(error, LostOwnership):
-        level, text = logging.INFO, "workflow %s (%s) stopped here: %s"
+        # Another run owns it now (its new owner logs the takeover), or this executor
+        # shuts down (which says what it leaves, once).
+        level, text = logging.DEBUG, "workflow %s (%s) stopped here: %s"
     elif shut_down:
         level, text = logging.INFO, "workflow %s (%s) stopped here at shutdown (%s)"
     else:
