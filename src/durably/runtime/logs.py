@@ -84,7 +84,7 @@ def run_stopped(ctx: WorkflowContext, error: BaseException, shut_down: bool = Fa
         # shuts down (which says what it leaves, once).
         level, text = logging.DEBUG, "workflow %s (%s) stopped here: %s"
     elif shut_down:
-        level, text = logging.INFO, "workflow %s (%s) stopped here at shutdown (%s)"
+        level, text = logging.DEBUG, "workflow %s (%s) stopped here at shutdown (%s)"
     else:
         level = logging.WARNING
         text = "workflow %s (%s) stopped without an outcome (%s); it will be recovered"
