@@ -226,3 +226,33 @@ def test_nothing_is_formatted_when_the_level_is_off(
         quiet()
     assert described == []
     assert not [r for r in caplog.records if r.name == "durably.workflows"]
+
+
+def test_a_cancelled_workflow_logs_its_cancellation(
+    app: durably.App, caught: pytest.LogCaptureFixture
+) -> None:
+    inside = threading.Event()
+    let_go = threading.Event()
+
+    @app.step(name="waiting")
+    def waiting() -> None:
+        inside.set()
+        let_go.wait(30)
+
+    @app.workflow(name="called_off")
+    def called_off() -> None:
+        waiting()
+        waiting()
+
+    handle = called_off.options(id="x-1").start()
+    assert inside.wait(30)
+    app.cancel("x-1")
+    let_go.set()
+    with pytest.raises(durably.WorkflowCancelled):
+        handle.result(timeout=30)
+    [record] = wait_until(
+        lambda: lines(caught, "workflow x-1 (called_off) cancelled"), what="the cancelled line"
+    )
+    assert record.levelno == logging.INFO
+    assert field(record, "status") == "CANCELLED"
+    assert field(record, "workflow_name") == "called_off"

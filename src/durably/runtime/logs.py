@@ -73,12 +73,14 @@ def run_stopped(ctx: WorkflowContext, error: BaseException, shut_down: bool = Fa
     database, another owner, its executor's shutdown (``shut_down``: it outlived the
     grace), or no outcome at all (recovery takes it back)."""
     status: str | None = None
+    detailed = True  # the line ends with the error, described
     if ctx.finished:
         level, text, status = logging.INFO, "workflow %s (%s) failed: %s", "ERROR"
     elif isinstance(error, Parked):
-        level, text = logging.DEBUG, "workflow %s (%s) waits in the database"
+        level, text, detailed = logging.DEBUG, "workflow %s (%s) waits in the database", False
     elif ctx.cancelled or isinstance(error, WorkflowCancelled) or _timed_out(ctx, error):
         level, text, status = logging.INFO, "workflow %s (%s) cancelled", "CANCELLED"
+        detailed = False
     elif isinstance(error, LostOwnership):
         # Another run owns it now (its new owner logs the takeover), or this executor
         # shuts down (which says what it leaves, once).
@@ -91,7 +93,7 @@ def run_stopped(ctx: WorkflowContext, error: BaseException, shut_down: bool = Fa
     if not log.isEnabledFor(level):
         return
     args: tuple[Any, ...] = (ctx.workflow_id, ctx.name)
-    if text.count("%s") == 3:
+    if detailed:
         args += (describe(error),)
     extra = fields(ctx.workflow_id, ctx.name, error_type=type(error).__name__)
     if status is not None:
