@@ -108,7 +108,8 @@ class NonDeterminismError(DurablyError):
         self._set(
             f"workflow {workflow_id!r} is not deterministic: step {position} was recorded as "
             f"{recorded!r} but replay called {called!r}; workflow code must call the same "
-            f"steps in the same order on every run",
+            f"steps in the same order on every run (if only the name changed, pass the "
+            f"recorded one as name=... to keep workflows in flight replaying)",
             workflow_id,
             position,
             recorded,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -16,7 +16,7 @@ from durably.execution.context import WorkflowContext, active_workflow
 from durably.execution.effects import Protocol
 from durably.execution.protocol import Started, read_outcome, run_step, start_child, start_top
 from durably.execution.queueing import enqueue, enqueue_child
-from durably.execution.specs import StepSpec, WorkflowSpec
+from durably.execution.specs import StepSpec, WorkflowSpec, default_name, former_name
 from durably.options import IfDuplicate, WorkflowOptions
 from durably.runtime.drivers import drive_async, drive_sync
 from durably.runtime.engine import NOT_HERE
@@ -256,15 +256,59 @@ def declare_workflow(
     """Register ``fn`` as a workflow of ``app`` (what ``@app.workflow`` and
     ``@app.scheduled`` do); a second function under a taken name is refused."""
     check_callable(fn, "workflow")
-    spec = WorkflowSpec(fn, name or step_name(fn), max_recovery_attempts=max_recovery_attempts)
-    registered = app._registry.get(spec.name)
-    if registered is not None and registered.fn is not fn:
-        raise ConfigurationError(
-            f"a workflow named {spec.name!r} is already registered on this app; "
-            f"give one of them another name=..."
-        )
+    spec = WorkflowSpec(
+        fn,
+        name or default_name(fn),
+        max_recovery_attempts=max_recovery_attempts,
+        former=None if name else former_name(fn),
+    )
+    _claim_name(app._registry, spec, "workflow", name)
     app._registry[spec.name] = spec
     return Workflow(app, spec)
+
+
+def declare_step(
+    app: AppCore,
+    steps: dict[str, StepSpec],
+    fn: Callable[P, R],
+    name: str | None,
+    retry: Mapping[str, Any],
+) -> Step[P, R]:
+    """Make ``fn`` a step of ``app`` (what ``@app.step`` does); as for workflows, a second
+    function under a taken name is refused: replay tells steps apart by name."""
+    check_callable(fn, "step")
+    spec = StepSpec(fn, name or default_name(fn), former=None if name else former_name(fn), **retry)
+    _claim_name(steps, spec, "step", name)
+    steps[spec.name] = spec
+    return Step(app, spec)
+
+
+def _claim_name(
+    taken: Mapping[str, WorkflowSpec | StepSpec],
+    spec: WorkflowSpec | StepSpec,
+    what: str,
+    given: str | None,
+) -> None:
+    registered = taken.get(spec.name)
+    if registered is None or registered.fn is spec.fn:
+        return
+    source = f"{_where(registered.fn)} and {_where(spec.fn)}"
+    if given is None:
+        raise ConfigurationError(
+            f"two {what}s are both named {spec.name!r} on this app ({source}): the default "
+            f"name is the function's qualified name, without its module; pass "
+            f"name=... to @app.{what} of one of them"
+        )
+    raise ConfigurationError(
+        f"a {what} named {spec.name!r} is already registered on this app ({source}); "
+        f"give one of them another name=..."
+    )
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "?"
+    qualname = getattr(fn, "__qualname__", None) or repr(fn)
+    return f"{module}.{qualname}"
 
 
 def check_callable(fn: object, what: str) -> None:
@@ -276,8 +320,3 @@ def check_callable(fn: object, what: str) -> None:
         )
     if isinstance(fn, Workflow | Step):
         raise ConfigurationError(f"{fn!r} is already durable; decorate the plain function")
-
-
-def step_name(fn: Callable[..., Any]) -> str:
-    """The default registered name of a workflow or step: its module and qualified name."""
-    return f"{fn.__module__}.{fn.__qualname__}"

@@ -94,7 +94,7 @@ def enqueue_child(
     """Enqueue from a workflow: a child with a deterministic ID, recorded in the parent."""
     rec = ctx.recorded.get(position)
     if rec is not None:
-        check_recorded(ctx, rec, "child", spec.name)
+        check_recorded(ctx, rec, "child", spec.name, spec.former)
         assert rec.child_id is not None
         return Started(rec.child_id, None)
     yield from guard(ctx)
