@@ -117,7 +117,12 @@ class Client(Control):
     ) -> Job[WorkflowHandle[Any]]:
         """Put workflow ``workflow_name`` on queue ``queue_name``; the options mean what
         they mean on ``wf.options(...)``. A name no worker has registered yet is accepted:
-        it waits ENQUEUED until a worker that knows it runs."""
+        it waits ENQUEUED until a worker that knows it runs.
+
+        The client has no workflow code, so unlike ``App`` it cannot check the arguments
+        against the function's signature: arguments it cannot take fail the workflow
+        with a TypeError when a worker runs it (enqueue from an ``App`` to be told at once).
+        """
         check_name(workflow_name, "workflow_name")
         options = WorkflowOptions(
             id=id,

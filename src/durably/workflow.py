@@ -202,6 +202,9 @@ class Workflow(Generic[P, R]):
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Engine, Protocol[Started]]:
         """Number the call (inside a workflow) and prepare the protocol that starts it."""
+        # Before anything is numbered or written: arguments the function cannot take are
+        # refused here, in the caller, instead of failing inside a stored workflow.
+        self.spec.check_args(args, kwargs)
         engine = self._app.engine
         engine.ensure_launched()
         parent = active_workflow()

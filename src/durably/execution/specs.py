@@ -35,6 +35,15 @@ def former_name(fn: Callable[..., Any]) -> str | None:
     return f"{module}.{qualname}"
 
 
+def signature_of(fn: Callable[..., Any]) -> inspect.Signature | None:
+    """The signature arguments are bound to before a workflow is written (None when
+    Python cannot tell it, as for some builtins: then nothing is checked)."""
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+
+
 @dataclass(slots=True)
 class StepSpec:
     """A step: its function and retry policy."""
@@ -104,6 +113,7 @@ class WorkflowSpec:
     # replay accepts a child recorded under it).
     former: str | None = None
     _hint: Any = field(default=_UNSET, repr=False)
+    _signature: inspect.Signature | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         attempts = self.max_recovery_attempts
@@ -115,6 +125,21 @@ class WorkflowSpec:
         if not isinstance(self.name, str) or not self.name:
             raise ConfigurationError(f"workflow name must be a non-empty string, got {self.name!r}")
         self.is_async = inspect.iscoroutinefunction(self.fn)
+        self._signature = signature_of(self.fn)
+
+    def check_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Refuse arguments the function cannot take, before anything is written: a call
+        that would fail inside the workflow must not store (and so poison) its ID."""
+        signature = self._signature
+        if signature is None:
+            return
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(
+                f"workflow {self.name!r} cannot take these arguments: {exc} (its signature "
+                f"is {signature}); nothing was stored"
+            ) from None
 
     @property
     def return_hint(self) -> Any:
