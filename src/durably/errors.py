@@ -147,8 +147,32 @@ class WorkflowDeadLettered(DurablyError):
         self.attempts = attempts
 
 
-class ResultTimeout(DurablyError, TimeoutError):
+class Timeout(DurablyError, TimeoutError):
+    """A wait of durably's took longer than the timeout given (the base of
+    ``ResultTimeout`` and ``StreamTimeout``; also a built-in ``TimeoutError``)."""
+
+
+class ResultTimeout(Timeout):
     """Waiting for a workflow's result took longer than the timeout given."""
+
+
+class StreamTimeout(Timeout):
+    """No new value came on a stream within the reader's timeout; the stream is still
+    open (its workflow has not finished): read again from ``offset`` to go on."""
+
+    def __init__(self, workflow_id: str, key: str, timeout: float, offset: int) -> None:
+        self._set(
+            f"no new value on stream {key!r} of workflow {workflow_id!r} within {timeout} s; "
+            f"the stream is still open: read_stream(..., offset={offset}) goes on from here",
+            workflow_id,
+            key,
+            timeout,
+            offset,
+        )
+        self.workflow_id = workflow_id
+        self.key = key
+        self.timeout = timeout
+        self.offset = offset
 
 
 class StepRetriesExceeded(DurablyError):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from durably import codec as codec_module
 from durably.errors import InvalidArgument, WorkflowNotFound
 from durably.execution.context import WorkflowContext
 from durably.execution.effects import Atomic, Protocol, Read, Wait, Watch, Write
@@ -300,15 +301,25 @@ def read_event(engine: Host, workflow_id: str, key: str) -> Protocol[tuple[bool,
     return (True, rows[0].value) if rows else (False, None)
 
 
+def exists(engine: Host, workflow_id: str) -> Protocol[bool]:
+    return (yield from read_outcome(engine, workflow_id)) is not None
+
+
 def get_event_outside(engine: Host, workflow_id: str, key: str, timeout: float) -> Protocol[Any]:
-    """The latest value of an event, waiting up to ``timeout`` s for it to exist."""
+    """The latest value of an event, waiting up to ``timeout`` s for it to exist;
+    WorkflowNotFound at once when the workflow does not (as ``send`` does)."""
     keys = (Kind.EVENT.key(workflow_id),)
     deadline = now() + timedelta(seconds=timeout)
+    first = True
     while True:
         since = yield Watch(keys)
         found, value = yield from read_event(engine, workflow_id, key)
         if found:
             return value
+        # Looked at once, only when nothing was found: a workflow never disappears.
+        if first and not (yield from exists(engine, workflow_id)):
+            raise WorkflowNotFound(workflow_id)
+        first = False
         remaining = (deadline - now()).total_seconds()
         if remaining <= 0:
             return None
@@ -318,18 +329,32 @@ def get_event_outside(engine: Host, workflow_id: str, key: str, timeout: float) 
 def get_event_in_workflow(
     ctx: WorkflowContext, position: int, workflow_id: str, key: str, timeout: float
 ) -> Protocol[Any]:
-    """get_event from a workflow: the value seen (or the timeout) is recorded for replay."""
+    """get_event from a workflow: the value seen (or the timeout) is recorded for replay.
+
+    A workflow that does not exist is WorkflowNotFound, recorded as this operation's
+    error: a replay raises it again, even if a workflow of that ID was made since.
+    """
     name = f"get_event:{workflow_id}:{key}"
     rec = ctx.recorded.get(position)
     if rec is not None:
         check_recorded(ctx, rec, "get_event", name)
+        if rec.error is not None:
+            raise codec_module.load_error(rec.error)
         return None if rec.output.get("timeout") else rec.output["value"]
+    looked = False
 
     def look(started: datetime) -> Protocol[tuple[bool, Any]]:
+        nonlocal looked
         found, value = yield from read_event(ctx.engine, workflow_id, key)
         if found:
             output = json.dumps({"value": value})
             yield from record(ctx, position, name, "get_event", started, output=output)
+        elif not looked and not (yield from exists(ctx.engine, workflow_id)):
+            missing = WorkflowNotFound(workflow_id)
+            error = codec_module.dump_error(missing)
+            yield from record(ctx, position, name, "get_event", started, error=error)
+            raise missing
+        looked = True
         return found, value
 
     keys = (Kind.EVENT.key(workflow_id), Kind.CANCELLED.key(ctx.workflow_id))
@@ -374,8 +399,9 @@ def next_stream_entries(
     skip: int,
     deadline: datetime | None,
     watching: bool,
-) -> Protocol[tuple[list[StreamEntry], bool]]:
-    """Wait for stream entries after ``after``; returns (entries, ended).
+) -> Protocol[tuple[list[StreamEntry], bool] | None]:
+    """Wait for stream entries after ``after``; returns (entries, ended), or None when
+    the deadline passed with nothing new while the stream is still open.
 
     The stream has ended when a closing entry is read, or when the writing workflow is
     finished (success, error or cancel) and nothing more is left to read.
@@ -398,7 +424,7 @@ def next_stream_entries(
         if deadline is not None:
             remaining = min(remaining, (deadline - now()).total_seconds())
             if remaining <= 0:
-                return [], True
+                return None
         yield Wait(keys, since, remaining)
 
 
