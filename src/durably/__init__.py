@@ -41,6 +41,8 @@ from durably.operations import (
     set_event_async,
     sleep,
     sleep_async,
+    step_key,
+    workflow_id,
     write_stream,
     write_stream_async,
 )
@@ -92,6 +94,8 @@ __all__ = [
     "set_event_async",
     "sleep",
     "sleep_async",
+    "step_key",
+    "workflow_id",
     "write_stream",
     "write_stream_async",
 ]
