@@ -118,26 +118,50 @@ def test_get_event_times_out_with_none(app: durably.App, db: psycopg.Connection[
     assert snapshot(db) == before
 
 
-def test_get_event_of_an_unknown_workflow_is_workflow_not_found_at_once(
+def test_get_event_of_a_workflow_that_never_existed_is_workflow_not_found(
     app: durably.App, db: psycopg.Connection[Any]
 ) -> None:
-    """As ``send`` does; the timeout is not waited out (an hour here: waiting it out
-    would fail the test's own timeout)."""
+    """Not a silent None (``send`` raises too); judged when the wait ends, since the
+    workflow may be started while the caller waits for its event."""
     before = snapshot(db)
     with pytest.raises(durably.WorkflowNotFound, match="no-such-workflow"):
-        app.get_event("no-such-workflow", "k", timeout=3600)
+        app.get_event("no-such-workflow", "k", timeout=0.1)
     with pytest.raises(durably.WorkflowNotFound, match="no-such-workflow"):
-        asyncio.run(app.get_event_async("no-such-workflow", "k", timeout=3600))
+        asyncio.run(app.get_event_async("no-such-workflow", "k", timeout=0))
     with pytest.raises(durably.WorkflowNotFound):
         app.send("no-such-workflow", "x")
     assert snapshot(db) == before
 
 
+def test_get_event_waits_for_a_workflow_started_meanwhile(
+    make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
+) -> None:
+    app = make_app(park_after=0)
+
+    @app.workflow(name="source")
+    def source() -> None:
+        durably.set_event("v", "set at last")
+
+    @app.workflow(name="watcher")
+    def watcher() -> Any:
+        return app.get_event("src-late", "v", timeout=30)
+
+    app.launch()
+    handle = watcher.options(id="w").start()
+    wait_until(lambda: waiting(db, "w", 1), what="the watcher waiting")
+    assert app.list_workflows(ids=["src-late"]) == []
+    with background(lambda: app.get_event("src-late", "v", timeout=30)) as (thread, box):
+        source.options(id="src-late")()
+        thread.join(timeout=10)
+    assert box == {"value": "set at last"}
+    assert handle.result(timeout=10) == "set at last"
+
+
 def test_get_event_of_an_unknown_workflow_in_a_workflow_is_recorded(
     make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
 ) -> None:
-    """Inside a workflow, WorkflowNotFound is recorded as the operation's outcome: a
-    replay raises it again, though a workflow of that ID exists by then."""
+    """Inside a workflow, WorkflowNotFound (at the end of the wait) is recorded as the
+    operation's outcome: a replay raises it again, though that ID exists by then."""
     state = {"crash": True}
 
     def build(app: durably.App) -> Any:
@@ -155,7 +179,7 @@ def test_get_event_of_an_unknown_workflow_in_a_workflow_is_recorded(
         @app.workflow(name="asker")
         def asker() -> list[Any]:
             try:
-                seen = app.get_event("late", "v", timeout=3600)
+                seen = app.get_event("late", "v", timeout=0.1)
             except durably.WorkflowNotFound as exc:
                 seen = f"not found: {exc.workflow_id}"
             create_then_crash()

@@ -144,10 +144,11 @@ def await_recorded(
     attempt: Callable[[datetime], Protocol[tuple[bool, Any]]],
     park_target: str | None,
     park_topic: str | None,
+    at_timeout: Callable[[datetime], Protocol[None]] | None = None,
 ) -> Protocol[Any]:
     """The shared shape of recv and get_event in a workflow: try ``attempt`` (which records
     what it finds), else wait (in place or parked) until the durable deadline, then record
-    the timeout and return None."""
+    the timeout and return None (``at_timeout`` may record and raise something else)."""
     started = now()
     deadline: datetime | None = None
     while True:
@@ -160,6 +161,8 @@ def await_recorded(
             deadline = yield from durable_deadline(ctx, position, timeout)
         remaining = (deadline - now()).total_seconds()
         if remaining <= 0:
+            if at_timeout is not None:
+                yield from at_timeout(started)
             yield from record(ctx, position, name, kind, started, output=_TIMED_OUT)
             return None
         if remaining > ctx.engine.park_after:
@@ -306,22 +309,20 @@ def exists(engine: Host, workflow_id: str) -> Protocol[bool]:
 
 
 def get_event_outside(engine: Host, workflow_id: str, key: str, timeout: float) -> Protocol[Any]:
-    """The latest value of an event, waiting up to ``timeout`` s for it to exist;
-    WorkflowNotFound at once when the workflow does not (as ``send`` does)."""
+    """The latest value of an event, waiting up to ``timeout`` s for it to exist; None
+    then, or WorkflowNotFound if the workflow itself still does not exist."""
     keys = (Kind.EVENT.key(workflow_id),)
     deadline = now() + timedelta(seconds=timeout)
-    first = True
     while True:
         since = yield Watch(keys)
         found, value = yield from read_event(engine, workflow_id, key)
         if found:
             return value
-        # Looked at once, only when nothing was found: a workflow never disappears.
-        if first and not (yield from exists(engine, workflow_id)):
-            raise WorkflowNotFound(workflow_id)
-        first = False
         remaining = (deadline - now()).total_seconds()
         if remaining <= 0:
+            # Looked at only now: the workflow may be started while we wait for its event.
+            if not (yield from exists(engine, workflow_id)):
+                raise WorkflowNotFound(workflow_id)
             return None
         yield Wait(keys, since, min(remaining, POLL_INTERVAL))
 
@@ -331,8 +332,8 @@ def get_event_in_workflow(
 ) -> Protocol[Any]:
     """get_event from a workflow: the value seen (or the timeout) is recorded for replay.
 
-    A workflow that does not exist is WorkflowNotFound, recorded as this operation's
-    error: a replay raises it again, even if a workflow of that ID was made since.
+    A workflow that still does not exist at the timeout is WorkflowNotFound, recorded as
+    this operation's error: a replay raises it again, even if that ID exists by then.
     """
     name = f"get_event:{workflow_id}:{key}"
     rec = ctx.recorded.get(position)
@@ -341,26 +342,25 @@ def get_event_in_workflow(
         if rec.error is not None:
             raise codec_module.load_error(rec.error)
         return None if rec.output.get("timeout") else rec.output["value"]
-    looked = False
 
     def look(started: datetime) -> Protocol[tuple[bool, Any]]:
-        nonlocal looked
         found, value = yield from read_event(ctx.engine, workflow_id, key)
         if found:
             output = json.dumps({"value": value})
             yield from record(ctx, position, name, "get_event", started, output=output)
-        elif not looked and not (yield from exists(ctx.engine, workflow_id)):
+        return found, value
+
+    def unless_missing(started: datetime) -> Protocol[None]:
+        if not (yield from exists(ctx.engine, workflow_id)):
             missing = WorkflowNotFound(workflow_id)
             error = codec_module.dump_error(missing)
             yield from record(ctx, position, name, "get_event", started, error=error)
             raise missing
-        looked = True
-        return found, value
 
     keys = (Kind.EVENT.key(workflow_id), Kind.CANCELLED.key(ctx.workflow_id))
     return (
         yield from await_recorded(
-            ctx, position, "get_event", name, timeout, keys, look, workflow_id, key
+            ctx, position, "get_event", name, timeout, keys, look, workflow_id, key, unless_missing
         )
     )
 
