@@ -3,6 +3,7 @@ debounce and delay changes. Claiming is the runtime's job (``runtime.dispatch``)
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -17,24 +18,44 @@ from durably.options import WorkflowOptions, delay_until, now
 if TYPE_CHECKING:
     from durably.execution.host import Host
 
+log = logging.getLogger("durably")
 
-def check_queue(engine: Host, queue: str, priority: int | None) -> Protocol[None]:
-    """A queue must have been declared (here or by any app on this database)."""
+
+def check_priority(engine: Host, queue: str, priority: int | None) -> Protocol[None]:
+    """A priority is refused on a queue declared without ``priority=True`` (by this app,
+    else as stored). Enqueue never needs the queue's row: without a priority nothing is
+    read, and a queue nobody declared yet takes one (its declaration drops it if the
+    queue has no priorities)."""
+    if priority is None:
+        return
     spec = engine.queues.get(queue)
     if spec is not None:
         allows_priority = spec.priority
     else:
         rows = yield Read(engine.queue_statements.get_queue(queue))
-        if not rows:
-            raise InvalidArgument(
-                f"unknown queue {queue!r}: declare it with app.queue({queue!r}, ...) "
-                f"in the workers' code"
-            )
-        allows_priority = bool(rows[0].priority)
-    if priority is not None and not allows_priority:
+        allows_priority = not rows or bool(rows[0].priority)
+    if not allows_priority:
         raise InvalidArgument(
-            f"queue {queue!r} was declared without priority=True; priorities are refused"
+            f"queue {queue!r} was declared without priority=True; priorities are refused "
+            f"(declare it with app.queue({queue!r}, priority=True) to use them)"
         )
+
+
+# Queues (by schema) this process was told are not declared yet: said once, not per enqueue.
+_UNDECLARED_SAID: set[tuple[str, str]] = set()
+
+
+def _say_undeclared(engine: Host, queue: str) -> None:
+    said = (engine.statements.schema, queue)
+    if queue in engine.queues or said in _UNDECLARED_SAID:
+        return
+    _UNDECLARED_SAID.add(said)
+    log.warning(
+        "queue %r is not declared yet: its work waits ENQUEUED until a worker whose code "
+        "declares it with app.queue(%r, ...) starts (check the name if none does)",
+        queue,
+        queue,
+    )
 
 
 def enqueue(
@@ -47,7 +68,7 @@ def enqueue(
 ) -> Protocol[Started]:
     """Put a workflow on its queue; an existing ID (or held dedup key) is attached to."""
     assert options.queue is not None
-    yield from check_queue(engine, options.queue, options.priority)
+    yield from check_priority(engine, options.queue, options.priority)
     available_at = delay_until(options.delay) if options.delay is not None else None
     rows = yield Write(
         engine.queue_statements.enqueue(
@@ -67,6 +88,8 @@ def enqueue(
         )
     )
     if rows:
+        if not rows[0].queue_declared:
+            _say_undeclared(engine, options.queue)
         return Started(workflow_id, None)
     existing = yield Read(engine.statements.get_outcome(workflow_id))
     if existing:
@@ -119,7 +142,6 @@ def debounce(
     timeout: float | None,
 ) -> Protocol[str]:
     """Collapse repeated calls within ``period`` into one run with the latest arguments."""
-    yield from check_queue(engine, queue, None)
     rows = yield Write(
         engine.queue_statements.debounce(
             workflow_id=str(uuid.uuid4()),

@@ -267,11 +267,12 @@ class StoredQueue(NamedTuple):
 
 
 class Enqueued(NamedTuple):
-    """A workflow put on its queue."""
+    """A workflow put on its queue (declared by some worker already, or not yet)."""
 
     id: str
     status: str
     notified: Any
+    queue_declared: bool
 
 
 class DedupHolder(NamedTuple):
