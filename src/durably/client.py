@@ -26,7 +26,7 @@ from durably.options import WorkflowOptions, check_name
 from durably.runtime.connect import open_database
 from durably.runtime.engine import Engine
 from durably.twins import Job, twins
-from durably.workflow import WorkflowHandle
+from durably.workflow import WorkflowHandle, noting_undeclared
 
 
 def _unregistered(*_args: Any, **_kwargs: Any) -> None:
@@ -138,7 +138,7 @@ class Client(Control):
         inputs = codec_module.dumps_args(engine.codec, args, kwargs)  # before any write
         spec = WorkflowSpec(_unregistered, workflow_name)
         starting = enqueue_protocol(engine, spec, options, id or str(uuid.uuid4()), inputs)
-        return engine, _as_handle(engine, starting)
+        return engine, _as_handle(engine, noting_undeclared(engine, queue_name, starting))
 
     enqueue, enqueue_async = twins(_enqueue)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+log = logging.getLogger("durably")
 
 
 class WorkflowHandle(Generic[R]):
@@ -212,7 +215,8 @@ class Workflow(Generic[P, R]):
         if parent is not None and parent.engine is engine:
             position = parent.take_step()
             if options.queue is not None:
-                return engine, enqueue_child(parent, position, self.spec, options, args, kwargs)
+                child = enqueue_child(parent, position, self.spec, options, args, kwargs)
+                return engine, noting_undeclared(engine, options.queue, child)
             return engine, start_child(
                 parent,
                 position,
@@ -226,8 +230,29 @@ class Workflow(Generic[P, R]):
         # Encoding happens here, before anything is written: bad input changes nothing.
         inputs = codec_module.dumps_args(engine.codec, args, kwargs)
         if options.queue is not None:
-            return engine, enqueue(engine, self.spec, options, workflow_id, inputs)
+            queued = enqueue(engine, self.spec, options, workflow_id, inputs)
+            return engine, noting_undeclared(engine, options.queue, queued)
         return engine, start_top(engine, self.spec, workflow_id, inputs, options.timeout)
+
+
+# Queues (per schema) this process said are not declared yet: once each, not per enqueue.
+_UNDECLARED_SAID: set[tuple[str, str]] = set()
+
+
+def noting_undeclared(engine: Engine, queue: str, queued: Protocol[Started]) -> Protocol[Started]:
+    """Enqueue needs no queue row, so work on a queue nobody declared yet is accepted and
+    waits; that is said (a warning, once per queue) in case the name is a typo."""
+    started = yield from queued
+    said = (engine.statements.schema, queue)
+    if not started.queue_declared and said not in _UNDECLARED_SAID:
+        _UNDECLARED_SAID.add(said)
+        log.warning(
+            "queue %r is not declared yet: its work waits ENQUEUED until a worker whose code "
+            "declares it with app.queue(%r, ...) starts (check the name if none does)",
+            queue,
+            queue,
+        )
+    return started
 
 
 class Step(Generic[P, R]):

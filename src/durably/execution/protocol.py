@@ -34,11 +34,13 @@ if TYPE_CHECKING:
 
 
 class Started(NamedTuple):
-    """A workflow start: its ID, and the epoch and deadline when this call created it."""
+    """A workflow start: its ID, and the epoch and deadline when this call created it;
+    for work this call enqueued, whether its queue was declared (by anyone) yet."""
 
     workflow_id: str
     epoch: int | None
     deadline: datetime | None = None
+    queue_declared: bool = True
 
 
 class Parked(BaseException):

@@ -3,7 +3,6 @@ debounce and delay changes. Claiming is the runtime's job (``runtime.dispatch``)
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +16,6 @@ from durably.options import WorkflowOptions, delay_until, now
 
 if TYPE_CHECKING:
     from durably.execution.host import Host
-
-log = logging.getLogger("durably")
 
 
 def check_priority(engine: Host, queue: str, priority: int | None) -> Protocol[None]:
@@ -39,23 +36,6 @@ def check_priority(engine: Host, queue: str, priority: int | None) -> Protocol[N
             f"queue {queue!r} was declared without priority=True; priorities are refused "
             f"(declare it with app.queue({queue!r}, priority=True) to use them)"
         )
-
-
-# Queues (by schema) this process was told are not declared yet: said once, not per enqueue.
-_UNDECLARED_SAID: set[tuple[str, str]] = set()
-
-
-def _say_undeclared(engine: Host, queue: str) -> None:
-    said = (engine.statements.schema, queue)
-    if queue in engine.queues or said in _UNDECLARED_SAID:
-        return
-    _UNDECLARED_SAID.add(said)
-    log.warning(
-        "queue %r is not declared yet: its work waits ENQUEUED until a worker whose code "
-        "declares it with app.queue(%r, ...) starts (check the name if none does)",
-        queue,
-        queue,
-    )
 
 
 def enqueue(
@@ -88,9 +68,7 @@ def enqueue(
         )
     )
     if rows:
-        if not rows[0].queue_declared:
-            _say_undeclared(engine, options.queue)
-        return Started(workflow_id, None)
+        return Started(workflow_id, None, queue_declared=rows[0].queue_declared)
     existing = yield Read(engine.statements.get_outcome(workflow_id))
     if existing:
         if existing[0].name != spec.name:
