@@ -113,7 +113,7 @@ class WorkflowSpec:
     # replay accepts a child recorded under it).
     former: str | None = None
     _hint: Any = field(default=_UNSET, repr=False)
-    _signature: inspect.Signature | None = field(default=None, repr=False)
+    _signature: Any = field(default=_UNSET, repr=False)  # inspect.Signature | None
 
     def __post_init__(self) -> None:
         attempts = self.max_recovery_attempts
@@ -125,12 +125,13 @@ class WorkflowSpec:
         if not isinstance(self.name, str) or not self.name:
             raise ConfigurationError(f"workflow name must be a non-empty string, got {self.name!r}")
         self.is_async = inspect.iscoroutinefunction(self.fn)
-        self._signature = signature_of(self.fn)
 
     def check_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Refuse arguments the function cannot take, before anything is written: a call
         that would fail inside the workflow must not store (and so poison) its ID."""
         signature = self._signature
+        if signature is _UNSET:  # taken once, at the first call
+            signature = self._signature = signature_of(self.fn)
         if signature is None:
             return
         try:
