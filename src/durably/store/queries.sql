@@ -183,20 +183,25 @@ FROM beat
 -- name: remove_executor
 DELETE FROM {schema}.executors WHERE id = %(id)s
 
+-- name: fragment_recovery_set
+-- What every recovery claim sets: a new epoch and attempt (dead-lettered past the attempts
+-- allowed). Queued work goes back on its queue, keeping its place, so that it is claimed
+-- again within the queue's limits by a worker that listens to that queue; the statement
+-- says who owns the rest.
+claim_token = %(token)s, epoch = w.epoch + 1,
+recovery_attempts = w.recovery_attempts + 1,
+status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
+              WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
+              ELSE w.status END,
+updated_at = clock_timestamp()
+
 -- name: claim_own
 -- On launch: take back this executor's unfinished workflows (an older process still
 -- running under the same ID is fenced out by the new epoch).
 WITH claimed AS (
     UPDATE {schema}.workflows w
-    SET claim_token = %(token)s, epoch = w.epoch + 1,
-        recovery_attempts = w.recovery_attempts + 1,
-        status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
-                      WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
-                      ELSE w.status END,
-        -- Queued work goes back on its queue (keeping its place), so that it is claimed
-        -- again within the queue's limits and by a worker that listens to that queue.
-        executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END,
-        updated_at = clock_timestamp()
+    SET {fragment_recovery_set},
+        executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END
     FROM (
         -- updated before this launch began: neither claimed by an earlier batch of it
         -- nor started by this process since
@@ -219,13 +224,8 @@ SELECT * FROM claimed
 -- its retries, or a recovery failed), only if nobody took them since (same epoch).
 WITH claimed AS (
     UPDATE {schema}.workflows w
-    SET claim_token = %(token)s, epoch = w.epoch + 1,
-        recovery_attempts = w.recovery_attempts + 1,
-        status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
-                      WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
-                      ELSE w.status END,
-        executor_id = CASE WHEN w.queue_name IS NULL THEN w.executor_id END,
-        updated_at = clock_timestamp()
+    SET {fragment_recovery_set},
+        executor_id = CASE WHEN w.queue_name IS NULL THEN w.executor_id END
     FROM unnest(%(ids)s::text[], %(epochs)s::bigint[]) AS a(id, epoch)
     WHERE w.id = a.id AND w.epoch = a.epoch AND w.executor_id = %(executor_id)s
       AND w.status = 'PENDING'
@@ -239,15 +239,8 @@ SELECT * FROM claimed
 -- gone). The row lock of the UPDATE serialises with fenced writes (FOR SHARE).
 WITH claimed AS (
     UPDATE {schema}.workflows w
-    SET claim_token = %(token)s, epoch = w.epoch + 1,
-        recovery_attempts = w.recovery_attempts + 1,
-        status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
-                      WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
-                      ELSE w.status END,
-        -- Queued work goes back on its queue (keeping its place), so that it is claimed
-        -- again within the queue's limits and by a worker that listens to that queue.
-        executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END,
-        updated_at = clock_timestamp()
+    SET {fragment_recovery_set},
+        executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END
     FROM (
         SELECT wf.id FROM {schema}.workflows wf
         LEFT JOIN {schema}.executors e ON e.id = wf.executor_id
