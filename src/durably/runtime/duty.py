@@ -53,6 +53,11 @@ class KeeperHost(Runner, TypingProtocol):
     @property
     def app_name(self) -> str | None: ...
 
+    @property
+    def incarnation(self) -> str:
+        """This engine's token: the process that holds its executor ID."""
+        ...
+
     def take_abandoned(self) -> dict[str, int]:
         """The runs that stopped here without an outcome, forgotten as they are taken."""
         ...
