@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from durably import codec as codec_module
 from durably.errors import (
+    ExecutorIdInUse,
     LostOwnership,
     ResultTimeout,
     WorkflowCancelled,
@@ -128,6 +129,8 @@ class Engine:
         self._ready = threading.Event()  # set once launch (and its recovery claim) is done
         self._attempt = threading.Event()  # set when the launch under way ends, either way
         self._closed = False
+        # Set when a heartbeat found this executor ID taken by another process.
+        self._lost_id: ExecutorIdInUse | None = None
         enlist(self)
 
     # ----------------------------------------------------------------- lifecycle
@@ -282,6 +285,13 @@ class Engine:
     def ensure_launched(self) -> None:
         if not self._ready.is_set():
             self.launch()
+        if self._lost_id is not None:
+            raise ExecutorIdInUse(*self._lost_id.args)
+
+    def lose_id(self, error: ExecutorIdInUse) -> None:
+        """Another process took this executor ID: no workflow or body starts here again."""
+        self._lost_id = error
+        self.lease.revoke(str(error))
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

@@ -18,7 +18,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from durably.errors import ConnectionLost, DatabaseUnavailable, LostOwnership
+from durably.errors import ConnectionLost, DatabaseUnavailable, ExecutorIdInUse, LostOwnership
 from durably.runtime.dispatch import Dispatch
 from durably.runtime.duty import Duty, Pacer
 from durably.runtime.heartbeat import Heartbeat
@@ -114,16 +114,21 @@ class Keeper:
         log.error(
             "durably: executor ID %r was taken by another process (%s, pid %s) after this "
             "process's lease lapsed; this process stops claiming work and starts no more "
-            "step bodies (its unfinished workflows are the other's now). Two live processes "
-            "must never share an executor ID: restart this one with its own executor_id, or "
-            "none to let durably generate one.",
+            "workflows or step bodies (its unfinished workflows are the other's now). Two "
+            "live processes must never share an executor ID: restart this one with its own "
+            "executor_id, or none to let durably generate one.",
             self.host.executor_id,
             host,
             survey.holder_pid,
         )
-        self.host.lease.revoke(
-            f"executor ID {self.host.executor_id!r} was taken by another process; this "
-            f"one runs nothing more (give each process its own executor_id)"
+        self.host.lose_id(
+            ExecutorIdInUse(
+                self.host.executor_id,
+                survey.holder_host,
+                survey.holder_pid,
+                survey.holder_age,
+                survey.holder_expires_in,
+            )
         )
         self.drain()
 
