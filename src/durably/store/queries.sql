@@ -171,8 +171,8 @@ WITH RECURSIVE beat AS (
     RETURNING id
 ), holder AS (
     SELECT hostname, pid, pid_space, incarnation,
-           extract(epoch FROM now() - heartbeat_at)::float8 AS age,
-           extract(epoch FROM heartbeat_at + make_interval(secs => lease_seconds) - now())::float8
+           date_part('epoch', now() - heartbeat_at) AS age,
+           date_part('epoch', heartbeat_at + make_interval(secs => lease_seconds) - now())
                AS expires_in
     FROM {schema}.executors
     WHERE id = %(id)s AND NOT EXISTS (SELECT 1 FROM beat)
