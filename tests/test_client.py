@@ -33,6 +33,7 @@ from psycopg import sql
 import durably
 from durably.execution import waits
 from durably.runtime import engine as engine_module
+from durably.runtime import served
 from support import wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -410,11 +411,17 @@ def test_a_name_no_worker_registered_waits_enqueued(world: World, client: durabl
 
 
 def test_enqueued_before_any_worker_ever_ran_runs_once_when_one_starts(
-    pg_url: str, schema: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    pg_url: str,
+    schema: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A fresh schema: no worker ever ran, so no queue is declared. Enqueue needs no
-    queue row; the work waits ENQUEUED (with a warning, once per queue) and the first
-    worker that declares the queue runs it, once."""
+    queue row; the work waits ENQUEUED (with a warning that no live worker serves it,
+    once per name and queue) and the first worker that declares the queue runs it, once."""
+    monkeypatch.setattr(served, "_warned", set())  # what other tests said, forgotten
+    monkeypatch.setattr(served, "_checked", {})
     effects = tmp_path / "effects.txt"
     with (
         caplog.at_level(logging.WARNING, logger="durably"),
@@ -429,8 +436,9 @@ def test_enqueued_before_any_worker_ever_ran_runs_once_when_one_starts(
             (ranked.id, "greet", "ENQUEUED"),
             ("second", "greet", "ENQUEUED"),
         }
-    said = [r.getMessage() for r in caplog.records if "not declared yet" in r.getMessage()]
-    assert len(said) == 2 and "'jobs'" in said[0] and "'ranked'" in said[1], said
+    said = [r.getMessage() for r in caplog.records if "no live worker serves" in r.getMessage()]
+    assert len(said) == 2, said
+    assert "'greet' on queue 'jobs'" in said[0] and "'greet' on queue 'ranked'" in said[1]
     with durably.Client(pg_url, schema=schema) as client:
         worker = Worker(pg_url, schema, effects, tmp_path / "worker.log")
         try:

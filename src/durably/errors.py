@@ -24,6 +24,43 @@ class ConfigurationError(DurablyError):
     """The app, a decorator or a call was configured with invalid options."""
 
 
+class ExecutorIdInUse(ConfigurationError):
+    """Another live process holds this executor ID: its heartbeat is within its lease."""
+
+    def __init__(
+        self,
+        executor_id: str,
+        hostname: str | None,
+        pid: int | None,
+        heartbeat_age: float | None,
+        expires_in: float | None,
+    ) -> None:
+        holder = f"host {hostname!r}, pid {pid}" if hostname is not None else "details unknown"
+        beat = f", last heartbeat {heartbeat_age:.1f} s ago" if heartbeat_age is not None else ""
+        wait = (
+            f" If that process has died, its lease runs out in {max(0.0, expires_in):.0f} s: "
+            f"start this one again after that."
+            if expires_in is not None
+            else ""
+        )
+        self._set(
+            f"executor ID {executor_id!r} is held by another live process ({holder}{beat}); "
+            f"two processes must never share an executor ID, or both would run the same "
+            f"workflows. Give each process its own executor_id (a stable one per machine or "
+            f"pod), or leave executor_id unset to let durably generate one.{wait}",
+            executor_id,
+            hostname,
+            pid,
+            heartbeat_age,
+            expires_in,
+        )
+        self.executor_id = executor_id
+        self.hostname = hostname
+        self.pid = pid
+        self.heartbeat_age = heartbeat_age
+        self.expires_in = expires_in
+
+
 class InvalidArgument(DurablyError, ValueError):
     """An argument of a durably call is out of range or of the wrong type."""
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from durably import codec as codec_module
 from durably.errors import (
+    ExecutorIdInUse,
     LostOwnership,
     ResultTimeout,
     WorkflowCancelled,
@@ -38,7 +39,8 @@ from durably.execution.specs import WorkflowSpec
 from durably.execution.waits import POLL_INTERVAL
 from durably.runtime.drivers import drive_async, drive_sync
 from durably.runtime.duty import SchedulerHook as SchedulerHook
-from durably.runtime.heartbeat import beat_statement
+from durably.runtime.heartbeat import register
+from durably.runtime.identity import enlist, new_incarnation
 from durably.runtime.keeper import Keeper
 from durably.runtime.lease import Lease
 from durably.runtime.notifier import Notifier
@@ -88,6 +90,8 @@ class Engine:
         self.statements: Statements = db.statements
         self.app_name = app_name
         self.executor_id = executor_id or default_executor_id()
+        # This engine's token in its executor row: which process holds the ID now.
+        self.incarnation = new_incarnation()
         self.codec = codec
         self.lease = Lease(lease)
         self.registry = registry
@@ -125,8 +129,16 @@ class Engine:
         self._ready = threading.Event()  # set once launch (and its recovery claim) is done
         self._attempt = threading.Event()  # set when the launch under way ends, either way
         self._closed = False
+        # Set when a heartbeat found this executor ID taken by another process.
+        self._lost_id: ExecutorIdInUse | None = None
+        enlist(self)
 
     # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def holds_its_id(self) -> bool:
+        """Launched (or launching) and not shut down: its executor row is its own."""
+        return self._launched and not self._closed
 
     def launch(self) -> None:
         """Register this executor, recover its own unfinished workflows, start the keeper.
@@ -170,9 +182,8 @@ class Engine:
 
     def _launch(self) -> None:
         if self.serves:
-            sent = time.monotonic()
-            self.db.run_settled(beat_statement(self))
-            self.lease.renewed(sent)
+            # Before anything runs or is recovered here: the executor ID must be ours.
+            register(self, self.db)
         self._start_loop()
         assert self._loop is not None
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -236,7 +247,8 @@ class Engine:
             try:
                 if self.serves:
                     self.db.run_settled(
-                        self.statements.remove_executor(self.executor_id), budget=5.0
+                        self.statements.remove_executor(self.executor_id, self.incarnation),
+                        budget=5.0,
                     )
             except Exception:
                 log.warning("could not remove executor row %s", self.executor_id, exc_info=True)
@@ -273,6 +285,13 @@ class Engine:
     def ensure_launched(self) -> None:
         if not self._ready.is_set():
             self.launch()
+        if self._lost_id is not None:
+            raise ExecutorIdInUse(*self._lost_id.args)
+
+    def lose_id(self, error: ExecutorIdInUse) -> None:
+        """Another process took this executor ID: no workflow or body starts here again."""
+        self._lost_id = error
+        self.lease.revoke(str(error))
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
