@@ -20,7 +20,7 @@ from chaos.retry import TRANSIENT, Conn, GaveUp, retry
 
 log = logging.getLogger("chaos.load")
 CALL_DEADLINE = 60.0
-READ_IDLE = 5.0  # a stream read ends after this long without a new entry, then resumes
+READ_IDLE = 5.0  # a stream read stops after this long without a new entry, then resumes
 
 
 class Load:
@@ -132,6 +132,8 @@ class Load:
                     writer, shapes.STREAM_KEY, offset=len(got), timeout=READ_IDLE
                 ):
                     got.append(value)
+            except durably.StreamTimeout:
+                pass  # quiet for READ_IDLE s, still open: read on from where we are
             except TRANSIENT as exc:
                 note = f"retried after {exc!r}"
             except Exception as exc:

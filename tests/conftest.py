@@ -7,6 +7,7 @@ by every pytest-xdist worker, or the server named by ``DURABLY_TEST_DATABASE_URL
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +21,23 @@ import durably
 from durably import embedded
 
 TEST_DATA_DIR = Path(tempfile.gettempdir()) / f"durably-tests-{os.getuid()}"
+
+# Each pytest session keeps its temporary directories under a root of its own. Tests run
+# embedded servers as another user (``durably`` when run as root), which needs search
+# permission on those directories; a second pytest session on the same machine would
+# reset the shared ``/tmp/pytest-of-<user>`` to 0700 and cut a running server off.
+# (xdist workers inherit the variable, so a session's workers share its root.)
+_OWN_TEMPROOT: str | None = None
+if "PYTEST_DEBUG_TEMPROOT" not in os.environ:
+    _OWN_TEMPROOT = tempfile.mkdtemp(prefix="durably-pytest-")
+    os.environ["PYTEST_DEBUG_TEMPROOT"] = _OWN_TEMPROOT
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The session's temporary root goes when every test passed (kept as evidence
+    otherwise); only the process that made it removes it."""
+    if _OWN_TEMPROOT is not None and exitstatus == 0:
+        shutil.rmtree(_OWN_TEMPROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import queue
 import socket
@@ -32,6 +33,7 @@ from psycopg import sql
 import durably
 from durably.execution import waits
 from durably.runtime import engine as engine_module
+from durably.runtime import served
 from support import wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -45,7 +47,6 @@ WORKER_POLL_INTERVAL = "5"
 # Receivers messaged while they park (the lost wake-up shows in a few percent of them).
 RACE_ROUNDS = 80
 WORKER_CODE = "import clientprocs.worker as w; w.main()"
-DECLARE_CODE = "import clientprocs.worker as w; w.declare()"
 
 
 # ------------------------------------------------------------------------ helpers
@@ -409,38 +410,50 @@ def test_a_name_no_worker_registered_waits_enqueued(world: World, client: durabl
     assert orphan.id in [i.id for i in client.list_workflows(status="ENQUEUED")]
 
 
-def test_enqueued_before_any_worker_runs_when_one_starts(
-    pg_url: str, schema: str, tmp_path: Path
+def test_enqueued_before_any_worker_ever_ran_runs_once_when_one_starts(
+    pg_url: str,
+    schema: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """A fresh schema: no worker ever ran, so no queue is declared. Enqueue needs no
+    queue row; the work waits ENQUEUED (with a warning that no live worker serves it,
+    once per name and queue) and the first worker that declares the queue runs it, once."""
+    monkeypatch.setattr(served, "_warned", set())  # what other tests said, forgotten
+    monkeypatch.setattr(served, "_checked", {})
     effects = tmp_path / "effects.txt"
-    with durably.Client(pg_url, schema=schema) as client:
-        # no queue of that name was ever declared on this database: refused
-        with pytest.raises(durably.InvalidArgument, match="jobs"):
-            client.enqueue("jobs", "greet", "too early")
-        assert client.list_workflows() == []
-    # The workers' code declares its queues (the process stops at once, running nothing).
-    declared = subprocess.run(
-        [sys.executable, "-c", DECLARE_CODE],
-        cwd=TESTS.parent,
-        env=worker_env(pg_url, schema, effects),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert declared.returncode == 0 and "DECLARED" in declared.stdout, declared.stderr
-    with durably.Client(pg_url, schema=schema) as client:
+    with (
+        caplog.at_level(logging.WARNING, logger="durably"),
+        durably.Client(pg_url, schema=schema) as client,
+    ):
         handle = client.enqueue("jobs", "greet", "early bird")
-        listed = client.list_workflows()
-        assert [(i.id, i.name, i.status) for i in listed] == [(handle.id, "greet", "ENQUEUED")]
+        ranked = client.enqueue("ranked", "greet", "ranked bird", priority=2)
+        client.enqueue("jobs", "greet", "second", id="second")
+        listed = {(i.id, i.name, i.status) for i in client.list_workflows()}
+        assert listed == {
+            (handle.id, "greet", "ENQUEUED"),
+            (ranked.id, "greet", "ENQUEUED"),
+            ("second", "greet", "ENQUEUED"),
+        }
+    said = [r.getMessage() for r in caplog.records if "no live worker serves" in r.getMessage()]
+    assert len(said) == 2, said
+    assert "'greet' on queue 'jobs'" in said[0] and "'greet' on queue 'ranked'" in said[1]
+    with durably.Client(pg_url, schema=schema) as client:
         worker = Worker(pg_url, schema, effects, tmp_path / "worker.log")
         try:
             worker.expect("READY")
             assert handle.result(timeout=DEADLINE) == "hello early bird"
+            assert client.handle(ranked.id).result(timeout=DEADLINE) == "hello ranked bird"
+            assert client.handle("second").result(timeout=DEADLINE) == "hello second"
             assert worker.stop() == 0
         finally:
             worker.kill()
-    assert effects.read_text().splitlines() == ["greet early bird"]
+    assert sorted(effects.read_text().splitlines()) == [
+        "greet early bird",
+        "greet ranked bird",
+        "greet second",
+    ]
 
 
 # ------------------------------------------------------------------------ messages, events, streams
@@ -467,7 +480,9 @@ def test_get_event_and_get_all_events(world: World, client: durably.Client) -> N
     assert handle.result(timeout=DEADLINE) == "done"
     assert client.get_event(handle.id, "stage", timeout=0) == "finished"
     assert client.get_all_events(handle.id) == {"stage": "finished", "go": {"go": True}}
-    assert client.get_event(uid("no-such-workflow"), "stage", timeout=0.2) is None
+    assert client.get_event(handle.id, "never_set", timeout=0.2) is None
+    with pytest.raises(durably.WorkflowNotFound):  # not a silent None
+        client.get_event(uid("no-such-workflow"), "stage", timeout=0.2)
 
 
 def test_message_sent_while_the_receiver_parks_is_delivered(
@@ -600,14 +615,16 @@ def test_fork_reruns_from_the_given_step(client: durably.Client) -> None:
 # ------------------------------------------------------------------------ bad input
 
 
-def test_unknown_queue_is_refused_and_nothing_stored(world: World, client: durably.Client) -> None:
-    before = world.workflow_ids()
+def test_a_queue_no_worker_declared_waits_enqueued(world: World, client: durably.Client) -> None:
     wid = uid("nowhere")
-    with pytest.raises(durably.InvalidArgument, match="no_such_queue"):
-        client.enqueue("no_such_queue", "greet", "x", id=wid)
-    with pytest.raises(durably.WorkflowNotFound):
-        client.handle(wid)
-    assert world.workflow_ids() == before
+    waiting = client.enqueue("no_such_queue", "greet", "x", id=wid)
+    assert waiting.status() == durably.Status.ENQUEUED
+    # work on a declared queue enqueued after it runs; it keeps waiting
+    name = uid("behind")
+    assert client.enqueue("jobs", "greet", name).result(timeout=DEADLINE) == f"hello {name}"
+    (info,) = client.list_workflows(ids=[wid])
+    assert (info.name, info.status) == ("greet", "ENQUEUED")
+    client.cancel(wid)
 
 
 def test_unstorable_arguments_are_refused_before_any_write(

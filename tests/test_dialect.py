@@ -13,7 +13,7 @@ from durably.store.dialect import PostgreSQL, dialect_for
     [
         "postgresql://user:pw@localhost:5432/db",
         "postgres://localhost/db",
-        "POSTGRESQL://localhost/db",
+        "postgresql:///db?host=/tmp",
         "host=localhost dbname=db user=me",
     ],
 )
@@ -55,4 +55,35 @@ def test_an_app_on_another_database_says_so_before_connecting() -> None:
         nothing()
     assert "s3cret-pw" not in str(caught.value)
     assert "mysql://" in str(caught.value)
+    app.shutdown(grace=0)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:s3cret-pw@[::1/db",
+        "postgresql://u:s3cret-pw@local host/db",
+        "postgresql://u:s3cret-pw@localhost/db?foo=bar",
+        "host=localhost password=s3cret-pw port",
+        "",
+    ],
+)
+def test_a_malformed_url_is_a_configuration_error_without_its_password(url: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        dialect_for(url)
+    assert "s3cret-pw" not in str(caught.value)
+    error = caught.value
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+
+
+def test_an_unreachable_server_is_a_durably_error_without_the_password() -> None:
+    """A well-formed URL whose server does not answer: DatabaseUnavailable, and neither
+    its message nor the chained driver error shows the password."""
+    import durably
+
+    app = durably.App("postgresql://u:s3cret-pw@127.0.0.1:1/db?connect_timeout=2")
+    with pytest.raises(durably.DatabaseUnavailable) as caught:
+        app.launch()
+    shown = str(caught.value) + str(caught.value.__cause__ or "")
+    assert "s3cret-pw" not in shown
     app.shutdown(grace=0)

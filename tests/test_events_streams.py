@@ -112,11 +112,92 @@ def test_get_event_times_out_with_none(app: durably.App, db: psycopg.Connection[
 
     assert quiet.options(id="quiet")() == "ok"
     before = snapshot(db)
-    assert app.get_event("no-such-workflow", "k", timeout=0.1) is None
     assert app.get_event("quiet", "missing", timeout=0.1) is None
-    assert asyncio.run(app.get_event_async("no-such-workflow", "k", timeout=0)) is None
+    assert asyncio.run(app.get_event_async("quiet", "missing", timeout=0)) is None
     assert app.get_all_events("no-such-workflow") == {}
     assert snapshot(db) == before
+
+
+def test_get_event_of_a_workflow_that_never_existed_is_workflow_not_found(
+    app: durably.App, db: psycopg.Connection[Any]
+) -> None:
+    """Not a silent None (``send`` raises too); judged when the wait ends, since the
+    workflow may be started while the caller waits for its event."""
+    before = snapshot(db)
+    with pytest.raises(durably.WorkflowNotFound, match="no-such-workflow"):
+        app.get_event("no-such-workflow", "k", timeout=0.1)
+    with pytest.raises(durably.WorkflowNotFound, match="no-such-workflow"):
+        asyncio.run(app.get_event_async("no-such-workflow", "k", timeout=0))
+    with pytest.raises(durably.WorkflowNotFound):
+        app.send("no-such-workflow", "x")
+    assert snapshot(db) == before
+
+
+def test_get_event_waits_for_a_workflow_started_meanwhile(
+    make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
+) -> None:
+    app = make_app(park_after=0)
+
+    @app.workflow(name="source")
+    def source() -> None:
+        durably.set_event("v", "set at last")
+
+    @app.workflow(name="watcher")
+    def watcher() -> Any:
+        return app.get_event("src-late", "v", timeout=30)
+
+    app.launch()
+    handle = watcher.options(id="w").start()
+    wait_until(lambda: waiting(db, "w", 1), what="the watcher waiting")
+    assert app.list_workflows(ids=["src-late"]) == []
+    with background(lambda: app.get_event("src-late", "v", timeout=30)) as (thread, box):
+        source.options(id="src-late")()
+        thread.join(timeout=10)
+    assert box == {"value": "set at last"}
+    assert handle.result(timeout=10) == "set at last"
+
+
+def test_get_event_of_an_unknown_workflow_in_a_workflow_is_recorded(
+    make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
+) -> None:
+    """Inside a workflow, WorkflowNotFound (at the end of the wait) is recorded as the
+    operation's outcome: a replay raises it again, though that ID exists by then."""
+    state = {"crash": True}
+
+    def build(app: durably.App) -> Any:
+        @app.workflow(name="late_source")
+        def late_source() -> None:
+            durably.set_event("v", "now I exist")
+
+        @app.step(name="create_then_crash")
+        def create_then_crash() -> None:
+            if state["crash"]:
+                state["crash"] = False
+                late_source.options(id="late")()
+                raise Crash()
+
+        @app.workflow(name="asker")
+        def asker() -> list[Any]:
+            try:
+                seen = app.get_event("late", "v", timeout=0.1)
+            except durably.WorkflowNotFound as exc:
+                seen = f"not found: {exc.workflow_id}"
+            create_then_crash()
+            return [seen, app.get_event("late", "v", timeout=5)]
+
+        return asker
+
+    app2, _ = crash_then_recover(make_app, build, lambda asker: asker.options(id="ask")())
+    assert app2.handle("ask").result(timeout=10) == ["not found: late", "now I exist"]
+    recorded = db.execute(
+        "SELECT step, name, kind, error IS NOT NULL FROM operations WHERE workflow_id = 'ask' "
+        "ORDER BY step"
+    ).fetchall()
+    assert recorded == [
+        (1, "get_event:late:v", "get_event", True),
+        (2, "create_then_crash", "step", False),
+        (3, "get_event:late:v", "get_event", False),
+    ]
 
 
 def test_get_event_is_woken_by_a_notification_not_by_polling(
@@ -292,19 +373,58 @@ def test_a_stream_is_read_live_and_from_an_offset(
     assert asyncio.run(read_async()) == MIXED[1:]
 
 
-def test_read_stream_with_a_timeout_ends_when_nothing_new_comes(
+def test_read_stream_with_a_timeout_raises_when_nothing_new_comes(
     app: durably.App, db: psycopg.Connection[Any]
 ) -> None:
+    """Going quiet is not the end of a stream: StreamTimeout says so, and where to go on;
+    a closed stream or a finished writer still ends the iteration."""
+
     @app.workflow
     def producer() -> str:
         durably.write_stream("s", "only")
+        durably.write_stream("done", "x")
+        durably.close_stream("done")
         return durably.recv("finish", timeout=30)
 
     handle = producer.options(id="tmo").start()
-    wait_until(lambda: waiting(db, "tmo", 2), what="the writer waiting")
-    assert list(app.read_stream("tmo", "s", timeout=0.2)) == ["only"]
+    wait_until(lambda: waiting(db, "tmo", 4), what="the writer waiting")
+    seen: list[Any] = []
+    with pytest.raises(durably.StreamTimeout) as quiet:
+        for value in app.read_stream("tmo", "s", timeout=0.2):
+            seen.append(value)
+    assert seen == ["only"]
+    assert (quiet.value.workflow_id, quiet.value.key, quiet.value.offset) == ("tmo", "s", 1)
+    assert "still open" in str(quiet.value) and "offset=1" in str(quiet.value)
+    assert isinstance(quiet.value, durably.Timeout) and isinstance(quiet.value, TimeoutError)
+    with pytest.raises(durably.StreamTimeout) as again:
+        list(app.read_stream("tmo", "s", offset=quiet.value.offset, timeout=0))
+    assert again.value.offset == 1
+
+    async def read_async(key: str) -> list[Any]:
+        return [v async for v in app.read_stream_async("tmo", key, timeout=0.2)]
+
+    with pytest.raises(durably.StreamTimeout, match="'s'"):
+        asyncio.run(read_async("s"))
+    assert asyncio.run(read_async("done")) == ["x"]  # closed: ends normally
+    assert list(app.read_stream("tmo", "done", timeout=0.2)) == ["x"]
     app.send("tmo", "bye", topic="finish")
     assert handle.result(timeout=10) == "bye"
+    # The writer finished: its streams end, timeout or not.
+    assert list(app.read_stream("tmo", "s", timeout=0.2)) == ["only"]
+    assert asyncio.run(read_async("s")) == ["only"]
+
+
+def test_result_timeout_is_a_timeout(app: durably.App) -> None:
+    @app.workflow
+    def slow() -> str:
+        return str(durably.recv("never", timeout=30))
+
+    handle = slow.start()
+    with pytest.raises(durably.Timeout) as waited:
+        handle.result(timeout=0)
+    assert isinstance(waited.value, durably.ResultTimeout)
+    assert isinstance(waited.value, TimeoutError)
+    app.cancel(handle.id)
 
 
 def test_reading_past_the_end_of_a_closed_stream_ends_at_once(

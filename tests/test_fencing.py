@@ -196,17 +196,29 @@ def test_outcome_is_fenced_by_epoch(
     assert [op[1] for op in ops] == ["only"]
 
 
+def lease_expired(db: psycopg.Connection[Any], executor_id: str) -> bool:
+    row = db.execute(
+        "SELECT heartbeat_at + make_interval(secs => lease_seconds) < now() FROM executors "
+        "WHERE id = %s",
+        (executor_id,),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def test_superseded_process_with_same_executor_id_stays_fenced_out(
     workers: Workers, db: psycopg.Connection[Any]
 ) -> None:
-    # An executor ID is restarted while its old process is not dead but paused (a frozen
-    # VM, a long GC pause). The new process recovers the workflow at once (launch), and
-    # the old one, when it wakes up, must neither write nor take the workflow back.
+    # An executor ID is restarted while its old process is not dead but paused past its
+    # lease (a frozen VM, a long GC pause). The new process recovers the workflow at once
+    # (launch), and the old one, when it wakes up, must neither write nor take the
+    # workflow back: its heartbeat finds the ID taken and it stops.
     old = workers.spawn("exec-X", lease=1.0, hold={"tagged"})
     old.send(op="start", wf="fenced", id="wf-zombie", args=[2])
     wait_until(lambda: ("tagged", old.pid) in workers.lines(), what="old process in step 2")
     os.kill(old.pid, signal.SIGSTOP)
     try:
+        # While the paused process's lease runs, its ID is refused to others.
+        wait_until(lambda: lease_expired(db, "exec-X"), what="the paused process's lease")
         # The new process holds the workflow at step 3 for as long as the test needs.
         new = workers.spawn("exec-X", lease=1.0, hold={"s3"})
         wait_until(lambda: ("s3", new.pid) in workers.lines(), what="new process in step 3")
@@ -214,6 +226,7 @@ def test_superseded_process_with_same_executor_id_stays_fenced_out(
     finally:
         os.kill(old.pid, signal.SIGCONT)
     assert old.expect("local", id="wf-zombie")["type"] == "LostOwnership"
+    wait_until(lambda: "was taken by another process" in old.stderr(), what="the old's error")
     owned = snapshot(db, "wf-zombie")
     # epoch: 1 when created, 2 once recovered by the new process; more means it moved again
     assert owned[0][4] == 2, f"the workflow changed owner again: {owned[0]}"

@@ -149,3 +149,13 @@ def test_no_import_circle() -> None:
         if name not in state:
             visit(name)
     assert not circles, "import circles:\n" + "\n".join(circles)
+
+
+def test_every_module_says_what_it_owns() -> None:
+    """Each module opens with a docstring whose first line says what it owns."""
+    silent = [
+        str(path.relative_to(SRC))
+        for path in sources()
+        if not (ast.get_docstring(ast.parse(path.read_text())) or "").strip()
+    ]
+    assert not silent, "modules without an opening docstring:\n" + "\n".join(silent)

@@ -4,6 +4,7 @@ and bad input. Limits are checked from the database while work runs."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -259,13 +260,9 @@ def test_priority_on_a_queue_without_priority_is_refused(
     assert count(db) == 0
 
 
-def test_unknown_queue_is_refused(app: durably.App, db: psycopg.Connection[Any]) -> None:
+def test_bad_queue_options_are_refused(app: durably.App, db: psycopg.Connection[Any]) -> None:
     gates = Gates()
     gated = gated_workflow(app, gates)
-    with pytest.raises(durably.InvalidArgument, match="unknown queue 'nope'"):
-        gated.options(queue="nope").start("x")
-    with pytest.raises(durably.InvalidArgument, match="unknown queue 'nope'"):
-        gated.options(queue="nope", delay=10, dedup_key="k").start("x")
     with pytest.raises(durably.InvalidArgument):
         gated.options(queue="").start("x")
     with pytest.raises(durably.InvalidArgument, match="queue"):
@@ -273,6 +270,66 @@ def test_unknown_queue_is_refused(app: durably.App, db: psycopg.Connection[Any])
     with pytest.raises(durably.ConfigurationError, match="ghost"):
         app.launch(queues=["ghost"])  # already launched, but still checked
     assert count(db) == 0
+
+
+def test_work_on_a_queue_nobody_declared_waits_for_its_declaration(
+    make_app: Callable[..., durably.App],
+    db: psycopg.Connection[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Enqueue never needs the queue's row: the work waits ENQUEUED (said once, as a
+    warning) until an app declares the queue, and runs there."""
+    gates = Gates()
+    starter = make_app(lease=3600.0)
+    gated = gated_workflow(starter, gates)
+    starter.launch(queues=[])
+    with caplog.at_level(logging.WARNING, logger="durably"):
+        first = gated.options(queue="later", id="first").start("first")
+        second = gated.options(queue="later", id="second", delay=0).start("second")
+    said = [r.getMessage() for r in caplog.records if "not declared yet" in r.getMessage()]
+    assert len(said) == 1 and "'later'" in said[0], said
+    assert statuses(db, ["first", "second"]) == {"first": "ENQUEUED", "second": "ENQUEUED"}
+    assert count(db, "SELECT count(*) FROM queues") == 0
+
+    worker = make_app()
+    gated_workflow(worker, gates)
+    worker.queue("later")
+    worker.launch()
+    gates.open("first", "second")
+    assert (first.result(timeout=10), second.result(timeout=10)) == ("done first", "done second")
+    assert [run[0] for run in gates.runs] == ["first", "second"]
+
+
+@pytest.mark.parametrize("declared_with_priority", [True, False])
+def test_a_priority_given_before_the_queue_is_declared(
+    make_app: Callable[..., durably.App],
+    db: psycopg.Connection[Any],
+    declared_with_priority: bool,
+) -> None:
+    """Nobody can tell yet whether the queue takes priorities: the priority is kept, and
+    dropped when the queue is declared without them (its work then runs in enqueue
+    order, as on any queue without priorities)."""
+    gates = Gates()
+    starter = make_app(lease=3600.0)
+    gated = gated_workflow(starter, gates)
+    starter.launch(queues=[])
+    plain = gated.options(queue="undecided", id="plain").start("plain")
+    ranked = gated.options(queue="undecided", id="ranked", priority=5).start("ranked")
+    stored = dict(db.execute("SELECT id, priority FROM workflows").fetchall())
+    assert stored == {"plain": None, "ranked": 5}
+
+    worker = make_app()
+    gated_workflow(worker, gates)
+    worker.queue("undecided", priority=declared_with_priority)
+    worker.engine  # noqa: B018 - connecting declares the queue (launching would claim)
+    stored = dict(db.execute("SELECT id, priority FROM workflows").fetchall())
+    assert stored == {"plain": None, "ranked": 5 if declared_with_priority else None}
+    if not declared_with_priority:  # from now on the declaration is known: refused
+        with pytest.raises(durably.InvalidArgument, match="priority=True"):
+            gated.options(queue="undecided", priority=1).start("x")
+    worker.launch()
+    gates.open("plain", "ranked")
+    assert (plain.result(timeout=10), ranked.result(timeout=10)) == ("done plain", "done ranked")
 
 
 # ---------------------------------------------------------------- identity and dedup

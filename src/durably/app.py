@@ -20,7 +20,7 @@ from durably.runtime.engine import Engine
 from durably.scheduling import Scheduling
 from durably.store.database import Database
 from durably.store.statements import Statement
-from durably.workflow import Step, Workflow, check_callable, declare_workflow, step_name
+from durably.workflow import Step, Workflow, declare_step, declare_workflow
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -73,6 +73,7 @@ class App(Control, Scheduling):
         self.lease = float(lease)
         self._max_threads = max_threads
         self._registry: dict[str, WorkflowSpec] = {}
+        self._step_specs: dict[str, StepSpec] = {}  # by name: two functions may not share one
         self._queues: dict[str, QueueSpec] = {}
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
@@ -94,7 +95,12 @@ class App(Control, Scheduling):
         name: str | None = None,
         max_recovery_attempts: int = 50,
     ) -> Workflow[P, R] | Callable[[Callable[P, R]], Workflow[P, R]]:
-        """Declare a durable workflow (``@app.workflow`` or ``@app.workflow(...)``)."""
+        """Declare a durable workflow (``@app.workflow`` or ``@app.workflow(...)``).
+
+        It is registered and recorded under ``name``, by default the function's qualified
+        name (``process_order``, ``Billing.charge``): the same whether its module is
+        imported or run as a script, and the name a ``Client`` enqueues it by.
+        """
 
         def decorate(func: Callable[P, R]) -> Workflow[P, R]:
             return declare_workflow(self, func, name, max_recovery_attempts)
@@ -121,13 +127,13 @@ class App(Control, Scheduling):
         ``retries`` more attempts (default 0) follow a failure, ``interval`` seconds
         (default 1) after the first and ``backoff`` times longer (default 2) after each
         next one, at most ``max_delay`` (default 60); ``retry_on`` decides from the
-        exception whether to retry at all (default: always).
+        exception whether to retry at all (default: always). Its ``name`` (default: the
+        function's qualified name) is recorded with its result, and compared on replay.
         """
         check_keywords(retry, RetryPolicy, "step")
 
         def decorate(func: Callable[P, R]) -> Step[P, R]:
-            check_callable(func, "step")
-            return Step(self, StepSpec(func, name or step_name(func), **retry))
+            return declare_step(self, self._step_specs, func, name, retry)
 
         return decorate(fn) if fn is not None else decorate
 

@@ -25,6 +25,7 @@ from durably.execution.specs import WorkflowSpec
 from durably.options import WorkflowOptions, check_name
 from durably.runtime.connect import open_database
 from durably.runtime.engine import Engine
+from durably.runtime.served import check_enqueued
 from durably.twins import Job, twins
 from durably.workflow import WorkflowHandle
 
@@ -117,7 +118,13 @@ class Client(Control):
     ) -> Job[WorkflowHandle[Any]]:
         """Put workflow ``workflow_name`` on queue ``queue_name``; the options mean what
         they mean on ``wf.options(...)``. A name no worker has registered yet is accepted:
-        it waits ENQUEUED until a worker that knows it runs."""
+        it waits ENQUEUED until a worker that knows it runs (a warning, once per name and
+        queue, says when no live worker serves it; the queue need not be declared yet).
+
+        The client has no workflow code, so unlike ``App`` it cannot check the arguments
+        against the function's signature: arguments it cannot take fail the workflow
+        with a TypeError when a worker runs it (enqueue from an ``App`` to be told at once).
+        """
         check_name(workflow_name, "workflow_name")
         options = WorkflowOptions(
             id=id,
@@ -133,11 +140,18 @@ class Client(Control):
         inputs = codec_module.dumps_args(engine.codec, args, kwargs)  # before any write
         spec = WorkflowSpec(_unregistered, workflow_name)
         starting = enqueue_protocol(engine, spec, options, id or str(uuid.uuid4()), inputs)
-        return engine, _as_handle(engine, starting)
+        # Whether the queue is declared yet is covered by the warning about work no live
+        # worker serves (``_as_handle``): one warning, not two.
+        return engine, _as_handle(engine, starting, workflow_name, queue_name)
 
     enqueue, enqueue_async = twins(_enqueue)
 
 
-def _as_handle(engine: Engine, starting: Protocol[Started]) -> Protocol[WorkflowHandle[Any]]:
+def _as_handle(
+    engine: Engine, starting: Protocol[Started], name: str, queue: str
+) -> Protocol[WorkflowHandle[Any]]:
+    started = yield from starting
+    if name not in engine.registry:
+        yield from check_enqueued(engine, name, queue)
     # No hint: the client does not know the workflow's code, so results come back as stored.
-    return WorkflowHandle(engine, (yield from starting).workflow_id)
+    return WorkflowHandle(engine, started.workflow_id)

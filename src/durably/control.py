@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Unpack
 
 from durably.app_core import AppCore
-from durably.errors import InvalidArgument, WorkflowNotFound
+from durably.errors import InvalidArgument, StreamTimeout, WorkflowNotFound
 from durably.execution.context import active_workflow
 from durably.execution.effects import Protocol, Read, Write
 from durably.execution.protocol import read_outcome
@@ -125,7 +125,9 @@ class Control(AppCore):
 
     def _get_event(self, workflow_id: str, key: str, timeout: float = 60) -> Job[Any]:
         """The latest value of a workflow's event, waiting up to ``timeout`` s for it to be
-        set; None after the timeout (also for an unknown workflow)."""
+        set; None after the timeout. If the workflow itself still does not exist then,
+        WorkflowNotFound (never a silent None, as ``send`` never is); it may be started
+        while the call waits. Inside a workflow the outcome is recorded for replay."""
         check_workflow_id(workflow_id)
         check_key(key)
         timeout = check_seconds(timeout, "timeout")
@@ -151,8 +153,9 @@ class Control(AppCore):
     ) -> Iterator[Any]:
         """Values of a workflow's stream, live as they are written, from ``offset``.
 
-        Ends when the stream is closed or its workflow finishes; with ``timeout``, also
-        when no new value came for that long.
+        Ends when the stream is closed or its workflow finishes. With ``timeout``, a wait
+        of that many seconds without a new value raises ``StreamTimeout`` (the stream is
+        still open; its ``offset`` says where to read on from).
         """
         cursor = _StreamCursor(self, workflow_id, key, offset, timeout)
         while not cursor.done:
@@ -265,31 +268,40 @@ class _StreamCursor:
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise InvalidArgument(f"offset must be a whole number >= 0, got {offset!r}")
         self._source = source
-        self._workflow_id, self._key, self._timeout = workflow_id, key, timeout
+        self._workflow_id, self._key = workflow_id, key
+        self._timeout = None if timeout is None else check_seconds(timeout, "timeout")
         self._after = -1  # the step of the last value read
         self._skip = offset  # values still to pass over before the first one returned
+        self._offset = offset  # the offset of the next value (what a reader resumes from)
         self._watching = False  # after the first batch, wait for new values
-        self.done = False  # closed, its workflow finished, or the timeout passed
+        self.done = False  # closed, or its workflow finished
 
     def next_batch(self) -> Job[list[Any]]:
-        """The next values (none when the stream ended or went quiet for ``timeout``)."""
+        """The next values (none when the stream ended); StreamTimeout when none came
+        within ``timeout`` while the stream is still open."""
         engine = self._source.engine
         return engine, self._read(engine, _deadline(self._timeout))
 
     def _read(self, engine: Engine, deadline: datetime | None) -> Protocol[list[Any]]:
-        entries, ended = yield from next_stream_entries(
+        found = yield from next_stream_entries(
             engine, self._workflow_id, self._key, self._after, self._skip, deadline,
             self._watching,
         )  # fmt: skip
         self._watching = True
+        if found is None:  # only with a deadline, so with a timeout
+            assert self._timeout is not None
+            raise StreamTimeout(self._workflow_id, self._key, self._timeout, self._offset)
+        entries, ended = found
         values: list[Any] = []
         for step, value, closed in entries:
             if closed:
                 self.done = True
-                return values
+                break
             self._after, self._skip = step, 0
             values.append(value)
-        self.done = ended
+        else:
+            self.done = ended
+        self._offset += len(values)
         return values
 
 

@@ -24,6 +24,43 @@ class ConfigurationError(DurablyError):
     """The app, a decorator or a call was configured with invalid options."""
 
 
+class ExecutorIdInUse(ConfigurationError):
+    """Another live process holds this executor ID: its heartbeat is within its lease."""
+
+    def __init__(
+        self,
+        executor_id: str,
+        hostname: str | None,
+        pid: int | None,
+        heartbeat_age: float | None,
+        expires_in: float | None,
+    ) -> None:
+        holder = f"host {hostname!r}, pid {pid}" if hostname is not None else "details unknown"
+        beat = f", last heartbeat {heartbeat_age:.1f} s ago" if heartbeat_age is not None else ""
+        wait = (
+            f" If that process has died, its lease runs out in {max(0.0, expires_in):.0f} s: "
+            f"start this one again after that."
+            if expires_in is not None
+            else ""
+        )
+        self._set(
+            f"executor ID {executor_id!r} is held by another live process ({holder}{beat}); "
+            f"two processes must never share an executor ID, or both would run the same "
+            f"workflows. Give each process its own executor_id (a stable one per machine or "
+            f"pod), or leave executor_id unset to let durably generate one.{wait}",
+            executor_id,
+            hostname,
+            pid,
+            heartbeat_age,
+            expires_in,
+        )
+        self.executor_id = executor_id
+        self.hostname = hostname
+        self.pid = pid
+        self.heartbeat_age = heartbeat_age
+        self.expires_in = expires_in
+
+
 class InvalidArgument(DurablyError, ValueError):
     """An argument of a durably call is out of range or of the wrong type."""
 
@@ -108,7 +145,8 @@ class NonDeterminismError(DurablyError):
         self._set(
             f"workflow {workflow_id!r} is not deterministic: step {position} was recorded as "
             f"{recorded!r} but replay called {called!r}; workflow code must call the same "
-            f"steps in the same order on every run",
+            f"steps in the same order on every run (if only the name changed, pass the "
+            f"recorded one as name=... to keep workflows in flight replaying)",
             workflow_id,
             position,
             recorded,
@@ -146,8 +184,32 @@ class WorkflowDeadLettered(DurablyError):
         self.attempts = attempts
 
 
-class ResultTimeout(DurablyError, TimeoutError):
+class Timeout(DurablyError, TimeoutError):
+    """A wait of durably's took longer than the timeout given (the base of
+    ``ResultTimeout`` and ``StreamTimeout``; also a built-in ``TimeoutError``)."""
+
+
+class ResultTimeout(Timeout):
     """Waiting for a workflow's result took longer than the timeout given."""
+
+
+class StreamTimeout(Timeout):
+    """No new value came on a stream within the reader's timeout; the stream is still
+    open (its workflow has not finished): read again from ``offset`` to go on."""
+
+    def __init__(self, workflow_id: str, key: str, timeout: float, offset: int) -> None:
+        self._set(
+            f"no new value on stream {key!r} of workflow {workflow_id!r} within {timeout} s; "
+            f"the stream is still open: read_stream(..., offset={offset}) goes on from here",
+            workflow_id,
+            key,
+            timeout,
+            offset,
+        )
+        self.workflow_id = workflow_id
+        self.key = key
+        self.timeout = timeout
+        self.offset = offset
 
 
 class StepRetriesExceeded(DurablyError):

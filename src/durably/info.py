@@ -17,7 +17,8 @@ from durably.store.statements import Statement, Statements
 
 @dataclass(frozen=True, slots=True)
 class WorkflowInfo:
-    """A workflow as stored: identity, status, inputs, outcome and times."""
+    """A workflow as stored: identity, status, inputs, outcome and times, and whether a
+    live worker serves it."""
 
     id: str
     name: str
@@ -32,6 +33,10 @@ class WorkflowInfo:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    # Whether a live worker (heartbeat within its lease) registers this workflow's name
+    # and, for queued work, listens to its queue; None when not known. Unfinished work
+    # that is not served waits until such a worker runs.
+    served: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +120,7 @@ def workflow_info(
         created_at=row.created_at,
         updated_at=row.updated_at,
         completed_at=row.completed_at,
+        served=row.served,
     )
 
 

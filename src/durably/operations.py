@@ -2,7 +2,8 @@
 
 ``durably.sleep``, ``recv``, ``set_event``, ``write_stream``, ``close_stream``, each
 with an ``_async`` twin. Each takes the next step number when it is called and is
-recorded, so a replay returns at once what the first run saw.
+recorded, so a replay returns at once what the first run saw. Also what a workflow or
+step knows of itself: ``workflow_id`` and ``step_key``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,32 @@ from durably.execution.waits import (
 from durably.options import check_seconds
 from durably.runtime.drivers import drive_async, drive_sync
 from durably.twins import Job
+
+
+def workflow_id() -> str:
+    """The ID of the workflow running here, in its body or in one of its steps."""
+    ctx = current_workflow.get()
+    if ctx is None:
+        raise NotInWorkflow("durably.workflow_id() can only be called inside a workflow or step")
+    return ctx.workflow_id
+
+
+def step_key() -> str:
+    """An idempotency key for the step running here: ``"<workflow id>:<step number>"``.
+
+    It is the same on every attempt of the step (retries, and runs again after a crash
+    or a takeover), and differs between steps and workflows: pass it to a payment API or
+    any other external call that deduplicates by key. A fork has a new ID, so new keys.
+    """
+    ctx = current_workflow.get()
+    position = in_step.get()
+    if ctx is None or position is None:
+        raise NotInWorkflow(
+            "durably.step_key() can only be called inside a step (a workflow's body is "
+            "replayed, not retried: make the external call from a step)"
+        )
+    return f"{ctx.workflow_id}:{position}"
+
 
 # Each pair of twins builds one Job, naming itself for the error raised outside a
 # workflow; the step number is taken when the twin is called (for the async twin:

@@ -56,6 +56,7 @@ class Queue:
         if max_wait is not None:
             max_wait = check_seconds(max_wait, "max_wait")
         spec = _workflow(wf).spec
+        spec.check_args(args, kwargs)
         engine = self._app.engine
         engine.ensure_launched()
         inputs = codec_module.dumps_args(engine.codec, args, kwargs)

@@ -37,13 +37,13 @@ from durably.errors import (
     UnknownWorkflow,
 )
 from durably.execution.effects import Protocol, Read, Write
-from durably.execution.specs import WorkflowSpec
+from durably.execution.specs import WorkflowSpec, default_name
 from durably.runtime.drivers import drive_sync
 from durably.runtime.scheduler import RECHECK, Cron, Scheduler, run_started, start_tick
 from durably.store.rows import Schedule
 from durably.store.schedule_statements import ScheduleStatements, schedule_statements
 from durably.twins import Job, twins
-from durably.workflow import Workflow, WorkflowHandle, declare_workflow, step_name
+from durably.workflow import Workflow, WorkflowHandle, declare_workflow
 
 if TYPE_CHECKING:
     from durably.runtime.engine import Engine, SchedulerHook
@@ -124,8 +124,8 @@ class Scheduling(AppCore):
         def decorate(fn: Callable[P, R]) -> Workflow[P, R]:
             if callable(fn) and not isinstance(fn, Workflow):
                 # Checked before registering: a refused declaration leaves nothing behind.
-                _check_name(name or step_name(fn))
-                _check_signature(fn, name or step_name(fn))
+                _check_name(name or default_name(fn))
+                _check_signature(fn, name or default_name(fn))
             wf = declare_workflow(app, fn, name, max_recovery_attempts)
             definition = _Definition(wf.name, wf.name, parsed, catch_up)
             self._sched_declared()[wf.name] = definition

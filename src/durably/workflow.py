@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -16,7 +17,7 @@ from durably.execution.context import WorkflowContext, active_workflow
 from durably.execution.effects import Protocol
 from durably.execution.protocol import Started, read_outcome, run_step, start_child, start_top
 from durably.execution.queueing import enqueue, enqueue_child
-from durably.execution.specs import StepSpec, WorkflowSpec
+from durably.execution.specs import StepSpec, WorkflowSpec, default_name, former_name
 from durably.options import IfDuplicate, WorkflowOptions
 from durably.runtime.drivers import drive_async, drive_sync
 from durably.runtime.engine import NOT_HERE
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+log = logging.getLogger("durably")
 
 
 class WorkflowHandle(Generic[R]):
@@ -202,6 +205,9 @@ class Workflow(Generic[P, R]):
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Engine, Protocol[Started]]:
         """Number the call (inside a workflow) and prepare the protocol that starts it."""
+        # Before anything is numbered or written: arguments the function cannot take are
+        # refused here, in the caller, instead of failing inside a stored workflow.
+        self.spec.check_args(args, kwargs)
         engine = self._app.engine
         engine.ensure_launched()
         parent = active_workflow()
@@ -209,7 +215,8 @@ class Workflow(Generic[P, R]):
         if parent is not None and parent.engine is engine:
             position = parent.take_step()
             if options.queue is not None:
-                return engine, enqueue_child(parent, position, self.spec, options, args, kwargs)
+                child = enqueue_child(parent, position, self.spec, options, args, kwargs)
+                return engine, noting_undeclared(engine, options.queue, child)
             return engine, start_child(
                 parent,
                 position,
@@ -223,8 +230,29 @@ class Workflow(Generic[P, R]):
         # Encoding happens here, before anything is written: bad input changes nothing.
         inputs = codec_module.dumps_args(engine.codec, args, kwargs)
         if options.queue is not None:
-            return engine, enqueue(engine, self.spec, options, workflow_id, inputs)
+            queued = enqueue(engine, self.spec, options, workflow_id, inputs)
+            return engine, noting_undeclared(engine, options.queue, queued)
         return engine, start_top(engine, self.spec, workflow_id, inputs, options.timeout)
+
+
+# Queues (per schema) this process said are not declared yet: once each, not per enqueue.
+_UNDECLARED_SAID: set[tuple[str, str]] = set()
+
+
+def noting_undeclared(engine: Engine, queue: str, queued: Protocol[Started]) -> Protocol[Started]:
+    """Enqueue needs no queue row, so work on a queue nobody declared yet is accepted and
+    waits; that is said (a warning, once per queue) in case the name is a typo."""
+    started = yield from queued
+    said = (engine.statements.schema, queue)
+    if not started.queue_declared and said not in _UNDECLARED_SAID:
+        _UNDECLARED_SAID.add(said)
+        log.warning(
+            "queue %r is not declared yet: its work waits ENQUEUED until a worker whose code "
+            "declares it with app.queue(%r, ...) starts (check the name if none does)",
+            queue,
+            queue,
+        )
+    return started
 
 
 class Step(Generic[P, R]):
@@ -256,15 +284,59 @@ def declare_workflow(
     """Register ``fn`` as a workflow of ``app`` (what ``@app.workflow`` and
     ``@app.scheduled`` do); a second function under a taken name is refused."""
     check_callable(fn, "workflow")
-    spec = WorkflowSpec(fn, name or step_name(fn), max_recovery_attempts=max_recovery_attempts)
-    registered = app._registry.get(spec.name)
-    if registered is not None and registered.fn is not fn:
-        raise ConfigurationError(
-            f"a workflow named {spec.name!r} is already registered on this app; "
-            f"give one of them another name=..."
-        )
+    spec = WorkflowSpec(
+        fn,
+        name or default_name(fn),
+        max_recovery_attempts=max_recovery_attempts,
+        former=None if name else former_name(fn),
+    )
+    _claim_name(app._registry, spec, "workflow", name)
     app._registry[spec.name] = spec
     return Workflow(app, spec)
+
+
+def declare_step(
+    app: AppCore,
+    steps: dict[str, StepSpec],
+    fn: Callable[P, R],
+    name: str | None,
+    retry: Mapping[str, Any],
+) -> Step[P, R]:
+    """Make ``fn`` a step of ``app`` (what ``@app.step`` does); as for workflows, a second
+    function under a taken name is refused: replay tells steps apart by name."""
+    check_callable(fn, "step")
+    spec = StepSpec(fn, name or default_name(fn), former=None if name else former_name(fn), **retry)
+    _claim_name(steps, spec, "step", name)
+    steps[spec.name] = spec
+    return Step(app, spec)
+
+
+def _claim_name(
+    taken: Mapping[str, WorkflowSpec | StepSpec],
+    spec: WorkflowSpec | StepSpec,
+    what: str,
+    given: str | None,
+) -> None:
+    registered = taken.get(spec.name)
+    if registered is None or registered.fn is spec.fn:
+        return
+    source = f"{_where(registered.fn)} and {_where(spec.fn)}"
+    if given is None:
+        raise ConfigurationError(
+            f"two {what}s are both named {spec.name!r} on this app ({source}): the default "
+            f"name is the function's qualified name, without its module; pass "
+            f"name=... to @app.{what} of one of them"
+        )
+    raise ConfigurationError(
+        f"a {what} named {spec.name!r} is already registered on this app ({source}); "
+        f"give one of them another name=..."
+    )
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "?"
+    qualname = getattr(fn, "__qualname__", None) or repr(fn)
+    return f"{module}.{qualname}"
 
 
 def check_callable(fn: object, what: str) -> None:
@@ -276,8 +348,3 @@ def check_callable(fn: object, what: str) -> None:
         )
     if isinstance(fn, Workflow | Step):
         raise ConfigurationError(f"{fn!r} is already durable; decorate the plain function")
-
-
-def step_name(fn: Callable[..., Any]) -> str:
-    """The default registered name of a workflow or step: its module and qualified name."""
-    return f"{fn.__module__}.{fn.__qualname__}"

@@ -2,8 +2,7 @@
 
 Run with ``PYTHONPATH=tests python -c "import clientprocs.worker as w; w.main()"``:
 it launches the app, prints ``READY <pid>``, serves the queues until its stdin closes,
-then shuts down and prints ``STOPPED``. ``w.declare()`` only declares the queues (so a
-Client may enqueue on them before any worker runs) and prints ``DECLARED``.
+then shuts down and prints ``STOPPED``.
 
 Configuration comes from the environment: ``CLIENTPROCS_URL``, ``CLIENTPROCS_SCHEMA``,
 ``CLIENTPROCS_EFFECTS`` (a file the ``greet`` step appends one line to per run) and
@@ -128,9 +127,3 @@ def main() -> None:
     sys.stdin.read()  # until the test closes our stdin
     app.shutdown(grace=2.0)
     print("STOPPED", flush=True)
-
-
-def declare() -> None:
-    app.engine  # noqa: B018 - connecting migrates the schema and declares the queues
-    app.shutdown(grace=0)
-    print("DECLARED", flush=True)

@@ -1,0 +1,1 @@
+"""The engine's decisions as I/O-free generators of effects: recording, replay, fencing, waits."""

@@ -34,11 +34,13 @@ if TYPE_CHECKING:
 
 
 class Started(NamedTuple):
-    """A workflow start: its ID, and the epoch and deadline when this call created it."""
+    """A workflow start: its ID, and the epoch and deadline when this call created it;
+    for work this call enqueued, whether its queue was declared (by anyone) yet."""
 
     workflow_id: str
     epoch: int | None
     deadline: datetime | None = None
+    queue_declared: bool = True
 
 
 class Parked(BaseException):
@@ -127,9 +129,16 @@ def start_top(
     return Started(workflow_id, None)
 
 
-def check_recorded(ctx: WorkflowContext, rec: Recorded, kind: str, name: str) -> None:
-    """A replay must call, at each recorded position, the operation recorded there."""
-    if rec.kind != kind or rec.name != name:
+def check_recorded(
+    ctx: WorkflowContext, rec: Recorded, kind: str, name: str, former: str | None = None
+) -> None:
+    """A replay must call, at each recorded position, the operation recorded there.
+
+    ``former`` is the name a step or child declared without ``name=`` had by default in
+    durably 0.1 (``<module>.<qualname>``): the same function recorded under it matches.
+    Any other difference of name fails loudly (``NonDeterminismError``), never silently.
+    """
+    if rec.kind != kind or (rec.name != name and (former is None or rec.name != former)):
         raise NonDeterminismError(
             ctx.workflow_id, rec.step, f"{rec.kind} {rec.name}", f"{kind} {name}"
         )
@@ -152,7 +161,7 @@ def run_step(
     """Replay a recorded step, or run it (with retries) and record its outcome."""
     rec = ctx.recorded.get(position)
     if rec is not None:
-        check_recorded(ctx, rec, "step", spec.name)
+        check_recorded(ctx, rec, "step", spec.name, spec.former)
         return replay_value(ctx, rec, spec.return_hint)
     yield from guard(ctx)
     started = now()
@@ -255,7 +264,7 @@ def start_child(
     """
     rec = ctx.recorded.get(position)
     if rec is not None:
-        check_recorded(ctx, rec, "child", spec.name)
+        check_recorded(ctx, rec, "child", spec.name, spec.former)
         assert rec.child_id is not None
         return Started(rec.child_id, None)
     yield from guard(ctx)

@@ -18,22 +18,23 @@ if TYPE_CHECKING:
     from durably.execution.host import Host
 
 
-def check_queue(engine: Host, queue: str, priority: int | None) -> Protocol[None]:
-    """A queue must have been declared (here or by any app on this database)."""
+def check_priority(engine: Host, queue: str, priority: int | None) -> Protocol[None]:
+    """A priority is refused on a queue declared without ``priority=True`` (by this app,
+    else as stored). Enqueue never needs the queue's row: without a priority nothing is
+    read, and a queue nobody declared yet takes one (its declaration drops it if the
+    queue has no priorities)."""
+    if priority is None:
+        return
     spec = engine.queues.get(queue)
     if spec is not None:
         allows_priority = spec.priority
     else:
         rows = yield Read(engine.queue_statements.get_queue(queue))
-        if not rows:
-            raise InvalidArgument(
-                f"unknown queue {queue!r}: declare it with app.queue({queue!r}, ...) "
-                f"in the workers' code"
-            )
-        allows_priority = bool(rows[0].priority)
-    if priority is not None and not allows_priority:
+        allows_priority = not rows or bool(rows[0].priority)
+    if not allows_priority:
         raise InvalidArgument(
-            f"queue {queue!r} was declared without priority=True; priorities are refused"
+            f"queue {queue!r} was declared without priority=True; priorities are refused "
+            f"(declare it with app.queue({queue!r}, priority=True) to use them)"
         )
 
 
@@ -47,7 +48,7 @@ def enqueue(
 ) -> Protocol[Started]:
     """Put a workflow on its queue; an existing ID (or held dedup key) is attached to."""
     assert options.queue is not None
-    yield from check_queue(engine, options.queue, options.priority)
+    yield from check_priority(engine, options.queue, options.priority)
     available_at = delay_until(options.delay) if options.delay is not None else None
     rows = yield Write(
         engine.queue_statements.enqueue(
@@ -67,7 +68,7 @@ def enqueue(
         )
     )
     if rows:
-        return Started(workflow_id, None)
+        return Started(workflow_id, None, queue_declared=rows[0].queue_declared)
     existing = yield Read(engine.statements.get_outcome(workflow_id))
     if existing:
         if existing[0].name != spec.name:
@@ -94,7 +95,7 @@ def enqueue_child(
     """Enqueue from a workflow: a child with a deterministic ID, recorded in the parent."""
     rec = ctx.recorded.get(position)
     if rec is not None:
-        check_recorded(ctx, rec, "child", spec.name)
+        check_recorded(ctx, rec, "child", spec.name, spec.former)
         assert rec.child_id is not None
         return Started(rec.child_id, None)
     yield from guard(ctx)
@@ -119,7 +120,6 @@ def debounce(
     timeout: float | None,
 ) -> Protocol[str]:
     """Collapse repeated calls within ``period`` into one run with the latest arguments."""
-    yield from check_queue(engine, queue, None)
     rows = yield Write(
         engine.queue_statements.debounce(
             workflow_id=str(uuid.uuid4()),

@@ -13,6 +13,37 @@ from durably.errors import ConfigurationError
 _UNSET: Any = object()
 
 
+def default_name(fn: Callable[..., Any]) -> str:
+    """The registered name of a workflow or step declared without ``name=``: its
+    qualified name (``charge``, ``Billing.charge``), the same however its module was
+    loaded (imported, or run as ``__main__``)."""
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if not isinstance(qualname, str) or not qualname:
+        raise ConfigurationError(
+            f"{fn!r} has no __qualname__ to be registered under; pass name=... explicitly"
+        )
+    return qualname
+
+
+def former_name(fn: Callable[..., Any]) -> str | None:
+    """The default name of durably 0.1 (``<module>.<qualname>``): replay still accepts a
+    step or child recorded under it, so workflows in flight across the upgrade go on."""
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        return None
+    return f"{module}.{qualname}"
+
+
+def signature_of(fn: Callable[..., Any]) -> inspect.Signature | None:
+    """The signature arguments are bound to before a workflow is written (None when
+    Python cannot tell it, as for some builtins: then nothing is checked)."""
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+
+
 @dataclass(slots=True)
 class StepSpec:
     """A step: its function and retry policy."""
@@ -25,6 +56,9 @@ class StepSpec:
     max_delay: float = 60.0
     retry_on: Callable[[BaseException], bool] | None = None
     is_async: bool = False
+    # The name the step had by default in durably 0.1, when it was declared without name=
+    # (replay accepts a step recorded under it; see ``former_name``).
+    former: str | None = None
     _hint: Any = field(default=_UNSET, repr=False)
 
     def __post_init__(self) -> None:
@@ -75,7 +109,11 @@ class WorkflowSpec:
     name: str
     max_recovery_attempts: int = 50
     is_async: bool = False
+    # As for steps: the 0.1 default name, when declared without name= (a parent's
+    # replay accepts a child recorded under it).
+    former: str | None = None
     _hint: Any = field(default=_UNSET, repr=False)
+    _signature: Any = field(default=_UNSET, repr=False)  # inspect.Signature | None
 
     def __post_init__(self) -> None:
         attempts = self.max_recovery_attempts
@@ -87,6 +125,22 @@ class WorkflowSpec:
         if not isinstance(self.name, str) or not self.name:
             raise ConfigurationError(f"workflow name must be a non-empty string, got {self.name!r}")
         self.is_async = inspect.iscoroutinefunction(self.fn)
+
+    def check_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Refuse arguments the function cannot take, before anything is written: a call
+        that would fail inside the workflow must not store (and so poison) its ID."""
+        signature = self._signature
+        if signature is _UNSET:  # taken once, at the first call
+            signature = self._signature = signature_of(self.fn)
+        if signature is None:
+            return
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(
+                f"workflow {self.name!r} cannot take these arguments: {exc} (its signature "
+                f"is {signature}); nothing was stored"
+            ) from None
 
     @property
     def return_hint(self) -> Any:

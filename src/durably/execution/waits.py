@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from durably import codec as codec_module
 from durably.errors import InvalidArgument, WorkflowNotFound
 from durably.execution.context import WorkflowContext
 from durably.execution.effects import Atomic, Protocol, Read, Wait, Watch, Write
@@ -143,10 +144,11 @@ def await_recorded(
     attempt: Callable[[datetime], Protocol[tuple[bool, Any]]],
     park_target: str | None,
     park_topic: str | None,
+    at_timeout: Callable[[datetime], Protocol[None]] | None = None,
 ) -> Protocol[Any]:
     """The shared shape of recv and get_event in a workflow: try ``attempt`` (which records
     what it finds), else wait (in place or parked) until the durable deadline, then record
-    the timeout and return None."""
+    the timeout and return None (``at_timeout`` may record and raise something else)."""
     started = now()
     deadline: datetime | None = None
     while True:
@@ -159,6 +161,8 @@ def await_recorded(
             deadline = yield from durable_deadline(ctx, position, timeout)
         remaining = (deadline - now()).total_seconds()
         if remaining <= 0:
+            if at_timeout is not None:
+                yield from at_timeout(started)
             yield from record(ctx, position, name, kind, started, output=_TIMED_OUT)
             return None
         if remaining > ctx.engine.park_after:
@@ -300,8 +304,13 @@ def read_event(engine: Host, workflow_id: str, key: str) -> Protocol[tuple[bool,
     return (True, rows[0].value) if rows else (False, None)
 
 
+def exists(engine: Host, workflow_id: str) -> Protocol[bool]:
+    return (yield from read_outcome(engine, workflow_id)) is not None
+
+
 def get_event_outside(engine: Host, workflow_id: str, key: str, timeout: float) -> Protocol[Any]:
-    """The latest value of an event, waiting up to ``timeout`` s for it to exist."""
+    """The latest value of an event, waiting up to ``timeout`` s for it to exist; None
+    then, or WorkflowNotFound if the workflow itself still does not exist."""
     keys = (Kind.EVENT.key(workflow_id),)
     deadline = now() + timedelta(seconds=timeout)
     while True:
@@ -311,6 +320,9 @@ def get_event_outside(engine: Host, workflow_id: str, key: str, timeout: float) 
             return value
         remaining = (deadline - now()).total_seconds()
         if remaining <= 0:
+            # Looked at only now: the workflow may be started while we wait for its event.
+            if not (yield from exists(engine, workflow_id)):
+                raise WorkflowNotFound(workflow_id)
             return None
         yield Wait(keys, since, min(remaining, POLL_INTERVAL))
 
@@ -318,11 +330,17 @@ def get_event_outside(engine: Host, workflow_id: str, key: str, timeout: float) 
 def get_event_in_workflow(
     ctx: WorkflowContext, position: int, workflow_id: str, key: str, timeout: float
 ) -> Protocol[Any]:
-    """get_event from a workflow: the value seen (or the timeout) is recorded for replay."""
+    """get_event from a workflow: the value seen (or the timeout) is recorded for replay.
+
+    A workflow that still does not exist at the timeout is WorkflowNotFound, recorded as
+    this operation's error: a replay raises it again, even if that ID exists by then.
+    """
     name = f"get_event:{workflow_id}:{key}"
     rec = ctx.recorded.get(position)
     if rec is not None:
         check_recorded(ctx, rec, "get_event", name)
+        if rec.error is not None:
+            raise codec_module.load_error(rec.error)
         return None if rec.output.get("timeout") else rec.output["value"]
 
     def look(started: datetime) -> Protocol[tuple[bool, Any]]:
@@ -332,10 +350,17 @@ def get_event_in_workflow(
             yield from record(ctx, position, name, "get_event", started, output=output)
         return found, value
 
+    def unless_missing(started: datetime) -> Protocol[None]:
+        if not (yield from exists(ctx.engine, workflow_id)):
+            missing = WorkflowNotFound(workflow_id)
+            error = codec_module.dump_error(missing)
+            yield from record(ctx, position, name, "get_event", started, error=error)
+            raise missing
+
     keys = (Kind.EVENT.key(workflow_id), Kind.CANCELLED.key(ctx.workflow_id))
     return (
         yield from await_recorded(
-            ctx, position, "get_event", name, timeout, keys, look, workflow_id, key
+            ctx, position, "get_event", name, timeout, keys, look, workflow_id, key, unless_missing
         )
     )
 
@@ -374,8 +399,9 @@ def next_stream_entries(
     skip: int,
     deadline: datetime | None,
     watching: bool,
-) -> Protocol[tuple[list[StreamEntry], bool]]:
-    """Wait for stream entries after ``after``; returns (entries, ended).
+) -> Protocol[tuple[list[StreamEntry], bool] | None]:
+    """Wait for stream entries after ``after``; returns (entries, ended), or None when
+    the deadline passed with nothing new while the stream is still open.
 
     The stream has ended when a closing entry is read, or when the writing workflow is
     finished (success, error or cancel) and nothing more is left to read.
@@ -398,7 +424,7 @@ def next_stream_entries(
         if deadline is not None:
             remaining = min(remaining, (deadline - now()).total_seconds())
             if remaining <= 0:
-                return [], True
+                return None
         yield Wait(keys, since, remaining)
 
 

@@ -1,0 +1,1 @@
+"""The live process: drivers that perform effects, the executor's background duties, leases."""

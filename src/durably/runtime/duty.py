@@ -18,6 +18,7 @@ from typing import Protocol as TypingProtocol
 from durably.runtime.drivers import Runner
 
 if TYPE_CHECKING:
+    from durably.errors import ExecutorIdInUse
     from durably.execution.context import WorkflowContext
     from durably.execution.specs import WorkflowSpec
     from durably.store.database import AsyncDatabase
@@ -52,6 +53,15 @@ class KeeperHost(Runner, TypingProtocol):
 
     @property
     def app_name(self) -> str | None: ...
+
+    @property
+    def incarnation(self) -> str:
+        """This engine's token: the process that holds its executor ID."""
+        ...
+
+    def lose_id(self, error: ExecutorIdInUse) -> None:
+        """Another process took this executor's ID: start nothing more here."""
+        ...
 
     def take_abandoned(self) -> dict[str, int]:
         """The runs that stopped here without an outcome, forgotten as they are taken."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from durably import codec as codec_module
 from durably.errors import (
+    ExecutorIdInUse,
     LostOwnership,
     ResultTimeout,
     WorkflowCancelled,
@@ -39,7 +40,8 @@ from durably.execution.waits import POLL_INTERVAL
 from durably.runtime import logs
 from durably.runtime.drivers import drive_async, drive_sync
 from durably.runtime.duty import SchedulerHook as SchedulerHook
-from durably.runtime.heartbeat import beat_statement
+from durably.runtime.heartbeat import register
+from durably.runtime.identity import enlist, new_incarnation
 from durably.runtime.keeper import Keeper
 from durably.runtime.lease import Lease
 from durably.runtime.notifier import Notifier
@@ -89,6 +91,8 @@ class Engine:
         self.statements: Statements = db.statements
         self.app_name = app_name
         self.executor_id = executor_id or default_executor_id()
+        # This engine's token in its executor row: which process holds the ID now.
+        self.incarnation = new_incarnation()
         self.codec = codec
         self.lease = Lease(lease)
         self.registry = registry
@@ -128,8 +132,16 @@ class Engine:
         self._ready = threading.Event()  # set once launch (and its recovery claim) is done
         self._attempt = threading.Event()  # set when the launch under way ends, either way
         self._closed = False
+        # Set when a heartbeat found this executor ID taken by another process.
+        self._lost_id: ExecutorIdInUse | None = None
+        enlist(self)
 
     # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def holds_its_id(self) -> bool:
+        """Launched (or launching) and not shut down: its executor row is its own."""
+        return self._launched and not self._closed
 
     def launch(self) -> None:
         """Register this executor, recover its own unfinished workflows, start the keeper.
@@ -173,9 +185,8 @@ class Engine:
 
     def _launch(self) -> None:
         if self.serves:
-            sent = time.monotonic()
-            self.db.run_settled(beat_statement(self))
-            self.lease.renewed(sent)
+            # Before anything runs or is recovered here: the executor ID must be ours.
+            register(self, self.db)
         self._start_loop()
         assert self._loop is not None
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -290,11 +301,14 @@ class Engine:
             ]
         try:
             rows = self.db.run_settled(
-                self.statements.release_executor(self.executor_id), budget=5.0
+                self.statements.release_executor(self.executor_id, self.incarnation), budget=5.0
             )
             unfinished = rows[0].unfinished if rows else 0
-            if not unfinished:
-                self.db.run_settled(self.statements.remove_executor(self.executor_id), budget=5.0)
+            if rows and not unfinished:
+                self.db.run_settled(
+                    self.statements.remove_executor(self.executor_id, self.incarnation),
+                    budget=5.0,
+                )
         except Exception as exc:
             log.warning(
                 "durably: executor %s shut down with %d workflow(s) running here (%s) and "
@@ -308,6 +322,17 @@ class Engine:
                 self.lease.seconds,
                 extra=_left_fields(self.executor_id, running),
             )
+            return
+        if not rows:
+            if running:  # the executor ID was taken: its holder owns these workflows now
+                log.warning(
+                    "durably: executor %s shut down with %d workflow(s) running here (%s); "
+                    "another process holds its executor ID now and owns them",
+                    self.executor_id,
+                    len(running),
+                    name_runs(running),
+                    extra=_left_fields(self.executor_id, running),
+                )
             return
         if unfinished or running:
             log.warning(
@@ -336,6 +361,13 @@ class Engine:
     def ensure_launched(self) -> None:
         if not self._ready.is_set():
             self.launch()
+        if self._lost_id is not None:
+            raise ExecutorIdInUse(*self._lost_id.args)
+
+    def lose_id(self, error: ExecutorIdInUse) -> None:
+        """Another process took this executor ID: no workflow or body starts here again."""
+        self._lost_id = error
+        self.lease.revoke(str(error))
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

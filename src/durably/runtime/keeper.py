@@ -18,7 +18,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from durably.errors import ConnectionLost, DatabaseUnavailable, LostOwnership
+from durably.errors import ConnectionLost, DatabaseUnavailable, ExecutorIdInUse, LostOwnership
 from durably.runtime.dispatch import Dispatch
 from durably.runtime.duty import Duty, Pacer
 from durably.runtime.heartbeat import Heartbeat
@@ -51,7 +51,9 @@ class Keeper:
         self.duties: tuple[Duty, ...] = (
             (self.recovery, self.dispatch, self.wakeups, self.ticks) if host.serves else ()
         )
-        self.heartbeat = Heartbeat(host, min(host.lease.every, poll_interval), self.surveyed)
+        self.heartbeat = Heartbeat(
+            host, min(host.lease.every, poll_interval), self.surveyed, self.evicted
+        )
         self.listener = Listener(
             host,
             self.pacer,
@@ -104,6 +106,31 @@ class Keeper:
         if survey.expired:
             self.recovery.expired_seen()
         self._kick.set()
+
+    def evicted(self, survey: Survey) -> None:
+        """A beat found this executor's ID held by another process (it took the row
+        after this one's lease lapsed): stop claiming, and start no more bodies here."""
+        host = "an unknown host" if survey.holder_host is None else repr(survey.holder_host)
+        log.error(
+            "durably: executor ID %r was taken by another process (%s, pid %s) after this "
+            "process's lease lapsed; this process stops claiming work and starts no more "
+            "workflows or step bodies (its unfinished workflows are the other's now). Two "
+            "live processes must never share an executor ID: restart this one with its own "
+            "executor_id, or none to let durably generate one.",
+            self.host.executor_id,
+            host,
+            survey.holder_pid,
+        )
+        self.host.lose_id(
+            ExecutorIdInUse(
+                self.host.executor_id,
+                survey.holder_host,
+                survey.holder_pid,
+                survey.holder_age,
+                survey.holder_expires_in,
+            )
+        )
+        self.drain()
 
     def _missed(self) -> None:
         """The listener (re)connected: anything sent while it was away is looked for."""

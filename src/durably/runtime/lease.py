@@ -22,11 +22,14 @@ from durably.errors import DatabaseUnavailable, LostOwnership
 HOLD_TIMEOUT = 60.0
 
 
-class LeaseRevoked(LostOwnership):
-    """The executor is shutting down: no body may start any more."""
+SHUTTING_DOWN = "this executor is shutting down; its workflows are left to others"
 
-    def __init__(self) -> None:
-        self._set("this executor is shutting down; its workflows are left to others")
+
+class LeaseRevoked(LostOwnership):
+    """The executor is shutting down (or lost its ID): no body may start any more."""
+
+    def __init__(self, reason: str = SHUTTING_DOWN) -> None:
+        self._set(reason)
 
 
 def _lapsed() -> DatabaseUnavailable:
@@ -46,6 +49,7 @@ class Lease:
         self.generation = 0
         self._renewed_at: float | None = None  # monotonic time the last renewal was sent
         self._revoked = False
+        self._reason = SHUTTING_DOWN
         self._changed = threading.Condition()
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
@@ -67,9 +71,12 @@ class Lease:
         for loop, future in waiters:
             loop.call_soon_threadsafe(_resolve, future)
 
-    def revoke(self) -> None:
-        """Give the lease up (shutdown): bodies that have not started never will."""
+    def revoke(self, reason: str | None = None) -> None:
+        """Give the lease up (shutdown, or the executor ID was taken): bodies that have
+        not started never will; they fail with LostOwnership saying ``reason``."""
         with self._changed:
+            if not self._revoked and reason is not None:
+                self._reason = reason
             self._revoked = True
             self._changed.notify_all()
             waiters, self._async_waiters = self._async_waiters, []
@@ -79,7 +86,7 @@ class Lease:
     def current(self) -> int | None:
         """The lease's generation if it is valid now, else None."""
         if self._revoked:
-            raise LeaseRevoked
+            raise LeaseRevoked(self._reason)
         renewed = self._renewed_at
         if renewed is not None and time.monotonic() - renewed < self.seconds - self.margin:
             return self.generation

@@ -9,10 +9,10 @@ port needs is written down in docs/dialects.md.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import psycopg
 
@@ -72,12 +72,42 @@ DIALECTS: tuple[Dialect, ...] = (PostgreSQL(),)
 
 
 def dialect_for(url: str) -> Dialect:
-    """The dialect that serves ``url`` (a libpq URL or a key=value connection string)."""
-    scheme = urlsplit(url).scheme.lower() if "://" in url else "postgresql"
+    """The dialect that serves ``url`` (a libpq URL or a key=value connection string);
+    ConfigurationError, never showing the password, for a URL that is not one."""
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError(
+            "the database URL is empty; pass postgresql://user:password@host:port/database "
+            "(or leave it out for the embedded PostgreSQL)"
+        )
+    scheme = url.partition("://")[0].lower() if "://" in url else "postgresql"
     for dialect in DIALECTS:
         if scheme in dialect.schemes:
-            return dialect
-    raise ConfigurationError(
-        f"durably runs on PostgreSQL; a database URL starting {scheme}:// is not supported "
-        f"(use postgresql://user:password@host:port/database)"
-    )
+            break
+    else:
+        raise ConfigurationError(
+            f"durably runs on PostgreSQL; a database URL starting {scheme}:// is not "
+            f"supported (use postgresql://user:password@host:port/database)"
+        )
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        # The driver's message may quote the whole URL, password and all.
+        raise ConfigurationError(
+            f"the database URL is malformed: {mask_password(str(exc).strip(), url)} "
+            f"(expected postgresql://user:password@host:port/database; percent-encode "
+            f"special characters in the user name and password)"
+        ) from None
+    return dialect
+
+
+_URL_PASSWORD = re.compile(r"://[^/@:]*:([^@/]*)@")
+_KV_PASSWORD = re.compile(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
+
+
+def mask_password(text: str, url: str) -> str:
+    """``text`` with every occurrence of ``url``'s password replaced by ***."""
+    secrets = [m.group(1) for m in _URL_PASSWORD.finditer(url)]
+    secrets += [m.group(1).strip("'") for m in _KV_PASSWORD.finditer(url)]
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text

@@ -147,18 +147,60 @@ SELECT clock_timestamp() AS now
 -- name: heartbeat
 -- Register this executor or renew its lease, and say in the same round trip what is
 -- due for it: the next parked workflow of its names to wake, the next deadline, the next
--- schedule tick, which of its queues hold ready work, and whether an expired executor
--- left work to take over. An idle worker sends nothing else (notifications bring work
--- forward between beats); each answer is an index probe.
-WITH beat AS (
-    INSERT INTO {schema}.executors (id, app_name, hostname, pid, lease_seconds)
-    VALUES (%(id)s, %(app_name)s, %(hostname)s, %(pid)s, %(lease_seconds)s)
+-- schedule tick, which of its queues hold ready work, whether an expired executor left
+-- work to take over, and which names of waiting work (queued on its queues, or parked)
+-- neither it nor any live executor registers. An idle worker sends nothing else
+-- (notifications bring work forward between beats); each answer is an index probe.
+-- The row records the names and queues this executor serves. It is written only while
+-- it is this engine's (same incarnation), its holder's lease has expired, or its holder
+-- was found gone (%(replaces)s names that holder's incarnation); otherwise nothing is
+-- written, registered is false and the holder_* columns say who holds the ID.
+WITH RECURSIVE beat AS (
+    INSERT INTO {schema}.executors AS e
+        (id, app_name, hostname, pid, lease_seconds, incarnation, pid_space, names, queues)
+    VALUES (%(id)s, %(app_name)s, %(hostname)s, %(pid)s, %(lease_seconds)s, %(incarnation)s,
+            %(pid_space)s, %(names)s::text[], %(queues)s::text[])
     ON CONFLICT (id) DO UPDATE
-    SET heartbeat_at = now(), pid = EXCLUDED.pid, hostname = EXCLUDED.hostname,
-        lease_seconds = EXCLUDED.lease_seconds
+    SET heartbeat_at = now(), app_name = EXCLUDED.app_name, pid = EXCLUDED.pid,
+        hostname = EXCLUDED.hostname, lease_seconds = EXCLUDED.lease_seconds,
+        incarnation = EXCLUDED.incarnation, pid_space = EXCLUDED.pid_space,
+        names = EXCLUDED.names, queues = EXCLUDED.queues
+    WHERE e.incarnation = EXCLUDED.incarnation
+       OR e.incarnation = %(replaces)s
+       OR e.heartbeat_at + make_interval(secs => e.lease_seconds) < now()
     RETURNING id
+), holder AS (
+    SELECT hostname, pid, pid_space, incarnation,
+           date_part('epoch', now() - heartbeat_at) AS age,
+           date_part('epoch', heartbeat_at + make_interval(secs => lease_seconds) - now())
+               AS expires_in
+    FROM {schema}.executors
+    WHERE id = %(id)s AND NOT EXISTS (SELECT 1 FROM beat)
+), live AS MATERIALIZED (
+    SELECT names, queues FROM {schema}.executors
+    WHERE heartbeat_at + make_interval(secs => lease_seconds) >= now()
+), waiting(name, status, n) AS (
+    -- each (name, status) of work nobody runs, one index probe each: a loose scan of
+    -- workflows_waiting_names, however deep the backlog
+    (SELECT name, status, 1 FROM {schema}.workflows
+     WHERE status IN ('ENQUEUED', 'DELAYED') OR (status = 'PENDING' AND executor_id IS NULL)
+     ORDER BY name, status LIMIT 1)
+    UNION ALL
+    SELECT later.name, later.status, waiting.n + 1
+    FROM waiting, LATERAL (
+        SELECT w.name, w.status FROM {schema}.workflows w
+        WHERE (w.status IN ('ENQUEUED', 'DELAYED')
+               OR (w.status = 'PENDING' AND w.executor_id IS NULL))
+          AND (w.name, w.status) > (waiting.name, waiting.status)
+        ORDER BY w.name, w.status LIMIT 1
+    ) later
+    WHERE waiting.n < 1000
 )
 SELECT
+    (SELECT count(*) FROM beat) > 0 AS registered,
+    holder.hostname AS holder_host, holder.pid AS holder_pid,
+    holder.pid_space AS holder_pid_space, holder.incarnation AS holder_incarnation,
+    holder.age AS holder_age, holder.expires_in AS holder_expires_in,
     (SELECT min(wake_at) FROM {schema}.workflows
      WHERE status = 'PENDING' AND executor_id IS NULL
        AND name = ANY(%(names)s::text[])) AS next_wake,
@@ -177,26 +219,51 @@ SELECT
               AND EXISTS (SELECT 1 FROM {schema}.workflows w
                           WHERE w.executor_id = e.id AND w.status = 'PENDING'
                             AND w.name = ANY(%(names)s::text[]))) AS expired,
+    -- waiting work this executor sees but cannot run, and no live executor would:
+    -- queued on one of its queues that no live executor serves that name on, or parked
+    -- under a name no live executor registers
+    ARRAY(SELECT DISTINCT s.name FROM waiting s
+          WHERE NOT s.name = ANY(%(names)s::text[])
+            AND CASE WHEN s.status = 'PENDING'
+                     THEN NOT EXISTS (SELECT 1 FROM live WHERE s.name = ANY(live.names))
+                     ELSE EXISTS (
+                         SELECT 1 FROM unnest(%(queues)s::text[]) AS q
+                         WHERE NOT EXISTS (SELECT 1 FROM live
+                                           WHERE s.name = ANY(live.names)
+                                             AND q = ANY(live.queues))
+                           AND EXISTS (SELECT 1 FROM {schema}.workflows w
+                                       WHERE w.name = s.name AND w.status = s.status
+                                         AND w.status IN ('ENQUEUED', 'DELAYED')
+                                         AND w.queue_name = q))
+                END
+          ORDER BY s.name) AS strangers,
     clock_timestamp() AS now
-FROM beat
+FROM (SELECT 1) AS one
+LEFT JOIN holder ON true
 
 -- name: remove_executor
-DELETE FROM {schema}.executors WHERE id = %(id)s
+-- Only this engine's row: a process whose ID was taken over leaves the new holder's.
+DELETE FROM {schema}.executors WHERE id = %(id)s AND incarnation = %(incarnation)s
+
+-- name: fragment_recovery_set
+-- What every recovery claim sets: a new epoch and attempt (dead-lettered past the attempts
+-- allowed). Queued work goes back on its queue, keeping its place, so that it is claimed
+-- again within the queue's limits by a worker that listens to that queue; the statement
+-- says who owns the rest.
+claim_token = %(token)s, epoch = w.epoch + 1,
+recovery_attempts = w.recovery_attempts + 1,
+status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
+              WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
+              ELSE w.status END,
+updated_at = clock_timestamp()
 
 -- name: claim_own
 -- On launch: take back this executor's unfinished workflows (an older process still
 -- running under the same ID is fenced out by the new epoch).
 WITH claimed AS (
     UPDATE {schema}.workflows w
-    SET claim_token = %(token)s, epoch = w.epoch + 1,
-        recovery_attempts = w.recovery_attempts + 1,
-        status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
-                      WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
-                      ELSE w.status END,
-        -- Queued work goes back on its queue (keeping its place), so that it is claimed
-        -- again within the queue's limits and by a worker that listens to that queue.
-        executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END,
-        updated_at = clock_timestamp()
+    SET {fragment_recovery_set},
+        executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END
     FROM (
         -- updated before this launch began: neither claimed by an earlier batch of it
         -- nor started by this process since
@@ -219,13 +286,8 @@ SELECT * FROM claimed
 -- its retries, or a recovery failed), only if nobody took them since (same epoch).
 WITH claimed AS (
     UPDATE {schema}.workflows w
-    SET claim_token = %(token)s, epoch = w.epoch + 1,
-        recovery_attempts = w.recovery_attempts + 1,
-        status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
-                      WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
-                      ELSE w.status END,
-        executor_id = CASE WHEN w.queue_name IS NULL THEN w.executor_id END,
-        updated_at = clock_timestamp()
+    SET {fragment_recovery_set},
+        executor_id = CASE WHEN w.queue_name IS NULL THEN w.executor_id END
     FROM unnest(%(ids)s::text[], %(epochs)s::bigint[]) AS a(id, epoch)
     WHERE w.id = a.id AND w.epoch = a.epoch AND w.executor_id = %(executor_id)s
       AND w.status = 'PENDING'
@@ -238,10 +300,11 @@ SELECT * FROM claimed
 -- At shutdown, once this executor's runs have finished or been given up: its lease ends
 -- now, as if it had expired, so that the next heartbeat of every other executor reports
 -- its unfinished workflows (the survey's "expired") and takes them over at once instead
--- of after the lease. Returns how many it leaves unfinished (with none, the row can go).
+-- of after the lease. Returns how many it leaves unfinished (with none, the row can go);
+-- no row when another process holds the executor ID now (its row is left alone).
 UPDATE {schema}.executors e
 SET heartbeat_at = now() - make_interval(secs => e.lease_seconds) - interval '1 second'
-WHERE e.id = %(id)s
+WHERE e.id = %(id)s AND e.incarnation = %(incarnation)s
 RETURNING (SELECT count(*) FROM {schema}.workflows w
            WHERE w.executor_id = e.id AND w.status = 'PENDING')::int AS unfinished
 
@@ -250,15 +313,8 @@ RETURNING (SELECT count(*) FROM {schema}.workflows w
 -- gone). The row lock of the UPDATE serialises with fenced writes (FOR SHARE).
 WITH claimed AS (
     UPDATE {schema}.workflows w
-    SET claim_token = %(token)s, epoch = w.epoch + 1,
-        recovery_attempts = w.recovery_attempts + 1,
-        status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
-                      WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
-                      ELSE w.status END,
-        -- Queued work goes back on its queue (keeping its place), so that it is claimed
-        -- again within the queue's limits and by a worker that listens to that queue.
-        executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END,
-        updated_at = clock_timestamp()
+    SET {fragment_recovery_set},
+        executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END
     FROM (
         SELECT wf.id FROM {schema}.workflows wf
         LEFT JOIN {schema}.executors e ON e.id = wf.executor_id
@@ -283,10 +339,19 @@ SELECT * FROM claimed
 {fragment_claimed_before}
 
 -- name: list_workflows
+-- served: whether a live executor registers the workflow's name (and, for queued work,
+-- listens to its queue); the live executors are read once, not per row.
+WITH live AS MATERIALIZED (
+    SELECT names, queues FROM {schema}.executors
+    WHERE heartbeat_at + make_interval(secs => lease_seconds) >= now()
+)
 SELECT id, name, status, inputs, output, error, executor_id, epoch, recovery_attempts,
        max_recovery_attempts, parent_id, parent_step, forked_from, codec,
-       created_at, updated_at, completed_at
-FROM {schema}.workflows
+       created_at, updated_at, completed_at,
+       EXISTS (SELECT 1 FROM live
+               WHERE w.name = ANY(live.names)
+                 AND (w.queue_name IS NULL OR w.queue_name = ANY(live.queues))) AS served
+FROM {schema}.workflows w
 WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
   AND (%(name)s::text IS NULL OR name = %(name)s)
   AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
@@ -294,6 +359,16 @@ WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
   AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s)
 ORDER BY created_at {order}, id {order}
 LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: served
+-- Whether a live executor (lease not expired) registers this workflow name and, for
+-- work on a queue, listens to that queue.
+SELECT EXISTS (
+    SELECT 1 FROM {schema}.executors
+    WHERE heartbeat_at + make_interval(secs => lease_seconds) >= now()
+      AND %(name)s = ANY(names)
+      AND (%(queue)s::text IS NULL OR %(queue)s = ANY(queues))
+) AS served
 
 -- name: list_operations
 SELECT workflow_id, step, name, kind, output, error, child_id, started_at, completed_at

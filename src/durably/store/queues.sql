@@ -1,16 +1,26 @@
 -- Queues: declaration, enqueue, claim (dispatch), delays and debounce.
 
 -- name: declare_queue
-INSERT INTO {schema}.queues
-    (name, concurrency, worker_concurrency, rate_limit, rate_period, priority,
-     partition_concurrency)
-VALUES (%(name)s, %(concurrency)s, %(worker_concurrency)s, %(rate_limit)s, %(rate_period)s,
-        %(priority)s, %(partition_concurrency)s)
-ON CONFLICT (name) DO UPDATE
-SET concurrency = EXCLUDED.concurrency, worker_concurrency = EXCLUDED.worker_concurrency,
-    rate_limit = EXCLUDED.rate_limit, rate_period = EXCLUDED.rate_period,
-    priority = EXCLUDED.priority, partition_concurrency = EXCLUDED.partition_concurrency,
-    updated_at = now()
+-- Work may be enqueued before any declaration (enqueue never needs the queue's row), so
+-- with priorities it could not check: a queue declared without priorities drops those
+-- of its waiting work, which then runs in enqueue order like the rest.
+WITH declared AS (
+    INSERT INTO {schema}.queues
+        (name, concurrency, worker_concurrency, rate_limit, rate_period, priority,
+         partition_concurrency)
+    VALUES (%(name)s, %(concurrency)s, %(worker_concurrency)s, %(rate_limit)s, %(rate_period)s,
+            %(priority)s, %(partition_concurrency)s)
+    ON CONFLICT (name) DO UPDATE
+    SET concurrency = EXCLUDED.concurrency, worker_concurrency = EXCLUDED.worker_concurrency,
+        rate_limit = EXCLUDED.rate_limit, rate_period = EXCLUDED.rate_period,
+        priority = EXCLUDED.priority, partition_concurrency = EXCLUDED.partition_concurrency,
+        updated_at = now()
+    RETURNING name
+)
+UPDATE {schema}.workflows
+SET priority = NULL
+WHERE queue_name = (SELECT name FROM declared) AND NOT %(priority)s
+  AND priority IS NOT NULL AND status IN ('ENQUEUED', 'DELAYED')
 
 -- name: get_queue
 SELECT name, priority FROM {schema}.queues WHERE name = %(name)s
@@ -32,12 +42,14 @@ WITH ins AS (
     ON CONFLICT DO NOTHING
     RETURNING id, status, available_at
 )
--- Workers are told of ready work at once, and of delayed work's due time (t:).
+-- Workers are told of ready work at once, and of delayed work's due time (t:). The
+-- queue need not be declared yet: its work waits for the first worker that declares it.
 SELECT id, status,
        CASE WHEN status = 'ENQUEUED' THEN pg_notify(%(channel)s, {kind_queued} || %(queue)s)
             ELSE pg_notify(%(channel)s,
                            {kind_delayed} || extract(epoch FROM available_at) || ':' || %(queue)s)
-       END AS notified
+       END AS notified,
+       EXISTS (SELECT 1 FROM {schema}.queues WHERE name = %(queue)s) AS queue_declared
 FROM ins
 
 -- name: dedup_holder

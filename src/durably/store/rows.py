@@ -181,6 +181,7 @@ class StoredWorkflow(NamedTuple):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    served: bool
 
 
 class AppliedMigration(NamedTuple):
@@ -267,11 +268,12 @@ class StoredQueue(NamedTuple):
 
 
 class Enqueued(NamedTuple):
-    """A workflow put on its queue."""
+    """A workflow put on its queue (declared by some worker already, or not yet)."""
 
     id: str
     status: str
     notified: Any
+    queue_declared: bool
 
 
 class DedupHolder(NamedTuple):
@@ -350,14 +352,29 @@ class Released(NamedTuple):
 
 
 class Survey(NamedTuple):
-    """A heartbeat's answer: what is due for this executor, as the database sees it."""
+    """A heartbeat's answer: whether the executor ID is this engine's (else who holds
+    it), and what is due for this executor, as the database sees it."""
 
+    registered: bool
+    holder_host: str | None
+    holder_pid: int | None
+    holder_pid_space: str | None
+    holder_incarnation: str | None
+    holder_age: float | None
+    holder_expires_in: float | None
     next_wake: datetime | None
     next_deadline: datetime | None
     next_tick: datetime | None
     ready_queues: list[str]
     expired: bool
+    strangers: list[str]
     now: datetime
+
+
+class Served(NamedTuple):
+    """Whether a live executor serves a workflow name (on a queue)."""
+
+    served: bool
 
 
 # The row type of every statement whose result rows are read, by the statement's name
@@ -379,6 +396,7 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "claim_abandoned": Claimed,
     "take_over": Claimed,
     "list_workflows": StoredWorkflow,
+    "served": Served,
     "list_operations": StoredOperation,
     "applied_migrations": AppliedMigration,
     "finish_workflow_notify": Finished,

@@ -84,7 +84,7 @@ class Statements:
             "set_event", "get_event", "get_all_events", "write_stream",
             "read_stream", "cancel", "cancel_expired", "resume", "fork", "record_operations",
             "claim_abandoned", "insert_workflows", "finish_workflows", "lock_workflow",
-            "load_operations_many",
+            "load_operations_many", "served",
         ]  # fmt: skip
         # Notifications of this schema: short and fixed-length whatever the schema name.
         self.channel = "durably_" + hashlib.sha256(schema.encode()).hexdigest()[:16]
@@ -269,9 +269,14 @@ class Statements:
         hostname: str,
         pid: int,
         lease: float,
+        incarnation: str,
+        pid_space: str | None,
         names: Sequence[str] = (),
         queues: Sequence[str] = (),
+        replaces: str | None = None,
     ) -> Statement:
+        """The beat of the engine ``incarnation``; it takes the row from another holder
+        only when that one's lease expired or it is ``replaces`` (found gone)."""
         return bound(
             self._sql["heartbeat"],
             {
@@ -280,13 +285,19 @@ class Statements:
                 "hostname": hostname,
                 "pid": pid,
                 "lease_seconds": lease,
+                "incarnation": incarnation,
+                "pid_space": pid_space,
                 "names": list(names),
                 "queues": list(queues),
+                "replaces": replaces,
             },
         )
 
-    def remove_executor(self, executor_id: str) -> Statement:
-        return bound(self._sql["remove_executor"], {"id": executor_id})
+    def remove_executor(self, executor_id: str, incarnation: str) -> Statement:
+        return bound(self._sql["remove_executor"], {"id": executor_id, "incarnation": incarnation})
+
+    def served(self, name: str, queue: str | None) -> Statement:
+        return bound(self._sql["served"], {"name": name, "queue": queue})
 
     def clock(self) -> Statement:
         return bound(self._sql["clock"], {})
@@ -320,9 +331,9 @@ class Statements:
             },
         )
 
-    def release_executor(self, executor_id: str) -> Statement:
-        """End this executor's lease now (shutdown): others take its work over at once."""
-        return bound(self._sql["release_executor"], {"id": executor_id})
+    def release_executor(self, executor_id: str, incarnation: str) -> Statement:
+        """End this engine's lease now (shutdown): others take its work over at once."""
+        return bound(self._sql["release_executor"], {"id": executor_id, "incarnation": incarnation})
 
     def take_over(self, executor_id: str, names: Sequence[str], limit: int) -> Statement:
         return bound(
