@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 import durably
-from durably.runtime import served
+from durably.runtime import census, served
 from procs.harness import Workers
 from procs.workflows import expected_three
 from support import wait_until
@@ -136,6 +136,7 @@ def test_listing_says_whether_a_live_worker_serves_each_workflow(
 
 
 def test_worker_warns_once_about_waiting_work_under_a_name_it_does_not_register(
+    monkeypatch: pytest.MonkeyPatch,
     make_app: Callable[..., durably.App],
     pg_url: str,
     schema: str,
@@ -143,6 +144,7 @@ def test_worker_warns_once_about_waiting_work_under_a_name_it_does_not_register(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="durably")
+    monkeypatch.setattr(census, "CENSUS_EVERY", 0.2)  # ten minutes by default
     worker = make_app(poll_interval=0.2)
     worker.queue("jobs")
 
@@ -155,10 +157,13 @@ def test_worker_warns_once_about_waiting_work_under_a_name_it_does_not_register(
         # Work enqueued under a name the worker's code no longer declares (renamed).
         stale = client.enqueue("jobs", "mail.send_v1", "a@b.c")
         worker.launch()
-        # Seen by the launch itself.
+        # Seen by the census at the launch's first round.
+        wait_until(
+            lambda: messages(caplog, "named 'mail.send_v1'"), what="the warning for mail.send_v1"
+        )
         (warning,) = messages(caplog, "named 'mail.send_v1'")
         assert "does not register" in warning and worker.executor_id in warning
-        # And by the heartbeats after it: a name that turns up later is told once too.
+        # And by the censuses after it: a name that turns up later is told once too.
         client.enqueue("jobs", "mail.sned", "typo@b.c")
         wait_until(lambda: messages(caplog, "named 'mail.sned'"), what="the warning for mail.sned")
         beats(db, worker.executor_id, 3)

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from durably.errors import ConnectionLost, DatabaseUnavailable, ExecutorIdInUse
 from durably.runtime.identity import holder_gone, pid_space
-from durably.runtime.served import strangers_seen
 from durably.store.outage import FIRST_DELAY, MAX_DELAY
 from durably.store.rows import Survey
 
@@ -79,8 +78,6 @@ def register(host: KeeperHost, db: Database) -> None:
             survey.holder_expires_in,
         )
     host.lease.renewed(sent)
-    if survey.strangers:
-        strangers_seen(host.executor_id, survey.strangers)
 
 
 class Heartbeat:
@@ -127,6 +124,4 @@ class Heartbeat:
                 self.evicted(survey)
                 return
             self.host.lease.renewed(sent)
-            if survey.strangers:
-                strangers_seen(self.host.executor_id, survey.strangers)
             self.surveyed(survey)

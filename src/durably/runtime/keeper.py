@@ -1,11 +1,12 @@
 """The executor's background loop: one scheduling loop over its named duties.
 
 The duties are recovery (``recovery``), queue dispatch (``dispatch``), wake-ups and
-deadlines (``wakeups``) and schedule ticks (``ticks``); beside the loop run the heartbeat
-(``heartbeat``: lease renewal plus a survey of what is due) and the LISTEN connection
-(``listener``). Idle, an executor sends one query a beat, every ``lease/4`` (or every
-``poll_interval`` if that is shorter); notifications, local timers and the beats' surveys
-bring duties forward. During a database outage every duty waits out a capped back-off
+deadlines (``wakeups``), schedule ticks (``ticks``) and a rare census of work no worker
+serves (``census``); beside the loop run the heartbeat (``heartbeat``: lease renewal
+plus a survey of what is due) and the LISTEN connection (``listener``). Idle, an
+executor sends one query a beat, every ``lease/4`` (or every ``poll_interval`` if that
+is shorter), and a census every ten minutes; notifications, local timers and the beats'
+surveys bring duties forward. During a database outage every duty waits out a capped back-off
 (so work resumes within about a second of the server's return) and is then run again.
 """
 
@@ -19,6 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from durably.errors import ConnectionLost, DatabaseUnavailable, ExecutorIdInUse, LostOwnership
+from durably.runtime.census import Census
 from durably.runtime.dispatch import Dispatch
 from durably.runtime.duty import Duty, Pacer
 from durably.runtime.heartbeat import Heartbeat
@@ -49,7 +51,9 @@ class Keeper:
         self.ticks = Ticks(host.scheduler)
         # A Client runs no workflows: it only listens (handles wait on notifications).
         self.duties: tuple[Duty, ...] = (
-            (self.recovery, self.dispatch, self.wakeups, self.ticks) if host.serves else ()
+            (self.recovery, self.dispatch, self.wakeups, self.ticks, Census(host))
+            if host.serves
+            else ()
         )
         self.heartbeat = Heartbeat(
             host, min(host.lease.every, poll_interval), self.surveyed, self.evicted

@@ -155,7 +155,7 @@ SELECT clock_timestamp() AS now
 -- it is this engine's (same incarnation), its holder's lease has expired, or its holder
 -- was found gone (%(replaces)s names that holder's incarnation); otherwise nothing is
 -- written, registered is false and the holder_* columns say who holds the ID.
-WITH RECURSIVE beat AS (
+WITH beat AS (
     INSERT INTO {schema}.executors AS e
         (id, app_name, hostname, pid, lease_seconds, incarnation, pid_space, names, queues)
     VALUES (%(id)s, %(app_name)s, %(hostname)s, %(pid)s, %(lease_seconds)s, %(incarnation)s,
@@ -176,25 +176,6 @@ WITH RECURSIVE beat AS (
                AS expires_in
     FROM {schema}.executors
     WHERE id = %(id)s AND NOT EXISTS (SELECT 1 FROM beat)
-), live AS MATERIALIZED (
-    SELECT names, queues FROM {schema}.executors
-    WHERE heartbeat_at + make_interval(secs => lease_seconds) >= now()
-), waiting(name, status, n) AS (
-    -- each (name, status) of work nobody runs, one index probe each: a loose scan of
-    -- workflows_waiting_names, however deep the backlog
-    (SELECT name, status, 1 FROM {schema}.workflows
-     WHERE status IN ('ENQUEUED', 'DELAYED') OR (status = 'PENDING' AND executor_id IS NULL)
-     ORDER BY name, status LIMIT 1)
-    UNION ALL
-    SELECT later.name, later.status, waiting.n + 1
-    FROM waiting, LATERAL (
-        SELECT w.name, w.status FROM {schema}.workflows w
-        WHERE (w.status IN ('ENQUEUED', 'DELAYED')
-               OR (w.status = 'PENDING' AND w.executor_id IS NULL))
-          AND (w.name, w.status) > (waiting.name, waiting.status)
-        ORDER BY w.name, w.status LIMIT 1
-    ) later
-    WHERE waiting.n < 1000
 )
 SELECT
     (SELECT count(*) FROM beat) > 0 AS registered,
@@ -219,27 +200,28 @@ SELECT
               AND EXISTS (SELECT 1 FROM {schema}.workflows w
                           WHERE w.executor_id = e.id AND w.status = 'PENDING'
                             AND w.name = ANY(%(names)s::text[]))) AS expired,
-    -- waiting work this executor sees but cannot run, and no live executor would:
-    -- queued on one of its queues that no live executor serves that name on, or parked
-    -- under a name no live executor registers
-    ARRAY(SELECT DISTINCT s.name FROM waiting s
-          WHERE NOT s.name = ANY(%(names)s::text[])
-            AND CASE WHEN s.status = 'PENDING'
-                     THEN NOT EXISTS (SELECT 1 FROM live WHERE s.name = ANY(live.names))
-                     ELSE EXISTS (
-                         SELECT 1 FROM unnest(%(queues)s::text[]) AS q
-                         WHERE NOT EXISTS (SELECT 1 FROM live
-                                           WHERE s.name = ANY(live.names)
-                                             AND q = ANY(live.queues))
-                           AND EXISTS (SELECT 1 FROM {schema}.workflows w
-                                       WHERE w.name = s.name AND w.status = s.status
-                                         AND w.status IN ('ENQUEUED', 'DELAYED')
-                                         AND w.queue_name = q))
-                END
-          ORDER BY s.name) AS strangers,
     clock_timestamp() AS now
 FROM (SELECT 1) AS one
 LEFT JOIN holder ON true
+
+-- name: strangers
+-- Names of waiting work this executor sees but cannot run, and no live executor would:
+-- queued on one of its queues under a name no live executor serves there, or parked
+-- under a name no live executor registers. It reads all waiting work: run rarely.
+WITH live AS MATERIALIZED (
+    SELECT names, queues FROM {schema}.executors
+    WHERE heartbeat_at + make_interval(secs => lease_seconds) >= now()
+), waiting AS (
+    SELECT DISTINCT name, queue_name, status = 'PENDING' AS parked
+    FROM {schema}.workflows
+    WHERE (status IN ('ENQUEUED', 'DELAYED') AND queue_name = ANY(%(queues)s::text[]))
+       OR (status = 'PENDING' AND executor_id IS NULL)
+)
+SELECT DISTINCT s.name FROM waiting s
+WHERE NOT s.name = ANY(%(names)s::text[])
+  AND NOT EXISTS (SELECT 1 FROM live
+                  WHERE s.name = ANY(live.names) AND (s.parked OR s.queue_name = ANY(live.queues)))
+ORDER BY s.name
 
 -- name: remove_executor
 -- Only this engine's row: a process whose ID was taken over leaves the new holder's.

@@ -367,8 +367,13 @@ class Survey(NamedTuple):
     next_tick: datetime | None
     ready_queues: list[str]
     expired: bool
-    strangers: list[str]
     now: datetime
+
+
+class Stranger(NamedTuple):
+    """A name of waiting work no live executor serves (``strangers``)."""
+
+    name: str
 
 
 class Served(NamedTuple):
@@ -384,6 +389,7 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     # queries.sql
     "insert_workflow": Created,
     "heartbeat": Survey,
+    "strangers": Stranger,
     "insert_workflows": BatchCreated,
     "start_child": ChildStarted,
     "record_operations": BatchRecorded,

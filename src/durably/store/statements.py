@@ -76,7 +76,7 @@ class Statements:
         self.schema = schema
         names = [
             "insert_workflow", "start_child", "record_operation", "inspect_operation",
-            "get_outcome", "heartbeat",
+            "get_outcome", "heartbeat", "strangers",
             "remove_executor", "clock", "claim_own", "take_over",
             "release_executor",
             "list_operations", "finish_workflow_notify", "watch", "send_message",
@@ -295,6 +295,9 @@ class Statements:
 
     def remove_executor(self, executor_id: str, incarnation: str) -> Statement:
         return bound(self._sql["remove_executor"], {"id": executor_id, "incarnation": incarnation})
+
+    def strangers(self, names: Sequence[str], queues: Sequence[str]) -> Statement:
+        return bound(self._sql["strangers"], {"names": list(names), "queues": list(queues)})
 
     def served(self, name: str, queue: str | None) -> Statement:
         return bound(self._sql["served"], {"name": name, "queue": queue})

@@ -10,8 +10,3 @@ ALTER TABLE {schema}.executors
     ADD COLUMN pid_space   text,
     ADD COLUMN names       text[] NOT NULL DEFAULT ARRAY[]::text[],
     ADD COLUMN queues      text[] NOT NULL DEFAULT ARRAY[]::text[];
-
--- Unfinished work that nobody runs (queued, delayed, parked), by name: the heartbeat
--- finds the names waiting there with one index probe per name, however deep the backlog.
-CREATE INDEX workflows_waiting_names ON {schema}.workflows (name, status, queue_name)
-    WHERE status IN ('ENQUEUED', 'DELAYED') OR (status = 'PENDING' AND executor_id IS NULL);
