@@ -114,6 +114,7 @@ class WorkflowSpec:
     former: str | None = None
     _hint: Any = field(default=_UNSET, repr=False)
     _signature: Any = field(default=_UNSET, repr=False)  # inspect.Signature | None
+    _plain: tuple[str, ...] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         attempts = self.max_recovery_attempts
@@ -132,8 +133,16 @@ class WorkflowSpec:
         signature = self._signature
         if signature is _UNSET:  # taken once, at the first call
             signature = self._signature = signature_of(self.fn)
+            self._plain = _plain_names(signature)
         if signature is None:
             return
+        plain = self._plain
+        if plain is not None:
+            # The common shape (named parameters, no defaults, no *args/**kwargs) is
+            # checked without binding, which costs microseconds per call.
+            given = len(args)
+            if given + len(kwargs) == len(plain) and all(k in plain[given:] for k in kwargs):
+                return
         try:
             signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -147,3 +156,14 @@ class WorkflowSpec:
         if self._hint is _UNSET:
             self._hint = codec_module.return_hint(self.fn)
         return self._hint
+
+
+def _plain_names(signature: inspect.Signature | None) -> tuple[str, ...] | None:
+    """The parameter names when every one is positional-or-keyword without a default (the
+    arguments then fit exactly when each name gets one value); else None."""
+    if signature is None:
+        return None
+    params = signature.parameters.values()
+    if all(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in params):
+        return tuple(signature.parameters)
+    return None
