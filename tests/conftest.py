@@ -95,6 +95,30 @@ def db(pg_url: str, schema: str) -> Iterator[psycopg.Connection[Any]]:
 
 
 @pytest.fixture
+def workers(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Any]:
+    """Worker subprocesses that run workflows on command (tests/procs), closed at the end."""
+    from procs.harness import Workers
+
+    pool = Workers(pg_url, schema, tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+def fleet(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Any]:
+    """Queue worker subprocesses (tests/queueprocs), closed at the test's end."""
+    from queueprocs.util import Fleet
+
+    made = Fleet(pg_url, schema, tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
 def procs(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Any]:
     """Worker subprocesses of a test (tests/waitprocs), closed at its end."""
     from waitprocs.util import Procs

@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,15 +18,6 @@ from procs.harness import Workers
 from procs.workflows import Deployment, build, expected_three
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def workers(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Workers]:
-    pool = Workers(pg_url, schema, tmp_path)
-    try:
-        yield pool
-    finally:
-        pool.close()
 
 
 @pytest.fixture

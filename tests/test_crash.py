@@ -8,7 +8,6 @@ held at a gate (a file the test creates) to park a worker exactly where it is ki
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,6 @@ from procs.workflows import build, expected_three
 from support import wait_until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def workers(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Workers]:
-    pool = Workers(pg_url, schema, tmp_path)
-    try:
-        yield pool
-    finally:
-        pool.close()
 
 
 def operations(db: psycopg.Connection[Any], workflow_id: str) -> list[tuple[Any, ...]]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,15 +18,6 @@ pytestmark = pytest.mark.timeout(120)
 # So long that only a release explains a takeover within a test's deadlines: an expired
 # lease is never the reason, and a worker's slow sweep comes only after four of these.
 LONG_LEASE = 600.0
-
-
-@pytest.fixture
-def fleet(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Fleet]:
-    made = Fleet(pg_url, schema, tmp_path)
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def test_a_script_that_exits_mid_workflow_hands_it_to_a_live_worker(

@@ -11,7 +11,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -22,15 +21,6 @@ from procs.harness import Workers
 from support import wait_until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def workers(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Workers]:
-    pool = Workers(pg_url, schema, tmp_path)
-    try:
-        yield pool
-    finally:
-        pool.close()
 
 
 def snapshot(db: psycopg.Connection[Any], workflow_id: str) -> tuple[Any, ...]:

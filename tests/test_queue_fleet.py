@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
-import pytest
 
 import durably
 from queueprocs.jobs import effect_lines
@@ -21,15 +19,6 @@ RUNNING_BY_EXECUTOR = """
     SELECT executor_id, count(*) FROM workflows
     WHERE queue_name = %s AND status = 'PENDING' GROUP BY executor_id
 """
-
-
-@pytest.fixture
-def fleet(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Fleet]:
-    made = Fleet(pg_url, schema, tmp_path)
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def running(db: psycopg.Connection[Any], queue: str) -> dict[str, int]:

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -38,15 +37,6 @@ def fresh_process_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(served, "_checked", {})
     monkeypatch.setattr(served, "_warned", set())
     monkeypatch.setattr(served, "_strangers", set())
-
-
-@pytest.fixture
-def workers(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Workers]:
-    pool = Workers(pg_url, schema, tmp_path)
-    try:
-        yield pool
-    finally:
-        pool.close()
 
 
 def messages(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +16,6 @@ import durably
 from queueprocs.jobs import effect_lines
 from queueprocs.util import ROOT, Fleet, statuses
 from support import wait_until
-
-
-@pytest.fixture
-def fleet(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Fleet]:
-    made = Fleet(pg_url, schema, tmp_path)
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def executor_rows(db: psycopg.Connection[Any], executor_id: str) -> int:
