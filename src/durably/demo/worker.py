@@ -54,7 +54,7 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("durably: %(message)s"))
+    handler.setFormatter(logging.Formatter("%(message)s"))  # each line is labelled already
     library_log = logging.getLogger("durably")
     library_log.addHandler(handler)
     library_log.setLevel(logging.INFO)
