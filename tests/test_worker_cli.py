@@ -151,6 +151,24 @@ def test_worker_log_level_sets_what_it_logs(
     assert "workflow unlogged" not in quiet.output()
 
 
+def test_executor_id_option_names_the_worker_and_refuses_a_live_duplicate(
+    fleet: Fleet, db: Any
+) -> None:
+    """``--executor-id`` names the worker's executor (its heartbeat row says so); a second
+    worker given the same ID while the first is live fails with ExecutorIdInUse."""
+    first = fleet.start("--queue", "cli", "--executor-id", "pod-7")
+    assert "executor pod-7 ready" in first.output()
+    rows = db.execute("SELECT id FROM executors WHERE id = 'pod-7'").fetchall()
+    assert rows == [("pod-7",)]
+    second = fleet.start("--queue", "cli", "--executor-id", "pod-7", ready=False)
+    assert second.wait_exit() != 0
+    assert "ExecutorIdInUse" in second.output() or "held by another live process" in (
+        second.output()
+    )
+    first.signal(signal.SIGTERM)
+    assert first.wait_exit() == 0, first.output()
+
+
 def test_a_bad_log_level_is_one_clear_line(fleet: Fleet) -> None:
     done = run_cli(fleet, "worker", "queueprocs.worker_app:app", "--log-level", "LOUD")
     assert done.returncode == 2, (done.stdout, done.stderr)

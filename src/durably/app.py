@@ -181,6 +181,19 @@ class App(Control, Scheduling):
         """This process's executor ID (its workflows are recovered under it)."""
         return self.engine.executor_id
 
+    def use_executor_id(self, executor_id: str) -> None:
+        """Run under ``executor_id`` (``durably worker --executor-id``); only before the
+        app first connects, since its engine is named once."""
+        if not isinstance(executor_id, str) or not executor_id:
+            raise ConfigurationError(f"executor_id must be a non-empty string, got {executor_id!r}")
+        with self._engine_lock:
+            if self._engine is not None and self._engine.executor_id != executor_id:
+                raise ConfigurationError(
+                    f"this app already runs as executor {self._engine.executor_id!r}; set the "
+                    f"executor ID before it first connects (App(executor_id=...))"
+                )
+            self._executor_id = executor_id
+
     def launch(self, *, queues: Sequence[str] | None = None) -> None:
         """Start this process's executor: heartbeat, recover its own unfinished workflows,
         take over those of executors whose lease expired, and claim queued work (from

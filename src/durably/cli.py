@@ -54,7 +54,7 @@ def _worker(args: argparse.Namespace) -> int:
     from durably.worker import run_worker
 
     try:
-        return run_worker(args.app, args.queue, args.grace, args.log_level)
+        return run_worker(args.app, args.queue, args.grace, args.log_level, args.executor_id)
     except ConfigurationError as exc:
         print(f"durably worker: {exc}", file=sys.stderr)
         return 2
@@ -115,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO): INFO logs each "
         "workflow's start and end, recoveries and takeovers; WARNING step failures and "
         "retries, and what a shutdown leaves unfinished",
+    )
+    worker.add_argument(
+        "--executor-id",
+        default=None,
+        metavar="ID",
+        help="a stable name for this worker, one per machine or pod (its hostname, say): a "
+        "restart under it recovers its own unfinished workflows at once. Never give one ID "
+        "to two live processes (the second launch fails with ExecutorIdInUse). Default: "
+        "the app's executor_id, else a new one per process (others then take its work "
+        "over when its lease expires, or at once after a clean shutdown)",
     )
     worker.set_defaults(handler=_worker)
 

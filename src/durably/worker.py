@@ -71,11 +71,17 @@ def set_up_logging(level: int) -> None:
 
 
 def run_worker(
-    target: str, queues: Sequence[str] | None, grace: float, log_level: str = "INFO"
+    target: str,
+    queues: Sequence[str] | None,
+    grace: float,
+    log_level: str = "INFO",
+    executor_id: str | None = None,
 ) -> int:
     """Run a worker until SIGTERM or SIGINT; returns the exit code."""
     level = parse_level(log_level)
     app = load_app(target)
+    if executor_id is not None:
+        app.use_executor_id(executor_id)
     set_up_logging(level)
     stop = threading.Event()
     engines: list[Engine] = []  # the launched engine, for a second signal to hurry
