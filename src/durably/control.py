@@ -125,9 +125,9 @@ class Control(AppCore):
 
     def _get_event(self, workflow_id: str, key: str, timeout: float = 60) -> Job[Any]:
         """The latest value of a workflow's event, waiting up to ``timeout`` s for it to be
-        set; None after the timeout. If the workflow itself still does not exist then,
-        WorkflowNotFound (never a silent None, as ``send`` never is); it may be started
-        while the call waits. Inside a workflow the outcome is recorded for replay."""
+        set; None after the timeout, also for an unknown workflow (it may be started while
+        the call waits; ``send`` raises instead, since its message would be lost). Inside a
+        workflow the outcome is recorded for replay."""
         check_workflow_id(workflow_id)
         check_key(key)
         timeout = check_seconds(timeout, "timeout")

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from durably import codec as codec_module
 from durably.errors import InvalidArgument, WorkflowNotFound
 from durably.execution.context import WorkflowContext
 from durably.execution.effects import Atomic, Protocol, Read, Wait, Watch, Write
@@ -144,11 +143,10 @@ def await_recorded(
     attempt: Callable[[datetime], Protocol[tuple[bool, Any]]],
     park_target: str | None,
     park_topic: str | None,
-    at_timeout: Callable[[datetime], Protocol[None]] | None = None,
 ) -> Protocol[Any]:
     """The shared shape of recv and get_event in a workflow: try ``attempt`` (which records
     what it finds), else wait (in place or parked) until the durable deadline, then record
-    the timeout and return None (``at_timeout`` may record and raise something else)."""
+    the timeout and return None."""
     started = now()
     deadline: datetime | None = None
     while True:
@@ -161,8 +159,6 @@ def await_recorded(
             deadline = yield from durable_deadline(ctx, position, timeout)
         remaining = (deadline - now()).total_seconds()
         if remaining <= 0:
-            if at_timeout is not None:
-                yield from at_timeout(started)
             yield from record(ctx, position, name, kind, started, output=_TIMED_OUT)
             return None
         if remaining > ctx.engine.park_after:
@@ -304,13 +300,9 @@ def read_event(engine: Host, workflow_id: str, key: str) -> Protocol[tuple[bool,
     return (True, rows[0].value) if rows else (False, None)
 
 
-def exists(engine: Host, workflow_id: str) -> Protocol[bool]:
-    return (yield from read_outcome(engine, workflow_id)) is not None
-
-
 def get_event_outside(engine: Host, workflow_id: str, key: str, timeout: float) -> Protocol[Any]:
     """The latest value of an event, waiting up to ``timeout`` s for it to exist; None
-    then, or WorkflowNotFound if the workflow itself still does not exist."""
+    then, also for a workflow that does not exist (it may be started while we wait)."""
     keys = (Kind.EVENT.key(workflow_id),)
     deadline = now() + timedelta(seconds=timeout)
     while True:
@@ -320,9 +312,6 @@ def get_event_outside(engine: Host, workflow_id: str, key: str, timeout: float) 
             return value
         remaining = (deadline - now()).total_seconds()
         if remaining <= 0:
-            # Looked at only now: the workflow may be started while we wait for its event.
-            if not (yield from exists(engine, workflow_id)):
-                raise WorkflowNotFound(workflow_id)
             return None
         yield Wait(keys, since, min(remaining, POLL_INTERVAL))
 
@@ -330,17 +319,11 @@ def get_event_outside(engine: Host, workflow_id: str, key: str, timeout: float) 
 def get_event_in_workflow(
     ctx: WorkflowContext, position: int, workflow_id: str, key: str, timeout: float
 ) -> Protocol[Any]:
-    """get_event from a workflow: the value seen (or the timeout) is recorded for replay.
-
-    A workflow that still does not exist at the timeout is WorkflowNotFound, recorded as
-    this operation's error: a replay raises it again, even if that ID exists by then.
-    """
+    """get_event from a workflow: the value seen (or the timeout) is recorded for replay."""
     name = f"get_event:{workflow_id}:{key}"
     rec = ctx.recorded.get(position)
     if rec is not None:
         check_recorded(ctx, rec, "get_event", name)
-        if rec.error is not None:
-            raise codec_module.load_error(rec.error)
         return None if rec.output.get("timeout") else rec.output["value"]
 
     def look(started: datetime) -> Protocol[tuple[bool, Any]]:
@@ -350,17 +333,10 @@ def get_event_in_workflow(
             yield from record(ctx, position, name, "get_event", started, output=output)
         return found, value
 
-    def unless_missing(started: datetime) -> Protocol[None]:
-        if not (yield from exists(ctx.engine, workflow_id)):
-            missing = WorkflowNotFound(workflow_id)
-            error = codec_module.dump_error(missing)
-            yield from record(ctx, position, name, "get_event", started, error=error)
-            raise missing
-
     keys = (Kind.EVENT.key(workflow_id), Kind.CANCELLED.key(ctx.workflow_id))
     return (
         yield from await_recorded(
-            ctx, position, "get_event", name, timeout, keys, look, workflow_id, key, unless_missing
+            ctx, position, "get_event", name, timeout, keys, look, workflow_id, key
         )
     )
 
