@@ -161,8 +161,8 @@ def test_executor_id_option_names_the_worker_and_refuses_a_live_duplicate(
     rows = db.execute("SELECT id FROM executors WHERE id = 'pod-7'").fetchall()
     assert rows == [("pod-7",)]
     second = fleet.start("--queue", "cli", "--executor-id", "pod-7", ready=False)
-    assert second.wait_exit() != 0
-    assert "ExecutorIdInUse" in second.output() or "held by another live process" in (
+    assert second.wait_exit() == 2
+    assert "durably worker: executor ID 'pod-7' is held by another live process" in (
         second.output()
     )
     first.signal(signal.SIGTERM)
