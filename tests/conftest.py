@@ -94,24 +94,8 @@ def db(pg_url: str, schema: str) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-@pytest.fixture
-def workers(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Any]:
-    """Worker subprocesses that run workflows on command (tests/procs), closed at the end."""
-    from procs.harness import Workers
-
-    pool = Workers(pg_url, schema, tmp_path)
-    try:
-        yield pool
-    finally:
-        pool.close()
-
-
-@pytest.fixture
-def fleet(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Any]:
-    """Queue worker subprocesses (tests/queueprocs), closed at the test's end."""
-    from queueprocs.util import Fleet
-
-    made = Fleet(pg_url, schema, tmp_path)
+def _closed_at_end(made: Any) -> Iterator[Any]:
+    """Yield a pool of subprocesses to a test; close it (and its processes) afterwards."""
     try:
         yield made
     finally:
@@ -119,12 +103,24 @@ def fleet(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
+def workers(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Any]:
+    """Worker subprocesses that run workflows on command (tests/procs), closed at the end."""
+    from procs.harness import Workers
+
+    yield from _closed_at_end(Workers(pg_url, schema, tmp_path))
+
+
+@pytest.fixture
+def fleet(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Any]:
+    """Queue worker subprocesses (tests/queueprocs), closed at the test's end."""
+    from queueprocs.util import Fleet
+
+    yield from _closed_at_end(Fleet(pg_url, schema, tmp_path))
+
+
+@pytest.fixture
 def procs(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Any]:
     """Worker subprocesses of a test (tests/waitprocs), closed at its end."""
     from waitprocs.util import Procs
 
-    pool = Procs(pg_url, schema, tmp_path)
-    try:
-        yield pool
-    finally:
-        pool.close()
+    yield from _closed_at_end(Procs(pg_url, schema, tmp_path))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from durably.runtime.duty import served_queues
 from durably.runtime.served import strangers_seen
 
 if TYPE_CHECKING:
@@ -33,8 +34,7 @@ class Census:
     async def run(self, adb: AsyncDatabase, now: float) -> None:
         self.at = now + CENSUS_EVERY
         host = self.host
-        queues = [q for q in host.queues if host.listen_queues is None or q in host.listen_queues]
-        rows = await adb.run(host.statements.strangers(list(host.registry), queues))
+        rows = await adb.run(host.statements.strangers(list(host.registry), served_queues(host)))
         if rows:
             strangers_seen(host.executor_id, [row.name for row in rows])
 

@@ -90,6 +90,12 @@ class KeeperHost(Runner, TypingProtocol):
         ...
 
 
+def served_queues(host: KeeperHost) -> list[str]:
+    """The queues this executor claims from: the app's, or those it was launched with."""
+    listening = host.listen_queues
+    return [name for name in host.queues if listening is None or name in listening]
+
+
 class Duty(TypingProtocol):
     """One background duty of the keeper."""
 

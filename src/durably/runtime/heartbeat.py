@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from durably.errors import ConnectionLost, DatabaseUnavailable, ExecutorIdInUse
+from durably.runtime.duty import served_queues
 from durably.runtime.identity import holder_gone, pid_space
 from durably.store.outage import FIRST_DELAY, MAX_DELAY
 from durably.store.rows import Survey
@@ -34,9 +35,6 @@ log = logging.getLogger("durably")
 def beat_statement(host: KeeperHost, replaces: str | None = None) -> Statement:
     """This executor's registration or renewal, with the survey of what is due for it;
     it records the names and queues this executor serves."""
-    queues = [
-        name for name in host.queues if host.listen_queues is None or name in host.listen_queues
-    ]
     return host.statements.heartbeat(
         executor_id=host.executor_id,
         app_name=host.app_name,
@@ -46,7 +44,7 @@ def beat_statement(host: KeeperHost, replaces: str | None = None) -> Statement:
         incarnation=host.incarnation,
         pid_space=pid_space(),
         names=list(host.registry),
-        queues=queues,
+        queues=served_queues(host),
         replaces=replaces,
     )
 
