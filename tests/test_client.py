@@ -481,8 +481,8 @@ def test_get_event_and_get_all_events(world: World, client: durably.Client) -> N
     assert client.get_event(handle.id, "stage", timeout=0) == "finished"
     assert client.get_all_events(handle.id) == {"stage": "finished", "go": {"go": True}}
     assert client.get_event(handle.id, "never_set", timeout=0.2) is None
-    with pytest.raises(durably.WorkflowNotFound):  # not a silent None
-        client.get_event(uid("no-such-workflow"), "stage", timeout=0.2)
+    # An unknown workflow may yet be started: None after the timeout, as DESIGN.md settles.
+    assert client.get_event(uid("no-such-workflow"), "stage", timeout=0.2) is None
 
 
 def test_message_sent_while_the_receiver_parks_is_delivered(
