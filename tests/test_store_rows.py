@@ -24,6 +24,7 @@ from psycopg.adapt import Transformer
 
 import durably
 from durably.store import sqlfile, statements
+from durably.store.app_database import app_statements
 from durably.store.database import AsyncDatabase, Database
 from durably.store.rows import ROW_TYPES, Created, Outcome
 from durably.store.sqlfile import Query
@@ -148,7 +149,10 @@ def _columns(conn: psycopg.Connection[Any], name: str, text: str) -> list[tuple[
 
 @pytest.fixture
 def described(app: durably.App, schema: str, db: psycopg.Connection[Any]) -> dict[str, Any]:
-    """Every statement of the .sql files, described on the schema a launched App made."""
+    """Every statement of the .sql files, described on the schema a launched App made
+    (with the table transaction steps keep in another database, made there too)."""
+    for setup in app_statements(app.engine.db.url, schema).setup():
+        db.execute(setup.sql, setup.params)
     columns = {}
     for name in sqlfile.names():
         text = sqlfile.statement(name, schema, order="ASC")  # list_workflows has an order

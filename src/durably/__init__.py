@@ -24,6 +24,8 @@ from durably.errors import (
     StepRetriesExceeded,
     StreamTimeout,
     Timeout,
+    TransactionConflict,
+    TransactionMisuse,
     UnknownWorkflow,
     ValueDecodingError,
     ValueEncodingError,
@@ -50,6 +52,7 @@ from durably.operations import (
 from durably.queues import Queue
 from durably.scheduling import ScheduleInfo
 from durably.status import Status
+from durably.transaction import Transaction
 from durably.workflow import Step, Workflow, WorkflowHandle
 
 __all__ = [
@@ -78,6 +81,9 @@ __all__ = [
     "StepRetriesExceeded",
     "StreamTimeout",
     "Timeout",
+    "Transaction",
+    "TransactionConflict",
+    "TransactionMisuse",
     "UnknownWorkflow",
     "ValueDecodingError",
     "ValueEncodingError",

@@ -6,13 +6,13 @@ import atexit
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import ParamSpec, TypeVar, Unpack, overload
+from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
 
 from durably import codec as codec_module
 from durably.control import Control
 from durably.errors import ConfigurationError
 from durably.execution.specs import StepSpec, WorkflowSpec
-from durably.keywords import RetryPolicy, check_keywords
+from durably.keywords import RetryPolicy, TransactionSettings, check_keywords
 from durably.queue_spec import QueueSpec
 from durably.queues import Queue
 from durably.runtime.connect import open_database
@@ -20,6 +20,7 @@ from durably.runtime.engine import Engine
 from durably.scheduling import Scheduling
 from durably.store.database import Database
 from durably.store.statements import Statement
+from durably.transaction import Transaction, declare_transaction
 from durably.workflow import Step, Workflow, declare_step, declare_workflow
 
 P = ParamSpec("P")
@@ -33,6 +34,8 @@ class App(Control, Scheduling):
 
     ``url`` is a PostgreSQL URL; without one, ``$DURABLY_DATABASE_URL`` is used, else an
     embedded PostgreSQL 18 is started in ``data_dir`` (default ``./.durably``).
+    ``app_db``: the URL of another database that transaction steps run in by default
+    (their checkpoints then go into a small table there; see docs/transactions.md).
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class App(Control, Scheduling):
         max_threads: int = 64,
         park_after: float = 10.0,
         poll_interval: float = 5.0,
+        app_db: str | None = None,
     ) -> None:
         if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
             raise ConfigurationError(f"schema must be a name of 1 to 63 bytes, got {schema!r}")
@@ -62,6 +66,13 @@ class App(Control, Scheduling):
         for label, value in (("park_after", park_after), ("poll_interval", poll_interval)):
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ConfigurationError(f"{label} must be a number of seconds >= 0, got {value!r}")
+        if app_db is not None and (not isinstance(app_db, str) or not app_db):
+            raise ConfigurationError(
+                f"app_db must be the PostgreSQL URL of the database transaction steps write "
+                f"to, got {type(app_db).__name__}"
+            )
+        # Where transaction steps run when they name no database (None: the app's own).
+        self.app_db = app_db
         self.park_after = float(park_after)
         self.poll_interval = max(0.05, float(poll_interval))
         self.name = name
@@ -134,6 +145,45 @@ class App(Control, Scheduling):
 
         def decorate(func: Callable[P, R]) -> Step[P, R]:
             return declare_step(self, self._step_specs, func, name, retry)
+
+        return decorate(fn) if fn is not None else decorate
+
+    @overload
+    def transaction(self, fn: Callable[Concatenate[Any, P], R], /) -> Transaction[P, R]: ...
+    @overload
+    def transaction(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        **settings: Unpack[TransactionSettings],
+    ) -> Callable[[Callable[Concatenate[Any, P], R]], Transaction[P, R]]: ...
+
+    def transaction(
+        self,
+        fn: Callable[Concatenate[Any, P], R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        **settings: Unpack[TransactionSettings],
+    ) -> Transaction[P, R] | Callable[[Callable[Concatenate[Any, P], R]], Transaction[P, R]]:
+        """Declare a transaction step: its first parameter receives an open psycopg
+        connection (async for an ``async def``), and what it writes there commits in one
+        transaction with its checkpoint, so it happens exactly once.
+
+        ``isolation`` is 'serializable' (default), 'repeatable read' or 'read committed';
+        a serialization failure or deadlock runs it again in a fresh transaction (up to
+        ``conflict_retries`` times, default 10); any other error rolls it back and is the
+        step's error (``retries`` and the rest of the step's retry policy apply).
+        ``database`` names another database to run in (default: the app's ``app_db``,
+        else its own). Never commit, roll back or close the connection inside.
+        """
+        check_keywords(settings, TransactionSettings, "transaction")
+        merged: dict[str, Any] = {"database": self.app_db, **settings}
+
+        def decorate(func: Callable[Concatenate[Any, P], R]) -> Transaction[P, R]:
+            return declare_transaction(self, self._step_specs, func, name, merged)
 
         return decorate(fn) if fn is not None else decorate
 

@@ -243,3 +243,15 @@ class RecordedError(DurablyError):
 
 class LostOwnership(DurablyError):
     """This process no longer owns the workflow: another executor took it over."""
+
+
+class TransactionConflict(DurablyError):
+    """A transaction function met a serialization failure or a deadlock and was rolled
+    back. durably runs it again in a fresh transaction (with back-off); it becomes the
+    step's error only after ``conflict_retries`` attempts all conflicted."""
+
+
+class TransactionMisuse(DurablyError):
+    """A transaction function committed, rolled back or closed its connection itself, or
+    returned from an aborted transaction: durably commits it with the checkpoint, so the
+    function must leave its transaction open (raise to roll back)."""

@@ -35,6 +35,15 @@ class RetryPolicy(TypedDict, total=False):
     retry_on: Callable[[BaseException], bool] | None  # retry this exception? [always]
 
 
+class TransactionSettings(RetryPolicy, total=False):
+    """How ``@app.transaction(...)`` runs: the step's retry policy (for errors of its
+    own), and (defaults in brackets):"""
+
+    isolation: str  # 'serializable', 'repeatable read' or 'read committed' ['serializable']
+    database: str | None  # another database's URL [the app's app_db, else its own]
+    conflict_retries: int  # runs again after a serialization failure or deadlock [10]
+
+
 def check_keywords(given: Mapping[str, object], bundle: type[Any], where: str) -> None:
     """Refuse a name ``bundle`` does not have, with the TypeError of a plain signature
     (``**kwargs`` would otherwise take any name at run time)."""

@@ -290,7 +290,7 @@ def declare_workflow(
         max_recovery_attempts=max_recovery_attempts,
         former=None if name else former_name(fn),
     )
-    _claim_name(app._registry, spec, "workflow", name)
+    claim_name(app._registry, spec, "workflow", name)
     app._registry[spec.name] = spec
     return Workflow(app, spec)
 
@@ -306,12 +306,12 @@ def declare_step(
     function under a taken name is refused: replay tells steps apart by name."""
     check_callable(fn, "step")
     spec = StepSpec(fn, name or default_name(fn), former=None if name else former_name(fn), **retry)
-    _claim_name(steps, spec, "step", name)
+    claim_name(steps, spec, "step", name)
     steps[spec.name] = spec
     return Step(app, spec)
 
 
-def _claim_name(
+def claim_name(
     taken: Mapping[str, WorkflowSpec | StepSpec],
     spec: WorkflowSpec | StepSpec,
     what: str,

@@ -17,6 +17,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import psycopg
+import psycopg.sql
+
 import durably
 
 GATE_TIMEOUT = 60.0
@@ -125,4 +128,27 @@ def build(
         effect(effects, "once-body")
         return f"{s1(x)}@{os.getpid()}"
 
-    return Deployment(app, {wf.name: wf for wf in (three, fenced, doomed, once)})
+    # A transaction step: its row in tx_rows (a table the test creates in the schema)
+    # commits together with its checkpoint. It waits at its gate with the transaction
+    # open, so a test can kill or pause the process in the middle of it.
+    rows = psycopg.sql.SQL("INSERT INTO {}.tx_rows (workflow_id, pid) VALUES (%s, %s)").format(
+        psycopg.sql.Identifier(schema)
+    )
+
+    @app.transaction(name="tx_insert", isolation="read committed")
+    def tx_insert(conn: psycopg.Connection[Any], x: int) -> str:
+        conn.execute(rows, (durably.workflow_id(), os.getpid()))
+        ran("tx_insert")
+        return f"{x}@{os.getpid()}"
+
+    @app.workflow(name="txflow")
+    def txflow(x: int) -> list[object]:
+        try:
+            inserted = tx_insert(x)
+        except durably.LostOwnership:
+            effect(effects, "LOST")
+            raise
+        return [inserted, s1(x)]
+
+    workflows = (three, fenced, doomed, once, txflow)
+    return Deployment(app, {wf.name: wf for wf in workflows})

@@ -44,9 +44,25 @@ class Write:
 
 @dataclass(frozen=True, slots=True)
 class Read:
-    """Run a read statement directly."""
+    """Run a read statement directly (on the app's other ``database``, when given)."""
 
     statement: Statement
+    database: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transact:
+    """Run a transaction function: ``fn(conn, *args, **kwargs)`` in one database
+    transaction (of ``database``, else the app's) with the checkpoint statement that
+    ``checkpoint`` builds from its result; the answer is a ``store.transact.Transacted``."""
+
+    name: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    isolation: str
+    database: str | None
+    checkpoint: Callable[[Any], Statement | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,5 +109,5 @@ class StepFailed:
     retry_in: float | None
 
 
-Effect = Call | Sleep | Write | Read | Watch | Wait | Atomic | HoldLease | StepFailed
+Effect = Call | Sleep | Write | Read | Watch | Wait | Atomic | HoldLease | StepFailed | Transact
 Protocol = Generator[Effect, Any, T]

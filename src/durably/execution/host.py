@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from durably.codec import Codec
     from durably.queue_spec import QueueSpec
+    from durably.store.app_database import AppStatements
     from durably.store.queue_statements import QueueStatements
     from durably.store.statements import Statements
 
@@ -35,6 +36,9 @@ class Host(Protocol):
 
     @property
     def queues(self) -> Mapping[str, QueueSpec]: ...
+
+    def app_statements(self, url: str) -> AppStatements:
+        """The statements for another database that transaction steps write to."""
 
     def abandon(self, workflow_id: str, epoch: int) -> None:
         """Remember a run that stopped unrecorded here, to be claimed back later."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,6 +100,50 @@ class StepSpec:
 
     def should_retry(self, exc: BaseException) -> bool:
         return self.retry_on is None or bool(self.retry_on(exc))
+
+
+ISOLATION_LEVELS = ("serializable", "repeatable read", "read committed")
+
+
+@dataclass(slots=True)
+class TransactionSpec(StepSpec):
+    """A transaction step: a step whose function gets an open database connection and
+    commits together with its checkpoint. ``database``: another database's URL (None: the
+    app's own); ``conflict_retries``: runs after a serialization failure or deadlock."""
+
+    isolation: str = "serializable"
+    database: str | None = None
+    conflict_retries: int = 10
+
+    def __post_init__(self) -> None:
+        StepSpec.__post_init__(self)
+        if self.isolation not in ISOLATION_LEVELS:
+            raise ConfigurationError(
+                f"transaction {self.name!r}: isolation must be one of "
+                f"{', '.join(map(repr, ISOLATION_LEVELS))}, got {self.isolation!r}"
+            )
+        if self.database is not None and (not isinstance(self.database, str) or not self.database):
+            raise ConfigurationError(
+                f"transaction {self.name!r}: database must be a PostgreSQL URL, got "
+                f"{type(self.database).__name__}"
+            )
+        retries = self.conflict_retries
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise ConfigurationError(
+                f"transaction {self.name!r}: conflict_retries must be a whole number >= 0, "
+                f"got {retries!r}"
+            )
+        params = signature_of(self.fn)
+        if params is not None and not params.parameters:
+            raise ConfigurationError(
+                f"transaction {self.name!r} takes no parameters; its first parameter receives "
+                f"the open database connection (def {self.name}(conn, ...))"
+            )
+
+    def conflict_delay(self, conflicts: int) -> float:
+        """Seconds before running again after the ``conflicts``-th conflict in a row: short,
+        growing, and spread so that the transactions that collided do not collide again."""
+        return float(min(1.0, 0.005 * 2 ** (conflicts - 1)) * (0.5 + random.random()))
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from typing import Protocol as TypingProtocol
 
@@ -19,6 +19,7 @@ from durably.execution.effects import (
     Read,
     Sleep,
     StepFailed,
+    Transact,
     Wait,
     Watch,
     Write,
@@ -30,7 +31,9 @@ from durably.store.statements import Statement
 if TYPE_CHECKING:
     from durably.runtime.lease import Lease
     from durably.runtime.notifier import Notifier
+    from durably.runtime.other_databases import OtherDatabases
     from durably.store.database import AsyncDatabase, Database
+    from durably.store.transact import Transacted
 
 T = TypeVar("T")
 
@@ -40,6 +43,9 @@ class Runner(Host, TypingProtocol):
 
     @property
     def db(self) -> Database: ...
+
+    @property
+    def other_databases(self) -> OtherDatabases: ...
 
     @property
     def notifier(self) -> Notifier: ...
@@ -114,7 +120,7 @@ def _statements(effect: Any) -> Sequence[Statement]:
 def _perform_sync(engine: Runner, effect: Any) -> Any:
     kind = type(effect)
     if kind is Write or kind is Read or kind is Atomic:
-        db = engine.db
+        db = engine.db if kind is not Read or effect.database is None else _other(engine, effect)
         try:
             if kind is Write:
                 return db.write(effect.statement)
@@ -125,6 +131,12 @@ def _perform_sync(engine: Runner, effect: Any) -> Any:
             return db.settle(_statements(effect), exc)
     if kind is HoldLease:
         return engine.lease.hold()
+    if kind is Transact:
+        if inspect.iscoroutinefunction(effect.fn):
+            raise TypeError(
+                f"{effect.fn.__qualname__} is async; call it from an async workflow with await"
+            )
+        return _transact_sync(engine, effect)
     if kind is Call:
         result = effect.fn(*effect.args, **effect.kwargs)
         if inspect.isawaitable(result):
@@ -145,6 +157,8 @@ def _perform_sync(engine: Runner, effect: Any) -> Any:
 
 async def _perform_async(engine: Runner, db: AsyncDatabase, effect: Any) -> Any:
     kind = type(effect)
+    if kind is Read and effect.database is not None:
+        db = await engine.other_databases.for_loop(effect.database)
     if kind is Write or kind is Read or kind is Atomic:
         try:
             if kind is Write:
@@ -156,6 +170,13 @@ async def _perform_async(engine: Runner, db: AsyncDatabase, effect: Any) -> Any:
             return await db.settle(_statements(effect), exc)
     if kind is HoldLease:
         return await engine.lease.hold_async()
+    if kind is Transact:
+        if not inspect.iscoroutinefunction(effect.fn):
+            # A blocking function gets a blocking connection, off the event loop.
+            return await asyncio.to_thread(_transact_sync, engine, effect)
+        if effect.database is not None:
+            db = await engine.other_databases.for_loop(effect.database)
+        return await db.transact(effect.name, effect.isolation, _body(effect), effect.checkpoint)
     if kind is Call:
         if inspect.iscoroutinefunction(effect.fn):
             return await effect.fn(*effect.args, **effect.kwargs)
@@ -172,3 +193,21 @@ async def _perform_async(engine: Runner, db: AsyncDatabase, effect: Any) -> Any:
         logs.step_failed(effect)
     return None
 
+
+def _other(engine: Runner, effect: Read | Transact) -> Database:
+    assert effect.database is not None
+    return engine.other_databases.sync(effect.database)
+
+
+def _body(effect: Transact) -> Callable[[Any], Any]:
+    """The transaction function, to be called with the connection as its first argument."""
+
+    def body(conn: Any) -> Any:
+        return effect.fn(conn, *effect.args, **effect.kwargs)
+
+    return body
+
+
+def _transact_sync(engine: Runner, effect: Transact) -> Transacted:
+    db = engine.db if effect.database is None else _other(engine, effect)
+    return db.transact(effect.name, effect.isolation, _body(effect), effect.checkpoint)

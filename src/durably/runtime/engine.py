@@ -49,7 +49,9 @@ from durably.runtime.threads import DaemonPool
 
 if TYPE_CHECKING:
     from durably.queue_spec import QueueSpec
+from durably.runtime.other_databases import OtherDatabases
 from durably.status import Status
+from durably.store.app_database import AppStatements
 from durably.store.database import AsyncDatabase, Database
 from durably.store.notifications import Kind
 from durably.store.rows import Outcome
@@ -118,6 +120,8 @@ class Engine:
         self._active: dict[str, WorkflowContext] = {}
         # Runs that stopped here without an outcome: workflow ID -> the epoch they held.
         self._abandoned: dict[str, int] = {}
+        # Databases other than the app's that transaction steps write to.
+        self.other_databases = OtherDatabases(db.schema)
         self._async_dbs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncDatabase] = (
             weakref.WeakKeyDictionary()
         )
@@ -255,12 +259,15 @@ class Engine:
             adb = self._async_dbs.get(loop)
             if adb is not None:
                 asyncio.run_coroutine_threadsafe(adb.close(), loop).result(timeout=10)
+            closing = self.other_databases.close_loop(loop)
+            asyncio.run_coroutine_threadsafe(closing, loop).result(timeout=10)
             loop.call_soon_threadsafe(loop.stop)
             if self._loop_thread is not None:
                 self._loop_thread.join(timeout=10)
             if not loop.is_running():
                 loop.close()
             self._loop = None
+        self.other_databases.close()
         self.db.close()
         if self._on_release is not None:
             self._on_release()
@@ -374,6 +381,10 @@ class Engine:
         self.ensure_launched()
         assert self._loop is not None
         return self._loop
+
+    def app_statements(self, url: str) -> AppStatements:
+        """The statements for another database a transaction step writes to."""
+        return self.other_databases.statements(url)
 
     async def async_db(self) -> AsyncDatabase:
         """The async database of the running event loop, opened on first use."""

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import psycopg
@@ -27,6 +27,7 @@ from durably.store.migrate import migrate
 from durably.store.outage import RETRY_BUDGET, Outage, delays
 from durably.store.queue_statements import QueueStatements
 from durably.store.statements import Statement, Statements
+from durably.store.transact import Checkpoint, Transacted, transact_async, transact_sync
 
 # A retry connects afresh; during an outage that must fail fast, not hang.
 _RETRY_CONNECT_TIMEOUT = 5
@@ -106,6 +107,18 @@ class PoolState(Generic[P, K]):
                 raise self._failed(exc) from exc
             raise
 
+    @contextlib.contextmanager
+    def _transacting(self, conn: Any) -> Iterator[None]:
+        """Around a transaction function: its own SQL errors are its own (a statement
+        timeout is not an outage), but a connection that broke under it is ConnectionLost:
+        whether it committed is unknown."""
+        try:
+            yield
+        except psycopg.Error as exc:
+            if conn.closed or conn.broken:
+                raise self._failed(exc) from exc
+            raise
+
     def _mended(self) -> P | None:
         """The database answers again: end the outage, and replace a pool that met a
         broken connection (so no caller waits behind its reconnection back-off), having
@@ -129,13 +142,17 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
         self.queue_statements = QueueStatements(schema, self.statements.channel, self.dialect)
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-                migrate(conn, schema, self.dialect)
+                self._prepare(conn)
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(
                 f"cannot connect to PostgreSQL at {_redact(url)}: {exc}".strip()
             ) from exc
         self.pool = self._new_pool()
         self._committer = SyncCommitter(lambda: psycopg.connect(url, **self._connect_kwargs))
+
+    def _prepare(self, conn: psycopg.Connection[Any]) -> None:
+        """Make the schema ready before the pool opens: create or upgrade durably's tables."""
+        migrate(conn, self.schema, self.dialect)
 
     def _new_pool(self) -> psycopg_pool.ConnectionPool[Any]:
         return psycopg_pool.ConnectionPool(
@@ -161,6 +178,30 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
         self._suspect()
         with self._reporting():
             return self._committer.submit(statement)
+
+    def transact(
+        self,
+        name: str,
+        isolation: str,
+        body: Callable[[psycopg.Connection[Any]], Any],
+        checkpoint: Checkpoint,
+    ) -> Transacted:
+        """Run ``body`` and its checkpoint in one transaction (``store.transact``), on a
+        pooled connection, or on a fresh one while the pool is set aside."""
+        if self._suspect():
+            with self._reporting():
+                conn = psycopg.connect(self.url, **self._retry_kwargs)
+            with conn, self._transacting(conn):
+                done = transact_sync(conn, self.dialect, name, isolation, body, checkpoint)
+            self._close_later(self._mended())
+            return done
+        with self.pool.connection() as conn, self._transacting(conn):
+            return transact_sync(conn, self.dialect, name, isolation, body, checkpoint)
+
+    def _close_later(self, old: psycopg_pool.ConnectionPool[Any] | None) -> None:
+        if old is not None:
+            # Closing waits for the old pool's workers; nobody needs to wait for that.
+            threading.Thread(target=old.close, name="durably-pool-close", daemon=True).start()
 
     def settle(
         self,
@@ -194,10 +235,7 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
         settling = _settling(statements)
         with self._reporting(), psycopg.connect(self.url, **self._retry_kwargs) as conn:
             result = run_sync(conn, settling, transaction=len(settling) > 1)
-        old = self._mended()
-        if old is not None:
-            # Closing waits for the old pool's workers; nobody needs to wait for that.
-            threading.Thread(target=old.close, name="durably-pool-close", daemon=True).start()
+        self._close_later(self._mended())
         return result
 
     def close(self) -> None:
@@ -247,6 +285,37 @@ class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommit
         with self._reporting():
             return await self._committer.submit(statement)
 
+    async def transact(
+        self,
+        name: str,
+        isolation: str,
+        body: Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]],
+        checkpoint: Checkpoint,
+    ) -> Transacted:
+        """Async twin of Database.transact (``body`` is a coroutine function)."""
+        if self._suspect():
+            with self._reporting():
+                conn = await psycopg.AsyncConnection.connect(self.url, **self._retry_kwargs)
+            async with conn:
+                with self._transacting(conn):
+                    done = await transact_async(
+                        conn, self.dialect, name, isolation, body, checkpoint
+                    )
+            await self._mend()
+            return done
+        async with self.pool.connection() as conn:
+            with self._transacting(conn):
+                return await transact_async(conn, self.dialect, name, isolation, body, checkpoint)
+
+    async def _mend(self) -> None:
+        """The database answered on a fresh connection: a set-aside pool is replaced."""
+        old = self._mended()
+        if old is not None:
+            await self.pool.open(wait=False)
+            closing = asyncio.get_running_loop().create_task(old.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+
     async def settle(
         self,
         statements: Sequence[Statement],
@@ -270,12 +339,7 @@ class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommit
             conn = await psycopg.AsyncConnection.connect(self.url, **self._retry_kwargs)
             async with conn:
                 result = await run_async(conn, settling, transaction=len(settling) > 1)
-        old = self._mended()
-        if old is not None:
-            await self.pool.open(wait=False)
-            closing = asyncio.get_running_loop().create_task(old.close())
-            self._closing.add(closing)
-            closing.add_done_callback(self._closing.discard)
+        await self._mend()
         return result
 
     async def close(self) -> None:

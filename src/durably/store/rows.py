@@ -41,6 +41,14 @@ class Inspected(NamedTuple):
     child_id: str | None
 
 
+class TransactionOutput(NamedTuple):
+    """What a transaction step on another database committed: its output, parsed and as
+    stored (for the operation row that records it in the app's database)."""
+
+    output: Any
+    text: str | None
+
+
 class StoredOperation(NamedTuple):
     """One recorded operation, for replay and listings."""
 
@@ -441,4 +449,6 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "schedule_resume": Schedule,
     "schedule_delete": ScheduleDeleted,
     "schedule_due": DueSchedule,
+    # app_database.sql
+    "transaction_output": TransactionOutput,
 }

@@ -1,0 +1,32 @@
+-- Statements for another database a transaction step writes to (``database=``): there,
+-- durably keeps only one small table of its own, the checkpoints of those transactions.
+
+-- name: app_database_lock
+-- Setup runs under this lock (in one transaction) so that concurrent processes agree.
+SELECT pg_advisory_xact_lock(hashtext(%(key)s))
+
+-- name: app_database_schema
+CREATE SCHEMA IF NOT EXISTS {schema}
+
+-- name: app_database_table
+CREATE TABLE IF NOT EXISTS {schema}.transaction_outputs (
+    workflow_id text NOT NULL,
+    step        integer NOT NULL,
+    output      jsonb,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (workflow_id, step)
+)
+
+-- name: record_transaction
+-- The checkpoint of one transaction step, written in the user's transaction: no row when
+-- that step already committed (its first run did, or a predecessor's): then everything
+-- this run wrote is rolled back.
+INSERT INTO {schema}.transaction_outputs (workflow_id, step, output)
+VALUES (%(workflow_id)s, %(step)s, %(output)s::jsonb)
+ON CONFLICT DO NOTHING
+
+-- name: transaction_output
+-- What a transaction step committed, if it did.
+SELECT output, output::text AS text
+FROM {schema}.transaction_outputs
+WHERE workflow_id = %(workflow_id)s AND step = %(step)s

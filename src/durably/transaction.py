@@ -1,0 +1,66 @@
+"""``@app.transaction``: a function whose SQL commits together with its checkpoint."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+
+from durably.app_core import AppCore
+from durably.errors import ConfigurationError
+from durably.execution.context import active_workflow
+from durably.execution.specs import StepSpec, TransactionSpec, default_name, former_name
+from durably.execution.transactions import run_alone, run_transaction
+from durably.runtime.drivers import drive_async, drive_sync
+from durably.workflow import check_callable, claim_name
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Transaction(Generic[P, R]):
+    """A transaction step. Inside a workflow its function runs in a database transaction
+    that also writes its checkpoint, so its writes happen exactly once; outside any
+    workflow it runs once in a transaction of its own. Callers leave out the connection:
+    durably passes it as the function's first argument."""
+
+    def __init__(self, app: AppCore, spec: TransactionSpec) -> None:
+        self._app = app
+        self.spec = spec
+        functools.update_wrapper(self, spec.fn)
+
+    def __repr__(self) -> str:
+        return f"<durably transaction {self.spec.name!r}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        ctx = active_workflow()
+        if ctx is None or ctx.engine is not self._app._engine:
+            engine = self._app.engine
+            protocol = run_alone(engine, self.spec, args, kwargs)
+        else:
+            engine = ctx.engine
+            # Numbered now, in the caller's task, as every durable operation is.
+            protocol = run_transaction(ctx, ctx.take_step(), self.spec, args, kwargs)
+        if self.spec.is_async:
+            return drive_async(engine, protocol)  # type: ignore[return-value]
+        return drive_sync(engine, protocol)  # type: ignore[no-any-return]
+
+
+def declare_transaction(
+    app: AppCore,
+    steps: dict[str, StepSpec],
+    fn: Callable[Concatenate[Any, P], R],
+    name: str | None,
+    settings: Mapping[str, Any],
+) -> Transaction[P, R]:
+    """Make ``fn`` a transaction step of ``app`` (what ``@app.transaction`` does). It
+    shares the steps' names: replay tells operations apart by name and kind."""
+    check_callable(fn, "transaction")
+    if isinstance(fn, Transaction):
+        raise ConfigurationError(f"{fn!r} is already durable; decorate the plain function")
+    spec = TransactionSpec(
+        fn, name or default_name(fn), former=None if name else former_name(fn), **settings
+    )
+    claim_name(steps, spec, "transaction", name)
+    steps[spec.name] = spec
+    return Transaction(app, spec)
