@@ -31,7 +31,7 @@ import psycopg
 
 import durably
 from benchmarks import dbos_venv as dbos
-from benchmarks import floor, heavy, queues, settings, workflows
+from benchmarks import floor, heavy, queues, settings, transactions, workflows
 from benchmarks.core import DEFAULT_DATA_DIR, REGISTRY, Context, Measurement, Target, database
 
 # Importing a module registers its benchmarks, in this order; add new modules here.

@@ -207,7 +207,7 @@ def test_a_lost_commit_reply_is_settled_from_the_checkpoint_not_run_again(
     dropped = threading.Event()
 
     def drop_once(names: Any) -> bool:
-        if "record_operation" in names and not dropped.is_set():
+        if "record_transaction_operation" in names and not dropped.is_set():
             dropped.set()
             return True
         return False

@@ -150,14 +150,12 @@ def _checkpoint(
             return engine.app_statements(spec.database).record_transaction(
                 ctx.workflow_id, position, output
             )
-        return engine.statements.record_operation(
+        return engine.statements.record_transaction_operation(
             workflow_id=ctx.workflow_id,
             epoch=ctx.epoch,
             step=position,
             name=spec.name,
-            kind=KIND,
             output=output,
-            error=None,
             started_at=started,
         )
 

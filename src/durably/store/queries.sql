@@ -86,6 +86,23 @@ WHERE w.id = %(workflow_id)s AND w.epoch = %(epoch)s AND w.status = 'PENDING'
 FOR SHARE OF w
 ON CONFLICT DO NOTHING
 
+-- name: record_transaction_operation
+-- record_operation for a transaction step, written in the user's transaction and sent
+-- together with its COMMIT: when it writes no row (fenced, or already recorded) it fails
+-- (division by zero), which turns that COMMIT into a rollback of everything.
+WITH written AS (
+    INSERT INTO {schema}.operations
+        (workflow_id, step, name, kind, output, error, child_id, started_at, epoch)
+    SELECT w.id, %(step)s, %(name)s, %(kind)s, %(output)s::jsonb, NULL, NULL,
+           %(started_at)s, w.epoch
+    FROM {schema}.workflows w
+    WHERE w.id = %(workflow_id)s AND w.epoch = %(epoch)s AND w.status = 'PENDING'
+    FOR SHARE OF w
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT 1 / count(*) AS written FROM written
+
 -- name: record_operations
 -- record_operation for many workflows at once (a group-commit batch), with the same
 -- fencing; returns the rows written.

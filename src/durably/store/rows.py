@@ -41,6 +41,12 @@ class Inspected(NamedTuple):
     child_id: str | None
 
 
+class Written(NamedTuple):
+    """A transaction's checkpoint was written (it fails instead of writing none)."""
+
+    written: int
+
+
 class TransactionOutput(NamedTuple):
     """What a transaction step on another database committed: its output, parsed and as
     stored (for the operation row that records it in the app's database)."""
@@ -449,6 +455,8 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "schedule_resume": Schedule,
     "schedule_delete": ScheduleDeleted,
     "schedule_due": DueSchedule,
+    "record_transaction_operation": Written,
     # app_database.sql
+    "record_transaction": Written,
     "transaction_output": TransactionOutput,
 }

@@ -76,6 +76,7 @@ class Statements:
         self.schema = schema
         names = [
             "insert_workflow", "start_child", "record_operation", "inspect_operation",
+            "record_transaction_operation",
             "get_outcome", "heartbeat", "strangers",
             "remove_executor", "clock", "claim_own", "take_over",
             "release_executor",
@@ -196,6 +197,31 @@ class Statements:
                 "started_at": started_at,
             },
             combine=self._record_operations,
+        )
+
+    def record_transaction_operation(
+        self,
+        *,
+        workflow_id: str,
+        epoch: int,
+        step: int,
+        name: str,
+        output: str,
+        started_at: datetime,
+    ) -> Statement:
+        """A transaction step's checkpoint, for its own transaction (it fails, rolling the
+        transaction back, when it writes no row)."""
+        return bound(
+            self._sql["record_transaction_operation"],
+            {
+                "workflow_id": workflow_id,
+                "epoch": epoch,
+                "step": step,
+                "name": name,
+                "kind": "transaction",
+                "output": output,
+                "started_at": started_at,
+            },
         )
 
     def _record_operations(

@@ -1,16 +1,19 @@
 """A user's function and its checkpoint in one database transaction (``@app.transaction``).
 
 The function gets the open connection, runs its own SQL, and returns; the checkpoint
-statement is then written on the same connection and both commit together, or neither
-does. A checkpoint that writes no row (the workflow was taken over, or the operation is
-already recorded) rolls the function's writes back. The transaction's own conflicts
-(serialization failure, deadlock) leave as ``TransactionConflict`` for the caller to run
-it again; a connection that broke leaves as ``ConnectionLost``: the commit may or may
-not have happened, and the caller finds out by reading its checkpoint.
+statement is then sent together with the COMMIT (one round trip), and both commit, or
+neither does: a checkpoint that writes no row (the workflow was taken over, or the
+operation is already recorded) fails, and the COMMIT becomes a rollback. The
+transaction's own conflicts (serialization failure, deadlock) leave as
+``TransactionConflict`` for the caller to run it again; a connection that broke leaves
+as a psycopg error on a closed connection (the store makes it ``ConnectionLost``): the
+commit may or may not have happened, and the caller finds out by reading its checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
@@ -18,20 +21,17 @@ import psycopg
 from psycopg import pq
 
 from durably.errors import TransactionConflict, TransactionMisuse
-from durably.store import faults
+from durably.store import faults, sqlfile
 from durably.store.dialect import Dialect
 from durably.store.statements import Statement
-
-ISOLATION = {
-    "serializable": psycopg.IsolationLevel.SERIALIZABLE,
-    "repeatable read": psycopg.IsolationLevel.REPEATABLE_READ,
-    "read committed": psycopg.IsolationLevel.READ_COMMITTED,
-}
 
 Checkpoint = Callable[[Any], Statement | None]
 """Builds the checkpoint statement from the function's result (encoding it first, so a
 value that cannot be stored rolls the transaction back); None: no checkpoint (a call
 outside any workflow)."""
+
+# A checkpoint statement fails this way when it wrote no row (see the .sql files).
+_NOT_WRITTEN = psycopg.errors.DivisionByZero
 
 
 class Transacted(NamedTuple):
@@ -40,6 +40,15 @@ class Transacted(NamedTuple):
 
     value: Any
     committed: bool
+
+
+@functools.cache
+def _sql(name: str) -> str:
+    return sqlfile.statement(name, "durably")  # no schema in these: any name renders them
+
+
+def _begin(isolation: str) -> str:
+    return _sql("begin_" + isolation.replace(" ", "_"))
 
 
 def _misuse(name: str, conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
@@ -54,13 +63,14 @@ def _misuse(name: str, conn: psycopg.Connection[Any] | psycopg.AsyncConnection[A
         raise TransactionMisuse(
             f"transaction {name!r} returned from an aborted transaction (a statement failed "
             f"and its error was caught inside the function); nothing was committed. Let the "
-            f"error propagate, or use a savepoint (with conn.transaction():) around it"
+            f"error propagate, or put the statement in a savepoint (with conn.transaction():)"
         )
     if status != pq.TransactionStatus.INTRANS:
         raise TransactionMisuse(
             f"transaction {name!r} ended its transaction itself (COMMIT or ROLLBACK in its "
-            f"SQL): what it committed is outside durably's exactly-once guarantee. Never "
-            f"commit or roll back inside a transaction function; raise to roll back"
+            f"SQL, or conn.commit()): what it committed is outside durably's exactly-once "
+            f"guarantee. Never commit or roll back inside a transaction function; raise to "
+            f"roll back"
         )
 
 
@@ -69,6 +79,11 @@ def _conflict(exc: psycopg.Error, name: str) -> TransactionConflict:
         f"transaction {name!r} met a conflict with a concurrent transaction "
         f"({type(exc).__name__}, SQLSTATE {exc.sqlstate}); it was rolled back"
     )
+
+
+def _open(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Whether a transaction is still open on ``conn`` (and needs rolling back)."""
+    return not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE
 
 
 def transact_sync(
@@ -80,27 +95,38 @@ def transact_sync(
     checkpoint: Checkpoint,
 ) -> Transacted:
     """Run ``body(conn)`` and its checkpoint in one transaction on ``conn`` (autocommit)."""
-    conn.isolation_level = ISOLATION[isolation]
+    conn.execute(_begin(isolation))
     try:
-        written = 1
-        with conn.transaction() as tx:
-            value = body(conn)
-            _misuse(name, conn)
-            statement = checkpoint(value)
-            if statement is not None:
-                written = conn.execute(statement.sql, statement.params, prepare=True).rowcount
-                if written != 1:
-                    raise psycopg.Rollback(tx)
-        if statement is not None and written == 1:
-            faults.after_commit(conn, (statement.name,))
-        return Transacted(value, written == 1)
+        value = body(conn)
+        _misuse(name, conn)
+        statement = checkpoint(value)
+        if statement is None:
+            conn.execute(_sql("commit_transaction"))
+            return Transacted(value, True)
+        try:
+            with conn.pipeline():
+                conn.execute(statement.sql, statement.params, prepare=True)
+                conn.execute(_sql("commit_transaction"))
+        except _NOT_WRITTEN:
+            conn.execute(_sql("rollback_transaction"))
+            return Transacted(value, False)
+        faults.after_commit(conn, (statement.name,))
+        return Transacted(value, True)
     except psycopg.Error as exc:
+        _roll_back(conn)
         if dialect.retryable(exc):
             raise _conflict(exc, name) from exc
         raise
-    finally:
-        if not conn.closed:
-            conn.isolation_level = None
+    except BaseException:
+        _roll_back(conn)
+        raise
+
+
+def _roll_back(conn: psycopg.Connection[Any]) -> None:
+    if _open(conn):
+        # A connection that cannot roll back is broken; the pool discards it.
+        with contextlib.suppress(psycopg.Error):
+            conn.execute(_sql("rollback_transaction"))
 
 
 async def transact_async(
@@ -112,25 +138,34 @@ async def transact_async(
     checkpoint: Checkpoint,
 ) -> Transacted:
     """Async twin of ``transact_sync``: ``body`` is a coroutine function."""
-    await conn.set_isolation_level(ISOLATION[isolation])
+    await conn.execute(_begin(isolation))
     try:
-        written = 1
-        async with conn.transaction() as tx:
-            value = await body(conn)
-            _misuse(name, conn)
-            statement = checkpoint(value)
-            if statement is not None:
-                cursor = await conn.execute(statement.sql, statement.params, prepare=True)
-                written = cursor.rowcount
-                if written != 1:
-                    raise psycopg.Rollback(tx)
-        if statement is not None and written == 1:
-            await faults.after_commit_async(conn, (statement.name,))
-        return Transacted(value, written == 1)
+        value = await body(conn)
+        _misuse(name, conn)
+        statement = checkpoint(value)
+        if statement is None:
+            await conn.execute(_sql("commit_transaction"))
+            return Transacted(value, True)
+        try:
+            async with conn.pipeline():
+                await conn.execute(statement.sql, statement.params, prepare=True)
+                await conn.execute(_sql("commit_transaction"))
+        except _NOT_WRITTEN:
+            await conn.execute(_sql("rollback_transaction"))
+            return Transacted(value, False)
+        await faults.after_commit_async(conn, (statement.name,))
+        return Transacted(value, True)
     except psycopg.Error as exc:
+        await _roll_back_async(conn)
         if dialect.retryable(exc):
             raise _conflict(exc, name) from exc
         raise
-    finally:
-        if not conn.closed:
-            await conn.set_isolation_level(None)
+    except BaseException:
+        await _roll_back_async(conn)
+        raise
+
+
+async def _roll_back_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    if _open(conn):
+        with contextlib.suppress(psycopg.Error):
+            await conn.execute(_sql("rollback_transaction"))
