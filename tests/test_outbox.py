@@ -151,7 +151,8 @@ def test_enqueue_in_with_autocommit_off_joins_the_implicit_transaction(
         add_order(conn, orders, "o-1")
         conn.rollback()
         assert workflows(db) == [] and order_ids(db) == []
-        workflow_id = app.enqueue_in(conn, "orders", "ship", "o-2")  # by name on App
+        # By name on App, and on the Queue object app.queue() returned.
+        workflow_id = app.enqueue_in(conn, app.queue("orders"), "ship", "o-2")
         add_order(conn, orders, "o-2")
         conn.commit()
     assert workflows(db) == [(workflow_id, "ship", "ENQUEUED", "orders")]
