@@ -13,6 +13,7 @@ import pytest
 from psycopg import sql
 
 import durably
+from durably.execution import waits
 from support import wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -244,8 +245,12 @@ def test_send_in_delivers_once_at_commit_and_never_on_rollback(
     db: psycopg.Connection[Any],
     orders: str,
     park_after: float,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    app = make_app(park_after=park_after)
+    # Every fallback poll is slower than the deadline below: the wake-up within it comes
+    # from the notification the commit delivered.
+    monkeypatch.setattr(waits, "POLL_INTERVAL", 60.0)
+    app = make_app(park_after=park_after, poll_interval=60.0, lease=240.0)
 
     @app.workflow
     def approval() -> list[Any]:
@@ -478,6 +483,8 @@ def test_unusable_connections_are_refused_before_anything_runs(
     async def swapped() -> None:
         with pytest.raises(durably.UnusableConnection, match="enqueue_in / send_in"):
             await app.enqueue_in_async(conn, "orders", ship, "o")  # type: ignore[arg-type]
+        with pytest.raises(durably.UnusableConnection, match="get_raw_connection"):
+            await app.enqueue_in_async(object(), "orders", ship, "o")  # type: ignore[arg-type]
         aconn = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
         async with aconn:
             with pytest.raises(durably.UnusableConnection, match="_async"):

@@ -37,6 +37,10 @@ _SQLALCHEMY_HINT = (
     " (with SQLAlchemy, pass the psycopg connection under the session's: "
     "session.connection().connection.driver_connection)"
 )
+_ASYNC_SQLALCHEMY_HINT = (
+    " (with SQLAlchemy's AsyncSession, pass the psycopg connection under it: "
+    "(await (await session.connection()).get_raw_connection()).driver_connection)"
+)
 
 
 # ------------------------------------------------------------------ checks
@@ -72,7 +76,8 @@ async def check_async(conn: object, db: AsyncDatabase) -> AsyncConnection:
         )
     if not isinstance(conn, psycopg.AsyncConnection):
         raise UnusableConnection(
-            f"expected a psycopg (3) AsyncConnection, got {type(conn).__name__}{_SQLALCHEMY_HINT}"
+            f"expected a psycopg (3) AsyncConnection, got {type(conn).__name__}"
+            f"{_ASYNC_SQLALCHEMY_HINT}"
         )
     _check_state(conn)
     identity = _identities.get(db.url)
