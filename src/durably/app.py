@@ -13,6 +13,7 @@ from durably.control import Control
 from durably.errors import ConfigurationError
 from durably.execution.specs import StepSpec, WorkflowSpec
 from durably.keywords import RetryPolicy, TransactionSettings, check_keywords
+from durably.outbox import Outbox
 from durably.queue_spec import QueueSpec
 from durably.queues import Queue
 from durably.runtime.connect import open_database
@@ -29,7 +30,7 @@ R = TypeVar("R")
 DEFAULT_LEASE = 15.0
 
 
-class App(Control, Scheduling):
+class App(Control, Scheduling, Outbox):
     """A durably application: its workflows and steps, bound to one Postgres schema.
 
     ``url`` is a PostgreSQL URL; without one, ``$DURABLY_DATABASE_URL`` is used, else an

@@ -23,6 +23,7 @@ from durably.execution.protocol import Started
 from durably.execution.queueing import enqueue as enqueue_protocol
 from durably.execution.specs import WorkflowSpec
 from durably.options import WorkflowOptions, check_name
+from durably.outbox import Outbox
 from durably.runtime.connect import open_database
 from durably.runtime.engine import Engine
 from durably.runtime.served import check_enqueued
@@ -34,7 +35,7 @@ def _unregistered(*_args: Any, **_kwargs: Any) -> None:
     raise AssertionError("a Client never runs workflows")
 
 
-class Client(Control):
+class Client(Control, Outbox):
     """Start and observe workflows by name, from any process (sync, with ``_async`` twins).
 
     ``url``: a PostgreSQL URL; without one, ``$DURABLY_DATABASE_URL``, else the embedded

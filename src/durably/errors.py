@@ -65,6 +65,12 @@ class InvalidArgument(DurablyError, ValueError):
     """An argument of a durably call is out of range or of the wrong type."""
 
 
+class UnusableConnection(InvalidArgument):
+    """A connection given to ``enqueue_in``/``send_in`` cannot carry durably's writes in
+    the caller's transaction (closed, no transaction open, another database, ...);
+    refused before anything runs on it."""
+
+
 class DatabaseUnavailable(DurablyError):
     """The database (embedded or remote) could not be reached or started."""
 

@@ -26,6 +26,7 @@ from durably.execution.effects import (
 )
 from durably.execution.host import Host
 from durably.runtime import logs
+from durably.store import borrowed
 from durably.store.statements import Statement
 
 if TYPE_CHECKING:
@@ -211,3 +212,41 @@ def _body(effect: Transact) -> Callable[[Any], Any]:
 def _transact_sync(engine: Runner, effect: Transact) -> Transacted:
     db = engine.db if effect.database is None else _other(engine, effect)
     return db.transact(effect.name, effect.isolation, _body(effect), effect.checkpoint)
+
+
+# ------------------------------------------------------------------ borrowed connections
+# ``app.enqueue_in`` / ``app.send_in``: the same protocols, their statements run on a
+# connection the caller owns, inside the caller's open transaction (``store.borrowed``):
+# no group commit, no commit or rollback of ours, and no settling after a broken link
+# (the caller's transaction is lost with it, and theirs to retry).
+
+
+def _borrowable(effect: Any) -> Sequence[Statement]:
+    kind = type(effect)
+    if kind is Write or kind is Read or kind is Atomic:
+        return _statements(effect)
+    # A protocol that waits, calls user code or needs the lease has no place in a
+    # transaction it does not own: a programming error, not bad input.
+    raise TypeError(f"{kind.__name__} cannot be performed inside the caller's transaction")
+
+
+def drive_borrowed_sync(conn: borrowed.SyncConnection, gen: Protocol[T]) -> T:
+    """Run a protocol of statements on the caller's connection, in its transaction."""
+    steps = _Steps(gen)
+    while (effect := steps.next()) is not None:
+        try:
+            steps.send = borrowed.run_sync(conn, _borrowable(effect))
+        except BaseException as exc:
+            steps.error = exc
+    return steps.value  # type: ignore[no-any-return]
+
+
+async def drive_borrowed_async(conn: borrowed.AsyncConnection, gen: Protocol[T]) -> T:
+    """Async twin of ``drive_borrowed_sync``."""
+    steps = _Steps(gen)
+    while (effect := steps.next()) is not None:
+        try:
+            steps.send = await borrowed.run_async(conn, _borrowable(effect))
+        except BaseException as exc:
+            steps.error = exc
+    return steps.value  # type: ignore[no-any-return]
