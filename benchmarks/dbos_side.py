@@ -294,7 +294,10 @@ def heavy_repeats(args: argparse.Namespace) -> int:
 def latency_figures(flavour: str, samples: dict[int, list[float]], n: int) -> list[dict[str, Any]]:
     out = [
         measurement(
-            f"{flavour}.seq.{k}", f"DBOS {flavour} workflow, {k} no-op steps", "ms", samples[k],
+            f"{flavour}.seq.{k}",
+            f"DBOS {flavour} workflow, {k} no-op steps",
+            "ms",
+            samples[k],
             note=f"median of {n} per repeat",
         )
         for k in (0, 1, 10)
@@ -319,6 +322,74 @@ def sequential_sync(args: argparse.Namespace) -> list[dict[str, Any]]:
     finally:
         DBOS.destroy()
     return latency_figures("sync", samples, n)
+
+
+@bench("transaction-step")
+def transaction_step(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """DBOS 3.4's transaction step (a SQLAlchemy datasource's ``@ds.transaction()``,
+    default isolation SERIALIZABLE) inserting one row, against a plain no-op step."""
+    from dbos import SQLAlchemyDatasource
+    from sqlalchemy import text
+
+    n = size(args, 100, 20)
+    table = f'"{args.schema}_rows".rows'
+    with psycopg.connect(args.url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{args.schema}_rows"')
+        conn.execute(
+            f"CREATE TABLE {table} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+            "payload jsonb NOT NULL)"
+        )
+    make_dbos(args.url, args.schema)
+    ds = SQLAlchemyDatasource.create(args.url, schema=f"{args.schema}_ds")
+    insert = text(f"INSERT INTO {table} (payload) VALUES ('null'::jsonb)")
+
+    @ds.transaction(name="bench.tx_insert")
+    def tx_insert() -> None:
+        ds.sql_session().execute(insert)
+
+    @ds.transaction(name="bench.tx_insert_rc", isolation_level="READ COMMITTED")
+    def tx_insert_rc() -> None:
+        ds.sql_session().execute(insert)
+
+    @DBOS.workflow(name="bench.mixed")
+    def mixed(kind: str, k: int) -> int:
+        fn = {"plain": noop, "tx": tx_insert, "tx_rc": tx_insert_rc}.get(kind)
+        for _ in range(k if fn is not None else 0):
+            fn()  # type: ignore[misc]
+        return k
+
+    DBOS.launch()
+    samples: dict[str, list[float]] = {"zero": [], "plain": [], "tx": [], "tx_rc": []}
+    try:
+        runs = {
+            "zero": lambda: mixed("zero", 0),
+            "plain": lambda: mixed("plain", 10),
+            "tx": lambda: mixed("tx", 10),
+            "tx_rc": lambda: mixed("tx_rc", 10),
+        }
+        for run in runs.values():
+            per_call(run, 20)
+        for _ in range(args.repeats):
+            for key, run in runs.items():
+                samples[key].append(median_ms(per_call(run, n)))
+    finally:
+        DBOS.destroy()
+        with psycopg.connect(args.url, autocommit=True) as conn:
+            for suffix in ("rows", "ds"):
+                conn.execute(f'DROP SCHEMA IF EXISTS "{args.schema}_{suffix}" CASCADE')
+
+    def per_step(key: str) -> list[float]:
+        return [(t - z) / 10 for t, z in zip(samples[key], samples["zero"], strict=True)]
+
+    note = f"(t10 - t0) / 10, median of {n} workflows per repeat"
+    return [
+        measurement("tx.per_step", "DBOS transaction step, 1 row (serializable)", "ms",
+                    per_step("tx"), note=note),
+        measurement("tx.per_step_rc", "DBOS transaction step, 1 row (read committed)", "ms",
+                    per_step("tx_rc"), note=note),
+        measurement("tx.plain_per_step", "DBOS plain no-op step", "ms", per_step("plain"),
+                    note=note),
+    ]  # fmt: skip
 
 
 @bench("sequential-async")
@@ -411,7 +482,8 @@ def throughput_async(args: argparse.Namespace) -> list[dict[str, Any]]:
                     rates.append(rounds * concurrency / (time.perf_counter() - start))
                     log(f"gather of {concurrency}: {rates[-1]:,.0f} workflows/s")
                 out += throughput_figures(
-                    f"async.x{concurrency}", rates,
+                    f"async.x{concurrency}",
+                    rates,
                     f"{rounds} round{'s' * (rounds > 1)} of {concurrency} per repeat"
                     + ("" if concurrency <= 50 else f", {repeats} repeats"),
                 )
@@ -501,7 +573,10 @@ def queue_throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
         ]  # fmt: skip
     out.append(
         measurement(
-            "queue.enqueue_up_front", "DBOS enqueue up front", "/s", enqueue_rates,
+            "queue.enqueue_up_front",
+            "DBOS enqueue up front",
+            "/s",
+            enqueue_rates,
             note="DBOSClient.enqueue from 8 threads",
         )
     )
@@ -631,9 +706,10 @@ def recovery(args: argparse.Namespace) -> list[dict[str, Any]]:
     # A repeat takes about 4 minutes at 10,000 (starting them, then recovering them): one
     # run at full size, two in a quick run.
     for _ in range(1 if n >= 5000 else min(args.repeats, 2)):
-        with fresh_schema(args.url, args.schema) as schema, psycopg.connect(
-            args.url, autocommit=True
-        ) as conn:
+        with (
+            fresh_schema(args.url, args.schema) as schema,
+            psycopg.connect(args.url, autocommit=True) as conn,
+        ):
             DBOS.migrate(args.url, schema=schema)
             executor = f"bench-recovery-{uuid.uuid4().hex[:8]}"
             common = ["--url", args.url, "--schema", schema, "--executor-id", executor]
@@ -661,7 +737,7 @@ def recovery(args: argparse.Namespace) -> list[dict[str, Any]]:
                 sql = (
                     "SELECT count(*) FILTER (WHERE status NOT IN ('PENDING', 'ENQUEUED')), "
                     "count(*) FILTER (WHERE status = 'SUCCESS'), max(completed_at), "
-                    f'max(recovery_attempts), avg(recovery_attempts) '
+                    f"max(recovery_attempts), avg(recovery_attempts) "
                     f'FROM "{schema}".workflow_status WHERE name = %s'
                 )
                 row: tuple[Any, ...] = ()

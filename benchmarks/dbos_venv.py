@@ -27,7 +27,8 @@ DBOS_VERSION = "3.4.0"
 REQUIREMENTS = (f"dbos=={DBOS_VERSION}", "matplotlib")
 # The benchmarks dbos_side.py implements (the others have no DBOS counterpart).
 COUNTERPARTS = frozenset({
-    "sequential-sync", "sequential-async", "throughput-sync", "throughput-async",
+    "sequential-sync", "sequential-async", "transaction-step", "throughput-sync",
+    "throughput-async",
     "queue-throughput", "enqueue-latency", "client-enqueue", "sleeping", "recovery",
 })  # fmt: skip
 

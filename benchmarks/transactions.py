@@ -7,6 +7,7 @@ single-row INSERT+COMMIT from psycopg, same run) and against a plain no-op step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -22,7 +23,7 @@ STEPS = 10
 def transaction_step(ctx: Context) -> list[Measurement]:
     """Sequential workflows of 10 transaction steps, each inserting one row."""
     n = ctx.size(100, 20)
-    samples: dict[str, list[float]] = {"zero": [], "plain": [], "tx": [], "tx_rc": []}
+    samples: dict[str, list[float]] = {k: [] for k in ("zero", "plain", "tx", "tx_rc", "tx_pipe")}
     with ctx.app() as app:
         table = sql.Identifier(app.schema, "bench_rows")
         with ctx.connect() as conn:
@@ -46,19 +47,28 @@ def transaction_step(ctx: Context) -> list[Measurement]:
         def tx_insert_rc(conn: psycopg.Connection[Any]) -> None:
             conn.execute(insert, ("null",), prepare=True)
 
+        @app.transaction(name="bench.tx_insert_pipe", pipeline=True)
+        def tx_insert_pipe(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(insert, ("null",), prepare=True)
+
+        steps: dict[str, Callable[[], None]] = {
+            "plain": noop,
+            "tx": tx_insert,
+            "tx_rc": tx_insert_rc,
+            "tx_pipe": tx_insert_pipe,
+        }
+
         @app.workflow(name="bench.mixed")
         def mixed(kind: str, k: int) -> int:
-            fn = {"plain": noop, "tx": tx_insert, "tx_rc": tx_insert_rc}.get(kind)
+            fn = steps.get(kind)
             for _ in range(k if fn is not None else 0):
-                fn()  # type: ignore[misc]
+                fn()
             return k
 
-        runs = {
-            "zero": lambda: mixed("zero", 0),
-            "plain": lambda: mixed("plain", STEPS),
-            "tx": lambda: mixed("tx", STEPS),
-            "tx_rc": lambda: mixed("tx_rc", STEPS),
-        }
+        def calling(kind: str, k: int = STEPS) -> Callable[[], int]:
+            return lambda: mixed(kind, k)
+
+        runs = {"zero": calling("zero", 0), **{kind: calling(kind) for kind in steps}}
         for run in runs.values():
             per_call(run, 20)  # warm up: prepare on the pooled connections
         for _ in range(ctx.repeats):
@@ -77,6 +87,10 @@ def transaction_step(ctx: Context) -> list[Measurement]:
         Measurement(
             "tx.per_step_rc", "transaction step inserting 1 row (read committed)", "ms",
             per_step("tx_rc"), ratio_to=FLOOR, note=note,
+        ),
+        Measurement(
+            "tx.per_step_pipelined", "the same, serializable, pipeline=True", "ms",
+            per_step("tx_pipe"), ratio_to=FLOOR, note=note,
         ),
         Measurement(
             "tx.plain_per_step", "plain no-op step, same run", "ms", per_step("plain"),

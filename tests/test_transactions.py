@@ -62,17 +62,23 @@ def steps_of(app: durably.App, workflow_id: str) -> list[tuple[int, str, str]]:
 # ---------------------------------------------------------------- in one process
 
 
+@pytest.mark.parametrize("pipeline", [False, True])
 def test_a_transaction_commits_with_its_checkpoint_and_replays(
-    make_app: Callable[..., durably.App], schema: str, table: Callable[[], list[Any]]
+    make_app: Callable[..., durably.App],
+    schema: str,
+    table: Callable[[], list[Any]],
+    pipeline: bool,
 ) -> None:
     app = make_app()
     bodies: list[int] = []
 
-    @app.transaction()
+    @app.transaction(pipeline=pipeline)
     def record(conn: psycopg.Connection[Any], order: str) -> dict[str, str]:
         bodies.append(1)
-        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
         conn.execute(insert_sql(schema), (durably.workflow_id(), os.getpid(), order))
+        # Reading a result works in pipeline mode too (it costs a round trip there).
+        row = conn.execute("SELECT current_setting('transaction_isolation')").fetchone()
+        assert row == ("serializable",)
         return {"order": order}
 
     @app.workflow()
@@ -199,8 +205,12 @@ def test_real_conflicts_between_concurrent_serializable_transactions_all_commit_
     assert db.execute(read).fetchone() == (20,)
 
 
+@pytest.mark.parametrize("pipeline", [False, True])
 def test_a_lost_commit_reply_is_settled_from_the_checkpoint_not_run_again(
-    make_app: Callable[..., durably.App], schema: str, table: Callable[[], list[Any]]
+    make_app: Callable[..., durably.App],
+    schema: str,
+    table: Callable[[], list[Any]],
+    pipeline: bool,
 ) -> None:
     app = make_app()
     bodies: list[int] = []
@@ -212,7 +222,7 @@ def test_a_lost_commit_reply_is_settled_from_the_checkpoint_not_run_again(
             return True
         return False
 
-    @app.transaction()
+    @app.transaction(pipeline=pipeline)
     def pay(conn: psycopg.Connection[Any]) -> str:
         bodies.append(1)
         conn.execute(insert_sql(schema), (durably.workflow_id(), os.getpid(), "paid"))
@@ -233,18 +243,20 @@ def test_a_lost_commit_reply_is_settled_from_the_checkpoint_not_run_again(
     assert len(table()) == 1
 
 
+@pytest.mark.parametrize("pipeline", [False, True])
 def test_a_taken_over_owner_commits_nothing(
     make_app: Callable[..., durably.App],
     schema: str,
     db: psycopg.Connection[Any],
     table: Callable[[], list[Any]],
+    pipeline: bool,
 ) -> None:
     # The workflow changes owner (its epoch moves on) while the body's transaction is
     # open: the checkpoint finds no row of its epoch, and the body's insert is rolled back.
     app = make_app()
     inside, go_on = threading.Event(), threading.Event()
 
-    @app.transaction()
+    @app.transaction(pipeline=pipeline)
     def slow(conn: psycopg.Connection[Any]) -> str:
         conn.execute(insert_sql(schema), (durably.workflow_id(), os.getpid(), "fenced"))
         inside.set()
@@ -272,6 +284,28 @@ def test_a_taken_over_owner_commits_nothing(
     assert table() == []
     assert handle.id == "f-1"
     assert app.list_steps("f-1") == []
+
+
+def test_in_pipeline_mode_an_error_of_the_functions_sql_rolls_it_back(
+    make_app: Callable[..., durably.App], schema: str, table: Callable[[], list[Any]]
+) -> None:
+    app = make_app()
+
+    @app.transaction(pipeline=True)
+    def duplicate(conn: psycopg.Connection[Any]) -> str:
+        conn.execute(insert_sql(schema), (durably.workflow_id(), 1, "before the error"))
+        conn.execute("SELECT 1/0")  # its error surfaces when the pipeline syncs
+        return "not reached as a result"
+
+    @app.workflow()
+    def wf() -> str:
+        return duplicate()
+
+    with app, pytest.raises(psycopg.errors.DivisionByZero):
+        wf.options(id="p-1")()
+    assert table() == []
+    [step] = app.list_steps("p-1")
+    assert step.kind == "transaction" and isinstance(step.error, psycopg.errors.DivisionByZero)
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,7 @@ class TransactionSettings(RetryPolicy, total=False):
     isolation: str  # 'serializable', 'repeatable read' or 'read committed' ['serializable']
     database: str | None  # another database's URL [the app's app_db, else its own]
     conflict_retries: int  # runs again after a serialization failure or deadlock [10]
+    pipeline: bool  # BEGIN to COMMIT in one round trip for write-only SQL [False]
 
 
 def check_keywords(given: Mapping[str, object], bundle: type[Any], where: str) -> None:

@@ -63,6 +63,7 @@ class Transact:
     isolation: str
     database: str | None
     checkpoint: Callable[[Any], Statement | None]
+    pipeline: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,9 @@ class TransactionSpec(StepSpec):
     isolation: str = "serializable"
     database: str | None = None
     conflict_retries: int = 10
+    # Send BEGIN, the function's statements, the checkpoint and COMMIT in libpq's
+    # pipeline mode (one round trip for a function that only writes).
+    pipeline: bool = False
 
     def __post_init__(self) -> None:
         StepSpec.__post_init__(self)
@@ -126,6 +129,10 @@ class TransactionSpec(StepSpec):
             raise ConfigurationError(
                 f"transaction {self.name!r}: database must be a PostgreSQL URL, got "
                 f"{type(self.database).__name__}"
+            )
+        if not isinstance(self.pipeline, bool):
+            raise ConfigurationError(
+                f"transaction {self.name!r}: pipeline must be True or False, got {self.pipeline!r}"
             )
         retries = self.conflict_retries
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:

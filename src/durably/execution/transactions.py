@@ -68,6 +68,7 @@ def run_transaction(
             spec.isolation,
             spec.database,
             _checkpoint(ctx, position, spec, started, encoded),
+            spec.pipeline,
         )
         token = in_step.set(position)
         try:
@@ -220,7 +221,14 @@ def run_alone(
     while True:
         try:
             done = yield Transact(
-                spec.name, spec.fn, args, kwargs, spec.isolation, spec.database, _no_checkpoint
+                spec.name,
+                spec.fn,
+                args,
+                kwargs,
+                spec.isolation,
+                spec.database,
+                _no_checkpoint,
+                spec.pipeline,
             )
         except TransactionConflict:
             conflicts += 1

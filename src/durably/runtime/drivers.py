@@ -177,7 +177,9 @@ async def _perform_async(engine: Runner, db: AsyncDatabase, effect: Any) -> Any:
             return await asyncio.to_thread(_transact_sync, engine, effect)
         if effect.database is not None:
             db = await engine.other_databases.for_loop(effect.database)
-        return await db.transact(effect.name, effect.isolation, _body(effect), effect.checkpoint)
+        return await db.transact(
+            effect.name, effect.isolation, _body(effect), effect.checkpoint, effect.pipeline
+        )
     if kind is Call:
         if inspect.iscoroutinefunction(effect.fn):
             return await effect.fn(*effect.args, **effect.kwargs)
@@ -211,7 +213,9 @@ def _body(effect: Transact) -> Callable[[Any], Any]:
 
 def _transact_sync(engine: Runner, effect: Transact) -> Transacted:
     db = engine.db if effect.database is None else _other(engine, effect)
-    return db.transact(effect.name, effect.isolation, _body(effect), effect.checkpoint)
+    return db.transact(
+        effect.name, effect.isolation, _body(effect), effect.checkpoint, effect.pipeline
+    )
 
 
 # ------------------------------------------------------------------ borrowed connections

@@ -20,15 +20,17 @@ CREATE TABLE IF NOT EXISTS {schema}.transaction_outputs (
 -- name: record_transaction
 -- The checkpoint of one transaction step, written in the user's transaction and sent
 -- with its COMMIT. When that step already committed (its first run did, or a
--- predecessor's) no row is written and it fails (division by zero): the COMMIT then
--- rolls back everything this run wrote.
+-- predecessor's) no row is written and it fails with an error naming it: the COMMIT
+-- then rolls back everything this run wrote.
 WITH written AS (
     INSERT INTO {schema}.transaction_outputs (workflow_id, step, output)
     VALUES (%(workflow_id)s, %(step)s, %(output)s::jsonb)
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
-SELECT 1 / count(*) AS written FROM written
+SELECT CASE WHEN count(*) = 1 THEN 1
+            ELSE ('durably: checkpoint not written, ' || count(*))::int END AS written
+FROM written
 
 -- name: transaction_output
 -- What a transaction step committed, if it did.

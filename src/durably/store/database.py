@@ -185,6 +185,7 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
         isolation: str,
         body: Callable[[psycopg.Connection[Any]], Any],
         checkpoint: Checkpoint,
+        pipeline: bool = False,
     ) -> Transacted:
         """Run ``body`` and its checkpoint in one transaction (``store.transact``), on a
         pooled connection, or on a fresh one while the pool is set aside."""
@@ -192,11 +193,13 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
             with self._reporting():
                 conn = psycopg.connect(self.url, **self._retry_kwargs)
             with conn, self._transacting(conn):
-                done = transact_sync(conn, self.dialect, name, isolation, body, checkpoint)
+                done = transact_sync(
+                    conn, self.dialect, name, isolation, body, checkpoint, pipeline
+                )
             self._close_later(self._mended())
             return done
         with self.pool.connection() as conn, self._transacting(conn):
-            return transact_sync(conn, self.dialect, name, isolation, body, checkpoint)
+            return transact_sync(conn, self.dialect, name, isolation, body, checkpoint, pipeline)
 
     def _close_later(self, old: psycopg_pool.ConnectionPool[Any] | None) -> None:
         if old is not None:
@@ -291,6 +294,7 @@ class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommit
         isolation: str,
         body: Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]],
         checkpoint: Checkpoint,
+        pipeline: bool = False,
     ) -> Transacted:
         """Async twin of Database.transact (``body`` is a coroutine function)."""
         if self._suspect():
@@ -299,13 +303,15 @@ class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommit
             async with conn:
                 with self._transacting(conn):
                     done = await transact_async(
-                        conn, self.dialect, name, isolation, body, checkpoint
+                        conn, self.dialect, name, isolation, body, checkpoint, pipeline
                     )
             await self._mend()
             return done
         async with self.pool.connection() as conn:
             with self._transacting(conn):
-                return await transact_async(conn, self.dialect, name, isolation, body, checkpoint)
+                return await transact_async(
+                    conn, self.dialect, name, isolation, body, checkpoint, pipeline
+                )
 
     async def _mend(self) -> None:
         """The database answered on a fresh connection: a set-aside pool is replaced."""

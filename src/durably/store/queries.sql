@@ -89,7 +89,7 @@ ON CONFLICT DO NOTHING
 -- name: record_transaction_operation
 -- record_operation for a transaction step, written in the user's transaction and sent
 -- together with its COMMIT: when it writes no row (fenced, or already recorded) it fails
--- (division by zero), which turns that COMMIT into a rollback of everything.
+-- with an error naming it, which turns that COMMIT into a rollback of everything.
 WITH written AS (
     INSERT INTO {schema}.operations
         (workflow_id, step, name, kind, output, error, child_id, started_at, epoch)
@@ -101,7 +101,9 @@ WITH written AS (
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
-SELECT 1 / count(*) AS written FROM written
+SELECT CASE WHEN count(*) = 1 THEN 1
+            ELSE ('durably: checkpoint not written, ' || count(*))::int END AS written
+FROM written
 
 -- name: record_operations
 -- record_operation for many workflows at once (a group-commit batch), with the same

@@ -30,8 +30,12 @@ Checkpoint = Callable[[Any], Statement | None]
 value that cannot be stored rolls the transaction back); None: no checkpoint (a call
 outside any workflow)."""
 
-# A checkpoint statement fails this way when it wrote no row (see the .sql files).
-_NOT_WRITTEN = psycopg.errors.DivisionByZero
+# A checkpoint statement that wrote no row fails with this in its message (.sql files).
+_NOT_WRITTEN = "durably: checkpoint not written"
+
+
+def _not_written(exc: psycopg.Error) -> bool:
+    return isinstance(exc, psycopg.errors.InvalidTextRepresentation) and _NOT_WRITTEN in str(exc)
 
 
 class Transacted(NamedTuple):
@@ -93,33 +97,57 @@ def transact_sync(
     isolation: str,
     body: Callable[[psycopg.Connection[Any]], Any],
     checkpoint: Checkpoint,
+    pipeline: bool = False,
 ) -> Transacted:
-    """Run ``body(conn)`` and its checkpoint in one transaction on ``conn`` (autocommit)."""
-    conn.execute(_begin(isolation))
+    """Run ``body(conn)`` and its checkpoint in one transaction on ``conn`` (autocommit).
+
+    With ``pipeline``, everything from BEGIN to COMMIT is sent in libpq's pipeline mode:
+    a function that only writes costs one round trip in all, but its statements' errors
+    surface when their results are read, or at the end.
+    """
     try:
-        value = body(conn)
-        _misuse(name, conn)
-        statement = checkpoint(value)
-        if statement is None:
-            conn.execute(_sql("commit_transaction"))
-            return Transacted(value, True)
-        try:
+        if pipeline:
             with conn.pipeline():
+                conn.execute(_begin(isolation))
+                value = body(conn)
+                _returned(name, conn, pipelined=True)
+                statement = checkpoint(value)
+                if statement is not None:
+                    conn.execute(statement.sql, statement.params, prepare=True)
+                conn.execute(_sql("commit_transaction"))
+        else:
+            conn.execute(_begin(isolation))
+            value = body(conn)
+            _returned(name, conn, pipelined=False)
+            statement = checkpoint(value)
+            if statement is None:
+                conn.execute(_sql("commit_transaction"))
+                return Transacted(value, True)
+            with conn.pipeline():  # the checkpoint and the COMMIT: one round trip
                 conn.execute(statement.sql, statement.params, prepare=True)
                 conn.execute(_sql("commit_transaction"))
-        except _NOT_WRITTEN:
-            conn.execute(_sql("rollback_transaction"))
-            return Transacted(value, False)
-        faults.after_commit(conn, (statement.name,))
-        return Transacted(value, True)
     except psycopg.Error as exc:
         _roll_back(conn)
+        if _not_written(exc):
+            return Transacted(None, False)
         if dialect.retryable(exc):
             raise _conflict(exc, name) from exc
         raise
     except BaseException:
         _roll_back(conn)
         raise
+    if statement is not None:
+        faults.after_commit(conn, (statement.name,))
+    return Transacted(value, True)
+
+
+def _returned(
+    name: str, conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], pipelined: bool
+) -> None:
+    """The function returned: its transaction must still be open. In pipeline mode only
+    a closed connection can be told yet (the status waits for the results)."""
+    if not pipelined or conn.closed:
+        _misuse(name, conn)
 
 
 def _roll_back(conn: psycopg.Connection[Any]) -> None:
@@ -136,33 +164,43 @@ async def transact_async(
     isolation: str,
     body: Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]],
     checkpoint: Checkpoint,
+    pipeline: bool = False,
 ) -> Transacted:
     """Async twin of ``transact_sync``: ``body`` is a coroutine function."""
-    await conn.execute(_begin(isolation))
     try:
-        value = await body(conn)
-        _misuse(name, conn)
-        statement = checkpoint(value)
-        if statement is None:
-            await conn.execute(_sql("commit_transaction"))
-            return Transacted(value, True)
-        try:
+        if pipeline:
+            async with conn.pipeline():
+                await conn.execute(_begin(isolation))
+                value = await body(conn)
+                _returned(name, conn, pipelined=True)
+                statement = checkpoint(value)
+                if statement is not None:
+                    await conn.execute(statement.sql, statement.params, prepare=True)
+                await conn.execute(_sql("commit_transaction"))
+        else:
+            await conn.execute(_begin(isolation))
+            value = await body(conn)
+            _returned(name, conn, pipelined=False)
+            statement = checkpoint(value)
+            if statement is None:
+                await conn.execute(_sql("commit_transaction"))
+                return Transacted(value, True)
             async with conn.pipeline():
                 await conn.execute(statement.sql, statement.params, prepare=True)
                 await conn.execute(_sql("commit_transaction"))
-        except _NOT_WRITTEN:
-            await conn.execute(_sql("rollback_transaction"))
-            return Transacted(value, False)
-        await faults.after_commit_async(conn, (statement.name,))
-        return Transacted(value, True)
     except psycopg.Error as exc:
         await _roll_back_async(conn)
+        if _not_written(exc):
+            return Transacted(None, False)
         if dialect.retryable(exc):
             raise _conflict(exc, name) from exc
         raise
     except BaseException:
         await _roll_back_async(conn)
         raise
+    if statement is not None:
+        await faults.after_commit_async(conn, (statement.name,))
+    return Transacted(value, True)
 
 
 async def _roll_back_async(conn: psycopg.AsyncConnection[Any]) -> None:
