@@ -61,8 +61,9 @@ def transaction_step(ctx: Context) -> list[Measurement]:
         @app.workflow(name="bench.mixed")
         def mixed(kind: str, k: int) -> int:
             fn = steps.get(kind)
-            for _ in range(k if fn is not None else 0):
-                fn()
+            if fn is not None:
+                for _ in range(k):
+                    fn()
             return k
 
         def calling(kind: str, k: int = STEPS) -> Callable[[], int]:
