@@ -171,10 +171,7 @@ async def _perform_async(engine: Runner, db: AsyncDatabase, effect: Any) -> Any:
             return await db.settle(_statements(effect), exc)
     if kind is HoldLease:
         return await engine.lease.hold_async()
-    if kind is Transact:
-        if not inspect.iscoroutinefunction(effect.fn):
-            # A blocking function gets a blocking connection, off the event loop.
-            return await asyncio.to_thread(_transact_sync, engine, effect)
+    if kind is Transact:  # an async function (a sync one is driven by drive_sync)
         if effect.database is not None:
             db = await engine.other_databases.for_loop(effect.database)
         return await db.transact(
