@@ -31,6 +31,7 @@ from support import wait_until
 pytestmark = pytest.mark.timeout(120)
 
 DEADLINE = 30.0
+WAITS = "; it is recorded and waits until one does"
 
 
 # ------------------------------------------------------------------ the worker's code
@@ -401,7 +402,17 @@ def test_an_unknown_workflow_name_is_refused(world: World, api: Api) -> None:
     # allowed explicitly: recorded, waiting, and the caller is told nobody serves it
     workflow_id = api.enqueue("jobs", "greeet", ["typo"], {"allow_unknown": True})
     assert api.status(workflow_id) == "ENQUEUED"
-    assert any("no live worker serves workflow 'greeet' on queue 'jobs'" in n for n in api.notices)
+    unserved = "no live worker serves workflow 'greeet' on queue 'jobs'"
+    assert [n for n in api.notices if unserved in n] == [unserved + WAITS]
+    # once per session for each name and queue, also over a batch
+    api.rows(
+        "SELECT {0}.enqueue('jobs', 'greeet', jsonb_build_array(i), "
+        "'{{\"allow_unknown\": true}}') FROM generate_series(1, 5) AS i"
+    )
+    assert [n for n in api.notices if unserved in n] == [unserved + WAITS]
+    assert api.count("workflows") == 6
+    api.enqueue("plain", "greeet", [], {"allow_unknown": True})
+    assert sum("on queue 'plain'" in n for n in api.notices) == 1
 
 
 def test_names_stay_known_after_the_workers_stop(

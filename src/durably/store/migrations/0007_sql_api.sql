@@ -213,6 +213,8 @@ DECLARE
     existing_name text;
     holder text;
     result text;
+    noticed text;
+    tag text;
 BEGIN
     PERFORM {schema}.sql_api_check_name(enqueue.queue, 'queue');
     PERFORM {schema}.sql_api_check_name(enqueue.workflow_name, 'workflow_name');
@@ -383,12 +385,19 @@ BEGIN
     END IF;
 
     -- As runtime/served.check_enqueued: say when no live worker serves this work (a
-    -- notice, not an error: it waits until one does).
-    IF NOT EXISTS (
+    -- notice, not an error: it waits until one does), once per session for each name and
+    -- queue (a setting of the session remembers which), so a batch is not drowned in them.
+    noticed := coalesce(current_setting('durably.unserved_noticed', true), '');
+    tag := left(encode(sha256(convert_to({channel} || E'\n' || enqueue.queue || E'\n'
+                                         || enqueue.workflow_name, 'UTF8')), 'hex'), 16);
+    IF position(tag IN noticed) = 0 AND NOT EXISTS (
         SELECT 1 FROM {schema}.executors e
         WHERE e.heartbeat_at + make_interval(secs => e.lease_seconds) >= now()
           AND enqueue.workflow_name = ANY(e.names) AND enqueue.queue = ANY(e.queues)
     ) THEN
+        -- the last 64 remembered
+        PERFORM set_config('durably.unserved_noticed', right(noticed || tag || ' ', 17 * 64),
+                           false);
         RAISE NOTICE USING
             MESSAGE = format('no live worker serves workflow %s on queue %s; it is recorded '
                              'and waits until one does', quote_literal(enqueue.workflow_name),
