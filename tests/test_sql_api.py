@@ -174,6 +174,7 @@ class Api:
 
 
 def _json(value: Any, default: Any) -> Any:
+    """A jsonb parameter: ``value`` as JSON, or the text after "raw:" for PostgreSQL to parse."""
     if isinstance(value, str) and value.startswith("raw:"):
         return value[4:]  # text: PostgreSQL parses it as jsonb
     return Jsonb(default if value is None else value)
