@@ -7,6 +7,7 @@ leave as ``ConnectionLost``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from enum import StrEnum
 from typing import Any
@@ -38,6 +39,13 @@ class Kind(StrEnum):
     def literal(self) -> str:
         """The payload's prefix, as SQL text for the .sql files."""
         return f"'{self.value}:'"
+
+
+def channel_for(schema: str) -> str:
+    """The notification channel of ``schema``: short and fixed-length whatever its name
+    (the same as ``Statements.channel``; the SQL API functions of migration 0007 have it
+    rendered in as ``{channel}``)."""
+    return "durably_" + hashlib.sha256(schema.encode()).hexdigest()[:16]
 
 
 class Notifications:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
-from durably.store.notifications import Kind
+from durably.store.notifications import Kind, channel_for
 
 if TYPE_CHECKING:
     from durably.store.dialect import Dialect
@@ -43,6 +43,8 @@ def render(template: str, schema: str, **fragments: str) -> str:
     values: dict[str, sql.Composable] = {"schema": sql.Identifier(schema)}
     # Notification kinds are defined once (store.notifications.Kind): ``{kind_queued}``.
     values.update({f"kind_{kind.name.lower()}": sql.SQL(kind.literal()) for kind in Kind})
+    # The schema's notification channel, as a literal (for the functions of migrations).
+    values["channel"] = sql.Literal(channel_for(schema))
     values.update({k: sql.SQL(v) for k, v in fragments.items()})
     return sql.SQL(template).format(**values).as_string(None)
 
