@@ -226,6 +226,26 @@ def test_enqueue_runs_on_a_worker_with_typed_arguments(world: World, api: Api) -
     assert pair == (7, "seven")
 
 
+def test_arguments_that_do_not_fit_the_hints_fail_the_workflow_at_once(
+    world: World, api: Api
+) -> None:
+    # A worker cannot decode "not a date" for a datetime parameter, and never will: the
+    # workflow ends in ERROR naming why, instead of being claimed again and again.
+    args = {"args": [{"sku": "A-1", "qty": 3, "placed": "2024-05-01T10:00:00Z"}, "not a date",
+                     "12345678-1234-5678-1234-567812345678", "1"],
+            "kwargs": {"customer": {"name": "Ada", "since": "2020-01-31"}, "color": "blue",
+                       "wait": 1, "blob": "", "pair": [1, "one"]}}  # fmt: skip
+    workflow_id = api.enqueue("jobs", "typed", args)
+    assert api.wait_status(workflow_id, "SUCCESS", "ERROR", "DEAD_LETTER") == "ERROR"
+    with pytest.raises(durably.ValueDecodingError, match="datetime"):
+        world.app.handle(workflow_id).result(timeout=DEADLINE)
+    assert world.seen == []
+    [(attempts,)] = api.rows(
+        "SELECT recovery_attempts FROM {}.workflows WHERE id = %s", workflow_id
+    )
+    assert attempts <= 1
+
+
 def test_positional_array_and_the_default_arguments(world: World, api: Api) -> None:
     first = api.enqueue("jobs", "greet", ["ann"])
     second = api.call("enqueue", "jobs", "greet", Jsonb({"kwargs": {"who": "bob"}}))

@@ -12,9 +12,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from durably import codec as codec_module
-from durably.errors import ConnectionLost
+from durably.errors import (
+    ConnectionLost,
+    DatabaseUnavailable,
+    LostOwnership,
+    ValueDecodingError,
+    WorkflowCancelled,
+)
 from durably.execution.context import WorkflowContext
-from durably.execution.protocol import load_recorded_many
+from durably.execution.protocol import finish, load_recorded_many
 from durably.runtime import logs
 from durably.runtime.drivers import drive_async
 from durably.status import Status
@@ -83,12 +89,6 @@ async def start_claimed(
     started: Started = []
     for row in runnable:
         spec = host.registry[row.name]
-        try:
-            args, kwargs = codec_module.load_args(host.codec, row.inputs, spec.fn)
-        except Exception:
-            logs.unresumable(row)
-            host.abandon(row.id, int(row.epoch))
-            continue
         ctx = WorkflowContext(
             host,
             row.id,
@@ -98,7 +98,29 @@ async def start_claimed(
             row.deadline,
             lease_generation=generation,
         )
+        try:
+            args, kwargs = codec_module.load_args(host.codec, row.inputs, spec.fn)
+        except ValueDecodingError as exc:
+            # Inputs that do not fit the function's type hints (an enqueue from SQL or
+            # another language, say) never will: the workflow fails now, with the reason.
+            logs.unresumable(row)
+            await _fail(host, ctx, exc)
+            continue
+        except Exception:
+            logs.unresumable(row)
+            host.abandon(row.id, int(row.epoch))
+            continue
         future = host.run_in_background(ctx, spec, args, kwargs)
         if future is not None:
             started.append((row.queue_name, future))
     return started
+
+
+async def _fail(host: KeeperHost, ctx: WorkflowContext, exc: Exception) -> None:
+    """Record a claimed workflow's error outcome without running it (fenced as usual)."""
+    try:
+        await drive_async(host, finish(ctx, Status.ERROR, error=codec_module.dump_error(exc)))
+    except (LostOwnership, WorkflowCancelled):
+        pass  # no longer this executor's to finish
+    except DatabaseUnavailable:
+        host.abandon(ctx.workflow_id, ctx.epoch)  # claimed back, and tried again, later
