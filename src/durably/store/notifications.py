@@ -43,8 +43,8 @@ class Kind(StrEnum):
 
 def channel_for(schema: str) -> str:
     """The notification channel of ``schema``: short and fixed-length whatever its name
-    (the same as ``Statements.channel``; the SQL API functions of migration 0007 have it
-    rendered in as ``{channel}``)."""
+    (``Statements.channel``; the SQL API functions of migration 0007 have it rendered in
+    as ``{channel}``)."""
     return "durably_" + hashlib.sha256(schema.encode()).hexdigest()[:16]
 
 

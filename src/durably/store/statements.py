@@ -8,7 +8,6 @@ group committer) run them the same way.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from durably.store import rows, sqlfile
+from durably.store.notifications import channel_for
 
 Returns = Literal["rowcount", "rows"]
 
@@ -88,7 +88,7 @@ class Statements:
             "load_operations_many", "served",
         ]  # fmt: skip
         # Notifications of this schema: short and fixed-length whatever the schema name.
-        self.channel = "durably_" + hashlib.sha256(schema.encode()).hexdigest()[:16]
+        self.channel = channel_for(schema)
         self._sql = {name: sqlfile.statement(name, schema, dialect) for name in names}
         self._list_asc = sqlfile.statement("list_workflows", schema, dialect, order="ASC")
         self._list_desc = sqlfile.statement("list_workflows", schema, dialect, order="DESC")
