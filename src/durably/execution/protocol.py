@@ -172,18 +172,9 @@ def run_step(
         try:
             result = yield Call(spec.fn, args, kwargs)
         except Exception as exc:
-            errors.append(exc)
-            attempt = len(errors)
-            retry = attempt <= spec.retries and spec.should_retry(exc)
-            delay = spec.delay_before(attempt) if retry else None
-            attempts = spec.retries + 1
-            yield StepFailed(
-                ctx.workflow_id, ctx.name, spec.name, position, attempt, attempts, exc, delay
-            )
-            if delay is not None:
-                yield Sleep(delay)
+            failure = yield from attempt_failed(ctx, position, spec, errors, exc)
+            if failure is None:
                 continue
-            failure: Exception = exc if attempt == 1 else StepRetriesExceeded(spec.name, errors)
             break
         finally:
             in_step.reset(token)
@@ -195,6 +186,29 @@ def run_step(
         ctx, position, spec.name, "step", started, error=codec_module.dump_error(failure)
     )
     raise failure
+
+
+def attempt_failed(
+    ctx: WorkflowContext,
+    position: int,
+    spec: StepSpec,
+    errors: list[BaseException],
+    exc: Exception,
+    retryable: bool = True,
+) -> Protocol[Exception | None]:
+    """An attempt of a step's body raised ``exc``: reported, then None to run it again
+    after the retry policy's delay, or the error that is the step's outcome."""
+    errors.append(exc)
+    attempt = len(errors)
+    retry = retryable and attempt <= spec.retries and spec.should_retry(exc)
+    delay = spec.delay_before(attempt) if retry else None
+    yield StepFailed(
+        ctx.workflow_id, ctx.name, spec.name, position, attempt, spec.retries + 1, exc, delay
+    )
+    if delay is not None:
+        yield Sleep(delay)
+        return None
+    return exc if attempt == 1 else StepRetriesExceeded(spec.name, errors)
 
 
 def record(

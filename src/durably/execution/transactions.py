@@ -19,7 +19,6 @@ from durably.errors import (
     ConnectionLost,
     LostOwnership,
     NonDeterminismError,
-    StepRetriesExceeded,
     TransactionConflict,
     TransactionMisuse,
     ValueEncodingError,
@@ -27,8 +26,15 @@ from durably.errors import (
     WorkflowNotFound,
 )
 from durably.execution.context import Recorded, WorkflowContext, in_step
-from durably.execution.effects import Protocol, Read, Sleep, StepFailed, Transact
-from durably.execution.protocol import check_recorded, guard, hold_lease, record, replay_value
+from durably.execution.effects import Protocol, Read, Sleep, Transact
+from durably.execution.protocol import (
+    attempt_failed,
+    check_recorded,
+    guard,
+    hold_lease,
+    record,
+    replay_value,
+)
 from durably.execution.specs import TransactionSpec
 from durably.options import now
 from durably.status import Status
@@ -80,7 +86,7 @@ def run_transaction(
             if conflicts <= spec.conflict_retries:
                 yield Sleep(spec.conflict_delay(conflicts))
                 continue
-            failure = yield from _failed(ctx, position, spec, errors, exc)
+            failure = yield from attempt_failed(ctx, position, spec, errors, exc)
             if failure is None:
                 conflicts = 0
                 continue
@@ -88,7 +94,9 @@ def run_transaction(
         except ValueEncodingError:
             raise  # the result cannot be stored: refused at the call, as for steps
         except Exception as exc:
-            failure = yield from _failed(ctx, position, spec, errors, exc)
+            # Misuse would do the same again: it is the step's outcome at once.
+            retryable = not isinstance(exc, TransactionMisuse)
+            failure = yield from attempt_failed(ctx, position, spec, errors, exc, retryable)
             if failure is None:
                 continue
             break
@@ -106,32 +114,6 @@ def run_transaction(
         ctx, position, spec.name, KIND, started, error=codec_module.dump_error(failure)
     )
     raise failure
-
-
-def _failed(
-    ctx: WorkflowContext,
-    position: int,
-    spec: TransactionSpec,
-    errors: list[BaseException],
-    exc: Exception,
-) -> Protocol[Exception | None]:
-    """An attempt failed and was rolled back: None to run again after the step's retry
-    delay, or the error to record as the transaction's outcome."""
-    errors.append(exc)
-    attempt = len(errors)
-    retry = (
-        attempt <= spec.retries
-        and not isinstance(exc, TransactionMisuse)
-        and spec.should_retry(exc)
-    )
-    delay = spec.delay_before(attempt) if retry else None
-    yield StepFailed(
-        ctx.workflow_id, ctx.name, spec.name, position, attempt, spec.retries + 1, exc, delay
-    )
-    if delay is not None:
-        yield Sleep(delay)
-        return None
-    return exc if attempt == 1 else StepRetriesExceeded(spec.name, errors)
 
 
 def _checkpoint(
