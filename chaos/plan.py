@@ -1,5 +1,6 @@
 """The fault plan of a run, drawn from its seed before the run starts: when each fault
-happens and its parameters (victim, downtime, how long a stop lasts, ...).
+happens and its parameters (victim, downtime, how long a stop lasts, whether a kill or
+stop is aimed at an open transaction step, ...).
 
 Faults other than lost replies come one after another with pauses between them; lost
 replies are windows (switched on, then off) that may overlap the others; within each window
@@ -10,6 +11,7 @@ lose replies too.
 
 from __future__ import annotations
 
+import collections
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,14 +34,21 @@ def make_plan(seed: int, duration: float, faults: tuple[str, ...], workers: int)
     actions: list[Action] = []
     kinds = sorted(f for f in faults if f != "lost_reply")
     t = WARMUP
+    # Every other kill and stop (the first, the third, ...) is aimed: it waits (briefly)
+    # until its victim has a transaction step open, so that it lands inside one.
+    aimed: collections.Counter[str] = collections.Counter()
     while kinds and t < duration - QUIET_END:
         kind = rng.choice(kinds)
         params: dict[str, Any] = {}
         busy = 0.0
         if kind == "sigkill":
-            params = {"victim": rng.randrange(workers), "same_id": rng.random() < 0.5}
+            params = {"victim": rng.randrange(workers), "same_id": rng.random() < 0.5,
+                      "aim": aimed[kind] % 2 == 0}  # fmt: skip
+            aimed[kind] += 1
         elif kind == "sigstop":
-            params = {"victim": rng.randrange(workers), "hold": round(LEASE + rng.uniform(1, 3), 2)}
+            params = {"victim": rng.randrange(workers), "hold": round(LEASE + rng.uniform(1, 3), 2),
+                      "aim": aimed[kind] % 2 == 0}  # fmt: skip
+            aimed[kind] += 1
             busy = params["hold"]
         elif kind == "pg_restart":
             params = {"downtime": round(rng.uniform(0.5, 3.0), 2)}

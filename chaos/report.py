@@ -27,6 +27,17 @@ def serialization_failures(rundir: Path) -> int | None:
     return text.count(SERIALIZATION_FAILURE)
 
 
+def faults_inside_transactions(records: list[FaultRecord]) -> dict[str, list[int]]:
+    """Per fault kind: [faults that hit a worker with a transaction step open, faults]."""
+    out: dict[str, list[int]] = {}
+    for r in records:
+        if "open_transaction_steps" in r.detail:
+            row = out.setdefault(r.kind, [0, 0])
+            row[0] += bool(r.detail["open_transaction_steps"])
+            row[1] += 1
+    return dict(sorted(out.items()))
+
+
 def workflow_figures(snap: Snapshot) -> dict[str, dict[str, int]]:
     rows: dict[str, Counter[str]] = defaultdict(Counter)
     for exp in snap.expected.values():
@@ -75,7 +86,8 @@ def build(
         "progress": progress,
         "step_bodies_rerun": reruns(snap),
         "transactions": {**ledger_figures(snap),
-                         "serialization_failures": serialization_failures(rundir)},
+                         "serialization_failures": serialization_failures(rundir),
+                         "faults_inside": faults_inside_transactions(records)},
         **extra,
     }  # fmt: skip
 
@@ -132,6 +144,9 @@ def render(report: dict[str, Any]) -> str:
                    f"bodies ran to their end, {t['bodies_failed']} of them raised; "
                    f"{t['serialization_failures']} serialization failures logged; counter "
                    f"{t['counter']}")  # fmt: skip
+        inside = ", ".join(f"{k} {a}/{b}" for k, (a, b) in t.get("faults_inside", {}).items())
+        if inside:
+            out.append(f"  faults that hit an open transaction step: {inside}")
     shown: Counter[str] = Counter()
     for v in report["violation_list"]:
         shown[v["invariant"]] += 1
