@@ -98,9 +98,9 @@ class Injector:
         except GaveUp:
             return None
 
-    def _aim(self, index: int, params: dict[str, Any]) -> dict[str, Any]:
-        """For an aimed fault: wait (up to AIM_WAIT s) until the victim has a transaction
-        step open. Returns what the fault's record notes about it."""
+    def _aim(self, index: int | None, params: dict[str, Any]) -> dict[str, Any]:
+        """For an aimed fault: wait (up to AIM_WAIT s) until worker ``index`` (any worker
+        when None) has a transaction step open. Returns what the fault's record notes."""
         if not params.get("aim"):
             return {"open_transaction_steps": self.open_steps(index)}
         began = time.monotonic()
@@ -198,11 +198,11 @@ class Injector:
         return FaultRecord("sigstop", before, end, f"worker-{index}", slot.pid, detail, inflight)
 
     def _pg_restart(self, params: dict[str, Any]) -> FaultRecord:
+        aim = self._aim(None, params)
         start = time.time()
         inflight = self.inflight()
         pids = {s.index: s.pid for s in self.fleet.slots if s.alive()}
         cpu_before = {i: cpu_seconds(p) for i, p in pids.items()}
-        open_steps = self.open_steps()
         self.cluster.crash()
         down = time.time()
         time.sleep(float(params["downtime"]))
@@ -214,11 +214,11 @@ class Injector:
             if before is not None and after is not None:
                 cpu[f"worker-{i}"] = round(100 * (after - before) / max(end - down, 1e-3), 1)
         detail = {"downtime": params["downtime"], "down_for": round(end - down, 3),
-                  "worker_cpu_pct_while_down": cpu,
-                  "open_transaction_steps": open_steps}  # fmt: skip
+                  "worker_cpu_pct_while_down": cpu, **aim}  # fmt: skip
         return FaultRecord("pg_restart", start, end, "postgres", None, detail, inflight)
 
     def _terminate(self, params: dict[str, Any]) -> FaultRecord:
+        aim = self._aim(None, params)
         start = time.time()
         inflight = self.inflight()
         rows = self.conn.query(
@@ -234,12 +234,16 @@ class Injector:
         listeners = [r for r in rows if str(r[2]).upper().startswith("LISTEN")]
         if params["listen"] and listeners and not any(r in chosen for r in listeners):
             chosen.append(rng.choice(listeners))
+        in_steps = [r for r in rows if in_transaction_step(r[3], r[2])]
+        if aim.get("aimed") and in_steps and not any(r in chosen for r in in_steps):
+            chosen.append(rng.choice(in_steps))
         for row in chosen:
             self.conn.query("SELECT pg_terminate_backend(%s)", (row[0],))
         end = time.time()
         detail = {"candidates": len(rows),
                   "terminated": [{"pid": r[0], "app": r[1], "query": r[2], "state": r[3]}
                                  for r in chosen],
+                  **aim,
                   "open_transaction_steps": sum(in_transaction_step(r[3], r[2])
                                                 for r in chosen)}  # fmt: skip
         return FaultRecord("terminate", start, end, "backends", None, detail, inflight)

@@ -34,21 +34,18 @@ def make_plan(seed: int, duration: float, faults: tuple[str, ...], workers: int)
     actions: list[Action] = []
     kinds = sorted(f for f in faults if f != "lost_reply")
     t = WARMUP
-    # Every other kill and stop (the first, the third, ...) is aimed: it waits (briefly)
-    # until its victim has a transaction step open, so that it lands inside one.
-    aimed: collections.Counter[str] = collections.Counter()
+    # Every other fault of each kind (the first, the third, ...) is aimed: it waits
+    # (briefly) until a worker it hits has a transaction step open, so that it lands
+    # inside one.
+    seen: collections.Counter[str] = collections.Counter()
     while kinds and t < duration - QUIET_END:
         kind = rng.choice(kinds)
         params: dict[str, Any] = {}
         busy = 0.0
         if kind == "sigkill":
-            params = {"victim": rng.randrange(workers), "same_id": rng.random() < 0.5,
-                      "aim": aimed[kind] % 2 == 0}  # fmt: skip
-            aimed[kind] += 1
+            params = {"victim": rng.randrange(workers), "same_id": rng.random() < 0.5}
         elif kind == "sigstop":
-            params = {"victim": rng.randrange(workers), "hold": round(LEASE + rng.uniform(1, 3), 2),
-                      "aim": aimed[kind] % 2 == 0}  # fmt: skip
-            aimed[kind] += 1
+            params = {"victim": rng.randrange(workers), "hold": round(LEASE + rng.uniform(1, 3), 2)}
             busy = params["hold"]
         elif kind == "pg_restart":
             params = {"downtime": round(rng.uniform(0.5, 3.0), 2)}
@@ -56,6 +53,8 @@ def make_plan(seed: int, duration: float, faults: tuple[str, ...], workers: int)
         elif kind == "terminate":
             params = {"fraction": round(rng.uniform(0.2, 0.6), 2), "listen": rng.random() < 0.6,
                       "pick": rng.random()}  # fmt: skip
+        params["aim"] = seen[kind] % 2 == 0
+        seen[kind] += 1
         actions.append(Action(round(t, 2), kind, params))
         t += busy + rng.uniform(2.0, 5.0)
     if "lost_reply" in faults:
