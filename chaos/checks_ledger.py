@@ -122,13 +122,14 @@ def _check_counter(snap: Snapshot) -> list[Violation]:
 
 
 def figures(snap: Snapshot) -> dict[str, Any]:
-    """How the transaction steps fared: commits, and bodies that ran without committing
-    (conflicts, kills, cut connections, fencing)."""
+    """How the transaction steps fared: commits, bodies that ran to their end (their
+    effect rows; a killed body leaves none), those that raised, and how many more ran than
+    committed (conflicts, cut connections, lost ownership)."""
     bodies = [e for e in snap.effects if e.label.removesuffix("!fail").startswith("ledger_")]
     return {
         "commits": len(snap.ledger),
         "bodies": len(bodies),
         "bodies_failed": sum(1 for e in bodies if e.label.endswith("!fail")),
-        "bodies_rolled_back": max(0, len(bodies) - len(snap.ledger)),
+        "bodies_not_committed": max(0, len(bodies) - len(snap.ledger)),
         "counter": snap.ledger_counter,
     }
