@@ -106,8 +106,9 @@ def test_no_invariant_breaks_under_faults(
         assert shapes.get(shape, {}).get("started", 0) > 0, f"no {shape} workflow ran: {shapes}"
     tx = report["transactions"]
     assert tx["commits"] > 0, tx
-    # Half the faults are aimed at open transaction steps: some must have hit one.
-    assert sum(hit for hit, _ in tx["faults_inside"].values()) > 0, tx
+    if set(faults) - {"lost_reply"}:
+        # Half of these faults are aimed at open transaction steps: some must have hit one.
+        assert sum(hit for hit, _ in tx["faults_inside"].values()) > 0, tx
 
 
 @pytest.mark.chaos
