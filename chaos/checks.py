@@ -3,7 +3,8 @@
 Each check returns the violations it found, each naming its workflow and carrying the
 evidence (the rows that break it). This module holds the outcome checks and
 ``check_all``; ``checks_time`` the checks on when bodies ran (overlaps, the queue limit,
-fencing) and ``checks_comm`` those on messages and streams. A check that cannot run
+fencing), ``checks_comm`` those on messages and streams, and ``checks_ledger`` the
+exactly-once of transaction steps. A check that cannot run
 says why in ``Findings.notes``.
 """
 
@@ -28,6 +29,7 @@ INVARIANTS = {
     "no_overlap": "no two bodies of one step run at the same time",
     "fencing": "every checkpoint written by the epoch that owned the workflow",
     "cron": "each cron tick fired at most once, with its own tick time",
+    "ledger": "a transaction step's writes commit exactly once, with its checkpoint",
 }
 
 
@@ -172,6 +174,7 @@ def reruns(snap: Snapshot) -> int:
 
 def check_all(snap: Snapshot, stops: list[Stop]) -> Findings:
     from chaos.checks_comm import check_messages, check_streams
+    from chaos.checks_ledger import check_ledger
     from chaos.checks_time import check_fencing, check_overlaps, check_queue_limit
 
     findings = Findings()
@@ -191,4 +194,5 @@ def check_all(snap: Snapshot, stops: list[Stop]) -> Findings:
     else:
         findings.notes.append("fencing: not available (operations has no epoch column)")
     v += check_cron(snap)
+    v += check_ledger(snap)
     return findings

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from chaos.config import WF_SCHEMA
+from chaos.config import CHAOS_SCHEMA, WF_SCHEMA
 from chaos.control import Switches
 from chaos.fleet import Fleet
 from chaos.pg import Cluster
@@ -23,6 +23,20 @@ from chaos.retry import Conn, GaveUp
 
 log = logging.getLogger("chaos.inject")
 _TICK = os.sysconf("SC_CLK_TCK")
+# An aimed kill or stop waits at most this long for its victim to open a transaction step.
+AIM_WAIT = 2.0
+# A worker's backend inside a transaction step of the ledger workload: its transaction is
+# open and its last statement touched the ledger (the counter, or the ledger itself).
+_OPEN_STEP = (
+    "xact_start IS NOT NULL AND state IN ('active', 'idle in transaction') AND query LIKE %s"
+)
+_LEDGER_QUERY = f"%{CHAOS_SCHEMA}.ledger%"
+
+
+def in_transaction_step(state: str | None, query: str | None) -> bool:
+    """Whether a backend (its pg_stat_activity state and query) is inside a transaction
+    step, as ``_OPEN_STEP`` tells it in SQL."""
+    return state in ("active", "idle in transaction") and f"{CHAOS_SCHEMA}.ledger" in (query or "")
 
 
 @dataclass
@@ -70,6 +84,32 @@ class Injector:
         except GaveUp:
             return []
         return sorted(r[0] for r in rows)
+
+    def open_steps(self, index: int | None = None) -> int | None:
+        """How many transaction steps worker ``index`` (all workers when None) has open
+        right now (None: could not tell)."""
+        app = "chaos-worker-%" if index is None else f"chaos-worker-{index}"
+        sql = f"""SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND application_name LIKE %s
+                    AND {_OPEN_STEP}"""
+        try:
+            rows = self.conn.query(sql, (app, _LEDGER_QUERY), time.monotonic() + 3)
+            return int(rows[0][0])
+        except GaveUp:
+            return None
+
+    def _aim(self, index: int | None, params: dict[str, Any]) -> dict[str, Any]:
+        """For an aimed fault: wait (up to AIM_WAIT s) until worker ``index`` (any worker
+        when None) has a transaction step open. Returns what the fault's record notes."""
+        if not params.get("aim"):
+            return {"open_transaction_steps": self.open_steps(index)}
+        began = time.monotonic()
+        while True:
+            n = self.open_steps(index)
+            if n or time.monotonic() - began > AIM_WAIT:
+                waited = round(time.monotonic() - began, 3)
+                return {"aimed": True, "aim_waited": waited, "open_transaction_steps": n}
+            time.sleep(0.01)
 
     def perform(self, action: Action) -> None:
         kind = action.kind
@@ -128,8 +168,9 @@ class Injector:
             return None
         slot = self.fleet.slots[index]
         old, pid = slot.executor_id, slot.pid
-        start = time.time()
+        aim = self._aim(index, params)
         inflight = self.inflight(old)
+        start = time.time()
         end = self.fleet.kill(index)
         self.fleet.restart(index, same_id=bool(params["same_id"]))
         detail = {
@@ -137,6 +178,7 @@ class Injector:
             "restarted_as": slot.executor_id,
             "same_id": bool(params["same_id"]),
             "ready_after": round(time.time() - end, 3),
+            **aim,
         }
         return FaultRecord("sigkill", start, end, f"worker-{index}", pid, detail, inflight)
 
@@ -145,15 +187,18 @@ class Injector:
         if index is None:
             return None
         slot = self.fleet.slots[index]
-        before = time.time()
+        aim = self._aim(index, params)
         inflight = self.inflight(slot.executor_id)
+        before = time.time()
         stopped = self.fleet.stop(index)
         time.sleep(float(params["hold"]))
         end = self.fleet.cont(index)
-        detail = {"executor": slot.executor_id, "hold": params["hold"], "stopped_at": stopped}
+        detail = {"executor": slot.executor_id, "hold": params["hold"], "stopped_at": stopped,
+                  **aim}  # fmt: skip
         return FaultRecord("sigstop", before, end, f"worker-{index}", slot.pid, detail, inflight)
 
     def _pg_restart(self, params: dict[str, Any]) -> FaultRecord:
+        aim = self._aim(None, params)
         start = time.time()
         inflight = self.inflight()
         pids = {s.index: s.pid for s in self.fleet.slots if s.alive()}
@@ -169,10 +214,11 @@ class Injector:
             if before is not None and after is not None:
                 cpu[f"worker-{i}"] = round(100 * (after - before) / max(end - down, 1e-3), 1)
         detail = {"downtime": params["downtime"], "down_for": round(end - down, 3),
-                  "worker_cpu_pct_while_down": cpu}  # fmt: skip
+                  "worker_cpu_pct_while_down": cpu, **aim}  # fmt: skip
         return FaultRecord("pg_restart", start, end, "postgres", None, detail, inflight)
 
     def _terminate(self, params: dict[str, Any]) -> FaultRecord:
+        aim = self._aim(None, params)
         start = time.time()
         inflight = self.inflight()
         rows = self.conn.query(
@@ -188,10 +234,16 @@ class Injector:
         listeners = [r for r in rows if str(r[2]).upper().startswith("LISTEN")]
         if params["listen"] and listeners and not any(r in chosen for r in listeners):
             chosen.append(rng.choice(listeners))
+        in_steps = [r for r in rows if in_transaction_step(r[3], r[2])]
+        if aim.get("aimed") and in_steps and not any(r in chosen for r in in_steps):
+            chosen.append(rng.choice(in_steps))
         for row in chosen:
             self.conn.query("SELECT pg_terminate_backend(%s)", (row[0],))
         end = time.time()
         detail = {"candidates": len(rows),
                   "terminated": [{"pid": r[0], "app": r[1], "query": r[2], "state": r[3]}
-                                 for r in chosen]}  # fmt: skip
+                                 for r in chosen],
+                  **aim,
+                  "open_transaction_steps": sum(in_transaction_step(r[3], r[2])
+                                                for r in chosen)}  # fmt: skip
         return FaultRecord("terminate", start, end, "backends", None, detail, inflight)

@@ -1,5 +1,6 @@
 """The fault plan of a run, drawn from its seed before the run starts: when each fault
-happens and its parameters (victim, downtime, how long a stop lasts, ...).
+happens and its parameters (victim, downtime, how long a stop lasts, whether a kill or
+stop is aimed at an open transaction step, ...).
 
 Faults other than lost replies come one after another with pauses between them; lost
 replies are windows (switched on, then off) that may overlap the others; within each window
@@ -10,6 +11,7 @@ lose replies too.
 
 from __future__ import annotations
 
+import collections
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +34,10 @@ def make_plan(seed: int, duration: float, faults: tuple[str, ...], workers: int)
     actions: list[Action] = []
     kinds = sorted(f for f in faults if f != "lost_reply")
     t = WARMUP
+    # Every other fault of each kind (the first, the third, ...) is aimed: it waits
+    # (briefly) until a worker it hits has a transaction step open, so that it lands
+    # inside one.
+    seen: collections.Counter[str] = collections.Counter()
     while kinds and t < duration - QUIET_END:
         kind = rng.choice(kinds)
         params: dict[str, Any] = {}
@@ -47,6 +53,8 @@ def make_plan(seed: int, duration: float, faults: tuple[str, ...], workers: int)
         elif kind == "terminate":
             params = {"fraction": round(rng.uniform(0.2, 0.6), 2), "listen": rng.random() < 0.6,
                       "pick": rng.random()}  # fmt: skip
+        params["aim"] = seen[kind] % 2 == 0
+        seen[kind] += 1
         actions.append(Action(round(t, 2), kind, params))
         t += busy + rng.uniform(2.0, 5.0)
     if "lost_reply" in faults:

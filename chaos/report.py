@@ -8,11 +8,34 @@ from typing import Any
 
 from chaos import lostreply, shapes
 from chaos.checks import INVARIANTS, Findings, reruns
+from chaos.checks_ledger import figures as ledger_figures
 from chaos.config import CRON_NAME, RunConfig
 from chaos.inject import FaultRecord
 from chaos.snapshot import FINAL, Snapshot
 
 SHOWN_PER_INVARIANT = 5
+# What PostgreSQL logs for a serialization failure (40001) of a serializable transaction.
+SERIALIZATION_FAILURE = "could not serialize access"
+
+
+def serialization_failures(rundir: Path) -> int | None:
+    """How many serialization failures the server logged (None: no server log)."""
+    try:
+        text = (rundir / "pg" / "pg.log").read_text(errors="replace")
+    except OSError:
+        return None
+    return text.count(SERIALIZATION_FAILURE)
+
+
+def faults_inside_transactions(records: list[FaultRecord]) -> dict[str, list[int]]:
+    """Per fault kind: [faults that hit a worker with a transaction step open, faults]."""
+    out: dict[str, list[int]] = {}
+    for r in records:
+        if "open_transaction_steps" in r.detail:
+            row = out.setdefault(r.kind, [0, 0])
+            row[0] += bool(r.detail["open_transaction_steps"])
+            row[1] += 1
+    return dict(sorted(out.items()))
 
 
 def workflow_figures(snap: Snapshot) -> dict[str, dict[str, int]]:
@@ -62,6 +85,9 @@ def build(
         if "lost_reply" in cfg.faults else [],
         "progress": progress,
         "step_bodies_rerun": reruns(snap),
+        "transactions": {**ledger_figures(snap),
+                         "serialization_failures": serialization_failures(rundir),
+                         "faults_inside": faults_inside_transactions(records)},
         **extra,
     }  # fmt: skip
 
@@ -112,6 +138,15 @@ def render(report: dict[str, Any]) -> str:
         out.append(f"  note: {note}")
     out.append(f"  overlaps excused by SIGSTOP: {len(report['excused'])}; step bodies that "
                f"completed more than once (allowed): {report['step_bodies_rerun']}")  # fmt: skip
+    t = report.get("transactions")
+    if t:
+        out.append(f"  transaction steps: {t['commits']} commits (ledger rows); {t['bodies']} "
+                   f"bodies ran to their end, {t['bodies_failed']} of them raised; "
+                   f"{t['serialization_failures']} serialization failures logged; counter "
+                   f"{t['counter']}")  # fmt: skip
+        inside = ", ".join(f"{k} {a}/{b}" for k, (a, b) in t.get("faults_inside", {}).items())
+        if inside:
+            out.append(f"  faults that hit an open transaction step: {inside}")
     shown: Counter[str] = Counter()
     for v in report["violation_list"]:
         shown[v["invariant"]] += 1

@@ -3,9 +3,9 @@
 A short run without faults leaves a real dataset (real workers, a real cluster). Then,
 one case at a time and inside a transaction that is rolled back, the data is broken on
 purpose (a workflow left PENDING, an output changed, a message un-consumed, a body
-inserted after its checkpoint, ...) and the checks must report exactly that: at least
-one new violation, all of the case's invariant. Violations the clean run had already
-(engine bugs) are the baseline and are not counted against a case.
+inserted after its checkpoint, a ledger row doubled, ...) and the checks must report
+exactly that: at least one new violation, all of the case's invariant. Violations the
+clean run had already (engine bugs) are the baseline and are not counted against a case.
 """
 
 # SQL here names the suite's schemas, module constants (never input).
@@ -29,7 +29,7 @@ from chaos.config import CHAOS_SCHEMA as C
 from chaos.config import CRON_NAME, LIMITED_CONCURRENCY, LIMITED_QUEUE, RunConfig
 from chaos.config import WF_SCHEMA as W
 from chaos.run import Outcome, execute
-from chaos.snapshot import Effect, Snapshot, load
+from chaos.snapshot import Effect, LedgerRow, Snapshot, load
 from chaos.violations import Stop
 
 Conn = psycopg.Connection[Any]
@@ -249,6 +249,60 @@ def wrong_tick(conn: Conn, snap: Snapshot) -> str:
     return f"{wf} returns another time"
 
 
+def _ledger_row(snap: Snapshot, name: str = shapes.LEDGER_RC) -> LedgerRow:
+    """The row of a finished ledger workflow's transaction step ``name``."""
+    done = set(_expected(snap, shapes.LEDGER))
+    for r in snap.ledger:
+        if r.workflow_id in done and r.name == name:
+            return r
+    raise NoData(f"no ledger row of {name}")
+
+
+def _insert_ledger(conn: Conn, r: LedgerRow, **changes: Any) -> None:
+    row = {"workflow_id": r.workflow_id, "step": r.step, "epoch": r.epoch, "name": r.name,
+           "token": r.token, "pid": r.pid, **changes}  # fmt: skip
+    conn.execute(
+        f"""INSERT INTO {C}.ledger (workflow_id, step, epoch, name, token, pid)
+            VALUES (%s, %s, %s, %s, %s, %s)""",
+        (row["workflow_id"], row["step"], row["epoch"], row["name"], row["token"], row["pid"]),
+    )
+
+
+def double_commit(conn: Conn, snap: Snapshot) -> str:
+    r = _ledger_row(snap)
+    _insert_ledger(conn, r)
+    return f"{r.workflow_id} step {r.step}'s ledger row committed a second time"
+
+
+def commit_without_checkpoint(conn: Conn, snap: Snapshot) -> str:
+    r = _ledger_row(snap, shapes.LEDGER_PIPE)
+    step = max(op.step for op in snap.ops[r.workflow_id]) + 1
+    _insert_ledger(conn, r, step=step, token=uuid.uuid4().hex)
+    return f"a ledger row of {r.workflow_id} at step {step}, which recorded nothing"
+
+
+def lost_commit(conn: Conn, snap: Snapshot) -> str:
+    r = _ledger_row(snap)
+    conn.execute(f"DELETE FROM {C}.ledger WHERE id = %s", (r.id,))
+    return f"{r.workflow_id} step {r.step}'s ledger row deleted"
+
+
+def other_output(conn: Conn, snap: Snapshot) -> str:
+    r = _ledger_row(snap)
+    conn.execute(
+        f"""UPDATE {W}.operations SET output = jsonb_set(output, '{{token}}', '"other"')
+            WHERE workflow_id = %s AND step = %s""",
+        (r.workflow_id, r.step),
+    )
+    return f"{r.workflow_id} step {r.step}'s recorded token changed"
+
+
+def counter_off(conn: Conn, snap: Snapshot) -> str:
+    _ledger_row(snap, shapes.LEDGER_COUNT)
+    conn.execute(f"UPDATE {C}.ledger_counter SET n = n + 1 WHERE id = 1")
+    return "the ledger's counter incremented without a transaction step"
+
+
 CASES = [
     Case("workflow left PENDING", "final", leave_pending),
     Case("recorded start without its workflow", "final", delete_workflow),
@@ -269,6 +323,11 @@ CASES = [
     Case("body of an older epoch after a newer checkpoint", "fencing", stale_body),
     Case("cron tick fired twice", "cron", tick_twice),
     Case("cron tick with another time", "cron", wrong_tick),
+    Case("transaction committed twice", "ledger", double_commit),
+    Case("transaction committed without its checkpoint", "ledger", commit_without_checkpoint),
+    Case("transaction's commit lost", "ledger", lost_commit),
+    Case("transaction's recorded output not its row's", "ledger", other_output),
+    Case("counter incremented outside a transaction step", "ledger", counter_off),
 ]
 
 

@@ -22,6 +22,20 @@ GETTER = "chaos.getter"
 WRITER = "chaos.writer"
 LIMITED = "chaos.limited"
 ASYNC_PAIR = "chaos.async_pair"
+LEDGER = "chaos.ledger"
+LEDGER_ASYNC = "chaos.ledger_async"
+
+# The transaction steps of the ledger workflows (chaos.ledger); the counting ones
+# increment the shared counter, once per commit.
+LEDGER_COUNT = "chaos.ledger_count"
+LEDGER_RC = "chaos.ledger_rc"
+LEDGER_PIPE = "chaos.ledger_pipe"
+LEDGER_COUNT_ASYNC = "chaos.ledger_count_async"
+LEDGER_PIPE_ASYNC = "chaos.ledger_pipe_async"
+LEDGER_STEPS = frozenset(
+    {LEDGER_COUNT, LEDGER_RC, LEDGER_PIPE, LEDGER_COUNT_ASYNC, LEDGER_PIPE_ASYNC}
+)
+COUNTING_STEPS = frozenset({LEDGER_COUNT, LEDGER_COUNT_ASYNC})
 
 TOPIC = "mail"
 EVENT_KEY = "ready"
@@ -34,10 +48,11 @@ WAIT_TIMEOUT = 45.0
 # (top-level starts).
 DRIVER_WEIGHTS = {
     "retry": 2, "children": 2, "sleep_short": 1, "sleep_long": 1, "mailbox": 2,
-    "events": 1, "stream": 1, "limited": 3, "async": 1,
+    "events": 1, "stream": 1, "limited": 3, "async": 1, "ledger": 2, "ledger_async": 1,
 }  # fmt: skip
 WORKER_WEIGHTS = {
     "retry": 2, "children": 2, "sleep_short": 1, "sleep_long": 1, "events": 1, "async": 1,
+    "ledger": 2, "ledger_async": 1,
 }  # fmt: skip
 
 
@@ -109,6 +124,17 @@ def plan(shape: str, rng: random.Random, base: str, queued: bool) -> Group:
     elif shape == "async":
         a, b = rng.randint(1, 100), rng.randint(1, 100)
         add(Start(base, shape, ASYNC_PAIR, [a, b], a + b + 2, queue))
+    elif shape == "ledger":
+        # count (v+1, holding count_ms between its read and write), then read committed
+        # (2a, holding hold_ms), then pipelined (b+3): three transaction steps.
+        v, count_ms, hold_ms = rng.randint(1, 100), rng.randint(10, 60), rng.randint(50, 250)
+        add(Start(base, shape, LEDGER, [v, count_ms, hold_ms], 2 * v + 5, queue,
+                  {"transactions": 3}))  # fmt: skip
+    elif shape == "ledger_async":
+        # count (v+1) and pipelined (v+3) at once, under asyncio.gather.
+        v, count_ms = rng.randint(1, 100), rng.randint(10, 60)
+        add(Start(base, shape, LEDGER_ASYNC, [v, count_ms], 2 * v + 4, queue,
+                  {"transactions": 2}))  # fmt: skip
     elif shape == "mailbox":
         _mailbox(group, rng, base, queue)
     elif shape == "stream":

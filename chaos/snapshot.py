@@ -1,5 +1,6 @@
 """What the checks look at, read from the database in one go: durably's tables (workflows,
-operations, messages, streams) and the suite's (expected outcomes, effects, stream reads).
+operations, messages, streams) and the suite's (expected outcomes, effects, stream reads,
+the ledger of transaction steps and its counter).
 Times are seconds since the epoch (PostgreSQL's clock and the workers' are the same
 machine's clock)."""
 
@@ -70,6 +71,20 @@ class Effect:
 
 
 @dataclass
+class LedgerRow:
+    """A row committed by a transaction step (``chaos.ledger``)."""
+
+    id: int
+    workflow_id: str
+    step: int | None
+    epoch: int | None
+    name: str
+    token: str
+    pid: int
+    at: float
+
+
+@dataclass
 class Expected:
     workflow_id: str
     shape: str
@@ -89,6 +104,8 @@ class Snapshot:
     effects: list[Effect] = field(default_factory=list)
     expected: dict[str, Expected] = field(default_factory=dict)
     stream_reads: dict[str, tuple[list[Any], bool, str | None]] = field(default_factory=dict)
+    ledger: list[LedgerRow] = field(default_factory=list)
+    ledger_counter: int | None = None
     has_op_epoch: bool = False
 
     def op_at(self, workflow_id: str, step: int) -> Op | None:
@@ -149,4 +166,11 @@ def load(conn: psycopg.Connection[Any]) -> Snapshot:
         snap.expected[r[0]] = Expected(*r)
     for r in conn.execute(f"SELECT workflow_id, got, complete, note FROM {c}.stream_reads"):
         snap.stream_reads[r[0]] = (r[1], r[2], r[3])
+    for r in conn.execute(
+        f"""SELECT id, workflow_id, step, epoch, name, token, pid, {_epoch("at")}
+            FROM {c}.ledger ORDER BY id"""
+    ):
+        snap.ledger.append(LedgerRow(*r))
+    row = conn.execute(f"SELECT n FROM {c}.ledger_counter WHERE id = 1").fetchone()
+    snap.ledger_counter = None if row is None else int(row[0])
     return snap

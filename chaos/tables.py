@@ -1,6 +1,8 @@
-"""The suite's own tables (schema ``chaos``): expected outcomes, side effects of step bodies
-and what the driver read from streams. Written with idempotent statements, so a retry
-after an unknown outcome never doubles a row."""
+"""The suite's own tables (schema ``chaos``): expected outcomes, side effects of step bodies,
+what the driver read from streams, and the ledger that transaction steps write. The
+suite's own writes are idempotent statements, so a retry after an unknown outcome never
+doubles a row; the ledger is written only by transaction steps, and has no unique key on
+purpose: a transaction committed twice shows as two rows."""
 
 # SQL here names the suite's schemas, module constants (never input).
 # ruff: noqa: S608
@@ -45,6 +47,25 @@ CREATE TABLE IF NOT EXISTS {CHAOS_SCHEMA}.stream_reads (
     complete    boolean NOT NULL,
     note        text
 );
+-- One row per committed transaction step (chaos.ledger). No unique constraint on
+-- (workflow_id, step): durably's exactly-once is what keeps it to one.
+CREATE TABLE IF NOT EXISTS {CHAOS_SCHEMA}.ledger (
+    id          bigserial PRIMARY KEY,
+    workflow_id text NOT NULL,
+    step        integer,
+    epoch       bigint,
+    name        text NOT NULL,          -- the transaction step's name
+    token       text NOT NULL,          -- also in the step's recorded output
+    pid         integer NOT NULL,
+    at          timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS ledger_step ON {CHAOS_SCHEMA}.ledger (workflow_id, step);
+-- The shared counter the counting transactions read, then write (serializable).
+CREATE TABLE IF NOT EXISTS {CHAOS_SCHEMA}.ledger_counter (
+    id integer PRIMARY KEY,
+    n  bigint NOT NULL
+);
+INSERT INTO {CHAOS_SCHEMA}.ledger_counter (id, n) VALUES (1, 0) ON CONFLICT DO NOTHING;
 """
 
 

@@ -1,7 +1,8 @@
 """The workload's workflows, steps, queues and cron schedule, registered on one App.
 
 Every result is a deterministic function of the arguments (see ``chaos.shapes`` for the
-expected values), and every step body records its execution (``chaos.effects``).
+expected values), and every step body records its execution (``chaos.effects``). The
+workflows of transaction steps are in ``chaos.ledger``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import durably
-from chaos import shapes
+from chaos import ledger, shapes
 from chaos.config import CRON_EXPR, CRON_NAME, LIMITED_CONCURRENCY, LIMITED_QUEUE, UNLIMITED_QUEUE
 from chaos.effects import Recorder
 
@@ -162,6 +163,6 @@ def register(app: durably.App, rec: Recorder) -> dict[str, durably.Workflow[Any,
 
     flows: list[durably.Workflow[Any, Any]] = [
         retry_wf, child, parent, sleeper, receiver, sender, setter, getter, writer, limited,
-        async_pair, tick,
+        async_pair, tick, *ledger.register(app, rec),
     ]  # fmt: skip
     return {wf.name: wf for wf in flows}

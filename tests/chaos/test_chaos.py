@@ -101,8 +101,14 @@ def test_no_invariant_breaks_under_faults(
     if "lost_reply" in faults:
         assert sum(v["dropped"] for v in report["lost_replies"].values()) > 0
     shapes = report["workflows"]
-    for shape in ("retry", "children", "mailbox", "events", "stream", "limited", "async"):
+    for shape in ("retry", "children", "mailbox", "events", "stream", "limited", "async",
+                  "ledger", "ledger_async"):  # fmt: skip
         assert shapes.get(shape, {}).get("started", 0) > 0, f"no {shape} workflow ran: {shapes}"
+    tx = report["transactions"]
+    assert tx["commits"] > 0, tx
+    if set(faults) - {"lost_reply"}:
+        # Half of these faults are aimed at open transaction steps: some must have hit one.
+        assert sum(hit for hit, _ in tx["faults_inside"].values()) > 0, tx
 
 
 @pytest.mark.chaos
