@@ -575,3 +575,39 @@ def test_a_paused_owner_taken_over_cannot_commit_its_transaction(
     assert a.expect("local", id="k-3")["type"] == "LostOwnership"
     wait_until(lambda: ("LOST", a.pid) in workers.lines(), what="A's workflow seeing it")
     assert tx_table() == [("k-3", b.pid)]  # A's insert was rolled back
+
+
+def test_a_transaction_step_can_enqueue_in_its_own_transaction(
+    make_app: Callable[..., durably.App], schema: str, table: Callable[[], list[Any]]
+) -> None:
+    # The outbox from inside a workflow: the row and the follow-up workflow commit
+    # together, once, or (when the function raises) not at all.
+    app = make_app()
+    app.queue("follow-ups")
+    ran: list[str] = []
+
+    @app.workflow()
+    def follow_up(note: str) -> str:
+        ran.append(note)
+        return note
+
+    @app.transaction()
+    def place(conn: psycopg.Connection[Any], note: str, fail: bool) -> str:
+        conn.execute(insert_sql(schema), (durably.workflow_id(), 0, note))
+        app.enqueue_in(conn, "follow-ups", follow_up, note, id=f"follow-{note}")
+        if fail:
+            raise ValueError("rolled back, follow-up and all")
+        return note
+
+    @app.workflow()
+    def order(note: str, fail: bool) -> str:
+        return place(note, fail)
+
+    with app:
+        assert order.options(id="o-ok")("kept", False) == "kept"
+        with pytest.raises(ValueError):
+            order.options(id="o-bad")("dropped", True)
+        assert app.handle("follow-kept").result(timeout=30) == "kept"
+        assert app.list_workflows(ids=["follow-dropped"]) == []
+    assert [row[2] for row in table()] == ["kept"]
+    assert ran == ["kept"]
