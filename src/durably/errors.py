@@ -243,3 +243,30 @@ class RecordedError(DurablyError):
 
 class LostOwnership(DurablyError):
     """This process no longer owns the workflow: another executor took it over."""
+
+
+class MissingDependency(ConfigurationError, ImportError):
+    """An optional part of durably was used without the extra that installs it."""
+
+
+class UndecodableMessage(DurablyError):
+    """A consumed message's value could not be decoded (or stored): it was dead-lettered."""
+
+    def __init__(self, topic: str, partition: int, offset: int, error: str) -> None:
+        self._set(
+            f"Kafka message {topic}[{partition}]@{offset} could not be decoded and was "
+            f"dead-lettered ({error}); its raw key, value and headers are this workflow's "
+            f"input: fix the decoder, then run the workflow on it again",
+            topic,
+            partition,
+            offset,
+            error,
+        )
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.error = error
+
+
+class PublishFailed(DurablyError):
+    """A message published from a step was not acknowledged by the Kafka broker."""
