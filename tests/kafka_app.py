@@ -24,6 +24,8 @@ def consumer_config(bootstrap: str, group: str, **more: Any) -> dict[str, Any]:
         "group.id": group,
         "session.timeout.ms": 6000,
         "heartbeat.interval.ms": 500,
+        # The mock broker holds an empty fetch this long, even when messages arrive.
+        "fetch.wait.max.ms": 20,
         **more,
     }
 

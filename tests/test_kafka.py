@@ -151,6 +151,46 @@ def test_each_message_runs_one_workflow_and_offsets_follow(
     ).fetchall()
     assert queued == [(f"kafka:{group}",)]
     assert not consumer.running and consumer.error is None
+    consumer.stop()  # closes the client lag() used
+
+
+def test_offsets_are_committed_only_once_the_batch_is_recorded(
+    app: durably.App,
+    runs: Runs,
+    db: psycopg.Connection[Any],
+    bootstrap: str,
+    topic: str,
+    group: str,
+) -> None:
+    produce(bootstrap, topic, [f"v{i}".encode() for i in range(10)], partition=0)
+    consumer = counting_consumer(app, runs, bootstrap, group, topic)
+    with db.transaction():
+        # The batch's enqueue waits behind this lock (a real statement, held up).
+        db.execute("LOCK TABLE workflows IN ACCESS EXCLUSIVE MODE")
+        consumer.start()
+        wait_until(lambda: _waiting_enqueues(db) == 1, DEADLINE, "the enqueue to wait")
+        # Polled, not recorded: not committed either.
+        assert [lag.committed for lag in consumer.lag() if lag.partition == 0] == [None]
+    with consumer:
+        wait_until(lambda: len(run_counts(db, topic)) == 10, DEADLINE, "10 messages run")
+        wait_until(
+            lambda: [lag.committed for lag in consumer.lag() if lag.partition == 0] == [10],
+            DEADLINE,
+            "the offsets committed",
+        )
+    assert set(run_counts(db, topic).values()) == {1}
+    consumer.stop()
+
+
+def _waiting_enqueues(db: psycopg.Connection[Any]) -> int:
+    """Enqueue statements waiting for a lock now."""
+    # In a transaction, pg_stat_activity is read once unless its snapshot is cleared.
+    db.execute("SELECT pg_stat_clear_snapshot()")
+    row = db.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+        ("%queue_name, priority, dedup_key, partition_key%",),
+    ).fetchone()
+    return 0 if row is None else int(row[0])
 
 
 def test_the_workflow_gets_a_message_rebuilt_from_its_hints(
@@ -259,6 +299,7 @@ def test_a_consumer_killed_mid_stream_loses_nothing_and_runs_nothing_twice(
         statuses = finished(db, f"kafka:{group}:")
         assert len(statuses) == n and set(statuses.values()) == {"SUCCESS"}
     finally:
+        watcher.stop()
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
@@ -321,7 +362,7 @@ def test_ordered_partition_flows_past_a_poison_message_and_a_dead_letter(
     # The undecodable one is a dead letter: kept with its raw bytes and the decoder's error.
     [letter] = app.list_workflows(ids=[dead])
     assert letter.name == DEAD_LETTER
-    assert isinstance(letter.error, durably.errors.UndecodableMessage)
+    assert isinstance(letter.error, durably.UndecodableMessage)
     assert "JSONDecodeError" in str(letter.error) or "UnicodeDecodeError" in str(letter.error)
     raw, error = letter.inputs["args"]
     assert base64.b64decode(raw["value"]) == b"\xff not json"

@@ -234,8 +234,7 @@ class KafkaConsumer:
     def _run(self, engine: Engine, consumer: Consumer) -> None:
         try:
             while self._live(engine):
-                polled = consumer.consume(self.batch_size, self.poll_timeout)
-                batch = [from_confluent(message) for message in self._usable(polled)]
+                batch = [from_confluent(message) for message in self._usable(self._poll(consumer))]
                 if batch:
                     if not self._record(engine, batch):
                         break  # stopping: the batch is delivered again, to whoever polls
@@ -253,6 +252,23 @@ class KafkaConsumer:
                 if self._uncommitted:
                     self._commit(consumer)
                 consumer.close()
+            # What could not be committed is another member's to deliver again (a
+            # later start must not commit it over that member's newer offsets).
+            self._uncommitted.clear()
+
+    def _poll(self, consumer: Consumer) -> list[Message]:
+        """The next batch: up to ``batch_size`` messages, as soon as one is there.
+
+        ``consume(n, timeout)`` alone waits for all ``n`` messages or the whole timeout,
+        so a lone message would wait ``poll_timeout``; instead the first message is
+        waited for, and the rest of the batch is what has arrived meanwhile.
+        """
+        first = consumer.poll(self.poll_timeout)
+        if first is None:
+            return []
+        if self.batch_size == 1:
+            return [first]
+        return [first, *consumer.consume(self.batch_size - 1, 0)]
 
     def _usable(self, messages: list[Message]) -> list[Message]:
         """The messages of a poll; the errors it reported are logged (a fatal one ends
