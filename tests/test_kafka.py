@@ -519,3 +519,31 @@ def test_a_step_publishes_with_its_idempotency_key(
         publish(out, topic, b"outside a step")
     with pytest.raises(durably.ConfigurationError, match=r"enable\.idempotence"):
         producer({"bootstrap.servers": bootstrap, "enable.idempotence": False})
+
+
+# ------------------------------------------------------------------ the package's place
+
+
+def test_only_the_app_method_imports_the_kafka_package() -> None:
+    """durably.kafka is an optional extra: nothing of durably needs it, and the App
+    imports it only when ``kafka_consumer`` is called (or for type checking)."""
+    import ast
+
+    src = TESTS.parent / "src" / "durably"
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        if (src / "kafka") in path.parents:
+            continue
+        tree = ast.parse(path.read_text())
+        at_module_level = {id(node) for node in tree.body}
+        checking = [
+            node
+            for node in tree.body
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test)
+        ]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("durably.kafka"):
+                typing_only = any(node in ast.walk(block) for block in checking)
+                found.append((path.name, id(node) in at_module_level, typing_only))
+    assert found and all(name == "app.py" for name, _, _ in found), found
+    assert not [f for f in found if f[1] and not f[2]], "a module-level import of durably.kafka"
