@@ -29,6 +29,7 @@ from durably.kafka import (
     message_id,
     producer,
     publish,
+    publish_async,
 )
 from kafka_app import WORKFLOW, Runs, consumer_config, counting_consumer, create_runs_table
 from support import wait_until
@@ -485,14 +486,24 @@ def test_a_step_publishes_with_its_idempotency_key(
         for i in range(2):
             publish(out, topic, f"line {i}".encode(), key=b"lines", part=i)
 
+    @app.step()
+    async def announce_async(order: str) -> str:
+        return await publish_async(out, topic, b"async", key=b"async")
+
     @app.workflow()
     def place(order: str) -> str:
         key = announce(order)
         announce_lines(order)
         return key
 
+    @app.workflow()
+    async def place_async(order: str) -> str:
+        return await announce_async(order)
+
     handle = place.options(id="order-7").start("o-7")
     assert handle.result(timeout=30) == "order-7:1"
+    handle = place_async.options(id="order-8").start("o-8")
+    assert handle.result(timeout=30) == "order-8:1"
 
     reader = confluent_kafka.Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "reader", "auto.offset.reset": "earliest"}
@@ -514,6 +525,7 @@ def test_a_step_publishes_with_its_idempotency_key(
         (b"order-7", b"order-7:1"),
         (b"lines", b"order-7:2:0"),
         (b"lines", b"order-7:2:1"),
+        (b"async", b"order-8:1"),
     }
     with pytest.raises(durably.NotInWorkflow):
         publish(out, topic, b"outside a step")

@@ -19,7 +19,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from durably.kafka.consumer import KafkaConsumer, KafkaOptions
 from durably.kafka.deadletter import DEAD_LETTER
 from durably.kafka.message import KafkaMessage, PartitionLag, message_id
-from durably.kafka.producing import IDEMPOTENCY_HEADER, producer, publish
+from durably.kafka.producing import IDEMPOTENCY_HEADER, producer, publish, publish_async
 
 __all__ = [
     "DEAD_LETTER",
@@ -31,4 +31,5 @@ __all__ = [
     "message_id",
     "producer",
     "publish",
+    "publish_async",
 ]

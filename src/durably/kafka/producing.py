@@ -9,6 +9,7 @@ the step, for consumers to deduplicate by.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -102,3 +103,20 @@ def publish(
             f"{error.str()}"
         )
     return idempotency_key
+
+
+async def publish_async(
+    producer: Producer,
+    topic: str,
+    value: bytes | str | None,
+    key: bytes | str | None = None,
+    *,
+    headers: Sequence[tuple[str, bytes | str | None]] = (),
+    part: str | int | None = None,
+    timeout: float = 30.0,
+) -> str:
+    """Async twin of ``publish``, for async steps: waiting for the broker happens in a
+    thread (which sees the step's context, so its key), not on the event loop."""
+    return await asyncio.to_thread(
+        publish, producer, topic, value, key, headers=headers, part=part, timeout=timeout
+    )
