@@ -5,8 +5,8 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
 
 from durably import codec as codec_module
 from durably.control import Control
@@ -23,6 +23,9 @@ from durably.store.database import Database
 from durably.store.statements import Statement
 from durably.transaction import Transaction, declare_transaction
 from durably.workflow import Step, Workflow, declare_step, declare_workflow
+
+if TYPE_CHECKING:
+    from durably.kafka.consumer import KafkaConsumer, KafkaOptions
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -293,6 +296,39 @@ class App(Control, Scheduling, Outbox):
         if engine is not None:
             engine.db.run_settled(_declare(engine.db, spec))
         return Queue(self, spec)
+
+    @overload
+    def kafka_consumer(
+        self,
+        config: Mapping[str, Any],
+        topics: Sequence[str] | str,
+        workflow: Workflow[..., Any] | Callable[..., Any],
+        **options: Unpack[KafkaOptions],
+    ) -> KafkaConsumer: ...
+    @overload
+    def kafka_consumer(
+        self,
+        config: Mapping[str, Any],
+        topics: Sequence[str] | str,
+        workflow: None = None,
+        **options: Unpack[KafkaOptions],
+    ) -> Callable[[Callable[..., Any]], KafkaConsumer]: ...
+
+    def kafka_consumer(
+        self,
+        config: Mapping[str, Any],
+        topics: Sequence[str] | str,
+        workflow: Workflow[..., Any] | Callable[..., Any] | None = None,
+        **options: Unpack[KafkaOptions],
+    ) -> KafkaConsumer | Callable[[Callable[..., Any]], KafkaConsumer]:
+        """Run ``workflow`` once per message of ``topics`` (a ``durably.kafka.KafkaConsumer``;
+        ``start()`` it). ``config`` is the librdkafka consumer configuration, with
+        ``group.id``; options: ``queue``, ``ordered``, ``value_decoder``, ``batch_size``,
+        ``poll_timeout``. Without ``workflow``, a decorator. Needs ``durably[kafka]``;
+        see docs/kafka.md."""
+        from durably.kafka.consumer import kafka_consumer  # the optional extra, on use
+
+        return kafka_consumer(self, config, topics, workflow, **options)
 
     def shutdown(self, grace: float = 10.0) -> None:
         """Stop background work, waiting up to ``grace`` s for running workflows."""

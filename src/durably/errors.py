@@ -261,3 +261,30 @@ class TransactionMisuse(DurablyError):
     """A transaction function committed, rolled back or closed its connection itself, or
     returned from an aborted transaction: durably commits it with the checkpoint, so the
     function must leave its transaction open (raise to roll back)."""
+
+
+class MissingDependency(ConfigurationError, ImportError):
+    """An optional part of durably was used without the extra that installs it."""
+
+
+class UndecodableMessage(DurablyError):
+    """A consumed message's value could not be decoded (or stored): it was dead-lettered."""
+
+    def __init__(self, topic: str, partition: int, offset: int, error: str) -> None:
+        self._set(
+            f"Kafka message {topic}[{partition}]@{offset} could not be decoded and was "
+            f"dead-lettered ({error}); its raw key, value and headers are this workflow's "
+            f"input: fix the decoder, then run the workflow on it again",
+            topic,
+            partition,
+            offset,
+            error,
+        )
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.error = error
+
+
+class PublishFailed(DurablyError):
+    """A message published from a step was not acknowledged by the Kafka broker."""
