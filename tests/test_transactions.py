@@ -351,12 +351,16 @@ def test_a_transaction_that_ends_its_own_transaction_is_refused(
     assert len(table()) == (1 if misuse == "commit" else 0)
 
 
+@pytest.mark.parametrize("pipeline", [False, True])
 def test_an_async_transaction_gets_an_async_connection(
-    make_app: Callable[..., durably.App], schema: str, table: Callable[[], list[Any]]
+    make_app: Callable[..., durably.App],
+    schema: str,
+    table: Callable[[], list[Any]],
+    pipeline: bool,
 ) -> None:
     app = make_app()
 
-    @app.transaction(isolation="repeatable read")
+    @app.transaction(isolation="repeatable read", pipeline=pipeline)
     async def record(conn: psycopg.AsyncConnection[Any], note: str) -> str:
         assert isinstance(conn, psycopg.AsyncConnection)
         await conn.execute(insert_sql(schema), (durably.workflow_id(), os.getpid(), note))
