@@ -149,14 +149,16 @@ def test_an_error_rolls_back_and_is_recorded_like_a_step_error_with_its_retries(
     assert failed.kind == "transaction" and failed.error is not None
 
 
+@pytest.mark.parametrize("errcode", ["serialization_failure", "deadlock_detected"])
 def test_a_serialization_failure_runs_the_body_again_in_a_fresh_transaction(
-    make_app: Callable[..., durably.App], schema: str, table: Callable[[], list[Any]]
+    make_app: Callable[..., durably.App],
+    schema: str,
+    table: Callable[[], list[Any]],
+    errcode: str,
 ) -> None:
     app = make_app()
     runs: list[int] = []
-    conflict = (
-        "DO $$ BEGIN RAISE EXCEPTION 'forced' USING ERRCODE = 'serialization_failure'; END $$"
-    )
+    conflict = f"DO $$ BEGIN RAISE EXCEPTION 'forced' USING ERRCODE = '{errcode}'; END $$"
 
     @app.transaction(isolation="serializable")
     def contended(conn: psycopg.Connection[Any]) -> int:
@@ -171,9 +173,9 @@ def test_a_serialization_failure_runs_the_body_again_in_a_fresh_transaction(
         return contended()
 
     with app:
-        assert wf.options(id="s-1")() == 3
-    assert table() == [("s-1", 3, "contended")]
-    assert steps_of(app, "s-1") == [(1, "contended", "transaction")]
+        assert wf.options(id=f"s-{errcode}")() == 3
+    assert table() == [(f"s-{errcode}", 3, "contended")]
+    assert steps_of(app, f"s-{errcode}") == [(1, "contended", "transaction")]
 
 
 def test_real_conflicts_between_concurrent_serializable_transactions_all_commit_once(
