@@ -439,6 +439,58 @@ def test_ordered_partition_flows_past_a_poison_message_and_a_dead_letter(
     assert row == (1,)
 
 
+def test_ordered_mode_follows_offsets_when_enqueue_times_collide(
+    make_app: Callable[..., durably.App],
+    runs: Runs,
+    db: psycopg.Connection[Any],
+    bootstrap: str,
+    topic: str,
+    group: str,
+) -> None:
+    """Ordered mode takes a partition's workflows in enqueue order; a batch's enqueues
+    may share a timestamp, and then the offset decides (9 before 10, 99 before 100)."""
+    n = 120
+    produce(bootstrap, topic, [f"m{i}".encode() for i in range(n)], partition=0)
+    # 1. A process that records the messages and runs nothing.
+    recorder = make_app()
+    recorder.launch(queues=[])
+    with counting_consumer(recorder, runs, bootstrap, group, topic, ordered=True):
+        wait_until(lambda: len(_queued(db, group)) == n, DEADLINE, f"{n} messages recorded")
+    # 2. Every enqueue at the same instant, and the rows stored out of offset order (in
+    #    descending text order of their IDs), so neither time nor storage order helps.
+    with db.transaction():
+        db.execute(
+            "CREATE TEMP TABLE queued ON COMMIT DROP AS SELECT * FROM workflows WHERE id LIKE %s",
+            (f"kafka:{group}:%",),
+        )
+        db.execute("DELETE FROM workflows WHERE id IN (SELECT id FROM queued)")
+        db.execute('INSERT INTO workflows SELECT * FROM queued ORDER BY id COLLATE "C" DESC')
+        db.execute("UPDATE workflows SET enqueued_at = '2025-01-01T00:00:00Z' WHERE id LIKE %s",
+                   (f"kafka:{group}:%",))  # fmt: skip
+    assert len({at for _, at in _queued(db, group)}) == 1
+    # 3. A worker runs them: one at a time, in offset order.
+    runner = make_app()
+    counting_consumer(runner, runs, bootstrap, group, topic, ordered=True)  # never polls
+    runner.launch()
+    wait_until(
+        lambda: len(finished(db, f"kafka:{group}:")) == n, DEADLINE, f"{n} workflows finished"
+    )
+    order = [
+        key
+        for (key,) in db.execute(
+            "SELECT key FROM kafka_runs WHERE topic = %s ORDER BY seq", (topic,)
+        ).fetchall()
+    ]
+    assert order == list(range(n))
+
+
+def _queued(db: psycopg.Connection[Any], group: str) -> list[tuple[str, Any]]:
+    return db.execute(
+        "SELECT id, enqueued_at FROM workflows WHERE id LIKE %s AND status = 'ENQUEUED'",
+        (f"kafka:{group}:%",),
+    ).fetchall()
+
+
 # ------------------------------------------------------------------ lifecycle
 
 

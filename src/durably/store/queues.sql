@@ -106,7 +106,12 @@ SELECT * FROM claimed
 
 -- name: claim_queued_partitioned
 -- The same for a queue with a per-partition limit: each partition key may have at most
--- partition_concurrency workflows running at once.
+-- partition_concurrency workflows running at once, taken in enqueue order. Work
+-- enqueued in the same microsecond (one transaction's statements can be) is taken in
+-- the order of its IDs, shorter first, then as text: IDs that differ only in a trailing
+-- number, such as a Kafka message's (kafka:<group>:<topic>:<partition>:<offset>), are
+-- taken in the order of that number ("9" before "10"; digits sort in order in every
+-- collation). The tie-breaker lengthens the sort the window needs anyway, no index.
 WITH q AS (
     SELECT * FROM {schema}.queues WHERE name = %(queue)s
 ), budget AS (
@@ -130,7 +135,8 @@ WITH q AS (
 ), ranked AS (
     SELECT w.id, w.priority, w.enqueued_at, w.partition_key,
            row_number() OVER (PARTITION BY w.partition_key
-                              ORDER BY w.priority NULLS FIRST, w.enqueued_at)
+                              ORDER BY w.priority NULLS FIRST, w.enqueued_at,
+                                       length(w.id), w.id)
            + coalesce(r.n, 0) AS load
     FROM {schema}.workflows w
     LEFT JOIN running r ON r.partition_key = w.partition_key
@@ -142,7 +148,8 @@ WITH q AS (
     JOIN ranked ON ranked.id = w.id
     WHERE ranked.partition_key IS NULL
        OR ranked.load <= (SELECT per_partition FROM budget)
-    ORDER BY ranked.priority NULLS FIRST, ranked.enqueued_at
+    ORDER BY ranked.priority NULLS FIRST, ranked.enqueued_at,
+             length(ranked.id), ranked.id
     LIMIT coalesce((SELECT n FROM budget), 0)
     FOR UPDATE OF w SKIP LOCKED
 ), claimed AS (
