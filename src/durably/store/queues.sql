@@ -96,8 +96,8 @@ WITH q AS (
         -- the clock starts at the first claim; work put back on the queue keeps its deadline
         deadline = coalesce(w.deadline,
                             clock_timestamp() + make_interval(secs => w.timeout_seconds))
-    FROM candidates
-    WHERE w.id = candidates.id
+    -- by primary key (a join with the CTE is planned as a scan of the whole table)
+    WHERE w.id = ANY(ARRAY(SELECT id FROM candidates))
     RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
               w.deadline, w.queue_name, NULL AS notified
 )
@@ -144,14 +144,15 @@ WITH q AS (
       AND (w.available_at IS NULL OR w.available_at <= clock_timestamp())
       AND w.name = ANY(%(names)s::text[])
 ), candidates AS (
+    -- Looked up by primary key: a join here is planned as a scan of the whole table.
+    -- The queue's lock serialises claims, so what is picked is not locked by another.
     SELECT w.id FROM {schema}.workflows w
-    JOIN ranked ON ranked.id = w.id
-    WHERE ranked.partition_key IS NULL
-       OR ranked.load <= (SELECT per_partition FROM budget)
-    ORDER BY ranked.priority NULLS FIRST, ranked.enqueued_at,
-             length(ranked.id), ranked.id
-    LIMIT coalesce((SELECT n FROM budget), 0)
-    FOR UPDATE OF w SKIP LOCKED
+    WHERE w.id = ANY(ARRAY(
+        SELECT id FROM ranked
+        WHERE partition_key IS NULL OR load <= (SELECT per_partition FROM budget)
+        ORDER BY priority NULLS FIRST, enqueued_at, length(id), id
+        LIMIT coalesce((SELECT n FROM budget), 0)))
+    FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE {schema}.workflows w
     SET claim_token = %(token)s, status = 'PENDING', executor_id = %(executor_id)s,
@@ -160,8 +161,8 @@ WITH q AS (
         -- the clock starts at the first claim; work put back on the queue keeps its deadline
         deadline = coalesce(w.deadline,
                             clock_timestamp() + make_interval(secs => w.timeout_seconds))
-    FROM candidates
-    WHERE w.id = candidates.id
+    -- by primary key (a join with the CTE is planned as a scan of the whole table)
+    WHERE w.id = ANY(ARRAY(SELECT id FROM candidates))
     RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
               w.deadline, w.queue_name, NULL AS notified
 )
