@@ -1,10 +1,11 @@
-"""The Kafka tests' workflow, shared by tests/test_kafka.py and its consumer process
+"""The Kafka tests' workflows, shared by tests/test_kafka.py and its consumer process
 (tests/kafka_proc.py): one run per message, each counted in a table of the test's
 schema, so a message whose workflow ran twice (or never) shows."""
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -15,6 +16,7 @@ from durably.kafka import KafkaConsumer, KafkaMessage
 
 WORKFLOW = "kafka_test.counted"
 RUNS = "kafka_runs"
+TX_WORKFLOW = "kafka_test.tx_counted"
 
 
 def consumer_config(bootstrap: str, group: str, **more: Any) -> dict[str, Any]:
@@ -83,3 +85,52 @@ def counting_consumer(
         return message.offset
 
     return app.kafka_consumer(consumer_config(bootstrap, group), topic, counted, **options)
+
+
+def create_tx_runs_table(conn: psycopg.Connection[Any], schema: str) -> None:
+    """kafka_tx_runs: one row per run of a message's transaction step. No unique
+    constraint, on purpose: a message processed twice shows as two rows."""
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.kafka_tx_runs (workflow_id text NOT NULL, "
+            "topic text NOT NULL, part int NOT NULL, msg_offset bigint NOT NULL, "
+            "executor text NOT NULL)"
+        ).format(sql.Identifier(schema))
+    )
+
+
+def transactional_consumer(
+    app: durably.App,
+    schema: str,
+    executor: str,
+    bootstrap: str,
+    group: str,
+    topic: str,
+    work_seconds: float = 0.0,
+    **options: Any,
+) -> KafkaConsumer:
+    """The consumer of ``topic`` whose workflow records its message in kafka_tx_runs by
+    a transaction step (the row commits with the step's checkpoint), then works for
+    ``work_seconds`` in a plain step: a crash in that time leaves the row committed and
+    the workflow PENDING, to be recovered without recording again."""
+    insert = sql.SQL(
+        "INSERT INTO {}.kafka_tx_runs (workflow_id, topic, part, msg_offset, executor) "
+        "VALUES (%s, %s, %s, %s, %s)"
+    ).format(sql.Identifier(schema))
+
+    @app.transaction(name="kafka_test.record", isolation="read committed")
+    def record(conn: psycopg.Connection[Any], topic: str, partition: int, offset: int) -> None:
+        conn.execute(insert, (durably.workflow_id(), topic, partition, offset, executor))
+
+    @app.step(name="kafka_test.work")
+    def work() -> None:
+        time.sleep(work_seconds)
+
+    @app.workflow(name=TX_WORKFLOW)
+    def tx_counted(message: KafkaMessage) -> int:
+        record(message.topic, message.partition, message.offset)
+        work()
+        return message.offset
+
+    return app.kafka_consumer(consumer_config(bootstrap, group), topic, tx_counted, **options)

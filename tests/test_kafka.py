@@ -31,7 +31,14 @@ from durably.kafka import (
     publish,
     publish_async,
 )
-from kafka_app import WORKFLOW, Runs, consumer_config, counting_consumer, create_runs_table
+from kafka_app import (
+    WORKFLOW,
+    Runs,
+    consumer_config,
+    counting_consumer,
+    create_runs_table,
+    create_tx_runs_table,
+)
 from support import wait_until
 
 TESTS = Path(__file__).resolve().parent
@@ -235,9 +242,29 @@ def _consumer_proc(
     )  # fmt: skip
 
 
-def test_a_consumer_killed_mid_stream_loses_nothing_and_runs_nothing_twice(
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int | None]:
+    """The group's committed offset per partition of ``topic`` (None: never committed),
+    read by a client that joins nothing."""
+    probe = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        parts = probe.list_topics(topic, timeout=10).topics[topic].partitions
+        got = probe.committed(
+            [confluent_kafka.TopicPartition(topic, p) for p in sorted(parts)], timeout=10
+        )
+        return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in got}
+    finally:
+        probe.close()
+
+
+# Workflows of an executor that are PENDING with their transaction step committed.
+CAUGHT = (
+    "SELECT w.id FROM workflows w WHERE w.executor_id = %s AND w.status = 'PENDING' "
+    "AND EXISTS (SELECT 1 FROM kafka_tx_runs r WHERE r.workflow_id = w.id)"
+)
+
+
+def test_a_consumer_and_worker_killed_mid_stream_loses_nothing_and_runs_nothing_twice(
     app: durably.App,
-    runs: Runs,
     db: psycopg.Connection[Any],
     pg_url: str,
     schema: str,
@@ -246,61 +273,86 @@ def test_a_consumer_killed_mid_stream_loses_nothing_and_runs_nothing_twice(
     group: str,
     tmp_path: Path,
 ) -> None:
-    n = 500
-    # This process runs the workflows (it declares the consumer, so it serves its queue,
-    # but never polls); the consumer processes only poll and record.
-    watcher = counting_consumer(app, runs, bootstrap, group, topic)
+    """The consumer processes also run the workflows. Each workflow records its message
+    in kafka_tx_runs by a transaction step (no unique constraint there: a message
+    processed twice would show as two rows), then works a while in a plain step."""
+    n = 400
+    # This process runs nothing of the group's queue (it declares neither the queue nor
+    # the workflow): everything runs in the processes that are killed and started.
+    create_tx_runs_table(db, schema)
     produce(bootstrap, topic, [f"m{i}".encode() for i in range(n // 2)])
     logs = [tmp_path / f"consumer-{i}.log" for i in range(3)]
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        # 1. A consumer that SIGKILLs itself after its 3rd batch is recorded, before that
-        #    batch's offsets are committed.
+        # 1. A consumer and worker that SIGKILLs itself after its 3rd batch is recorded,
+        #    before that batch's offsets are committed, while some of its workflows are
+        #    between their transaction step and their end.
         first = _consumer_proc(
-            pg_url, schema, bootstrap, group, topic, logs[0], "--crash-after-batches", "3"
-        )
+            pg_url, schema, bootstrap, group, topic, logs[0],
+            "--executor-id", "kafka-a", "--crash-after-batches", "3",
+        )  # fmt: skip
         procs.append(first)
         assert first.wait(DEADLINE) == -9, logs[0].read_text()
         recorded = db.execute(
             "SELECT count(*) FROM workflows WHERE id LIKE %s", (f"kafka:{group}:%",)
         ).fetchone()
         assert recorded is not None
-        committed = sum(lag.committed or 0 for lag in watcher.lag())
-        # The crash hit the window: recorded messages whose offsets were not committed.
+        committed = sum(o or 0 for o in committed_offsets(bootstrap, group, topic).values())
+        # The consumer died mid-batch: messages recorded whose offsets were not committed...
         assert recorded[0] > committed, (recorded[0], committed)
+        # ...and the worker mid-workflow: its SQL committed, the workflow unfinished.
+        caught = [wid for (wid,) in db.execute(CAUGHT, ("kafka-a",)).fetchall()]
+        assert caught, logs[0].read_text()
 
-        # 2. It restarts; the rest of the stream arrives while it runs; a second member
-        #    joins the group and takes some partitions over.
-        procs.append(_consumer_proc(pg_url, schema, bootstrap, group, topic, logs[1]))
+        # 2. It restarts under the same executor ID (so it takes its unfinished workflows
+        #    back at once); the rest of the stream arrives while it runs; a second
+        #    consumer and worker joins the group and takes some partitions over.
+        procs.append(
+            _consumer_proc(
+                pg_url, schema, bootstrap, group, topic, logs[1], "--executor-id", "kafka-a"
+            )
+        )
         wait_until(lambda: "started" in logs[1].read_text(), DEADLINE, "the restart")
         produce(bootstrap, topic, [f"m{i}".encode() for i in range(n // 2, n)], first_key=n // 2)
-        procs.append(_consumer_proc(pg_url, schema, bootstrap, group, topic, logs[2]))
+        procs.append(
+            _consumer_proc(
+                pg_url, schema, bootstrap, group, topic, logs[2], "--executor-id", "kafka-b"
+            )
+        )
         wait_until(
             lambda: "assigned " + topic in logs[2].read_text(),
             DEADLINE,
             "the second member's share",
         )
 
-        counts = wait_until(
-            lambda: (c := run_counts(db, topic)) and sum(c.values()) >= n and c,
+        statuses = wait_until(
+            lambda: (f := finished(db, f"kafka:{group}:")) and len(f) >= n and f,
             DEADLINE,
-            f"{n} messages run",
+            f"{n} workflows finished",
         )
+        assert len(statuses) == n and set(statuses.values()) == {"SUCCESS"}
         highs = high_watermarks(bootstrap, topic)
         assert sum(highs.values()) == n
-        expected = {(p, o) for p, high in highs.items() for o in range(high)}
-        assert set(counts) == expected  # every message ran...
-        assert all(c == 1 for c in counts.values()), {k: c for k, c in counts.items() if c != 1}
-        # ...and its offset was committed: the group is at the end of every partition.
+        rows = db.execute(
+            "SELECT workflow_id, part, msg_offset, count(*) FROM kafka_tx_runs "
+            "GROUP BY workflow_id, part, msg_offset"
+        ).fetchall()
+        # Every message was processed, each exactly once, under its own workflow ID.
+        assert {(p, o) for _, p, o, _ in rows} == {
+            (p, o) for p, high in highs.items() for o in range(high)
+        }
+        assert [r for r in rows if r[3] != 1] == []
+        assert all(wid == message_id(group, topic, p, o) for wid, p, o, _ in rows)
+        assert set(statuses) == {wid for wid, *_ in rows}
+        # The workflows caught by the crash finished without recording again.
+        assert all(statuses[wid] == "SUCCESS" for wid in caught)
+        # The group's offsets reached the end of every partition.
         wait_until(
-            lambda: {lag.partition: lag.committed for lag in watcher.lag()} == highs,
+            lambda: committed_offsets(bootstrap, group, topic) == highs,
             DEADLINE,
             "offsets committed to the end",
         )
-        statuses = finished(db, f"kafka:{group}:")
-        assert len(statuses) == n and set(statuses.values()) == {"SUCCESS"}
     finally:
-        watcher.stop()
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
@@ -385,6 +437,58 @@ def test_ordered_partition_flows_past_a_poison_message_and_a_dead_letter(
         "SELECT partition_concurrency FROM queues WHERE name = %s", (f"kafka:{group}",)
     ).fetchone()
     assert row == (1,)
+
+
+def test_ordered_mode_follows_offsets_when_enqueue_times_collide(
+    make_app: Callable[..., durably.App],
+    runs: Runs,
+    db: psycopg.Connection[Any],
+    bootstrap: str,
+    topic: str,
+    group: str,
+) -> None:
+    """Ordered mode takes a partition's workflows in enqueue order; a batch's enqueues
+    may share a timestamp, and then the offset decides (9 before 10, 99 before 100)."""
+    n = 120
+    produce(bootstrap, topic, [f"m{i}".encode() for i in range(n)], partition=0)
+    # 1. A process that records the messages and runs nothing.
+    recorder = make_app()
+    recorder.launch(queues=[])
+    with counting_consumer(recorder, runs, bootstrap, group, topic, ordered=True):
+        wait_until(lambda: len(_queued(db, group)) == n, DEADLINE, f"{n} messages recorded")
+    # 2. Every enqueue at the same instant, and the rows stored out of offset order (in
+    #    descending text order of their IDs), so neither time nor storage order helps.
+    with db.transaction():
+        db.execute(
+            "CREATE TEMP TABLE queued ON COMMIT DROP AS SELECT * FROM workflows WHERE id LIKE %s",
+            (f"kafka:{group}:%",),
+        )
+        db.execute("DELETE FROM workflows WHERE id IN (SELECT id FROM queued)")
+        db.execute('INSERT INTO workflows SELECT * FROM queued ORDER BY id COLLATE "C" DESC')
+        db.execute("UPDATE workflows SET enqueued_at = '2025-01-01T00:00:00Z' WHERE id LIKE %s",
+                   (f"kafka:{group}:%",))  # fmt: skip
+    assert len({at for _, at in _queued(db, group)}) == 1
+    # 3. A worker runs them: one at a time, in offset order.
+    runner = make_app()
+    counting_consumer(runner, runs, bootstrap, group, topic, ordered=True)  # never polls
+    runner.launch()
+    wait_until(
+        lambda: len(finished(db, f"kafka:{group}:")) == n, DEADLINE, f"{n} workflows finished"
+    )
+    order = [
+        key
+        for (key,) in db.execute(
+            "SELECT key FROM kafka_runs WHERE topic = %s ORDER BY seq", (topic,)
+        ).fetchall()
+    ]
+    assert order == list(range(n))
+
+
+def _queued(db: psycopg.Connection[Any], group: str) -> list[tuple[str, Any]]:
+    return db.execute(
+        "SELECT id, enqueued_at FROM workflows WHERE id LIKE %s AND status = 'ENQUEUED'",
+        (f"kafka:{group}:%",),
+    ).fetchall()
 
 
 # ------------------------------------------------------------------ lifecycle

@@ -96,8 +96,8 @@ WITH q AS (
         -- the clock starts at the first claim; work put back on the queue keeps its deadline
         deadline = coalesce(w.deadline,
                             clock_timestamp() + make_interval(secs => w.timeout_seconds))
-    FROM candidates
-    WHERE w.id = candidates.id
+    -- by primary key (a join with the CTE is planned as a scan of the whole table)
+    WHERE w.id = ANY(ARRAY(SELECT id FROM candidates))
     RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
               w.deadline, w.queue_name, NULL AS notified
 )
@@ -106,7 +106,12 @@ SELECT * FROM claimed
 
 -- name: claim_queued_partitioned
 -- The same for a queue with a per-partition limit: each partition key may have at most
--- partition_concurrency workflows running at once.
+-- partition_concurrency workflows running at once, taken in enqueue order. Work
+-- enqueued in the same microsecond (one transaction's statements can be) is taken in
+-- the order of its IDs, shorter first, then as text: IDs that differ only in a trailing
+-- number, such as a Kafka message's (kafka:<group>:<topic>:<partition>:<offset>), are
+-- taken in the order of that number ("9" before "10"; digits sort in order in every
+-- collation). The tie-breaker lengthens the sort the window needs anyway, no index.
 WITH q AS (
     SELECT * FROM {schema}.queues WHERE name = %(queue)s
 ), budget AS (
@@ -130,7 +135,8 @@ WITH q AS (
 ), ranked AS (
     SELECT w.id, w.priority, w.enqueued_at, w.partition_key,
            row_number() OVER (PARTITION BY w.partition_key
-                              ORDER BY w.priority NULLS FIRST, w.enqueued_at)
+                              ORDER BY w.priority NULLS FIRST, w.enqueued_at,
+                                       length(w.id), w.id)
            + coalesce(r.n, 0) AS load
     FROM {schema}.workflows w
     LEFT JOIN running r ON r.partition_key = w.partition_key
@@ -138,13 +144,15 @@ WITH q AS (
       AND (w.available_at IS NULL OR w.available_at <= clock_timestamp())
       AND w.name = ANY(%(names)s::text[])
 ), candidates AS (
+    -- Looked up by primary key: a join here is planned as a scan of the whole table.
+    -- The queue's lock serialises claims, so what is picked is not locked by another.
     SELECT w.id FROM {schema}.workflows w
-    JOIN ranked ON ranked.id = w.id
-    WHERE ranked.partition_key IS NULL
-       OR ranked.load <= (SELECT per_partition FROM budget)
-    ORDER BY ranked.priority NULLS FIRST, ranked.enqueued_at
-    LIMIT coalesce((SELECT n FROM budget), 0)
-    FOR UPDATE OF w SKIP LOCKED
+    WHERE w.id = ANY(ARRAY(
+        SELECT id FROM ranked
+        WHERE partition_key IS NULL OR load <= (SELECT per_partition FROM budget)
+        ORDER BY priority NULLS FIRST, enqueued_at, length(id), id
+        LIMIT coalesce((SELECT n FROM budget), 0)))
+    FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE {schema}.workflows w
     SET claim_token = %(token)s, status = 'PENDING', executor_id = %(executor_id)s,
@@ -153,8 +161,8 @@ WITH q AS (
         -- the clock starts at the first claim; work put back on the queue keeps its deadline
         deadline = coalesce(w.deadline,
                             clock_timestamp() + make_interval(secs => w.timeout_seconds))
-    FROM candidates
-    WHERE w.id = candidates.id
+    -- by primary key (a join with the CTE is planned as a scan of the whole table)
+    WHERE w.id = ANY(ARRAY(SELECT id FROM candidates))
     RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
               w.deadline, w.queue_name, NULL AS notified
 )
