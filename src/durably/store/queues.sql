@@ -145,9 +145,10 @@ WITH q AS (
       AND w.name = ANY(%(names)s::text[])
 ), candidates AS (
     -- Looked up by primary key: a join here is planned as a scan of the whole table.
-    -- The queue's lock serialises claims, so what is picked is not locked by another.
+    -- The queue's lock serialises claims, so what is picked is not locked by another;
+    -- the status is checked again once locked (a cancel may have committed meanwhile).
     SELECT w.id FROM {schema}.workflows w
-    WHERE w.id = ANY(ARRAY(
+    WHERE w.status IN ('ENQUEUED', 'DELAYED') AND w.id = ANY(ARRAY(
         SELECT id FROM ranked
         WHERE partition_key IS NULL OR load <= (SELECT per_partition FROM budget)
         ORDER BY priority NULLS FIRST, enqueued_at, length(id), id
