@@ -14,3 +14,14 @@ COMMIT
 
 -- name: rollback_transaction
 ROLLBACK
+
+-- name: orm_savepoint
+-- (durably.orm) Where an ORM session's own commits and rollbacks begin, inside a
+-- transaction step's transaction; the name may repeat (the newest one is meant).
+SAVEPOINT durably_orm
+
+-- name: orm_release
+RELEASE SAVEPOINT durably_orm
+
+-- name: orm_rollback
+ROLLBACK TO SAVEPOINT durably_orm
