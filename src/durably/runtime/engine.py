@@ -399,7 +399,7 @@ class Engine:
                 # connections on that loop when it shuts down, not whenever it is
                 # collected. asyncio.run finalises open async generators before it
                 # closes the loop, which runs this one's cleanup there.
-                closer = _close_at_loop_shutdown(adb)
+                closer = _close_at_loop_shutdown(adb, self.other_databases, loop)
                 await closer.__anext__()
                 self._closers[loop] = closer
         return adb
@@ -671,12 +671,16 @@ def await_outcome(
         yield Wait(keys, since, remaining)
 
 
-async def _close_at_loop_shutdown(adb: AsyncDatabase) -> AsyncGenerator[None, None]:
-    """Suspended until its loop finalises async generators; then closes ``adb`` there."""
+async def _close_at_loop_shutdown(
+    adb: AsyncDatabase, others: OtherDatabases, loop: asyncio.AbstractEventLoop
+) -> AsyncGenerator[None, None]:
+    """Suspended until its loop finalises async generators; then closes ``adb`` there,
+    and the pools of other databases that transaction steps opened on that loop."""
     try:
         yield
     finally:
         await adb.close()
+        await others.close_loop(loop)
 
 
 # How many workflows a shutdown warning names (the rest are counted).
