@@ -3,7 +3,8 @@
 ``durably.sleep``, ``recv``, ``set_event``, ``write_stream``, ``close_stream``, each
 with an ``_async`` twin. Each takes the next step number when it is called and is
 recorded, so a replay returns at once what the first run saw. Also what a workflow or
-step knows of itself: ``workflow_id`` and ``step_key``.
+step knows of itself: ``workflow_id`` and ``step_key``; and the branches of a code
+upgrade: ``patched`` and ``deprecate_patch``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ import time
 from typing import Any
 
 from durably.errors import NotInWorkflow
-from durably.execution.context import active_workflow, current_workflow, in_step, require_workflow
+from durably.execution.context import (
+    WorkflowContext,
+    active_workflow,
+    current_workflow,
+    in_step,
+    require_workflow,
+)
+from durably.execution.patches import check_patch_name, deprecate
+from durably.execution.patches import patched as patched_protocol
 from durably.execution.waits import (
     check_key,
     check_topic,
@@ -162,3 +171,55 @@ def _write_stream(operation: str, key: str, value: Any, *, closed: bool = False)
     check_key(key)
     data = None if closed else ctx.engine.codec.dumps(value)
     return ctx.engine, write_stream_protocol(ctx, ctx.take_step(), key, data, closed=closed)
+
+
+def patched(name: str) -> bool:
+    """Whether this workflow runs the new code of the change ``name``.
+
+    Write ``if durably.patched("new-pricing"): <new code> else: <old code>`` in a
+    workflow's body. A run that reaches the call past its recorded history records a
+    marker (an operation of kind ``patch``) and gets True; its replays find the marker
+    and get True again. A replay of an execution recorded before the change finds
+    something else there and gets False, and no step number is taken: the old code's
+    operations replay under the numbers they were recorded with. See docs/upgrades.md.
+    """
+    return drive_sync(*_patched("patched", name))
+
+
+async def patched_async(name: str) -> bool:
+    """Async twin of ``patched`` (the marker is written without blocking the loop)."""
+    return await drive_async(*_patched("patched_async", name))
+
+
+def _patched(operation: str, name: str) -> Job[bool]:
+    # Decided here, when called (for the async twin: when it starts running).
+    name = check_patch_name(name)
+    ctx = _patch_workflow(operation)
+    return ctx.engine, patched_protocol(ctx, name)
+
+
+def deprecate_patch(name: str) -> None:
+    """For code whose old branch of change ``name`` was removed: the marker a run of
+    ``patched(name)`` recorded here is skipped; an execution without it replays as it
+    is. Writes nothing, so executions recorded either way (and new ones) all run."""
+    name = check_patch_name(name)
+    deprecate(_patch_workflow("deprecate_patch"), name)
+
+
+async def deprecate_patch_async(name: str) -> None:
+    """Async twin of ``deprecate_patch`` (it does no I/O; here for symmetry)."""
+    name = check_patch_name(name)
+    deprecate(_patch_workflow("deprecate_patch_async"), name)
+
+
+def _patch_workflow(operation: str) -> WorkflowContext:
+    """The workflow whose body calls ``operation``; a step's code is retried, not
+    replayed, so it has no recorded history to branch on."""
+    ctx = active_workflow()
+    if ctx is None:
+        where = "in a step" if in_step.get() is not None else "outside a workflow"
+        raise NotInWorkflow(
+            f"durably.{operation}() was called {where}; it can only be called in a "
+            f"workflow's body, where it decides which code a replay takes"
+        )
+    return ctx

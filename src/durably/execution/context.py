@@ -75,6 +75,16 @@ class WorkflowContext:
         self.next_step += 1
         return number
 
+    def peek(self) -> Recorded | None:
+        """What an earlier run recorded at the next position, without taking it (None:
+        nothing). ``durably.patched`` looks before it decides whether to take a step."""
+        return self.recorded.get(self.next_step)
+
+    def past_history(self) -> bool:
+        """Whether the next position is past every operation an earlier run recorded:
+        from there on this run is live, not a replay."""
+        return self.next_step > max(self.recorded, default=0)
+
 
 current_workflow: contextvars.ContextVar[WorkflowContext | None] = contextvars.ContextVar(
     "durably_workflow", default=None
