@@ -16,6 +16,7 @@ from durably.keywords import RetryPolicy, TransactionSettings, check_keywords
 from durably.outbox import Outbox
 from durably.queue_spec import QueueSpec
 from durably.queues import Queue
+from durably.retention import Retention
 from durably.runtime.connect import open_database
 from durably.runtime.engine import Engine
 from durably.scheduling import Scheduling
@@ -33,7 +34,7 @@ R = TypeVar("R")
 DEFAULT_LEASE = 15.0
 
 
-class App(Control, Scheduling, Outbox):
+class App(Control, Scheduling, Outbox, Retention):
     """A durably application: its workflows and steps, bound to one Postgres schema.
 
     ``url`` is a PostgreSQL URL; without one, ``$DURABLY_DATABASE_URL`` is used, else an

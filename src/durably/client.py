@@ -24,6 +24,7 @@ from durably.execution.queueing import enqueue as enqueue_protocol
 from durably.execution.specs import WorkflowSpec
 from durably.options import WorkflowOptions, check_name
 from durably.outbox import Outbox
+from durably.retention import Retention
 from durably.runtime.connect import open_database
 from durably.runtime.engine import Engine
 from durably.runtime.served import check_enqueued
@@ -35,7 +36,7 @@ def _unregistered(*_args: Any, **_kwargs: Any) -> None:
     raise AssertionError("a Client never runs workflows")
 
 
-class Client(Control, Outbox):
+class Client(Control, Outbox, Retention):
     """Start and observe workflows by name, from any process (sync, with ``_async`` twins).
 
     ``url``: a PostgreSQL URL; without one, ``$DURABLY_DATABASE_URL``, else the embedded

@@ -41,6 +41,12 @@ class Inspected(NamedTuple):
     child_id: str | None
 
 
+class Deleted(NamedTuple):
+    """How many rows a retention statement deleted."""
+
+    deleted: int
+
+
 class Written(NamedTuple):
     """A transaction's checkpoint was written (it fails instead of writing none)."""
 
@@ -456,6 +462,9 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "schedule_delete": ScheduleDeleted,
     "schedule_due": DueSchedule,
     "record_transaction_operation": Written,
+    # retention.sql
+    "gc_workflows": Deleted,
+    "gc_executors": Deleted,
     # app_database.sql
     "record_transaction": Written,
     "transaction_output": TransactionOutput,

@@ -76,7 +76,7 @@ class Statements:
         self.schema = schema
         names = [
             "insert_workflow", "start_child", "record_operation", "inspect_operation",
-            "record_transaction_operation",
+            "record_transaction_operation", "gc_workflows", "gc_executors",
             "get_outcome", "heartbeat", "strangers",
             "remove_executor", "clock", "claim_own", "take_over",
             "release_executor",
@@ -588,6 +588,17 @@ class Statements:
             self._sql["read_stream"],
             {"workflow_id": workflow_id, "key": key, "after": after, "skip": skip},
         )
+
+    # ------------------------------------------------------------------ retention
+
+    def gc_workflows(self, age: float, batch: int) -> Statement:
+        """Delete up to ``batch`` workflows that finished more than ``age`` seconds ago
+        (by the database's clock; retention.sql)."""
+        return bound(self._sql["gc_workflows"], {"age": age, "batch": batch})
+
+    def gc_executors(self, age: float) -> Statement:
+        """Delete executor rows whose lease ended ``age`` seconds ago and own nothing."""
+        return bound(self._sql["gc_executors"], {"age": age})
 
     def cancel(self, workflow_id: str, children: bool) -> Statement:
         return bound(
