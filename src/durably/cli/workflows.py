@@ -200,6 +200,8 @@ def _show_text(shown: dict[str, Any]) -> None:
     ]
     for key, label in fields:
         value = shown[key]
+        if value is not None and key.endswith("_at"):
+            value = when(datetime.fromisoformat(value))
         if value is not None:
             out.print(f"{label + ':':<13}{value}", highlight=False, soft_wrap=True, markup=False)
     out.print(
