@@ -37,6 +37,8 @@ class WorkflowInfo:
     # and, for queued work, listens to its queue; None when not known. Unfinished work
     # that is not served waits until such a worker runs.
     served: bool | None = None
+    # The queue it was enqueued on; None when it was started directly.
+    queue: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,7 @@ def workflow_info(
         updated_at=row.updated_at,
         completed_at=row.completed_at,
         served=row.served,
+        queue=row.queue_name,
     )
 
 

@@ -351,7 +351,8 @@ SELECT id, name, status, inputs, output, error, executor_id, epoch, recovery_att
        created_at, updated_at, completed_at,
        EXISTS (SELECT 1 FROM live
                WHERE w.name = ANY(live.names)
-                 AND (w.queue_name IS NULL OR w.queue_name = ANY(live.queues))) AS served
+                 AND (w.queue_name IS NULL OR w.queue_name = ANY(live.queues))) AS served,
+       queue_name
 FROM {schema}.workflows w
 WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
   AND (%(name)s::text IS NULL OR name = %(name)s)

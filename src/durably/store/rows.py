@@ -202,6 +202,7 @@ class StoredWorkflow(NamedTuple):
     updated_at: datetime
     completed_at: datetime | None
     served: bool
+    queue_name: str | None
 
 
 class AppliedMigration(NamedTuple):
