@@ -38,6 +38,9 @@ class Cli:
             p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
         )
         env.pop("DURABLY_DATABASE_URL", None)
+        # A table is as wide as the terminal; without one, a fixed width (pytest-xdist's
+        # workers would otherwise pass on whatever COLUMNS the parent had).
+        env["COLUMNS"] = "200"
         where = ["--database-url", self.pg_url, "--schema", self.schema] if database else []
         return subprocess.run(
             [sys.executable, "-m", "durably.cli", *args, *where],
