@@ -260,3 +260,17 @@ def test_migrate_sql_applied_by_hand_and_migrate(
                 psycopg.sql.Identifier(other)
             )
         )
+
+
+def test_gc_deletes_old_finished_work_and_refuses_a_bad_duration(
+    cli: Cli, made: Made, db: psycopg.Connection[Any]
+) -> None:
+    assert "older-than" in cli.refused("gc", "--older-than", "a month", code=2)
+    assert "older-than" in cli.refused("gc", "--older-than", "0d", code=2)
+    assert cli.json("gc", "--older-than", "1d") == {"workflows": 0, "executors": 0}
+    db.execute("UPDATE workflows SET completed_at = now() - interval '2 days' WHERE id = 'wf-ok'")
+    assert cli.json("gc", "--older-than", "1d")["workflows"] == 1
+    done = cli.run("gc", "--older-than", "1d")
+    assert done.returncode == 0 and "deleted 0 workflow(s)" in done.stdout
+    ids = {w["id"] for w in cli.json("workflows", "list")}
+    assert "wf-ok" not in ids and {"wf-failed", "wf-parked"} <= ids

@@ -15,6 +15,7 @@ import click
 
 import durably
 from durably.cli.common import CommandFailed
+from durably.cli.gc import gc_command
 from durably.cli.run import demo_command, worker_command
 from durably.cli.schema import migrate_command
 from durably.cli.steer import cancel_command, fork_command, resume_command
@@ -37,6 +38,7 @@ for command in (
     resume_command,
     fork_command,
     migrate_command,
+    gc_command,
 ):
     root.add_command(command)
 
