@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -617,3 +618,51 @@ def test_a_transaction_step_can_enqueue_in_its_own_transaction(
         assert app.list_workflows(ids=["follow-dropped"]) == []
     assert [row[2] for row in table()] == ["kept"]
     assert ran == ["kept"]
+
+
+def test_a_function_waiting_for_a_connection_past_its_lease_does_not_start(
+    make_app: Callable[..., durably.App],
+    schema: str,
+    db: psycopg.Connection[Any],
+    table: Callable[[], list[Any]],
+) -> None:
+    # The lease gate is passed, then every pooled connection is busy; meanwhile the lease
+    # lapses and the workflow is taken over. Once a connection is free, the function must
+    # not start: the run goes back through its gate and finds the workflow is not its own.
+    app = make_app()
+    bodies: list[int] = []
+
+    @app.transaction()
+    def late(conn: psycopg.Connection[Any]) -> str:
+        bodies.append(1)
+        conn.execute(insert_sql(schema), (durably.workflow_id(), os.getpid(), "late"))
+        return "ran"
+
+    @app.workflow()
+    def wf() -> str:
+        return late()
+
+    with app:
+        pool = app.engine.db.pool
+        held = [pool.getconn() for _ in range(pool.max_size)]
+        try:
+            wf.options(id="g-1").start()
+            local = app.engine.local_future("g-1")
+            assert local is not None
+            wait_until(lambda: pool.get_stats().get("requests_waiting", 0) > 0, what="waiting")
+            lease = app.engine.lease
+            lease._renewed_at = time.monotonic() - 10 * lease.seconds  # it lapsed ...
+            lease.renewed(time.monotonic())  # ... and was renewed after the gap
+            db.execute(
+                psycopg.sql.SQL(
+                    "UPDATE {}.workflows SET epoch = epoch + 1, executor_id = 'other' "
+                    "WHERE id = 'g-1'"
+                ).format(ident(schema))
+            )
+        finally:
+            for conn in held:
+                pool.putconn(conn)
+        with pytest.raises(durably.LostOwnership):
+            local.result(timeout=30)
+    assert bodies == []
+    assert table() == []

@@ -64,6 +64,16 @@ class Transact:
     database: str | None
     checkpoint: Callable[[Any], Statement | None]
     pipeline: bool = False
+    # The lease generation the run held when it passed its lease gate (None: outside a
+    # workflow). The function may only start under that same generation: waiting for a
+    # pooled connection can outlast the lease.
+    generation: int | None = None
+
+
+class LeaseMoved(Exception):
+    """A transaction function did not start: the executor's lease lapsed (or was renewed
+    after a gap) while its connection was being obtained. Nothing ran; the run passes
+    its lease gate again, which checks that the workflow is still its own."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from durably.errors import (
     WorkflowNotFound,
 )
 from durably.execution.context import Recorded, WorkflowContext, in_step
-from durably.execution.effects import Protocol, Read, Sleep, Transact
+from durably.execution.effects import LeaseMoved, Protocol, Read, Sleep, Transact
 from durably.execution.protocol import (
     attempt_failed,
     check_recorded,
@@ -75,10 +75,13 @@ def run_transaction(
             spec.database,
             _checkpoint(ctx, position, spec, started, encoded),
             spec.pipeline,
+            ctx.lease_generation,
         )
         token = in_step.set(position)
         try:
             done = yield effect
+        except LeaseMoved:
+            continue  # nothing ran: through the lease gate again
         except ConnectionLost:
             done = None  # the commit may have happened: the checkpoint says
         except TransactionConflict as exc:

@@ -10,11 +10,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from typing import Protocol as TypingProtocol
 
-from durably.errors import ConnectionLost
+from durably.errors import ConnectionLost, LostOwnership
 from durably.execution.effects import (
     Atomic,
     Call,
     HoldLease,
+    LeaseMoved,
     Protocol,
     Read,
     Sleep,
@@ -175,7 +176,7 @@ async def _perform_async(engine: Runner, db: AsyncDatabase, effect: Any) -> Any:
         if effect.database is not None:
             db = await engine.other_databases.for_loop(effect.database)
         return await db.transact(
-            effect.name, effect.isolation, _body(effect), effect.checkpoint, effect.pipeline
+            effect.name, effect.isolation, _body(engine, effect), effect.checkpoint, effect.pipeline
         )
     if kind is Call:
         if inspect.iscoroutinefunction(effect.fn):
@@ -199,19 +200,36 @@ def _other(engine: Runner, effect: Read | Transact) -> Database:
     return engine.other_databases.sync(effect.database)
 
 
-def _body(effect: Transact) -> Callable[[Any], Any]:
-    """The transaction function, to be called with the connection as its first argument."""
+def _body(engine: Runner, effect: Transact) -> Callable[[Any], Any]:
+    """The transaction function, to be called with the connection as its first argument,
+    once the lease it passed its gate under is still the one held (``LeaseMoved``)."""
 
     def body(conn: Any) -> Any:
+        _same_lease(engine, effect)
         return effect.fn(conn, *effect.args, **effect.kwargs)
 
-    return body
+    async def body_async(conn: Any) -> Any:
+        _same_lease(engine, effect)
+        return await effect.fn(conn, *effect.args, **effect.kwargs)
+
+    return body_async if inspect.iscoroutinefunction(effect.fn) else body
+
+
+def _same_lease(engine: Runner, effect: Transact) -> None:
+    if effect.generation is None:
+        return  # outside a workflow: no lease to hold
+    try:
+        held = engine.lease.current()
+    except LostOwnership:
+        held = None  # revoked: the gate says so, with its reason
+    if held != effect.generation:
+        raise LeaseMoved
 
 
 def _transact_sync(engine: Runner, effect: Transact) -> Transacted:
     db = engine.db if effect.database is None else _other(engine, effect)
     return db.transact(
-        effect.name, effect.isolation, _body(effect), effect.checkpoint, effect.pipeline
+        effect.name, effect.isolation, _body(engine, effect), effect.checkpoint, effect.pipeline
     )
 
 
