@@ -86,8 +86,7 @@ def run_transaction(
             done = None  # the commit may have happened: the checkpoint says
         except TransactionConflict as exc:
             conflicts += 1
-            if conflicts <= spec.conflict_retries:
-                yield Sleep(spec.conflict_delay(conflicts))
+            if (yield from _again_after_conflict(spec, conflicts)):
                 continue
             failure = yield from attempt_failed(ctx, position, spec, errors, exc)
             if failure is None:
@@ -217,12 +216,20 @@ def run_alone(
             )
         except TransactionConflict:
             conflicts += 1
-            if conflicts > spec.conflict_retries:
-                raise
-            yield Sleep(spec.conflict_delay(conflicts))
-            continue
+            if (yield from _again_after_conflict(spec, conflicts)):
+                continue
+            raise
         return done.value
 
 
 def _no_checkpoint(_value: Any) -> None:
     return None
+
+
+def _again_after_conflict(spec: TransactionSpec, conflicts: int) -> Protocol[bool]:
+    """After the ``conflicts``-th conflict in a row: True, once its back-off has passed,
+    while ``conflict_retries`` allows another run."""
+    if conflicts > spec.conflict_retries:
+        return False
+    yield Sleep(spec.conflict_delay(conflicts))
+    return True

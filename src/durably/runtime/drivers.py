@@ -204,15 +204,19 @@ def _body(engine: Runner, effect: Transact) -> Callable[[Any], Any]:
     """The transaction function, to be called with the connection as its first argument,
     once the lease it passed its gate under is still the one held (``LeaseMoved``)."""
 
+    if inspect.iscoroutinefunction(effect.fn):
+
+        async def body_async(conn: Any) -> Any:
+            _same_lease(engine, effect)
+            return await effect.fn(conn, *effect.args, **effect.kwargs)
+
+        return body_async
+
     def body(conn: Any) -> Any:
         _same_lease(engine, effect)
         return effect.fn(conn, *effect.args, **effect.kwargs)
 
-    async def body_async(conn: Any) -> Any:
-        _same_lease(engine, effect)
-        return await effect.fn(conn, *effect.args, **effect.kwargs)
-
-    return body_async if inspect.iscoroutinefunction(effect.fn) else body
+    return body
 
 
 def _same_lease(engine: Runner, effect: Transact) -> None:

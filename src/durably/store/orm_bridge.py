@@ -3,7 +3,6 @@ savepoint's, so the ORM's work commits (or not) with the step's own transaction.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import psycopg
@@ -11,10 +10,7 @@ import psycopg
 from durably.errors import ConfigurationError
 from durably.store import sqlfile
 
-
-@functools.cache
-def _sql(name: str) -> str:
-    return sqlfile.statement(name, "durably")  # no schema in these
+_sql = sqlfile.schemaless
 
 
 class BorrowedConnection:

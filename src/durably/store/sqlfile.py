@@ -76,6 +76,12 @@ def statement(name: str, schema: str, dialect: Dialect | None = None, **fragment
     return query
 
 
+@functools.cache
+def schemaless(name: str) -> Query:
+    """A statement that names no schema (BEGIN, COMMIT, savepoints), rendered once."""
+    return statement(name, "durably")
+
+
 def migrations() -> list[tuple[int, str, str]]:
     """Every migration as (version, file name, SQL template), in order."""
     root = resources.files("durably.store").joinpath("migrations")

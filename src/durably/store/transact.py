@@ -13,7 +13,6 @@ commit may or may not have happened, and the caller finds out by reading its che
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
@@ -46,9 +45,7 @@ class Transacted(NamedTuple):
     committed: bool
 
 
-@functools.cache
-def _sql(name: str) -> str:
-    return sqlfile.statement(name, "durably")  # no schema in these: any name renders them
+_sql = sqlfile.schemaless
 
 
 def _begin(isolation: str) -> str:
