@@ -120,3 +120,95 @@ def test_gc_keeps_dead_letters_and_refuses_bad_input(
         with pytest.raises(durably.InvalidArgument, match="batch_size"):
             app.gc(timedelta(days=1), batch_size=0)
         assert [w.id for w in app.list_workflows()] == ["dl"]
+
+
+def test_retention_policy_is_applied_by_a_worker(
+    make_app: Callable[..., durably.App],
+    db: psycopg.Connection[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from durably.runtime import sweeper
+
+    monkeypatch.setattr(sweeper, "SWEEP_EVERY", 0.2)
+    monkeypatch.setattr(sweeper, "SWEEP_BATCH", 2)  # several batches, other duties between
+    # Successes go after a day; errors are kept (not named); cancelled after a week.
+    app = make_app(
+        retention={"SUCCESS": timedelta(days=1), durably.Status.CANCELLED: timedelta(days=7)}
+    )
+
+    @app.workflow(name="ok")
+    def ok(x: int) -> int:
+        return x
+
+    @app.workflow(name="bad")
+    def bad() -> None:
+        raise RuntimeError("no")
+
+    @app.workflow(name="waits")
+    def waits() -> Any:
+        return durably.recv("go", timeout=3600)
+
+    with app:
+        for i in range(5):
+            ok.options(id=f"old-{i}")(i)
+        ok.options(id="recent")(9)
+        with pytest.raises(RuntimeError):
+            bad.options(id="old-error")()
+        running = waits.options(id="running").start()
+        db.execute(
+            f"UPDATE workflows SET completed_at = {OLD}, created_at = {OLD} "
+            "WHERE id <> 'recent'"
+        )
+        wait_until(
+            lambda: {w.id for w in app.list_workflows()} == {"recent", "old-error", "running"},
+            what="the sweep",
+        )
+        # The worker goes on working while and after it sweeps.
+        app.send("running", "go", topic="go")
+        assert running.result(timeout=30) == "go"
+        assert ok(3) == 3
+
+
+def test_retention_turns_are_taken_by_one_worker(make_app: Callable[..., durably.App]) -> None:
+    app = make_app()
+    with app:
+        db, statements = app.engine.db, app.engine.statements
+        # The first to ask takes the turn; everyone else waits for the next one.
+        assert len(db.run(statements.claim_chore("retention", 3600))) == 1
+        assert db.run(statements.claim_chore("retention", 3600)) == []
+        assert len(db.run(statements.claim_chore("other", 3600))) == 1
+
+
+def test_retention_policy_refuses_bad_input(make_app: Callable[..., durably.App]) -> None:
+    for bad, words in (
+        ({"PENDING": timedelta(days=1)}, "only finished"),
+        ({"DEAD_LETTER": timedelta(days=1)}, "only finished"),
+        ({"SUCCESS": 30}, "positive timedelta"),
+        (timedelta(0), "positive timedelta"),
+        ({}, "mapping of finished status"),
+        (30, "mapping of finished status"),
+    ):
+        with pytest.raises(durably.ConfigurationError, match=words):
+            make_app(retention=bad)
+
+
+def test_gc_by_status(make_app: Callable[..., durably.App], db: psycopg.Connection[Any]) -> None:
+    app = make_app()
+
+    @app.workflow(name="ok")
+    def ok() -> int:
+        return 1
+
+    @app.workflow(name="bad")
+    def bad() -> None:
+        raise RuntimeError("no")
+
+    with app:
+        ok.options(id="s")()
+        with pytest.raises(RuntimeError):
+            bad.options(id="e")()
+        db.execute(f"UPDATE workflows SET completed_at = {OLD}")
+        with pytest.raises(durably.InvalidArgument, match="finished statuses"):
+            app.gc(timedelta(days=1), statuses=["PENDING"])
+        assert app.gc(timedelta(days=1), statuses=["error"]).workflows == 1
+        assert [w.id for w in app.list_workflows()] == ["s"]

@@ -6,11 +6,13 @@ import atexit
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
 
 from durably import codec as codec_module
 from durably.control import Control
 from durably.errors import ConfigurationError
+from durably.execution.retention import rules_of
 from durably.execution.specs import StepSpec, WorkflowSpec
 from durably.keywords import RetryPolicy, TransactionSettings, check_keywords
 from durably.outbox import Outbox
@@ -41,6 +43,9 @@ class App(Control, Scheduling, Outbox, Retention):
     embedded PostgreSQL 18 is started in ``data_dir`` (default ``./.durably``).
     ``app_db``: the URL of another database that transaction steps run in by default
     (their checkpoints then go into a small table there; see docs/transactions.md).
+    ``retention``: finished workflows older than this (a timedelta, or one per finished
+    status, e.g. ``{"SUCCESS": timedelta(days=7), "ERROR": timedelta(days=90)}``) are
+    deleted by one worker of the fleet at a time (see docs/retention.md).
     """
 
     def __init__(
@@ -57,6 +62,7 @@ class App(Control, Scheduling, Outbox, Retention):
         park_after: float = 10.0,
         poll_interval: float = 5.0,
         app_db: str | None = None,
+        retention: timedelta | Mapping[str, timedelta] | None = None,
     ) -> None:
         if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
             raise ConfigurationError(f"schema must be a name of 1 to 63 bytes, got {schema!r}")
@@ -76,6 +82,8 @@ class App(Control, Scheduling, Outbox, Retention):
                 f"app_db must be the PostgreSQL URL of the database transaction steps write "
                 f"to, got {type(app_db).__name__}"
             )
+        # Finished workflows older than this are deleted by one worker at a time.
+        self._retention = rules_of(retention)
         # Where transaction steps run when they name no database (None: the app's own).
         self.app_db = app_db
         self.park_after = float(park_after)
@@ -219,6 +227,7 @@ class App(Control, Scheduling, Outbox, Retention):
             poll_interval=self.poll_interval,
             queues=self._queues,
             on_release=release,
+            retention=self._retention,
         )
         for spec in self._queues.values():
             db.run_settled(_declare(db, spec))

@@ -46,11 +46,17 @@ class Duration(click.ParamType):  # type: ignore[type-arg]  # generic from Click
     "--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
     help="workflows deleted per transaction",
 )  # fmt: skip
+@click.option(
+    "--status", "statuses", multiple=True,
+    type=click.Choice(["SUCCESS", "ERROR", "CANCELLED"], case_sensitive=False),
+    help="only workflows that finished so (repeatable; default: all three)",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of text")
 @database_options
 def gc_command(
     older_than: timedelta,
     batch_size: int,
+    statuses: tuple[str, ...],
     as_json: bool,
     database_url: str | None,
     data_dir: str | None,
@@ -61,7 +67,12 @@ def gc_command(
     any more. Unfinished work is never touched (docs/retention.md)."""
     progress = _progress() if sys.stderr.isatty() and not as_json else None
     with connected(Where(database_url, data_dir, schema)) as client:
-        collected = client.gc(older_than, batch_size=batch_size, progress=progress)
+        collected = client.gc(
+            older_than,
+            statuses=[status.upper() for status in statuses] or None,
+            batch_size=batch_size,
+            progress=progress,
+        )
     if progress is not None:
         click.echo("", err=True)
     if as_json:

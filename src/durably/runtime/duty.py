@@ -20,6 +20,7 @@ from durably.runtime.drivers import Runner
 if TYPE_CHECKING:
     from durably.errors import ExecutorIdInUse
     from durably.execution.context import WorkflowContext
+    from durably.execution.retention import Rule
     from durably.execution.specs import WorkflowSpec
     from durably.store.database import AsyncDatabase
 
@@ -53,6 +54,11 @@ class KeeperHost(Runner, TypingProtocol):
 
     @property
     def app_name(self) -> str | None: ...
+
+    @property
+    def retention(self) -> tuple[Rule, ...]:
+        """The app's retention policy (empty: keep everything)."""
+        ...
 
     @property
     def incarnation(self) -> str:

@@ -35,6 +35,7 @@ from durably.errors import (
 from durably.execution.context import WorkflowContext, current_workflow
 from durably.execution.effects import Protocol, Wait, Watch, Write
 from durably.execution.protocol import Parked, cancel_for_timeout, read_outcome, run_body
+from durably.execution.retention import Rule
 from durably.execution.specs import WorkflowSpec
 from durably.execution.waits import POLL_INTERVAL
 from durably.runtime import logs
@@ -88,6 +89,7 @@ class Engine:
         queues: dict[str, QueueSpec] | None = None,
         on_release: Callable[[], None] | None = None,
         serves: bool = True,
+        retention: tuple[Rule, ...] = (),
     ) -> None:
         self.db = db
         self.statements: Statements = db.statements
@@ -104,6 +106,8 @@ class Engine:
         # Queues this process claims from (None: every queue of the app).
         self.listen_queues: frozenset[str] | None = None
         self.queue_statements = db.queue_statements
+        # The app's retention policy, applied by one worker of the fleet at a time.
+        self.retention = retention
         self.park_after = park_after
         self.notifier = Notifier()
         # Set by the app when it has schedules: ticks run in the keeper's loop.

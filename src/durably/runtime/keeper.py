@@ -1,13 +1,14 @@
 """The executor's background loop: one scheduling loop over its named duties.
 
 The duties are recovery (``recovery``), queue dispatch (``dispatch``), wake-ups and
-deadlines (``wakeups``), schedule ticks (``ticks``) and a rare census of work no worker
-serves (``census``); beside the loop run the heartbeat (``heartbeat``: lease renewal
-plus a survey of what is due) and the LISTEN connection (``listener``). Idle, an
-executor sends one query a beat, every ``lease/4`` (or every ``poll_interval`` if that
-is shorter), and a census every ten minutes; notifications, local timers and the beats'
-surveys bring duties forward. During a database outage every duty waits out a capped back-off
-(so work resumes within about a second of the server's return) and is then run again.
+deadlines (``wakeups``), schedule ticks (``ticks``), a rare census of work no worker
+serves (``census``) and the app's retention policy (``sweeper``); beside the loop run
+the heartbeat (``heartbeat``: lease renewal plus a survey of what is due) and the LISTEN
+connection (``listener``). Idle, an executor sends one query a beat, every ``lease/4``
+(or every ``poll_interval`` if that is shorter), and a census every ten minutes;
+notifications, local timers and the beats' surveys bring duties forward. During a
+database outage every duty waits out a capped back-off (so work resumes within about a
+second of the server's return) and is then run again.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from durably.runtime.duty import Duty, Pacer
 from durably.runtime.heartbeat import Heartbeat
 from durably.runtime.listener import Listener
 from durably.runtime.recovery import Recovery
+from durably.runtime.sweeper import Sweeper
 from durably.runtime.ticks import Ticks
 from durably.runtime.wakeups import WakeUps
 from durably.store.outage import FIRST_DELAY, MAX_DELAY
@@ -51,7 +53,14 @@ class Keeper:
         self.ticks = Ticks(host.scheduler)
         # A Client runs no workflows: it only listens (handles wait on notifications).
         self.duties: tuple[Duty, ...] = (
-            (self.recovery, self.dispatch, self.wakeups, self.ticks, Census(host))
+            (
+                self.recovery,
+                self.dispatch,
+                self.wakeups,
+                self.ticks,
+                Census(host),
+                Sweeper(host, host.retention),
+            )
             if host.serves
             else ()
         )

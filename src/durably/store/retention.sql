@@ -1,15 +1,16 @@
 -- Retention: deleting what finished long ago, in batches that lock little.
 
 -- name: gc_workflows
--- Up to %(batch)s workflows that finished (SUCCESS, ERROR, CANCELLED) more than %(age)s
--- seconds ago by the database's clock,
+-- Up to %(batch)s workflows that finished with one of %(statuses)s (of SUCCESS, ERROR,
+-- CANCELLED) more than %(age)s seconds ago by the database's clock,
 -- oldest first, with their operations, messages, events, streams and watchers. Never
 -- an unfinished workflow (DEAD_LETTER is unfinished: it can be resumed), nor a child
 -- whose parent has not finished (the parent may still read it). Rows another
 -- transaction holds are skipped, and taken by a later batch.
 WITH doomed AS (
     SELECT w.id FROM {schema}.workflows w
-    WHERE w.status IN ('SUCCESS', 'ERROR', 'CANCELLED') AND w.completed_at < clock_timestamp() - make_interval(secs => %(age)s)
+    WHERE w.status IN ('SUCCESS', 'ERROR', 'CANCELLED') AND w.status = ANY(%(statuses)s::text[])
+      AND w.completed_at < clock_timestamp() - make_interval(secs => %(age)s)
       AND (w.parent_id IS NULL OR NOT EXISTS (
             SELECT 1 FROM {schema}.workflows p
             WHERE p.id = w.parent_id AND p.status NOT IN ('SUCCESS', 'ERROR', 'CANCELLED')))
@@ -44,3 +45,13 @@ WITH gone AS (
     RETURNING 1
 )
 SELECT count(*) AS deleted FROM gone
+
+-- name: claim_chore
+-- The fleet's turn at a periodic chore (a retention sweep): the one caller that finds it
+-- due gets a row back and pushes the next turn %(every)s seconds on; everyone else, until
+-- then, gets none. A holder that dies mid-chore leaves it to the next turn.
+INSERT INTO {schema}.chores AS c (name, due_at)
+VALUES (%(name)s, clock_timestamp() + make_interval(secs => %(every)s))
+ON CONFLICT (name) DO UPDATE SET due_at = EXCLUDED.due_at
+    WHERE c.due_at <= clock_timestamp()
+RETURNING c.name

@@ -47,6 +47,12 @@ class Deleted(NamedTuple):
     deleted: int
 
 
+class Chore(NamedTuple):
+    """A periodic chore whose turn this caller took."""
+
+    name: str
+
+
 class Written(NamedTuple):
     """A transaction's checkpoint was written (it fails instead of writing none)."""
 
@@ -466,6 +472,7 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     # retention.sql
     "gc_workflows": Deleted,
     "gc_executors": Deleted,
+    "claim_chore": Chore,
     # app_database.sql
     "record_transaction": Written,
     "transaction_output": TransactionOutput,

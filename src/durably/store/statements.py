@@ -76,7 +76,7 @@ class Statements:
         self.schema = schema
         names = [
             "insert_workflow", "start_child", "record_operation", "inspect_operation",
-            "record_transaction_operation", "gc_workflows", "gc_executors",
+            "record_transaction_operation", "gc_workflows", "gc_executors", "claim_chore",
             "get_outcome", "heartbeat", "strangers",
             "remove_executor", "clock", "claim_own", "take_over",
             "release_executor",
@@ -591,10 +591,16 @@ class Statements:
 
     # ------------------------------------------------------------------ retention
 
-    def gc_workflows(self, age: float, batch: int) -> Statement:
-        """Delete up to ``batch`` workflows that finished more than ``age`` seconds ago
-        (by the database's clock; retention.sql)."""
-        return bound(self._sql["gc_workflows"], {"age": age, "batch": batch})
+    def gc_workflows(self, age: float, batch: int, statuses: Sequence[str]) -> Statement:
+        """Delete up to ``batch`` workflows that finished with one of ``statuses`` more
+        than ``age`` seconds ago (by the database's clock; retention.sql)."""
+        return bound(
+            self._sql["gc_workflows"], {"age": age, "batch": batch, "statuses": list(statuses)}
+        )
+
+    def claim_chore(self, name: str, every: float) -> Statement:
+        """Take the fleet's turn at chore ``name`` if it is due (a row back: taken)."""
+        return bound(self._sql["claim_chore"], {"name": name, "every": every})
 
     def gc_executors(self, age: float) -> Statement:
         """Delete executor rows whose lease ended ``age`` seconds ago and own nothing."""
