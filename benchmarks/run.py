@@ -31,11 +31,11 @@ import psycopg
 
 import durably
 from benchmarks import dbos_venv as dbos
-from benchmarks import floor, heavy, queues, settings, transactions, workflows
+from benchmarks import floor, heavy, queues, retention, settings, transactions, workflows
 from benchmarks.core import DEFAULT_DATA_DIR, REGISTRY, Context, Measurement, Target, database
 
 # Importing a module registers its benchmarks, in this order; add new modules here.
-BENCHMARK_MODULES = (floor, workflows, transactions, queues, heavy, settings)
+BENCHMARK_MODULES = (floor, workflows, transactions, queues, heavy, retention, settings)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
