@@ -278,3 +278,16 @@ def test_gc_deletes_old_finished_work_and_refuses_a_bad_duration(
     assert cli.json("gc", "--older-than", "1d", "--status", "SUCCESS")["workflows"] == 0
     assert "status" in cli.refused("gc", "--older-than", "1d", "--status", "PENDING", code=2)
     assert cli.json("gc", "--older-than", "1d", "--status", "error")["workflows"] == 1
+
+
+def test_a_schema_that_is_not_there_is_named_and_not_created(
+    pg_url: str, db: psycopg.Connection[Any]
+) -> None:
+    typo = Cli(pg_url, "durably_no_such_schema")
+    for command in (("workflows", "list"), ("gc", "--older-than", "1d"), ("cancel", "x")):
+        line = typo.refused(*command)
+        assert "'durably_no_such_schema' has no durably tables" in line and "--schema" in line
+    row = db.execute(
+        "SELECT count(*) FROM pg_namespace WHERE nspname = 'durably_no_such_schema'"
+    ).fetchone()
+    assert row == (0,)

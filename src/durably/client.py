@@ -41,6 +41,8 @@ class Client(Control, Outbox, Retention):
 
     ``url``: a PostgreSQL URL; without one, ``$DURABLY_DATABASE_URL``, else the embedded
     server of ``data_dir`` (default ``./.durably``), exactly as for ``App``.
+    ``migrate=False``: never create or upgrade the schema (a ``ConfigurationError`` names
+    a schema that is missing or behind); the command line opens its Clients so.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class Client(Control, Outbox, Retention):
         schema: str = "durably",
         codec: codec_module.Codec | None = None,
         data_dir: str | os.PathLike[str] | None = None,
+        migrate: bool = True,
     ) -> None:
         if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
             raise ConfigurationError(f"schema must be a name of 1 to 63 bytes, got {schema!r}")
@@ -58,6 +61,7 @@ class Client(Control, Outbox, Retention):
         self._url = url
         self.schema = schema
         self._data_dir = data_dir
+        self._migrate = migrate
         self.codec: codec_module.Codec = codec or codec_module.JsonCodec()
         self._registry: dict[str, WorkflowSpec] = {}
         self._engine: Engine | None = None
@@ -71,7 +75,9 @@ class Client(Control, Outbox, Retention):
             return engine
         with self._lock:
             if self._engine is None:
-                db, release = open_database(self._url, self._data_dir, self.schema)
+                db, release = open_database(
+                    self._url, self._data_dir, self.schema, migrate=self._migrate
+                )
                 engine = Engine(
                     db=db,
                     app_name=None,

@@ -83,7 +83,10 @@ def connected(where: Where) -> Iterator[Client]:
     from durably.client import Client
 
     with failures():
-        client = Client(where.database_url, schema=where.schema, data_dir=where.data_dir)
+        # Never migrate from here: a mistyped --schema must not create an empty schema.
+        client = Client(
+            where.database_url, schema=where.schema, data_dir=where.data_dir, migrate=False
+        )
         try:
             yield client
         finally:

@@ -10,10 +10,13 @@ from durably.store.database import Database
 
 
 def open_database(
-    url: str | None, data_dir: str | os.PathLike[str] | None, schema: str
+    url: str | None,
+    data_dir: str | os.PathLike[str] | None,
+    schema: str,
+    migrate: bool = True,
 ) -> tuple[Database, Callable[[], None] | None]:
-    """Connect to (and migrate) the app's schema; also returns how to release an embedded
-    server when this process is done with it."""
+    """Connect to (and migrate, unless told not to) the app's schema; also returns how to
+    release an embedded server when this process is done with it."""
     url = url or os.environ.get("DURABLY_DATABASE_URL") or None
     release: Callable[[], None] | None = None
     if url is None:
@@ -22,7 +25,7 @@ def open_database(
         server = embedded.acquire(data_dir or embedded.DEFAULT_DIR)
         url, release = server.url, server.release
     try:
-        return Database(url, schema), release
+        return Database(url, schema, migrate=migrate), release
     except BaseException:
         if release is not None:
             release()

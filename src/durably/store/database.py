@@ -20,10 +20,10 @@ from typing import Any, Generic, TypeVar
 import psycopg
 import psycopg_pool
 
-from durably.errors import ConnectionLost, DatabaseUnavailable
+from durably.errors import ConfigurationError, ConnectionLost, DatabaseUnavailable
 from durably.store.committer import AsyncCommitter, Result, SyncCommitter, run_async, run_sync
 from durably.store.dialect import dialect_for
-from durably.store.migrate import migrate
+from durably.store.migrate import migrate, unapplied
 from durably.store.outage import RETRY_BUDGET, Outage, delays
 from durably.store.queue_statements import QueueStatements
 from durably.store.statements import Statement, Statements
@@ -137,8 +137,9 @@ class PoolState(Generic[P, K]):
 class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
     """A thread-safe pool of connections to one schema of one database."""
 
-    def __init__(self, url: str, schema: str, *, max_size: int = 16) -> None:
+    def __init__(self, url: str, schema: str, *, max_size: int = 16, migrate: bool = True) -> None:
         super().__init__(url, schema, max_size, Outage())
+        self._migrate = migrate
         self.queue_statements = QueueStatements(schema, self.statements.channel, self.dialect)
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
@@ -151,8 +152,22 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
         self._committer = SyncCommitter(lambda: psycopg.connect(url, **self._connect_kwargs))
 
     def _prepare(self, conn: psycopg.Connection[Any]) -> None:
-        """Make the schema ready before the pool opens: create or upgrade durably's tables."""
-        migrate(conn, self.schema, self.dialect)
+        """Make the schema ready before the pool opens: create or upgrade durably's tables
+        (or, when told not to migrate, refuse a schema that is missing or behind)."""
+        if self._migrate:
+            migrate(conn, self.schema, self.dialect)
+            return
+        missing = unapplied(conn, self.schema, self.dialect)
+        if missing is None:
+            raise ConfigurationError(
+                f"schema {self.schema!r} has no durably tables in this database: check the "
+                f"schema name (--schema), or create it with 'durably migrate'"
+            )
+        if missing:
+            raise ConfigurationError(
+                f"schema {self.schema!r} lacks {len(missing)} migration(s) of this durably "
+                f"({', '.join(missing)}): upgrade it with 'durably migrate'"
+            )
 
     def _new_pool(self) -> psycopg_pool.ConnectionPool[Any]:
         return psycopg_pool.ConnectionPool(

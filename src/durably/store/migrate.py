@@ -40,3 +40,20 @@ def migrate(
             )
             applied_now.append(name)
     return applied_now
+
+
+def unapplied(
+    conn: psycopg.Connection[tuple[object, ...]], schema: str, dialect: Dialect | None = None
+) -> list[str] | None:
+    """The names of the migrations ``schema`` lacks, changing nothing; None when it has
+    no durably tables at all."""
+    try:
+        with conn.transaction():
+            applied = conn.cursor(row_factory=kwargs_row(AppliedMigration))
+            done = {
+                row.version
+                for row in applied.execute(sqlfile.statement("applied_migrations", schema, dialect))
+            }
+    except psycopg.errors.UndefinedTable:
+        return None
+    return [name for version, name, _ in sqlfile.migrations() if version not in done]
