@@ -951,3 +951,74 @@ def test_executor_with_an_expired_lease_takes_nothing_over(private: Private) -> 
     assert handle.result(timeout=60) == 2
     assert held == [(1, 0, "exec-B")], "taken over by an executor whose lease had expired"
     assert ran_second == ["B"]
+
+
+def test_a_burst_of_calls_through_an_outage_does_not_storm_the_server(
+    private: Private, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls whose outcome an outage left unknown are settled on fresh connections, as is
+    every call while the pool is set aside. 1,000 enqueues waiting out an outage must not
+    all connect at once when the server returns: that filled the server's
+    max_connections under load (a producer with thousands of enqueues in flight held
+    13,000 sockets), every new connection then failed, and the outage never ended. Fresh
+    connections are bounded by the pool's size (8 for async), so the process never holds
+    more than a few dozen connections at once."""
+    live = peak = 0
+    connect = psycopg.AsyncConnection.connect
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal live, peak
+        live += 1
+        peak = max(peak, live)
+        try:
+            conn = await connect(*args, **kwargs)
+        except BaseException:
+            live -= 1
+            raise
+        close = conn.close
+
+        async def closed() -> None:
+            nonlocal live
+            if not conn.closed:
+                live -= 1
+            await close()
+
+        conn.close = closed  # type: ignore[method-assign]
+        return conn
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", counted)
+    client = private.client()
+    app = private.app()
+    app.queue("burst")
+
+    @app.workflow(name="burst.job")
+    def job(i: int) -> int:
+        return i
+
+    _ = app.engine  # declares the queue; the app never launches: nothing is claimed
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(client.enqueue_async("burst", "burst.job", -1))
+        private.cluster.crash()
+
+        async def burst() -> list[Any]:
+            calls = [client.enqueue_async("burst", "burst.job", i) for i in range(1000)]
+            restart = asyncio.get_running_loop().run_in_executor(None, restarted)
+            done = await asyncio.gather(*calls)
+            await restart
+            return done
+
+        def restarted() -> None:
+            wait_clock(2.0, "every caller waiting out the outage")
+            private.cluster.start()
+
+        peak = 0
+        assert len(loop.run_until_complete(burst())) == 1000
+    finally:
+        # The loop's connections are closed before its tasks are cancelled: a psycopg-pool
+        # task cancelled in the middle of a connection attempt swallows the cancellation,
+        # and asyncio.run, which cancels first, would then wait for it for ever.
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    assert private.sql("SELECT count(*) FROM workflows WHERE queue_name = 'burst'") == [(1001,)]
+    assert peak <= 40, f"{peak} connections at once"

@@ -98,14 +98,25 @@ class PoolState(Generic[P, K]):
         return ConnectionLost(f"the database connection failed: {str(exc).strip() or exc!r}")
 
     @contextlib.contextmanager
-    def _reporting(self) -> Iterator[None]:
-        """Around a call: a broken connection leaves it as ConnectionLost (``_failed``)."""
+    def _reporting(self, pool: object = None) -> Iterator[None]:
+        """Around a call: a broken connection leaves it as ConnectionLost (``_failed``);
+        a call that asked ``pool`` for a connection after it was replaced and closed
+        (``_mended``) leaves as ``_PoolReplaced``, to run again on the new pool."""
         try:
             yield
         except psycopg.Error as exc:
+            if self._replaced(pool, exc):
+                raise _PoolReplaced from exc
             if self.dialect.connection_lost(exc):
                 raise self._failed(exc) from exc
             raise
+
+    def _replaced(self, pool: object, exc: BaseException) -> bool:
+        """``exc`` came of asking ``pool`` for a connection after it was set aside: no
+        statement of the call ran, and it can run on the pool that replaced it."""
+        return (
+            pool is not None and pool is not self.pool and isinstance(exc, psycopg_pool.PoolClosed)
+        )
 
     @contextlib.contextmanager
     def _transacting(self, conn: Any) -> Iterator[None]:
@@ -140,6 +151,10 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
     def __init__(self, url: str, schema: str, *, max_size: int = 16, migrate: bool = True) -> None:
         super().__init__(url, schema, max_size, Outage())
         self._migrate = migrate
+        # While the pool is set aside, calls run on fresh connections: at most this many
+        # at once, or a burst of callers during an outage becomes a storm of connections
+        # that fills the server's max_connections and keeps the outage going.
+        self._fresh = threading.BoundedSemaphore(max_size)
         self.queue_statements = QueueStatements(schema, self.statements.channel, self.dialect)
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
@@ -183,10 +198,15 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
         return self._pooled(statements, transaction=True)
 
     def _pooled(self, statements: Sequence[Statement], transaction: bool) -> Result:
-        if self._suspect():
-            return self.retry(statements)
-        with self._reporting(), self.pool.connection() as conn:
-            return run_sync(conn, statements, transaction=transaction)
+        while True:
+            if self._suspect():
+                return self.retry(statements)
+            pool = self.pool
+            try:
+                with self._reporting(pool), pool.connection() as conn:
+                    return run_sync(conn, statements, transaction=transaction)
+            except _PoolReplaced:
+                continue
 
     def write(self, statement: Statement) -> Result:
         """Run a write, sharing its commit with concurrent writes (group commit)."""
@@ -205,16 +225,25 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
         """Run ``body`` and its checkpoint in one transaction (``store.transact``), on a
         pooled connection, or on a fresh one while the pool is set aside."""
         if self._suspect():
-            with self._reporting():
-                conn = psycopg.connect(self.url, **self._retry_kwargs)
-            with conn, self._transacting(conn):
-                done = transact_sync(
-                    conn, self.dialect, name, isolation, body, checkpoint, pipeline
-                )
+            with self._fresh:
+                with self._reporting():
+                    conn = psycopg.connect(self.url, **self._retry_kwargs)
+                with conn, self._transacting(conn):
+                    done = transact_sync(
+                        conn, self.dialect, name, isolation, body, checkpoint, pipeline
+                    )
             self._close_later(self._mended())
             return done
-        with self.pool.connection() as conn, self._transacting(conn):
-            return transact_sync(conn, self.dialect, name, isolation, body, checkpoint, pipeline)
+        pool = self.pool
+        try:
+            with pool.connection() as conn, self._transacting(conn):
+                return transact_sync(
+                    conn, self.dialect, name, isolation, body, checkpoint, pipeline
+                )
+        except psycopg_pool.PoolClosed as exc:
+            if not self._replaced(pool, exc):
+                raise
+        return self.transact(name, isolation, body, checkpoint, pipeline)
 
     def _close_later(self, old: psycopg_pool.ConnectionPool[Any] | None) -> None:
         if old is not None:
@@ -251,7 +280,11 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
         is unknown, each in its settling form (``Statement.retried``). Also how every
         call runs while the pool is broken: during an outage it fails at once."""
         settling = _settling(statements)
-        with self._reporting(), psycopg.connect(self.url, **self._retry_kwargs) as conn:
+        with (
+            self._fresh,
+            self._reporting(),
+            psycopg.connect(self.url, **self._retry_kwargs) as conn,
+        ):
             result = run_sync(conn, settling, transaction=len(settling) > 1)
         self._close_later(self._mended())
         return result
@@ -269,6 +302,7 @@ class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommit
     ) -> None:
         super().__init__(url, schema, max_size, outage if outage is not None else Outage())
         self._closing: set[asyncio.Task[None]] = set()
+        self._fresh = asyncio.Semaphore(max_size)  # as Database._fresh
         self.pool = self._new_pool()
         self._committer = AsyncCommitter(
             lambda: psycopg.AsyncConnection.connect(url, **self._connect_kwargs)
@@ -291,11 +325,16 @@ class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommit
         return await self._pooled(statements, transaction=True)
 
     async def _pooled(self, statements: Sequence[Statement], transaction: bool) -> Result:
-        if self._suspect():
-            return await self.retry(statements)
-        with self._reporting():
-            async with self.pool.connection() as conn:
-                return await run_async(conn, statements, transaction=transaction)
+        while True:
+            if self._suspect():
+                return await self.retry(statements)
+            pool = self.pool
+            try:
+                with self._reporting(pool):
+                    async with pool.connection() as conn:
+                        return await run_async(conn, statements, transaction=transaction)
+            except _PoolReplaced:
+                continue
 
     async def write(self, statement: Statement) -> Result:
         """Run a write, sharing its commit with concurrent writes (group commit)."""
@@ -313,20 +352,27 @@ class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommit
     ) -> Transacted:
         """Async twin of Database.transact (``body`` is a coroutine function)."""
         if self._suspect():
-            with self._reporting():
-                conn = await psycopg.AsyncConnection.connect(self.url, **self._retry_kwargs)
-            async with conn:
-                with self._transacting(conn):
-                    done = await transact_async(
-                        conn, self.dialect, name, isolation, body, checkpoint, pipeline
-                    )
+            async with self._fresh:
+                with self._reporting():
+                    conn = await psycopg.AsyncConnection.connect(self.url, **self._retry_kwargs)
+                async with conn:
+                    with self._transacting(conn):
+                        done = await transact_async(
+                            conn, self.dialect, name, isolation, body, checkpoint, pipeline
+                        )
             await self._mend()
             return done
-        async with self.pool.connection() as conn:
-            with self._transacting(conn):
-                return await transact_async(
-                    conn, self.dialect, name, isolation, body, checkpoint, pipeline
-                )
+        pool = self.pool
+        try:
+            async with pool.connection() as conn:
+                with self._transacting(conn):
+                    return await transact_async(
+                        conn, self.dialect, name, isolation, body, checkpoint, pipeline
+                    )
+        except psycopg_pool.PoolClosed as exc:
+            if not self._replaced(pool, exc):
+                raise
+        return await self.transact(name, isolation, body, checkpoint, pipeline)
 
     async def _mend(self) -> None:
         """The database answered on a fresh connection: a set-aside pool is replaced."""
@@ -356,16 +402,21 @@ class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommit
     async def retry(self, statements: Sequence[Statement]) -> Result:
         """Async twin of Database.retry."""
         settling = _settling(statements)
-        with self._reporting():
-            conn = await psycopg.AsyncConnection.connect(self.url, **self._retry_kwargs)
-            async with conn:
-                result = await run_async(conn, settling, transaction=len(settling) > 1)
+        async with self._fresh:
+            with self._reporting():
+                conn = await psycopg.AsyncConnection.connect(self.url, **self._retry_kwargs)
+                async with conn:
+                    result = await run_async(conn, settling, transaction=len(settling) > 1)
         await self._mend()
         return result
 
     async def close(self) -> None:
         await self._committer.close()
         await self.pool.close()
+
+
+class _PoolReplaced(Exception):
+    """A call asked a pool for a connection after ``_mended`` replaced and closed it."""
 
 
 def _redact(url: str) -> str:

@@ -1,0 +1,373 @@
+"""Hold the rate: a fixed offered load of queued jobs for minutes, with faults, on a
+PostgreSQL server of the benchmark's own (so it can be restarted).
+
+    python -m benchmarks.sustained                      # 5 minutes: steady, then faults
+    python -m benchmarks.sustained --rate 2000 --workers 2
+    python -m benchmarks.sustained --plan steady --minutes 30   # no faults, 30 minutes
+
+A producer process enqueues ``--rate`` jobs a second through a ``durably.Client``
+(``benchmarks.sustained_proc``); ``--workers`` worker processes run them (1 ms of work
+each). Every second a monitor reads, by the database's clock: jobs completed in that
+second, enqueue-to-start p50/p99 of those jobs, queue depth, workflows rows and the dead
+tuples of the hot tables. The plan (``--plan faults``, the default) runs a steady
+stretch, then a worker SIGKILL and restart, a server crash and restart, and 60 s of
+``pg_terminate_backend`` on every durably connection twice a second, each followed by a
+stretch to recover in; ``--plan steady`` runs no faults.
+
+It reports per phase: completion rate, latency, depth, dead tuples; per fault: the time
+from the fault's end until the 3-second completion rate is back to 90% of the rate before
+it, and until the backlog is drained; and at the end, that every acknowledged enqueue ran
+and nothing is left PENDING without a live owner. Markdown to
+``benchmarks/results/sustained.md``, every sample to ``sustained.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from chaos.pg import Cluster
+
+from benchmarks.core import Child
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SCHEMA = "durably"
+SCHEMA_SQL = '"durably"'
+QUEUE = "sustained"
+MONITOR = "sustained-monitor"
+
+WINDOW_SQL = """
+SELECT count(*) AS done,
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY started_at - enqueued_at) AS p50,
+       percentile_disc(0.99) WITHIN GROUP (ORDER BY started_at - enqueued_at) AS p99
+FROM {schema}.workflows
+WHERE status IN ('SUCCESS', 'ERROR', 'CANCELLED') AND completed_at > %(since)s
+  AND completed_at <= %(until)s AND queue_name = %(queue)s
+"""
+DEPTH_SQL = "SELECT count(*) FROM {schema}.workflows WHERE status = 'ENQUEUED' AND queue_name = %s"
+TABLES_SQL = """
+SELECT relname, n_live_tup, n_dead_tup FROM pg_stat_user_tables
+WHERE schemaname = %s AND relname IN ('workflows', 'operations', 'executors')
+"""
+STRANDED_SQL = """
+SELECT count(*) FROM {schema}.workflows w
+WHERE w.status = 'PENDING' AND NOT EXISTS (
+    SELECT 1 FROM {schema}.executors e
+    WHERE e.id = w.executor_id
+      AND e.heartbeat_at + make_interval(secs => e.lease_seconds) > now())
+"""
+KILL_SQL = """
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+  AND backend_type = 'client backend' AND application_name <> %s
+"""
+
+
+@dataclass
+class Sample:
+    t: float  # seconds since the load started
+    done: int  # jobs completed in this second
+    depth: int | None
+    p50_ms: float | None
+    p99_ms: float | None
+    dead: dict[str, int] = field(default_factory=dict)
+    live: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Phase:
+    name: str
+    seconds: float
+    fault: str | None = None  # done at the phase's start: worker-kill, server-restart,
+    # backend-kills (for the whole phase)
+
+
+def plan(kind: str, minutes: float) -> list[Phase]:
+    if kind == "steady":
+        total = minutes * 60
+        return [Phase("warm-up", 20), Phase("steady", total - 20)]
+    return [
+        Phase("warm-up", 20),
+        Phase("steady", 60),
+        Phase("after worker kill", 45, "worker-kill"),
+        Phase("after server restart", 45, "server-restart"),
+        Phase("backend kills", 60, "backend-kills"),
+        Phase("after backend kills", 60),
+    ]
+
+
+class Monitor(threading.Thread):
+    """Samples the database once a second, through outages (a gap is a sample of None)."""
+
+    def __init__(self, url: str, t0: float) -> None:
+        super().__init__(daemon=True)
+        self.url, self.t0 = url, t0
+        self.samples: list[Sample] = []
+        self.stop = threading.Event()
+        self.schema = SCHEMA_SQL
+
+    def run(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        since: Any = None
+        while not self.stop.wait(1.0 - (time.monotonic() - self.t0) % 1.0):
+            t = round(time.monotonic() - self.t0)
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(
+                        self.url, autocommit=True, application_name=MONITOR, connect_timeout=2
+                    )
+                now = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+                if since is None:
+                    since = now
+                    continue
+                row = conn.execute(
+                    WINDOW_SQL.format(schema=self.schema),
+                    {"since": since, "until": now, "queue": QUEUE},
+                ).fetchone()
+                since = now
+                depth = conn.execute(DEPTH_SQL.format(schema=self.schema), (QUEUE,)).fetchone()
+                tables = conn.execute(TABLES_SQL, (SCHEMA,)).fetchall()
+                assert row is not None and depth is not None
+                self.samples.append(
+                    Sample(
+                        t, int(row[0]), int(depth[0]), _ms(row[1]), _ms(row[2]),
+                        {r[0]: int(r[2]) for r in tables}, {r[0]: int(r[1]) for r in tables},
+                    )
+                )  # fmt: skip
+            except psycopg.Error:
+                conn = None
+                self.samples.append(Sample(t, 0, None, None, None))
+
+
+def _ms(interval: Any) -> float | None:
+    return None if interval is None else interval.total_seconds() * 1000
+
+
+class BackendKiller(threading.Thread):
+    """Terminates every durably connection twice a second until stopped."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.stop = threading.Event()
+        self.killed = 0
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True, application_name=MONITOR) as conn:
+            while not self.stop.wait(0.5):
+                row = conn.execute(KILL_SQL, (MONITOR,)).fetchone()
+                self.killed += int(row[0]) if row else 0
+
+
+def _worker(url: str) -> Child:
+    child = Child([sys.executable, "-m", "benchmarks.sustained_proc", "worker", "--url", url])
+    child.expect("ready")
+    return child
+
+
+def run(rate: float, workers: int, kind: str, minutes: float, keep: bool) -> dict[str, Any]:
+    phases = plan(kind, minutes)
+    duration = sum(p.seconds for p in phases)
+    root = Path(tempfile.mkdtemp(prefix="durably-sustained-"))
+    cluster = Cluster(root, {"io_method": "worker", "shared_buffers": "256MB"})
+    events: list[tuple[float, str]] = []
+    try:
+        cluster.create()
+        url = cluster.url
+        fleet = [_worker(url) for _ in range(workers)]
+        producer = Child([
+            sys.executable, "-m", "benchmarks.sustained_proc", "producer", "--url", url,
+            "--rate", str(rate), "--duration", str(duration),
+        ])  # fmt: skip
+        producer.expect("ready")
+        t0 = time.monotonic()
+        producer.send("go")
+        monitor = Monitor(url, t0)
+        monitor.start()
+        at = 0.0
+        for phase in phases:
+            events.append((time.monotonic() - t0, f"start {phase.name}"))
+            print(f"[{time.monotonic() - t0:6.1f} s] {phase.name}", file=sys.stderr, flush=True)
+            killer: BackendKiller | None = None
+            if phase.fault == "worker-kill":
+                os.kill(fleet[0].proc.pid, signal.SIGKILL)
+                fleet[0].proc.wait()
+                fleet[0] = _worker(url)
+            elif phase.fault == "server-restart":
+                cluster.crash()
+                cluster.start()
+            elif phase.fault == "backend-kills":
+                killer = BackendKiller(url)
+                killer.start()
+            if phase.fault in ("worker-kill", "server-restart"):
+                events.append((time.monotonic() - t0, f"fault over: {phase.fault}"))
+            at += phase.seconds
+            time.sleep(max(0.0, at - (time.monotonic() - t0)))
+            if killer is not None:
+                killer.stop.set()
+                killer.join()
+                events.append((time.monotonic() - t0, "fault over: backend-kills"))
+                events.append((time.monotonic() - t0, f"killed {killer.killed} backends"))
+        while True:  # the producer's last line says every enqueue was acknowledged
+            line = producer.json(timeout=300)
+            if line.get("done"):
+                sent = int(line["sent"])
+                break
+        drained = _drain(url, sent, t0)
+        monitor.stop.set()
+        monitor.join()
+        with psycopg.connect(url, autocommit=True) as conn:
+            schema = SCHEMA_SQL
+            stranded = conn.execute(STRANDED_SQL.format(schema=schema)).fetchone()
+            missing = conn.execute(
+                f"SELECT count(*) FROM generate_series(0, %s - 1) AS s WHERE NOT EXISTS "
+                f"(SELECT 1 FROM {schema}.workflows WHERE id = 'p' || s AND status = 'SUCCESS')",
+                (sent,),
+            ).fetchone()
+        for child in fleet:
+            child.close()
+        producer.close()
+        return {
+            "rate": rate, "workers": workers, "plan": kind, "phases": [asdict(p) for p in phases],
+            "events": events, "samples": [asdict(s) for s in monitor.samples], "sent": sent,
+            "drained_s": drained, "stranded": int(stranded[0]) if stranded else None,
+            "missing": int(missing[0]) if missing else None,
+        }  # fmt: skip
+    finally:
+        if not keep:
+            cluster.destroy()
+
+
+def _drain(url: str, sent: int, t0: float) -> float:
+    """Seconds from the producer's end until every job it sent has finished."""
+    started = time.monotonic()
+    sql = (
+        f"SELECT count(*) FROM {SCHEMA_SQL}.workflows "
+        "WHERE status IN ('ENQUEUED', 'PENDING') AND queue_name = %s"
+    )
+    with psycopg.connect(url, autocommit=True, application_name=MONITOR) as conn:
+        while time.monotonic() - started < 600:
+            row = conn.execute(sql, (QUEUE,)).fetchone()
+            if row is not None and row[0] == 0:
+                break
+            time.sleep(0.5)
+    return time.monotonic() - started
+
+
+# ---------------------------------------------------------------------- report
+
+
+def _rates(samples: list[dict[str, Any]], start: float, end: float) -> list[float]:
+    return [s["done"] for s in samples if start < s["t"] <= end]
+
+
+def summarize(result: dict[str, Any]) -> str:
+    events = result["events"]
+    # The load's own time only: not the drain after the producer stopped.
+    horizon = sum(p["seconds"] for p in result["phases"])
+    samples = [s for s in result["samples"] if s["t"] <= horizon]
+    starts = [t for t, what in events if what.startswith("start ")]
+    ends = [*starts[1:], horizon]
+    lines = [
+        f"# Sustained load: {result['rate']:,.0f} jobs/s offered, {result['workers']} worker "
+        f"process(es), plan {result['plan']}",
+        "",
+        "| phase | seconds | completed/s | p50 ms | p99 ms | depth at end | workflows rows "
+        "| dead tuples (workflows) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    phase_rates: dict[str, float] = {}
+    for phase, start, end in zip(result["phases"], starts, ends, strict=False):
+        rates = _rates(samples, start, end)
+        window = [s for s in samples if start < s["t"] <= end]
+        p50 = [s["p50_ms"] for s in window if s["p50_ms"] is not None]
+        p99 = [s["p99_ms"] for s in window if s["p99_ms"] is not None]
+        last = next((s for s in reversed(window) if s["depth"] is not None), None)
+        mean = statistics.fmean(rates) if rates else 0.0
+        phase_rates[phase["name"]] = mean
+        lines.append(
+            f"| {phase['name']} | {end - start:.0f} | {mean:,.0f} "
+            f"| {statistics.median(p50) if p50 else float('nan'):.1f} "
+            f"| {max(p99) if p99 else float('nan'):.1f} "
+            f"| {last['depth'] if last else '-'} "
+            f"| {last['live'].get('workflows', '-') if last else '-'} "
+            f"| {last['dead'].get('workflows', '-') if last else '-'} |"
+        )
+    lines += ["", "| fault | rate before | back to 90% after | backlog drained after |",
+              "| --- | ---: | ---: | ---: |"]  # fmt: skip
+    for t_end, what in events:
+        if not what.startswith("fault over: "):
+            continue
+        # The rate before: the 20 s before the phase the fault began in.
+        fault_start = max(t for t, w in events if w.startswith("start ") and t <= t_end)
+        before = _rates(samples, fault_start - 20, fault_start)
+        if not before:
+            continue
+        base = statistics.fmean(before)
+        depth0 = min((s["depth"] for s in samples if fault_start - 20 < s["t"] <= fault_start
+                      and s["depth"] is not None), default=0)  # fmt: skip
+        back = drained = None
+        later = [s for s in samples if s["t"] > t_end]
+        for i in range(len(later)):
+            three = [s["done"] for s in later[max(0, i - 2) : i + 1]]
+            if back is None and len(three) == 3 and statistics.fmean(three) >= 0.9 * base:
+                back = later[i]["t"] - t_end
+            if (
+                drained is None
+                and later[i]["depth"] is not None
+                and later[i]["depth"] <= max(depth0, 0.05 * base)
+            ):
+                drained = later[i]["t"] - t_end
+        label = what.removeprefix("fault over: ")
+        lines.append(f"| {label} | {base:,.0f}/s | {_s(back)} | {_s(drained)} |")
+    first = _rates(samples, starts[1], starts[1] + 60) if len(starts) > 1 else []
+    last_minute = _rates(samples, horizon - 60, horizon)
+    lines += [
+        "",
+        f"- enqueues sent and acknowledged: {result['sent']:,}; missing or unfinished after "
+        f"the drain: {result['missing']}; drained {result['drained_s']:.1f} s after the "
+        f"producer stopped",
+        f"- PENDING without a live owner at the end: {result['stranded']}",
+        f"- first steady minute {statistics.fmean(first) if first else 0:,.0f}/s, last minute "
+        f"{statistics.fmean(last_minute) if last_minute else 0:,.0f}/s",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _s(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{seconds:.0f} s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=600.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--plan", choices=["faults", "steady"], default="faults")
+    parser.add_argument("--minutes", type=float, default=5.0, help="with --plan steady")
+    parser.add_argument("--keep", action="store_true", help="keep the server's directory")
+    parser.add_argument("--output", default=str(RESULTS / "sustained.md"))
+    args = parser.parse_args(argv)
+    result = run(args.rate, args.workers, args.plan, args.minutes, args.keep)
+    text = summarize(result)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str))
+    print(text)
+    ok = result["missing"] == 0 and result["stranded"] == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Processes of the sustained-load benchmark (``benchmarks.sustained``): a queue worker and
+a producer that enqueues at a fixed rate, each ``python -m benchmarks.sustained_proc KIND``.
+
+The worker runs queued jobs of 1 ms of work until stdin closes. The producer enqueues
+``--rate`` jobs a second with IDs of its own (``p<seq>``), through every outage: an
+enqueue that failed is sent again with the same ID (an ID that exists attaches instead
+of starting twice); how many it sent and how many are still unacknowledged are printed
+every second as a JSON line, so the parent can check that every acknowledged enqueue
+ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+import durably
+
+QUEUE = "sustained"
+JOB = "sustained.job"
+
+
+def worker(url: str, schema: str) -> None:
+    app = durably.App(url, schema=schema)
+    app.queue(QUEUE)
+
+    @app.workflow(name=JOB)
+    def job(n: int) -> int:
+        time.sleep(0.001)  # the job's work
+        return n
+
+    app.launch()
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        pass
+    app.shutdown(grace=5)
+
+
+def producer(url: str, schema: str, rate: float, duration: float) -> None:
+    client = durably.Client(url, schema=schema)
+
+    async def send(seq: int) -> None:
+        while True:
+            try:
+                await client.enqueue_async(QUEUE, JOB, seq, id=f"p{seq}")
+                return
+            except durably.DurablyError:
+                await asyncio.sleep(0.2)  # the database is away: the same ID again
+
+    async def run() -> None:
+        tick = 0.01
+        started = time.monotonic()
+        sent = 0
+        pending: set[asyncio.Task[None]] = set()
+        last_report = started
+        while (now := time.monotonic()) - started < duration:
+            due = int((now - started) * rate)
+            for seq in range(sent, due):
+                task = asyncio.create_task(send(seq))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            sent = max(sent, due)
+            if now - last_report >= 1.0:
+                last_report = now
+                print(json.dumps({"sent": sent, "in_flight": len(pending)}), flush=True)
+            await asyncio.sleep(tick)
+        while pending:
+            await asyncio.sleep(0.05)
+        print(json.dumps({"sent": sent, "in_flight": 0, "done": True}), flush=True)
+
+    print("ready", flush=True)
+    sys.stdin.readline()  # go
+    asyncio.run(run())
+    client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=["worker", "producer"])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--schema", default="durably")
+    parser.add_argument("--rate", type=float, default=0.0)
+    parser.add_argument("--duration", type=float, default=0.0)
+    args = parser.parse_args()
+    if args.kind == "worker":
+        worker(args.url, args.schema)
+    else:
+        producer(args.url, args.schema, args.rate, args.duration)
+
+
+if __name__ == "__main__":
+    main()
