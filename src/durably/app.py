@@ -22,6 +22,7 @@ from durably.runtime.engine import Engine
 from durably.scheduling import Scheduling
 from durably.store.database import Database
 from durably.store.statements import Statement
+from durably.telemetry import Observer, observers_for
 from durably.transaction import Transaction, declare_transaction
 from durably.workflow import Step, Workflow, declare_step, declare_workflow
 
@@ -57,6 +58,7 @@ class App(Control, Scheduling, Outbox, Retention):
         park_after: float = 10.0,
         poll_interval: float = 5.0,
         app_db: str | None = None,
+        telemetry: Any = None,
     ) -> None:
         if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
             raise ConfigurationError(f"schema must be a name of 1 to 63 bytes, got {schema!r}")
@@ -93,6 +95,8 @@ class App(Control, Scheduling, Outbox, Retention):
         self._queues: dict[str, QueueSpec] = {}
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
+        # Telemetry observers (docs/telemetry.md): True, one observer or a list of them.
+        self._observers: list[Observer] = observers_for(telemetry)
 
     # ------------------------------------------------------------- decorators
 
@@ -220,6 +224,8 @@ class App(Control, Scheduling, Outbox, Retention):
             queues=self._queues,
             on_release=release,
         )
+        if self._observers:
+            engine.set_observers(tuple(self._observers))
         for spec in self._queues.values():
             db.run_settled(_declare(db, spec))
         engine.scheduler = self._make_scheduler(engine)
@@ -263,6 +269,29 @@ class App(Control, Scheduling, Outbox, Retention):
                 )
             engine.listen_queues = frozenset(queues)
         engine.launch()
+
+    # ------------------------------------------------------------- telemetry
+
+    def add_telemetry(self, *observers: Observer) -> None:
+        """Report to ``observers`` too from now on (see ``App(telemetry=...)``)."""
+        added = observers_for(list(observers))
+        with self._engine_lock:
+            self._observers += added
+            engine = self._engine
+        if engine is not None:
+            engine.set_observers(tuple(self._observers))
+
+    def serve_metrics(self, port: int, host: str = "127.0.0.1") -> Any:
+        """Serve Prometheus metrics at ``http://host:port/metrics`` from a daemon thread
+        (the ``prometheus`` extra); a Prometheus observer on the global registry is added
+        unless the app has one. Returns the server (``shutdown()`` stops it)."""
+        from durably.telemetry.prometheus import Prometheus, serve
+
+        found = [o for o in self._observers if isinstance(o, Prometheus)]
+        if not found:
+            found = [Prometheus()]
+            self.add_telemetry(found[0])
+        return serve(port, host, found[0].registry)
 
     # ------------------------------------------------------------- queues
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from durably.codec import Codec
+    from durably.execution.observe import Observer
     from durably.queue_spec import QueueSpec
     from durably.store.app_database import AppStatements
     from durably.store.queue_statements import QueueStatements
@@ -36,6 +37,10 @@ class Host(Protocol):
 
     @property
     def queues(self) -> Mapping[str, QueueSpec]: ...
+
+    @property
+    def observers(self) -> tuple[Observer, ...]:
+        """Telemetry observers (empty: none, and no hook is called)."""
 
     def app_statements(self, url: str) -> AppStatements:
         """The statements for another database that transaction steps write to."""
