@@ -56,17 +56,20 @@ class OpenTelemetry(Observer):
     # ------------------------------------------------------------- starts and enqueues
 
     def stamp(self, workflow_id: str, name: str, kind: str, queue: str | None) -> dict[str, Any]:
-        """A short span for the start (or enqueue) under the caller's current span; its
-        context is stored with the workflow and parents every run of it, anywhere."""
-        attributes: dict[str, Any] = {WORKFLOW_ID: workflow_id, WORKFLOW_NAME: name}
-        if queue is not None:
-            attributes[QUEUE] = queue
-        span = self._tracer.start_span(
-            f"{kind} {name}",
-            kind=SpanKind.PRODUCER if queue is not None else SpanKind.INTERNAL,
-            attributes=attributes,
-        )
-        span.end()
+        """The trace context every run of the workflow, anywhere, is parented to: the
+        caller's current span (a workflow's ``child``/``enqueue`` span, or the user's);
+        without one, a short root span ``start NAME`` or ``enqueue NAME`` made here."""
+        span = trace.get_current_span()
+        if not span.get_span_context().is_valid:
+            attributes: dict[str, Any] = {WORKFLOW_ID: workflow_id, WORKFLOW_NAME: name}
+            if queue is not None:
+                attributes[QUEUE] = queue
+            span = self._tracer.start_span(
+                f"{'start' if queue is None else 'enqueue'} {name}",
+                kind=SpanKind.PRODUCER if queue is not None else SpanKind.INTERNAL,
+                attributes=attributes,
+            )
+            span.end()
         carrier: dict[str, str] = {}
         _W3C.inject(carrier, context=trace.set_span_in_context(span))
         return {"traceparent": carrier["traceparent"]} if "traceparent" in carrier else {}
