@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from durably.codec import Codec
-    from durably.execution.observe import Observer
     from durably.queue_spec import QueueSpec
     from durably.store.app_database import AppStatements
     from durably.store.queue_statements import QueueStatements
@@ -39,8 +38,9 @@ class Host(Protocol):
     def queues(self) -> Mapping[str, QueueSpec]: ...
 
     @property
-    def observers(self) -> tuple[Observer, ...]:
-        """Telemetry observers (empty: none, and no hook is called)."""
+    def observers(self) -> tuple[Any, ...]:
+        """Telemetry observers, ``execution.observe.Observer`` each (named loosely here:
+        that module names this one); empty: none, and no hook is called."""
 
     def app_statements(self, url: str) -> AppStatements:
         """The statements for another database that transaction steps write to."""
