@@ -98,7 +98,6 @@ class Measurement:
     def max(self) -> float:
         return max(self.samples)
 
-
     def as_json(self) -> dict[str, Any]:
         return {
             "key": self.key, "label": self.label, "unit": self.unit, "median": self.median,
@@ -193,6 +192,9 @@ class Context:
     def app(self, **kwargs: Any) -> Iterator[durably.App]:
         """A launched ``durably.App`` on a fresh schema, shut down and dropped afterwards."""
         with self.schema() as name:
+            observers = bench_telemetry(os.environ.get("DURABLY_BENCH_TELEMETRY", ""))
+            if observers:
+                kwargs.setdefault("telemetry", observers)
             app = durably.App(self.url, schema=name, **kwargs)
             try:
                 app.launch()
@@ -373,3 +375,37 @@ def _redact(url: str) -> str:
         return "<unparseable URL>"
     info.pop("password", None)
     return psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
+
+
+def bench_telemetry(which: str) -> list[Any]:
+    """Observers for ``DURABLY_BENCH_TELEMETRY`` (otel, prometheus, all; empty: none), to
+    measure what telemetry costs: spans go through the SDK's batch processor to an
+    exporter that drops them, metrics to a registry of their own."""
+    chosen = {part.strip() for part in which.split(",") if part.strip()}
+    if "all" in chosen:
+        chosen = {"otel", "prometheus"}
+    observers: list[Any] = []
+    if "otel" in chosen:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+
+        from durably.telemetry.otel import OpenTelemetry
+
+        class Dropped(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(Dropped()))
+        observers.append(OpenTelemetry(provider))
+    if "prometheus" in chosen:
+        from prometheus_client import CollectorRegistry
+
+        from durably.telemetry.prometheus import Prometheus
+
+        observers.append(Prometheus(CollectorRegistry()))
+    return observers

@@ -60,6 +60,7 @@ from durably.operations import (
 from durably.queues import Queue
 from durably.scheduling import ScheduleInfo
 from durably.status import Status
+from durably.telemetry.logs import log_context
 from durably.transaction import Transaction
 from durably.workflow import Step, Workflow, WorkflowHandle
 
@@ -110,6 +111,7 @@ __all__ = [
     "close_stream_async",
     "deprecate_patch",
     "deprecate_patch_async",
+    "log_context",
     "patched",
     "patched_async",
     "recv",

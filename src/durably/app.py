@@ -24,6 +24,7 @@ from durably.runtime.engine import Engine
 from durably.scheduling import Scheduling
 from durably.store.database import Database
 from durably.store.statements import Statement
+from durably.telemetry import Observer, observers_for
 from durably.transaction import Transaction, declare_transaction
 from durably.workflow import Step, Workflow, declare_step, declare_workflow
 
@@ -63,6 +64,7 @@ class App(Control, Scheduling, Outbox, Retention):
         poll_interval: float = 5.0,
         app_db: str | None = None,
         retention: timedelta | Mapping[str, timedelta] | None = None,
+        telemetry: Any = None,
     ) -> None:
         if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
             raise ConfigurationError(f"schema must be a name of 1 to 63 bytes, got {schema!r}")
@@ -101,6 +103,8 @@ class App(Control, Scheduling, Outbox, Retention):
         self._queues: dict[str, QueueSpec] = {}
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
+        # Telemetry observers (docs/telemetry.md): True, one observer or a list of them.
+        self._observers: list[Observer] = observers_for(telemetry)
 
     # ------------------------------------------------------------- decorators
 
@@ -229,6 +233,8 @@ class App(Control, Scheduling, Outbox, Retention):
             on_release=release,
             retention=self._retention,
         )
+        if self._observers:
+            engine.set_observers(tuple(self._observers))
         for spec in self._queues.values():
             db.run_settled(_declare(db, spec))
         engine.scheduler = self._make_scheduler(engine)
@@ -272,6 +278,29 @@ class App(Control, Scheduling, Outbox, Retention):
                 )
             engine.listen_queues = frozenset(queues)
         engine.launch()
+
+    # ------------------------------------------------------------- telemetry
+
+    def add_telemetry(self, *observers: Observer) -> None:
+        """Report to ``observers`` too from now on (see ``App(telemetry=...)``)."""
+        added = observers_for(list(observers))
+        with self._engine_lock:
+            self._observers += added
+            engine = self._engine
+        if engine is not None:
+            engine.set_observers(tuple(self._observers))
+
+    def serve_metrics(self, port: int, host: str = "127.0.0.1") -> Any:
+        """Serve Prometheus metrics at ``http://host:port/metrics`` from a daemon thread
+        (the ``prometheus`` extra); a Prometheus observer on the global registry is added
+        unless the app has one. Returns the server (``shutdown()`` stops it)."""
+        from durably.telemetry.prometheus import Prometheus, serve
+
+        found = [o for o in self._observers if isinstance(o, Prometheus)]
+        if not found:
+            found = [Prometheus()]
+            self.add_telemetry(found[0])
+        return serve(port, host, found[0].registry)
 
     # ------------------------------------------------------------- queues
 

@@ -19,6 +19,7 @@ from durably import codec as codec_module
 from durably.control import Control
 from durably.errors import ConfigurationError
 from durably.execution.effects import Protocol
+from durably.execution.observe import stamp
 from durably.execution.protocol import Started
 from durably.execution.queueing import enqueue as enqueue_protocol
 from durably.execution.specs import WorkflowSpec
@@ -147,7 +148,10 @@ class Client(Control, Outbox, Retention):
         engine = self.engine
         inputs = codec_module.dumps_args(engine.codec, args, kwargs)  # before any write
         spec = WorkflowSpec(_unregistered, workflow_name)
-        starting = enqueue_protocol(engine, spec, options, id or str(uuid.uuid4()), inputs)
+        workflow_id = id or str(uuid.uuid4())
+        if engine.observers:
+            inputs = stamp(engine, workflow_id, workflow_name, "enqueue", inputs, queue_name)
+        starting = enqueue_protocol(engine, spec, options, workflow_id, inputs)
         # Whether the queue is declared yet is covered by the warning about work no live
         # worker serves (``_as_handle``): one warning, not two.
         return engine, _as_handle(engine, starting, workflow_name, queue_name)

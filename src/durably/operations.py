@@ -21,6 +21,7 @@ from durably.execution.context import (
     in_step,
     require_workflow,
 )
+from durably.execution.observe import observed
 from durably.execution.patches import check_patch_name, deprecate
 from durably.execution.patches import patched as patched_protocol
 from durably.execution.waits import (
@@ -101,7 +102,11 @@ def _sleep(seconds: float) -> tuple[Job[None] | None, float]:
     ctx = active_workflow()
     if ctx is None:
         return None, seconds
-    return (ctx.engine, sleep_protocol(ctx, ctx.take_step(), seconds)), seconds
+    position = ctx.take_step()
+    protocol = sleep_protocol(ctx, position, seconds)
+    if ctx.engine.observers:
+        protocol = observed(ctx, position, "sleep", "sleep", protocol)
+    return (ctx.engine, protocol), seconds
 
 
 def recv(topic: str | None = None, timeout: float = 60) -> Any:
@@ -120,7 +125,11 @@ async def recv_async(topic: str | None = None, timeout: float = 60) -> Any:
 def _recv(operation: str, topic: str | None, timeout: float) -> Job[Any]:
     topic, timeout = check_topic(topic), check_seconds(timeout, "timeout")
     ctx = require_workflow(operation)
-    return ctx.engine, recv_protocol(ctx, ctx.take_step(), topic, timeout)
+    position = ctx.take_step()
+    protocol = recv_protocol(ctx, position, topic, timeout)
+    if ctx.engine.observers:
+        protocol = observed(ctx, position, topic or "recv", "recv", protocol)
+    return ctx.engine, protocol
 
 
 def set_event(key: str, value: Any) -> None:

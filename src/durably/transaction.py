@@ -9,6 +9,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 from durably.app_core import AppCore
 from durably.errors import ConfigurationError
 from durably.execution.context import active_workflow
+from durably.execution.observe import observed
 from durably.execution.specs import StepSpec, TransactionSpec, default_name, former_name
 from durably.execution.transactions import run_alone, run_transaction
 from durably.runtime.drivers import drive_async, drive_sync
@@ -40,7 +41,10 @@ class Transaction(Generic[P, R]):
         else:
             engine = ctx.engine
             # Numbered now, in the caller's task, as every durable operation is.
-            protocol = run_transaction(ctx, ctx.take_step(), self.spec, args, kwargs)
+            position = ctx.take_step()
+            protocol = run_transaction(ctx, position, self.spec, args, kwargs)
+            if engine.observers:
+                protocol = observed(ctx, position, self.spec.name, "transaction", protocol)
         if self.spec.is_async:
             return drive_async(engine, protocol)  # type: ignore[return-value]
         return drive_sync(engine, protocol)  # type: ignore[no-any-return]

@@ -76,6 +76,8 @@ def run_worker(
     grace: float,
     log_level: str = "INFO",
     executor_id: str | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> int:
     """Run a worker until SIGTERM or SIGINT; returns the exit code."""
     level = parse_level(log_level)
@@ -83,6 +85,16 @@ def run_worker(
     if executor_id is not None:
         app.use_executor_id(executor_id)
     set_up_logging(level)
+    if metrics_port is not None:
+        try:
+            app.serve_metrics(metrics_port, metrics_host)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}"
+            ) from exc
+        print(
+            f"durably worker: metrics at http://{metrics_host}:{metrics_port}/metrics", flush=True
+        )
     stop = threading.Event()
     engines: list[Engine] = []  # the launched engine, for a second signal to hurry
 

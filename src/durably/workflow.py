@@ -15,6 +15,7 @@ from durably.app_core import AppCore
 from durably.errors import ConfigurationError, InvalidArgument, WorkflowNotFound
 from durably.execution.context import WorkflowContext, active_workflow
 from durably.execution.effects import Protocol
+from durably.execution.observe import observed, stamp
 from durably.execution.protocol import Started, read_outcome, run_step, start_child, start_top
 from durably.execution.queueing import enqueue, enqueue_child
 from durably.execution.specs import StepSpec, WorkflowSpec, default_name, former_name
@@ -216,8 +217,10 @@ class Workflow(Generic[P, R]):
             position = parent.take_step()
             if options.queue is not None:
                 child = enqueue_child(parent, position, self.spec, options, args, kwargs)
+                if engine.observers:
+                    child = observed(parent, position, self.spec.name, "enqueue", child)
                 return engine, noting_undeclared(engine, options.queue, child)
-            return engine, start_child(
+            starting = start_child(
                 parent,
                 position,
                 self.spec,
@@ -226,9 +229,15 @@ class Workflow(Generic[P, R]):
                 kwargs,
                 self._options.timeout,
             )
+            if engine.observers:
+                starting = observed(parent, position, self.spec.name, "child", starting)
+            return engine, starting
         workflow_id = self._options.id if self._options.id is not None else str(uuid.uuid4())
         # Encoding happens here, before anything is written: bad input changes nothing.
         inputs = codec_module.dumps_args(engine.codec, args, kwargs)
+        if engine.observers:
+            kind = "start" if options.queue is None else "enqueue"
+            inputs = stamp(engine, workflow_id, self.spec.name, kind, inputs, options.queue)
         if options.queue is not None:
             queued = enqueue(engine, self.spec, options, workflow_id, inputs)
             return engine, noting_undeclared(engine, options.queue, queued)
@@ -273,6 +282,8 @@ class Step(Generic[P, R]):
         # The number is taken now, in the caller's task, so concurrent steps replay alike.
         position = ctx.take_step()
         protocol = run_step(ctx, position, self.spec, args, kwargs)
+        if ctx.engine.observers:
+            protocol = observed(ctx, position, self.spec.name, "step", protocol)
         if self.spec.is_async:
             return drive_async(ctx.engine, protocol)  # type: ignore[return-value]
         return drive_sync(ctx.engine, protocol)  # type: ignore[no-any-return]

@@ -67,8 +67,28 @@ def demo_command(
     "the app's executor_id, else a new one per process (others then take its work "
     "over when its lease expires, or at once after a clean shutdown)",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    metavar="N",
+    help="serve Prometheus metrics at http://HOST:N/metrics (needs durably[prometheus]; "
+    "see docs/telemetry.md)",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    metavar="HOST",
+    help="the address --metrics-port binds (default: 127.0.0.1; 0.0.0.0 for every interface)",
+)
 def worker_command(
-    app: str, queues: tuple[str, ...], grace: float, log_level: str, executor_id: str | None
+    app: str,
+    queues: tuple[str, ...],
+    grace: float,
+    log_level: str,
+    executor_id: str | None,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> int:
     """Import MODULE:APP (a durably.App, e.g. myproject.workers:app), then recover and take
     over its workflows, claim queued work and fire schedules until SIGTERM/SIGINT; then
@@ -78,7 +98,9 @@ def worker_command(
     from durably.worker import run_worker
 
     try:
-        return run_worker(app, list(queues) or None, grace, log_level, executor_id)
+        return run_worker(
+            app, list(queues) or None, grace, log_level, executor_id, metrics_port, metrics_host
+        )
     except ConfigurationError as exc:
         click.echo(f"durably worker: {exc}", err=True)
         return 2

@@ -33,7 +33,7 @@ class WorkflowContext:
     __slots__ = (
         "cancelled", "deadline", "engine", "epoch", "exited", "finished", "gone",
         "lease_generation", "name", "next_step", "predecessor", "recorded", "superseded", "task",
-        "workflow_id",
+        "telemetry", "workflow_id",
     )  # fmt: skip
 
     def __init__(
@@ -68,6 +68,9 @@ class WorkflowContext:
         # Made only when a newer run must wait for this one (under the engine's lock).
         self.exited: threading.Event | None = None
         self.gone = False  # this run has exited
+        # What telemetry knows of this run (trace context, why it began): set only when
+        # the engine has observers (see ``execution.observe``).
+        self.telemetry: dict[str, Any] | None = None
 
     def take_step(self) -> int:
         """Number the next durable operation; called when it is called, not when it runs."""
@@ -92,6 +95,10 @@ current_workflow: contextvars.ContextVar[WorkflowContext | None] = contextvars.C
 # The position of the step whose body runs here: durable calls inside it are plain calls.
 in_step: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "durably_in_step", default=None
+)
+# The name of the step whose body runs here (for log records: ``durably.log_context``).
+step_name: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "durably_step_name", default=None
 )
 
 

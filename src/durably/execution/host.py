@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from durably.codec import Codec
@@ -36,6 +36,11 @@ class Host(Protocol):
 
     @property
     def queues(self) -> Mapping[str, QueueSpec]: ...
+
+    @property
+    def observers(self) -> tuple[Any, ...]:
+        """Telemetry observers, ``execution.observe.Observer`` each (named loosely here:
+        that module names this one); empty: none, and no hook is called."""
 
     def app_statements(self, url: str) -> AppStatements:
         """The statements for another database that transaction steps write to."""

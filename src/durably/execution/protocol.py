@@ -22,7 +22,8 @@ from durably.errors import (
     WorkflowConflict,
     WorkflowNotFound,
 )
-from durably.execution.context import Recorded, WorkflowContext, in_step
+from durably.execution import observe
+from durably.execution.context import Recorded, WorkflowContext, in_step, step_name
 from durably.execution.effects import Call, HoldLease, Protocol, Read, Sleep, StepFailed, Write
 from durably.execution.specs import StepSpec, WorkflowSpec
 from durably.options import now
@@ -168,7 +169,7 @@ def run_step(
     errors: list[BaseException] = []
     while True:
         yield from hold_lease(ctx)
-        token = in_step.set(position)
+        token, named = in_step.set(position), step_name.set(spec.name)
         try:
             result = yield Call(spec.fn, args, kwargs)
         except Exception as exc:
@@ -178,6 +179,7 @@ def run_step(
             break
         finally:
             in_step.reset(token)
+            step_name.reset(named)
         # Encoding fails before anything is written: the value is rejected at the call.
         output = ctx.engine.codec.dumps(result)
         yield from record(ctx, position, spec.name, "step", started, output=output)
@@ -285,6 +287,8 @@ def start_child(
     child_id = workflow_id or f"{ctx.workflow_id}-{position}"
     engine = ctx.engine
     inputs = codec_module.dumps_args(engine.codec, args, kwargs)
+    if engine.observers:
+        inputs = observe.stamp(engine, child_id, spec.name, "child", inputs)
     try:
         rows = yield Write(
             engine.statements.start_child(

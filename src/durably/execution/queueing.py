@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from durably import codec as codec_module
 from durably.errors import DuplicateWorkflow, InvalidArgument, WorkflowConflict
+from durably.execution import observe
 from durably.execution.context import WorkflowContext
 from durably.execution.effects import Protocol, Read, Write
 from durably.execution.protocol import Started, check_recorded, guard, record
@@ -102,6 +103,8 @@ def enqueue_child(
     started_at = now()
     child_id = options.id or f"{ctx.workflow_id}-{position}"
     inputs = codec_module.dumps_args(ctx.engine.codec, args, kwargs)
+    if ctx.engine.observers:
+        inputs = observe.stamp(ctx.engine, child_id, spec.name, "enqueue", inputs, options.queue)
     started = yield from enqueue(
         ctx.engine, spec, options, child_id, inputs, parent=(ctx.workflow_id, position)
     )

@@ -25,7 +25,7 @@ from durably.errors import (
     WorkflowCancelled,
     WorkflowNotFound,
 )
-from durably.execution.context import Recorded, WorkflowContext, in_step
+from durably.execution.context import Recorded, WorkflowContext, in_step, step_name
 from durably.execution.effects import LeaseMoved, Protocol, Read, Sleep, Transact
 from durably.execution.protocol import (
     attempt_failed,
@@ -77,7 +77,7 @@ def run_transaction(
             spec.pipeline,
             ctx.lease_generation,
         )
-        token = in_step.set(position)
+        token, named = in_step.set(position), step_name.set(spec.name)
         try:
             done = yield effect
         except LeaseMoved:
@@ -104,6 +104,7 @@ def run_transaction(
             break
         finally:
             in_step.reset(token)
+            step_name.reset(named)
         if done is not None and done.committed:
             if spec.database is not None:
                 yield from record(ctx, position, spec.name, KIND, started, output=encoded[0])

@@ -19,6 +19,7 @@ from durably.errors import (
     ValueDecodingError,
     WorkflowCancelled,
 )
+from durably.execution import observe
 from durably.execution.context import WorkflowContext
 from durably.execution.protocol import finish, load_recorded_many
 from durably.runtime import logs
@@ -98,6 +99,9 @@ async def start_claimed(
             row.deadline,
             lease_generation=generation,
         )
+        if host.observers:
+            origin = recovered or ("queue" if from_queue else "wakeup")
+            observe.claimed(host.observers, ctx, row.inputs, origin, row.queue_name)
         try:
             args, kwargs = codec_module.load_args(host.codec, row.inputs, spec.fn)
         except ValueDecodingError as exc:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from typing import Protocol as TypingProtocol
 
 from durably.errors import ConnectionLost, LostOwnership
+from durably.execution import observe
 from durably.execution.effects import (
     Atomic,
     Call,
@@ -154,6 +155,8 @@ def _perform_sync(engine: Runner, effect: Any) -> Any:
         time.sleep(effect.seconds)
     elif kind is StepFailed:
         logs.step_failed(effect)
+        if engine.observers:
+            observe.step_failed(engine.observers, effect)
     return None
 
 
@@ -192,6 +195,8 @@ async def _perform_async(engine: Runner, db: AsyncDatabase, effect: Any) -> Any:
         await asyncio.sleep(effect.seconds)
     elif kind is StepFailed:
         logs.step_failed(effect)
+        if engine.observers:
+            observe.step_failed(engine.observers, effect)
     return None
 
 

@@ -32,6 +32,7 @@ from durably.errors import (
     WorkflowDeadLettered,
     WorkflowNotFound,
 )
+from durably.execution import observe
 from durably.execution.context import WorkflowContext, current_workflow
 from durably.execution.effects import Protocol, Wait, Watch, Write
 from durably.execution.protocol import Parked, cancel_for_timeout, read_outcome, run_body
@@ -110,6 +111,8 @@ class Engine:
         self.retention = retention
         self.park_after = park_after
         self.notifier = Notifier()
+        # Telemetry observers (execution.observe); empty: no hook is called.
+        self.observers: observe.Observers = ()
         # Set by the app when it has schedules: ticks run in the keeper's loop.
         self.scheduler: SchedulerHook | None = None
         self._poll_interval = poll_interval
@@ -396,6 +399,8 @@ class Engine:
         adb = self._async_dbs.get(loop)
         if adb is None:
             adb = AsyncDatabase(self.db.url, self.db.schema, outage=self.db.outage)
+            if self.observers:
+                adb.observe_batches(observe.batches(self.observers))
             self._async_dbs[loop] = adb
             await adb.open()
             if loop is not self._loop:
@@ -407,6 +412,16 @@ class Engine:
                 await closer.__anext__()
                 self._closers[loop] = closer
         return adb
+
+    def set_observers(self, observers: observe.Observers) -> None:
+        """Report to ``observers`` from now on (runs, steps, claims, commit batches)."""
+        self.observers = tuple(observers)
+        for observer in self.observers:
+            observer.attach(self)
+        on_batch = observe.batches(self.observers)
+        self.db.observe_batches(on_batch)
+        for adb in list(self._async_dbs.values()):
+            adb.observe_batches(on_batch)
 
     # ----------------------------------------------------------------- bookkeeping
 
@@ -492,6 +507,8 @@ class Engine:
         run of the same workflow here, to wait for before the body starts."""
         token = current_workflow.set(ctx)
         self._register(ctx)
+        observers = self.observers
+        watched = observe.run_started(observers, ctx) if observers else None
         try:
             older, ctx.predecessor = ctx.predecessor, None
             logs.run_started(ctx)
@@ -499,9 +516,13 @@ class Engine:
         except BaseException as exc:
             self._note_exit(ctx, exc)
             logs.run_stopped(ctx, exc, shut_down=self._closed)
+            if watched is not None:
+                observe.run_ended(observers, ctx, watched, exc)
             raise
         else:
             logs.run_finished(ctx)
+            if watched is not None:
+                observe.run_ended(observers, ctx, watched, None)
         finally:
             self._unregister(ctx)
             current_workflow.reset(token)
@@ -561,6 +582,8 @@ class Engine:
         self.ensure_launched()
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         workflow_id = ctx.workflow_id
+        if self.observers:
+            observe.adopt(ctx)  # the trace of its start, here, before another thread runs it
         with self._lock:
             self._local[workflow_id] = future
         self._register(ctx)

@@ -228,6 +228,8 @@ class GroupCommit(Generic[C]):
         self._queue: list[Pending] = []
         self._leading = False
         self._stale = False
+        # Told each batch's size after it ran (telemetry; None: nobody listens).
+        self.on_batch: Callable[[int], None] | None = None
 
     def invalidate(self) -> None:
         """The database was away: the next batch connects afresh instead of failing on a
@@ -304,6 +306,8 @@ class SyncCommitter(GroupCommit[psycopg.Connection[Any]]):
         if conn is None:
             conn = self._conn = self._connect()
         execute_batch_sync(conn, batch)
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
         if self._drop_broken(conn):
             conn.close()
 
@@ -372,6 +376,8 @@ class AsyncCommitter(GroupCommit[psycopg.AsyncConnection[Any]]):
         if conn is None:
             conn = self._conn = await self._connect()
         await execute_batch_async(conn, batch)
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
         if self._drop_broken(conn):
             await conn.close()
 

@@ -80,6 +80,10 @@ class PoolState(Generic[P, K]):
     def _new_pool(self) -> P:
         raise NotImplementedError
 
+    def observe_batches(self, on_batch: Callable[[int], None] | None) -> None:
+        """Have group commit tell ``on_batch`` each batch's size (None: stop)."""
+        self._committer.on_batch = on_batch
+
     def _suspect(self) -> bool:
         """True when the pool is set aside: after a broken connection here, or after an
         outage seen by another user of the same account (this pool's connections may

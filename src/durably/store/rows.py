@@ -409,6 +409,15 @@ class Served(NamedTuple):
     served: bool
 
 
+class QueueGauge(NamedTuple):
+    """One queue as a metrics scrape sees it: waiting, oldest waiting age, running."""
+
+    queue: str
+    waiting: int
+    oldest_seconds: float
+    running: int
+
+
 # The row type of every statement whose result rows are read, by the statement's name
 # in the .sql files. tests/test_store_rows.py checks each against the columns its query
 # produces, and that no statement producing columns is missing here.
@@ -473,6 +482,8 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "gc_workflows": Deleted,
     "gc_executors": Deleted,
     "claim_chore": Chore,
+    # telemetry.sql
+    "queue_gauges": QueueGauge,
     # app_database.sql
     "record_transaction": Written,
     "transaction_output": TransactionOutput,
