@@ -90,8 +90,12 @@ class Statements:
         # Notifications of this schema: short and fixed-length whatever the schema name.
         self.channel = channel_for(schema)
         self._sql = {name: sqlfile.statement(name, schema, dialect) for name in names}
-        self._list_asc = sqlfile.statement("list_workflows", schema, dialect, order="ASC")
-        self._list_desc = sqlfile.statement("list_workflows", schema, dialect, order="DESC")
+        self._list_asc = sqlfile.statement(
+            "list_workflows", schema, dialect, order="ASC", after=">"
+        )
+        self._list_desc = sqlfile.statement(
+            "list_workflows", schema, dialect, order="DESC", after="<"
+        )
 
     def insert_workflow(
         self,
@@ -388,11 +392,17 @@ class Statements:
         limit: int | None,
         offset: int,
         descending: bool,
+        queue: str | None = None,
+        after: tuple[datetime, str] | None = None,
     ) -> Statement:
         return bound(
             self._list_desc if descending else self._list_asc,
             {
-                "status": list(status) if status is not None else None,
+                "queue": queue,
+                "after_at": after[0] if after is not None else None,
+                "after_id": after[1] if after is not None else None,
+                "status": list(status) if status is not None and len(status) != 1 else None,
+                "one_status": status[0] if status is not None and len(status) == 1 else None,
                 "name": name,
                 "ids": list(ids) if ids is not None else None,
                 "created_after": created_after,
