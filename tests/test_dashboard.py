@@ -92,8 +92,11 @@ def _make_workflows(app: durably.App) -> Callable[[], Shown]:
     def waiter() -> Any:
         return durably.recv("go", timeout=600)
 
+    app.queue("fast", concurrency=2)
+
     def run() -> Shown:
-        done = [adder.options(id=f"ok-{i}").start(i, 10).id for i in range(3)]
+        done = [adder.options(id=f"ok-{i}").start(i, 10).id for i in range(2)]
+        done.append(adder.options(id="ok-2", queue="fast").start(2, 10).id)
         failed = failing.options(id="bad-1").start("<script>alert(1)</script>").id
         parent_id = parent.options(id="parent-1").start(4).id
         waiting = waiter.options(id="waiting-1").start().id
@@ -143,6 +146,8 @@ def _env() -> dict[str, str]:
 class Dashboard:
     url: str
     process: subprocess.Popen[str]
+    database: str
+    schema: str
 
 
 @pytest.fixture
@@ -150,8 +155,18 @@ def dashboard(pg_url: str, schema: str, shown: Shown) -> Iterator[Dashboard]:
     """``durably dashboard`` as a real process on a free port, stopped at the end."""
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "durably.cli", "dashboard", "--port", str(port),
-         "--database-url", pg_url, "--schema", schema],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "durably.cli",
+            "dashboard",
+            "--port",
+            str(port),
+            "--database-url",
+            pg_url,
+            "--schema",
+            schema,
+        ],
         cwd=ROOT,
         env=_env(),
         stdout=subprocess.PIPE,
@@ -170,7 +185,7 @@ def dashboard(pg_url: str, schema: str, shown: Shown) -> Iterator[Dashboard]:
 
     try:
         wait_until(answers, timeout=60, what="the dashboard answering")
-        yield Dashboard(url, process)
+        yield Dashboard(url, process, pg_url, schema)
     finally:
         process.terminate()
         try:
@@ -213,6 +228,10 @@ def test_dashboard_in_chromium(dashboard: Dashboard, shown: Shown) -> None:
                 "console",
                 lambda msg: errors.append(msg.text) if msg.type == "error" else None,
             )
+            page.on(
+                "response",
+                lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+            )
 
             # The list: every workflow, newest first.
             page.goto(f"{dashboard.url}/workflows")
@@ -244,6 +263,7 @@ def test_dashboard_in_chromium(dashboard: Dashboard, shown: Shown) -> None:
             # The parent's timeline: a sleep drawn as a wait, the child as a link.
             page.goto(f"{dashboard.url}/workflows/parent-1")
             expect(page.locator("#steps tr.look-wait")).to_have_count(1)
+            page.screenshot(path=str(ARTIFACTS / "3b-parent.png"), full_page=True)
             page.click("#steps tr.look-child a")
             expect(page.locator("#status")).to_have_text("SUCCESS")
             expect(page.locator("dd a")).to_have_text("parent-1")
@@ -270,8 +290,12 @@ def test_dashboard_in_chromium(dashboard: Dashboard, shown: Shown) -> None:
             assert dialogs == [f"Cancel workflow {shown.waiting}?"]
             page.screenshot(path=str(ARTIFACTS / "5-cancelled.png"), full_page=True)
 
+            with durably.Client(dashboard.database, schema=dashboard.schema) as client:
+                for i in range(3):
+                    client.enqueue("backlog", "served_elsewhere", i)
             page.goto(f"{dashboard.url}/queues")
-            expect(page.locator("h1")).to_have_text("Queues")
+            expect(page.locator("tr.queue[data-queue='backlog'] .depth")).to_have_text("3")
+            expect(page.locator("tr.queue[data-queue='fast'] svg.chart")).to_have_count(1)
             page.screenshot(path=str(ARTIFACTS / "6-queues.png"), full_page=True)
             page.goto(f"{dashboard.url}/schedules")
             expect(page.locator("h1")).to_have_text("Schedules")
@@ -385,10 +409,24 @@ def test_non_loopback_bind_without_token_is_refused(pg_url: str, schema: str) ->
         if env_token:
             env["DURABLY_DASHBOARD_TOKEN"] = env_token
         done = subprocess.run(
-            [sys.executable, "-m", "durably.cli", "dashboard", *args,
-             "--database-url", pg_url, "--schema", schema],  # fmt: skip
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "durably.cli",
+                "dashboard",
+                *args,
+                "--database-url",
+                pg_url,
+                "--schema",
+                schema,
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert done.returncode == 1, done
         assert done.stdout == ""
         assert done.stderr.count("\n") == 1, done.stderr
@@ -459,9 +497,7 @@ def test_a_token_is_required_when_set(client: durably.Client, shown: Shown) -> N
         Settings(host="0.0.0.0", token=None)
 
 
-def test_pages_are_escaped_and_carry_security_headers(
-    client: durably.Client, shown: Shown
-) -> None:
+def test_pages_are_escaped_and_carry_security_headers(client: durably.Client, shown: Shown) -> None:
     with _test_client(client) as web:
         page = web.get(f"/workflows/{shown.failed}")
         assert page.status_code == 200
@@ -490,9 +526,7 @@ def test_pages_are_escaped_and_carry_security_headers(
 # ------------------------------------------------------------------ keyset paging
 
 
-def test_the_list_pages_through_every_workflow_once(
-    client: durably.Client, shown: Shown
-) -> None:
+def test_the_list_pages_through_every_workflow_once(client: durably.Client, shown: Shown) -> None:
     from durably.dashboard import listing
 
     every = [w.id for w in client.list_workflows(descending=True)]
@@ -604,20 +638,49 @@ def test_queue_stats_and_the_queues_command(
         app.queue_stats(minutes=0)
 
     done = subprocess.run(
-        [sys.executable, "-m", "durably.cli", "queues", "--json", "--minutes", "5",
-         "--database-url", pg_url, "--schema", schema],  # fmt: skip
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "durably.cli",
+            "queues",
+            "--json",
+            "--minutes",
+            "5",
+            "--database-url",
+            pg_url,
+            "--schema",
+            schema,
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     listed = {q["queue"]: q for q in json.loads(done.stdout)}
     assert listed["backlog"]["depth"] == 4 and listed["backlog"]["delayed"] == 1
     assert sum(listed["fast"]["started_per_minute"]) == 3
     assert listed["fast"]["concurrency"] == 4
     table = subprocess.run(
-        [sys.executable, "-m", "durably.cli", "queues",
-         "--database-url", pg_url, "--schema", schema],  # fmt: skip
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "durably.cli",
+            "queues",
+            "--database-url",
+            pg_url,
+            "--schema",
+            schema,
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert table.returncode == 0, table.stderr
     assert re.search(r"backlog\s+4\s+1\s+0", table.stdout), table.stdout
     assert "2 queue(s)" in table.stdout

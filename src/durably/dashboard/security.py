@@ -114,10 +114,10 @@ async def read_form(request: Request) -> FormData:
         if len(body) > MAX_FORM:
             raise Refused(413, "form too large")
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise Refused(400, "the form is not UTF-8") from None
-    return FormData(pairs)
+    return FormData([(k, v) for k, v in parse_qsl(text, keep_blank_values=True)])
 
 
 class Refused(Exception):
@@ -136,8 +136,11 @@ async def checked_form(request: Request, settings: Settings) -> FormData:
     if settings.read_only:
         raise Refused(403, "this dashboard is read-only")
     host = request.headers.get("host", "")
+    # Under the pages' own no-referrer policy a browser sends "Origin: null" with their
+    # forms (and no Referer): that says nothing, and the CSRF token below decides. An
+    # origin that names another site is refused.
     source = request.headers.get("origin") or request.headers.get("referer")
-    if source is not None and urlsplit(source).netloc != host:
+    if source not in (None, "null") and urlsplit(source).netloc != host:
         raise Refused(403, "cross-site request refused (its Origin is not this dashboard)")
     form = await read_form(request)
     given = form.get(CSRF_FIELD)

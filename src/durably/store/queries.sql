@@ -363,9 +363,11 @@ WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
   AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s)
   AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s)
   AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
-  -- keyset paging: the rows after a cursor in the listing's order ({after} is > or <)
+  -- keyset paging: the rows after a cursor in the listing's order (one of the two is set)
+  AND (%(before_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(before_at)s::timestamptz, %(before_id)s::text))
   AND (%(after_at)s::timestamptz IS NULL
-       OR (created_at, id) {after} (%(after_at)s::timestamptz, %(after_id)s::text))
+       OR (created_at, id) > (%(after_at)s::timestamptz, %(after_id)s::text))
 ORDER BY created_at {order}, id {order}
 LIMIT %(limit)s OFFSET %(offset)s
 

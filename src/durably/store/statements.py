@@ -90,12 +90,8 @@ class Statements:
         # Notifications of this schema: short and fixed-length whatever the schema name.
         self.channel = channel_for(schema)
         self._sql = {name: sqlfile.statement(name, schema, dialect) for name in names}
-        self._list_asc = sqlfile.statement(
-            "list_workflows", schema, dialect, order="ASC", after=">"
-        )
-        self._list_desc = sqlfile.statement(
-            "list_workflows", schema, dialect, order="DESC", after="<"
-        )
+        self._list_asc = sqlfile.statement("list_workflows", schema, dialect, order="ASC")
+        self._list_desc = sqlfile.statement("list_workflows", schema, dialect, order="DESC")
 
     def insert_workflow(
         self,
@@ -399,8 +395,11 @@ class Statements:
             self._list_desc if descending else self._list_asc,
             {
                 "queue": queue,
-                "after_at": after[0] if after is not None else None,
-                "after_id": after[1] if after is not None else None,
+                # a cursor comes after in the listing's order: older when newest first
+                "before_at": after[0] if after is not None and descending else None,
+                "before_id": after[1] if after is not None and descending else None,
+                "after_at": after[0] if after is not None and not descending else None,
+                "after_id": after[1] if after is not None and not descending else None,
                 "status": list(status) if status is not None and len(status) != 1 else None,
                 "one_status": status[0] if status is not None and len(status) == 1 else None,
                 "name": name,
