@@ -684,3 +684,34 @@ def test_queue_stats_and_the_queues_command(
     assert table.returncode == 0, table.stderr
     assert re.search(r"backlog\s+4\s+1\s+0", table.stdout), table.stdout
     assert "2 queue(s)" in table.stdout
+
+
+def test_without_the_extra_the_command_names_it(tmp_path: Path, pg_url: str, schema: str) -> None:
+    # A starlette that cannot be imported stands for an install without the extra.
+    (tmp_path / "starlette").mkdir()
+    (tmp_path / "starlette" / "__init__.py").write_text(
+        "raise ImportError(\"No module named 'starlette'\", name='starlette')\n"
+    )
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join((str(tmp_path), env["PYTHONPATH"]))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "durably.cli",
+            "dashboard",
+            "--database-url",
+            pg_url,
+            "--schema",
+            schema,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "pip install 'durably[dashboard]'" in done.stderr
