@@ -239,6 +239,11 @@ def test_dashboard_in_chromium(dashboard: Dashboard, shown: Shown) -> None:
             expect(rows).to_have_count(7)  # 3 adders, failing, parent, child, waiter
             expect(page.locator("tr.wf[data-id='waiting-1'] .status")).to_have_text("PENDING")
             page.screenshot(path=str(ARTIFACTS / "1-list.png"), full_page=True)
+            # Live refresh: work started elsewhere appears without a reload.
+            with durably.Client(dashboard.database, schema=dashboard.schema) as client:
+                client.enqueue("later", "served_elsewhere", id="live-1")
+            expect(page.locator("tr.wf[data-id='live-1'] .status")).to_have_text("ENQUEUED")
+            expect(rows).to_have_count(8)
 
             # Filtered by status.
             page.select_option("#filter-status", "SUCCESS")
