@@ -274,7 +274,9 @@ def test_gc_deletes_old_finished_work_and_refuses_a_bad_duration(
     assert done.returncode == 0 and "deleted 0 workflow(s)" in done.stdout
     ids = {w["id"] for w in cli.json("workflows", "list")}
     assert "wf-ok" not in ids and {"wf-failed", "wf-parked"} <= ids
-    db.execute("UPDATE workflows SET completed_at = now() - interval '2 days' WHERE id = 'wf-failed'")
+    db.execute(
+        "UPDATE workflows SET completed_at = now() - interval '2 days' WHERE id = 'wf-failed'"
+    )
     assert cli.json("gc", "--older-than", "1d", "--status", "SUCCESS")["workflows"] == 0
     assert "status" in cli.refused("gc", "--older-than", "1d", "--status", "PENDING", code=2)
     assert cli.json("gc", "--older-than", "1d", "--status", "error")["workflows"] == 1

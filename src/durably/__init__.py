@@ -57,6 +57,7 @@ from durably.operations import (
     write_stream,
     write_stream_async,
 )
+from durably.queue_stats import QueueStats
 from durably.queues import Queue
 from durably.scheduling import ScheduleInfo
 from durably.status import Status
@@ -82,6 +83,7 @@ __all__ = [
     "PickleCodec",
     "PublishFailed",
     "Queue",
+    "QueueStats",
     "RecordedError",
     "ResultTimeout",
     "ScheduleInfo",

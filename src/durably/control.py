@@ -33,6 +33,7 @@ from durably.execution.waits import (
 from durably.info import StepInfo, WorkflowInfo, list_query, step_info, workflow_info
 from durably.keywords import WorkflowFilters, check_keywords
 from durably.options import check_seconds, check_workflow_id, now
+from durably.queue_stats import QueueStats, check_minutes, read_queue_stats
 from durably.runtime.drivers import drive_async, drive_sync
 from durably.store.statements import Statement
 from durably.twins import Job, twins
@@ -73,8 +74,9 @@ class Control(AppCore):
 
     def _list_workflows(self, **filters: Unpack[WorkflowFilters]) -> Job[list[WorkflowInfo]]:
         """Workflows matching every filter given (``status``, one or several; ``name``;
-        ``ids``; ``created_after``/``created_before``), oldest first unless
-        ``descending=True``, from ``offset`` (default 0), at most ``limit`` of them."""
+        ``ids``; ``created_after``/``created_before``; ``queue``), oldest first unless
+        ``descending=True``, from ``offset`` (default 0) or after the ``after`` cursor
+        (``(created_at, id)`` of the previous page's last row), at most ``limit``."""
         check_keywords(filters, WorkflowFilters, "list_workflows")
         engine = self.engine
         return engine, _listing(engine, self._registry, list_query(engine.statements, **filters))
@@ -94,6 +96,14 @@ class Control(AppCore):
         return self.engine, self._steps(workflow_id)
 
     list_steps, list_steps_async = twins(_list_steps)
+
+    def _queue_stats(self, minutes: int = 15) -> Job[list[QueueStats]]:
+        """Every queue that is declared or holds waiting or running work, by name: its
+        depth, running work, and starts in each of the last ``minutes`` minutes."""
+        minutes = check_minutes(minutes)
+        return self.engine, read_queue_stats(self.engine, minutes)
+
+    queue_stats, queue_stats_async = twins(_queue_stats)
 
     # ---------------------------------------------------------------- messages
 

@@ -83,6 +83,18 @@ def list_query(statements: Statements, **filters: Unpack[WorkflowFilters]) -> St
         raise InvalidArgument(f"limit must be a whole number >= 0 or None, got {limit!r}")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise InvalidArgument(f"offset must be a whole number >= 0, got {offset!r}")
+    queue, after = filters.get("queue"), filters.get("after")
+    if queue is not None and not isinstance(queue, str):
+        raise InvalidArgument(f"queue must be a string, got {type(queue).__name__}")
+    if after is not None and not (
+        isinstance(after, tuple)
+        and len(after) == 2
+        and isinstance(after[0], datetime)
+        and isinstance(after[1], str)
+    ):
+        raise InvalidArgument(
+            f"after must be a (created_at, id) pair of a datetime and a string, got {after!r}"
+        )
     return statements.list_workflows(
         status=statuses,
         name=name,
@@ -92,6 +104,8 @@ def list_query(statements: Statements, **filters: Unpack[WorkflowFilters]) -> St
         limit=limit,
         offset=offset,
         descending=descending,
+        queue=queue,
+        after=after,
     )
 
 

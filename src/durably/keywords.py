@@ -23,6 +23,10 @@ class WorkflowFilters(TypedDict, total=False):
     limit: int | None
     offset: int  # default 0
     descending: bool  # default False: oldest first
+    queue: str | None  # only work enqueued on this queue
+    # keyset paging: (created_at, id) of the last workflow of the previous page; the
+    # listing goes on after it in its order (fast at any depth, unlike offset)
+    after: tuple[datetime, str] | None
 
 
 class RetryPolicy(TypedDict, total=False):

@@ -15,7 +15,9 @@ import click
 
 import durably
 from durably.cli.common import CommandFailed
+from durably.cli.dashboard import dashboard_command
 from durably.cli.gc import gc_command
+from durably.cli.queues import queues_command
 from durably.cli.run import demo_command, worker_command
 from durably.cli.schema import migrate_command
 from durably.cli.steer import cancel_command, fork_command, resume_command
@@ -39,6 +41,8 @@ for command in (
     fork_command,
     migrate_command,
     gc_command,
+    queues_command,
+    dashboard_command,
 ):
     root.add_command(command)
 

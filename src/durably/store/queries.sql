@@ -355,10 +355,19 @@ SELECT id, name, status, inputs, output, error, executor_id, epoch, recovery_att
        queue_name
 FROM {schema}.workflows w
 WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
+  -- one status alone is also compared as a value: an index on (status, created_at)
+  -- then yields the rows in order (it cannot for = ANY of an array)
+  AND (%(one_status)s::text IS NULL OR status = %(one_status)s)
   AND (%(name)s::text IS NULL OR name = %(name)s)
   AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
   AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s)
   AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s)
+  AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
+  -- keyset paging: the rows after a cursor in the listing's order (one of the two is set)
+  AND (%(before_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(before_at)s::timestamptz, %(before_id)s::text))
+  AND (%(after_at)s::timestamptz IS NULL
+       OR (created_at, id) > (%(after_at)s::timestamptz, %(after_id)s::text))
 ORDER BY created_at {order}, id {order}
 LIMIT %(limit)s OFFSET %(offset)s
 

@@ -12,6 +12,7 @@ from durably.store.statements import Statement, bound, token
 _NAMES = (
     "declare_queue", "get_queue", "enqueue", "dedup_holder", "lock_queue", "claim_queued",
     "claim_queued_partitioned", "set_delay", "debounce", "rate_window_opens",
+    "queue_stats",
 )  # fmt: skip
 
 if TYPE_CHECKING:
@@ -155,3 +156,7 @@ class QueueStatements:
                 "channel": self.channel,
             },
         )
+
+    def queue_stats(self, minutes: int) -> Statement:
+        """Every queue's depth, running work and starts per minute over ``minutes``."""
+        return bound(self._sql["queue_stats"], {"minutes": minutes})

@@ -211,6 +211,20 @@ class StoredWorkflow(NamedTuple):
     queue_name: str | None
 
 
+class QueueFigures(NamedTuple):
+    """One queue as ``queue_stats`` sees it now."""
+
+    queue: str
+    depth: int
+    delayed: int
+    oldest_enqueued_at: datetime | None
+    running: int
+    started_per_minute: list[int]
+    concurrency: int | None
+    workers: int
+    measured_at: datetime
+
+
 class AppliedMigration(NamedTuple):
     """A migration this schema has."""
 
@@ -469,6 +483,8 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "set_delay": DelaySet,
     "debounce": Debounced,
     "rate_window_opens": RateWindow,
+    # observe.sql
+    "queue_stats": QueueFigures,
     # schedules.sql
     "schedule_upsert": Schedule,
     "schedule_get": Schedule,

@@ -388,11 +388,20 @@ class Statements:
         limit: int | None,
         offset: int,
         descending: bool,
+        queue: str | None = None,
+        after: tuple[datetime, str] | None = None,
     ) -> Statement:
         return bound(
             self._list_desc if descending else self._list_asc,
             {
-                "status": list(status) if status is not None else None,
+                "queue": queue,
+                # a cursor comes after in the listing's order: older when newest first
+                "before_at": after[0] if after is not None and descending else None,
+                "before_id": after[1] if after is not None and descending else None,
+                "after_at": after[0] if after is not None and not descending else None,
+                "after_id": after[1] if after is not None and not descending else None,
+                "status": list(status) if status is not None and len(status) != 1 else None,
+                "one_status": status[0] if status is not None and len(status) == 1 else None,
                 "name": name,
                 "ids": list(ids) if ids is not None else None,
                 "created_after": created_after,
