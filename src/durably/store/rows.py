@@ -352,6 +352,16 @@ class ScheduleDeleted(NamedTuple):
     name: str
 
 
+class HandedOver(NamedTuple):
+    """A tick started for any worker: whether this call created its workflow, and the
+    name of the workflow holding its ID."""
+
+    id: str
+    created: bool
+    name: str
+    notified: int
+
+
 class DueSchedule(NamedTuple):
     """An active schedule, due or next to come, with the database's clock."""
 
@@ -462,6 +472,7 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "schedule_resume": Schedule,
     "schedule_delete": ScheduleDeleted,
     "schedule_due": DueSchedule,
+    "schedule_hand_over": HandedOver,
     "record_transaction_operation": Written,
     # retention.sql
     "gc_workflows": Deleted,
