@@ -17,6 +17,7 @@ import durably
 from durably.cli.common import CommandFailed
 from durably.cli.gc import gc_command
 from durably.cli.run import demo_command, worker_command
+from durably.cli.schedules import schedules
 from durably.cli.schema import migrate_command
 from durably.cli.steer import cancel_command, fork_command, resume_command
 from durably.cli.workflows import workflows
@@ -39,6 +40,7 @@ for command in (
     fork_command,
     migrate_command,
     gc_command,
+    schedules,
 ):
     root.add_command(command)
 

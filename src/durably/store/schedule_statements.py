@@ -101,7 +101,6 @@ class ScheduleStatements:
             },
         )
 
-
     def hand_over(
         self,
         *,

@@ -1,0 +1,260 @@
+"""The operations commands (``durably schedules ...``, ``migrate --grant``, ``doctor``),
+each run as a real process against the test server: JSON parsed, tables read, bad input
+one line on stderr that changes nothing; and what they rest on (a Client's trigger run
+by a worker, a least-privileged role running a worker)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import durably
+from support import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@dataclass
+class Cli:
+    pg_url: str
+    schema: str
+
+    def run(self, *args: str, database: bool = True) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
+        )
+        env.pop("DURABLY_DATABASE_URL", None)
+        env["COLUMNS"] = "200"
+        where = ["--database-url", self.pg_url, "--schema", self.schema] if database else []
+        return subprocess.run(
+            [sys.executable, "-m", "durably.cli", *args, *where],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+
+    def json(self, *args: str) -> Any:
+        done = self.run(*args, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def refused(self, *args: str, code: int = 1, database: bool = True) -> str:
+        """Run a command that must fail: its one line of stderr."""
+        done = self.run(*args, database=database)
+        assert done.returncode == code, (done.stdout, done.stderr)
+        assert done.stdout == ""
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+        return done.stderr.strip()
+
+
+@pytest.fixture
+def cli(pg_url: str, schema: str) -> Cli:
+    return Cli(pg_url, schema)
+
+
+# ------------------------------------------------------------------------ schedules
+
+
+@dataclass
+class Scheduled:
+    app: durably.App
+    runs: collections.Counter[str]
+
+
+@pytest.fixture
+def scheduled(make_app: Callable[..., durably.App]) -> Scheduled:
+    """A worker with two schedules that do not fire during a test (yearly, hourly in
+    a range the tests backfill); it runs whatever ticks the commands hand over."""
+    app = make_app()
+    runs: collections.Counter[str] = collections.Counter()
+
+    @app.scheduled("0 0 1 1 *", name="yearly")
+    def yearly(scheduled_at: datetime) -> str:
+        runs[scheduled_at.isoformat()] += 1
+        return scheduled_at.isoformat()
+
+    @app.scheduled("0 * * * *", name="hourly")
+    def hourly(scheduled_at: datetime) -> str:
+        runs[f"hourly {scheduled_at.isoformat()}"] += 1
+        return scheduled_at.isoformat()
+
+    app.launch()
+    return Scheduled(app, runs)
+
+
+def _statuses(db: psycopg.Connection[Any], prefix: str) -> dict[str, str]:
+    rows = db.execute(
+        "SELECT id, status FROM workflows WHERE id LIKE %s ORDER BY id", (prefix + "%",)
+    ).fetchall()
+    return {row[0]: row[1] for row in rows}
+
+
+def test_schedules_list_json_and_table(cli: Cli, scheduled: Scheduled) -> None:
+    listed = cli.json("schedules", "list")
+    assert [s["name"] for s in listed] == ["hourly", "yearly"]
+    yearly = listed[1]
+    assert yearly["workflow_name"] == "yearly" and yearly["cron"] == "0 0 1 1 *"
+    assert yearly["timezone"] == "UTC" and yearly["paused"] is False
+    assert yearly["catch_up"] is False and yearly["last_tick"] is None
+    assert datetime.fromisoformat(yearly["next_tick"]).tzinfo is not None
+
+    table = cli.run("schedules", "list")
+    assert table.returncode == 0, table.stderr
+    assert "2 schedule(s)" in table.stdout
+    header = table.stdout.splitlines()[0].split()
+    assert header[:6] == ["NAME", "WORKFLOW", "CRON", "TIMEZONE", "STATE", "CATCH-UP"]
+    assert "0 0 1 1 *" in table.stdout and "active" in table.stdout
+
+
+def test_pause_and_resume(cli: Cli, scheduled: Scheduled, db: psycopg.Connection[Any]) -> None:
+    paused = cli.json("schedules", "pause", "yearly")
+    assert paused["action"] == "pause" and paused["before"] == "active"
+    assert paused["paused"] is True and paused["next_tick"] is None
+    assert db.execute("SELECT paused FROM schedules WHERE name = 'yearly'").fetchone() == (True,)
+
+    again = cli.run("schedules", "pause", "yearly")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "schedule yearly: still paused (pause changed nothing)"
+
+    resumed = cli.run("schedules", "resume", "yearly")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.startswith("schedule yearly: paused -> active, next tick ")
+    assert db.execute("SELECT paused FROM schedules WHERE name = 'yearly'").fetchone() == (False,)
+    assert scheduled.app.get_schedule("yearly").paused is False
+
+
+def test_trigger_is_run_by_a_worker_once(
+    cli: Cli, scheduled: Scheduled, db: psycopg.Connection[Any]
+) -> None:
+    """The command's Client cannot run the tick: it hands it over, and the test's worker
+    (which registers the workflow) runs it; the same tick again runs nothing more."""
+    cli.json("schedules", "pause", "yearly")  # works on a paused schedule too
+    done = cli.json("schedules", "trigger", "yearly", "--at", "2026-03-04T05:06:07.890+00:00")
+    tick_id = "sched:yearly:2026-03-04T05:06:07Z"
+    assert done["schedule"] == "yearly" and done["id"] == tick_id
+    app = scheduled.app
+    assert app.handle(tick_id).result(timeout=30) == "2026-03-04T05:06:07+00:00"
+    assert scheduled.runs["2026-03-04T05:06:07+00:00"] == 1
+
+    text = cli.run("schedules", "trigger", "yearly", "--at", "2026-03-04T05:06:07+00:00")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.strip() == f"schedule yearly: tick {tick_id} (SUCCESS)"
+    assert _statuses(db, "sched:yearly:") == {tick_id: "SUCCESS"}
+    assert scheduled.runs["2026-03-04T05:06:07+00:00"] == 1
+
+
+def test_trigger_waits_for_a_worker_that_knows_the_workflow(
+    cli: Cli, make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
+) -> None:
+    """Triggered with no worker of the workflow alive, the tick waits; a worker that
+    registers it later runs it."""
+    declaring = make_app()
+
+    @declaring.scheduled("0 0 1 1 *", name="later")
+    def later(scheduled_at: datetime) -> str:
+        return "ran"
+
+    declaring.launch()
+    declaring.shutdown(grace=5)  # the schedule is stored; nobody runs it now
+    done = cli.json("schedules", "trigger", "later", "--at", "2030-01-01T00:00:00+00:00")
+    tick_id = done["id"]
+    assert done["status"] == "PENDING"
+    assert _statuses(db, "sched:later:") == {tick_id: "PENDING"}
+
+    worker = make_app()
+
+    @worker.workflow(name="later")
+    def later_again(scheduled_at: datetime) -> str:
+        return f"ran {scheduled_at:%Y}"
+
+    worker.launch()
+    assert worker.handle(tick_id).result(timeout=30) == "ran 2030"
+
+
+def test_backfill_runs_every_tick_once(
+    cli: Cli, scheduled: Scheduled, db: psycopg.Connection[Any]
+) -> None:
+    done = cli.json(
+        "schedules", "backfill", "hourly",
+        "--start", "2025-06-01T10:00:00+00:00", "--end", "2025-06-01T15:00:00+00:00",
+    )  # fmt: skip
+    expected = [f"sched:hourly:2025-06-01T{hour}:00:00Z" for hour in range(10, 15)]
+    assert done["ticks"] == 5 and done["ids"] == expected
+    app = scheduled.app
+    for tick_id in expected:
+        app.handle(tick_id).result(timeout=30)
+    wait_until(lambda: set(_statuses(db, "sched:hourly:").values()) == {"SUCCESS"})
+
+    # Again, over a wider range: only the two new ticks run.
+    text = cli.run(
+        "schedules", "backfill", "hourly",
+        "--start", "2025-06-01T09:00:00+00:00", "--end", "2025-06-01T16:00:00+00:00",
+    )  # fmt: skip
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("schedule hourly: 7 tick(s) from ")
+    assert "sched:hourly:2025-06-01T09:00:00Z" in text.stdout
+    for hour in (9, 15):
+        app.handle(f"sched:hourly:2025-06-01T{hour:02d}:00:00Z").result(timeout=30)
+    hourly_runs = {k: v for k, v in scheduled.runs.items() if k.startswith("hourly")}
+    assert len(hourly_runs) == 7 and set(hourly_runs.values()) == {1}
+
+
+def test_schedule_commands_refuse_bad_input_and_change_nothing(
+    cli: Cli, scheduled: Scheduled, db: psycopg.Connection[Any]
+) -> None:
+    def state() -> Any:
+        return (
+            db.execute("SELECT * FROM schedules ORDER BY name").fetchall(),
+            db.execute("SELECT id FROM workflows ORDER BY id").fetchall(),
+        )
+
+    before = state()
+    for command in ("pause", "resume", "trigger"):
+        line = cli.refused("schedules", command, "nope")
+        assert line == f"durably schedules {command}: no schedule named 'nope' exists"
+    line = cli.refused(
+        "schedules", "backfill", "nope", "--start", "2025-01-01", "--end", "2025-01-02"
+    )
+    assert line == "durably schedules backfill: no schedule named 'nope' exists"
+    too_many = cli.refused(
+        "schedules", "backfill", "hourly", "--start", "2020-01-01", "--end", "2025-01-01"
+    )
+    assert "more than 10000 ticks" in too_many
+    # Bad times: usage errors, refused before connecting.
+    line = cli.refused("schedules", "trigger", "yearly", "--at", "tomorrow", code=2)
+    assert line.startswith("durably schedules trigger: Invalid value for '--at': ")
+    line = cli.refused(
+        "schedules", "backfill", "hourly", "--start", "2025-13-01", "--end", "2025-01-02",
+        code=2,
+    )  # fmt: skip
+    assert "'--start'" in line
+    line = cli.refused(
+        "schedules", "backfill", "hourly", "--start", "2025-01-02", "--end", "2025-01-01",
+        code=2,
+    )  # fmt: skip
+    assert "--end" in line and "before --start" in line
+    assert cli.refused("schedules", "pause", code=2).startswith("durably schedules pause: ")
+    assert state() == before
+
+
+def test_schedule_commands_have_help(cli: Cli) -> None:
+    for command in ("list", "pause", "resume", "trigger", "backfill"):
+        done = cli.run("schedules", command, "--help", database=False)
+        assert done.returncode == 0 and "--database-url" in done.stdout, done.stderr
