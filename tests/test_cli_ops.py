@@ -10,14 +10,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from psycopg import sql
 
 import durably
 from support import wait_until
@@ -258,3 +260,138 @@ def test_schedule_commands_have_help(cli: Cli) -> None:
     for command in ("list", "pause", "resume", "trigger", "backfill"):
         done = cli.run("schedules", command, "--help", database=False)
         assert done.returncode == 0 and "--database-url" in done.stdout, done.stderr
+
+
+# ------------------------------------------------------------------ least privilege
+
+
+@dataclass
+class Role:
+    name: str
+    url: str
+
+
+@pytest.fixture
+def worker_role(pg_url: str, schema: str) -> Iterator[Role]:
+    """A login role with a password and no rights on anything of the test's schema."""
+    name = f"{schema}_worker"
+    password = "s3cret-pw"
+    admin = psycopg.connect(pg_url, autocommit=True)
+    admin.execute(
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(name), sql.Literal(password)
+        )
+    )
+    parts = urlsplit(pg_url)
+    netloc = f"{quote(name)}:{quote(password)}@{parts.netloc.rpartition('@')[2]}"
+    try:
+        yield Role(name, urlunsplit(parts._replace(netloc=netloc)))
+    finally:
+        # The role's connections first (a worker shut down has closed them already).
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,)
+        )
+        admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+        admin.close()
+
+
+def test_migrate_grant_lets_a_worker_run_as_a_role_that_cannot_change_the_schema(
+    cli: Cli, worker_role: Role, schema: str, db: psycopg.Connection[Any]
+) -> None:
+    shown = cli.run("migrate", "--sql", "--grant", worker_role.name)
+    assert shown.returncode == 0, shown.stderr
+    quoted = f'"{worker_role.name}"'
+    assert f'GRANT USAGE ON SCHEMA "{schema}" TO {quoted};' in shown.stdout
+    assert f"-- grants of role {worker_role.name}" in shown.stdout
+    done = cli.run("migrate", "--grant", worker_role.name)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        done.stdout.splitlines()[0],
+        f"role {worker_role.name}: granted what a worker needs on schema {schema}",
+    ]
+    assert done.stdout.startswith(f"schema {schema}: applied 0001_core.sql")
+    # Up to date now: the grants alone, whose text is what migrate ran.
+    again = cli.run("migrate", "--sql", "--grant", worker_role.name)
+    assert "-- 0001_core.sql" not in again.stdout and "GRANT SELECT, INSERT" in again.stdout
+
+    # A worker connected as the role: a step, a queue, a durable sleep, a schedule tick.
+    runs: collections.Counter[str] = collections.Counter()
+    app = durably.App(worker_role.url, schema=schema, park_after=0.0, poll_interval=0.2)
+    try:
+
+        @app.step()
+        def add(a: int, b: int) -> int:
+            runs["add"] += 1
+            return a + b
+
+        @app.workflow(name="summer")
+        def summer(a: int) -> int:
+            total = add(a, 1)
+            durably.sleep(0.2)  # parks (park_after=0) and is woken by the worker
+            return add(total, 1)
+
+        @app.scheduled("* * * * * *", name="every_second")
+        def every_second(scheduled_at: datetime) -> None:
+            runs["tick"] += 1
+
+        @app.workflow(name="listener")
+        def listener() -> Any:
+            return durably.recv("go", timeout=60)
+
+        jobs = app.queue("jobs", concurrency=2)
+        app.launch()
+        assert summer(1) == 3
+        assert jobs.enqueue(summer, 10).result(timeout=30) == 12
+        wait_until(lambda: runs["tick"] >= 1, what="a schedule tick run by the role")
+        waiting = listener.start()
+        app.send(waiting.id, "hello", topic="go")  # a message ID: a sequence's next value
+        assert waiting.result(timeout=30) == "hello"
+        # The worker's connections are the role's.
+        users = db.execute(
+            "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database() "
+            "AND usename LIKE %s",
+            (f"{schema}%",),
+        ).fetchall()
+        assert users == [(worker_role.name,)]
+    finally:
+        app.shutdown(grace=5)
+    assert runs["add"] == 4
+
+    # What the role cannot do: change the schema in any way.
+    with psycopg.connect(worker_role.url, autocommit=True) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (worker_role.name,)
+        for statement in (
+            sql.SQL("DROP TABLE {}.workflows").format(sql.Identifier(schema)),
+            sql.SQL("ALTER TABLE {}.workflows ADD COLUMN sneaky int").format(
+                sql.Identifier(schema)
+            ),
+            sql.SQL("CREATE TABLE {}.sneaky (a int)").format(sql.Identifier(schema)),
+            sql.SQL("TRUNCATE {}.operations").format(sql.Identifier(schema)),
+            sql.SQL("INSERT INTO {}.migrations (version, name) VALUES (999, 'x')").format(
+                sql.Identifier(schema)
+            ),
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+
+
+def test_migrate_grant_refuses_an_unknown_role(cli: Cli, schema: str) -> None:
+    line = cli.refused("migrate", "--grant", f"{schema}_nobody")
+    assert line == (
+        f"durably migrate: role '{schema}_nobody' does not exist; create it first (CREATE "
+        f"ROLE ... LOGIN PASSWORD ...), then run migrate --grant again"
+    )
+
+
+def test_a_role_that_may_not_migrate_is_told_to_run_migrate(
+    worker_role: Role, schema: str, db: psycopg.Connection[Any]
+) -> None:
+    app = durably.App(worker_role.url, schema=schema)
+    try:
+        with pytest.raises(durably.ConfigurationError, match="run `durably migrate` as its owner"):
+            app.launch()
+    finally:
+        app.shutdown(grace=0)
+    found = db.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))
+    assert found.fetchone() == (0,)
