@@ -395,3 +395,139 @@ def test_a_role_that_may_not_migrate_is_told_to_run_migrate(
         app.shutdown(grace=0)
     found = db.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))
     assert found.fetchone() == (0,)
+
+
+# ------------------------------------------------------------------------------ doctor
+
+# The checks of the server's own settings: on the embedded server every one is ok.
+SETTING_CHECKS = {
+    "server_version", "io_method", "io_concurrency", "synchronous_commit", "wal_level",
+    "max_wal_size", "checkpoint_timeout", "shared_buffers",
+}  # fmt: skip
+
+
+def _by_check(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for finding in report["findings"]:
+        assert finding["level"] in ("ok", "warn", "fail")
+        assert finding["reason"] and "\n" not in finding["reason"]
+        assert (finding["fix"] is None) == (finding["level"] == "ok"), finding
+        found[finding["check"]].append(finding)
+    return found
+
+
+def test_doctor_finds_the_embedded_server_fit(
+    cli: Cli, app: durably.App, schema: str, db: psycopg.Connection[Any]
+) -> None:
+    @app.workflow(name="noop")
+    def noop() -> int:
+        return 1
+
+    assert noop() == 1
+    # The heartbeat records the worker's clock beside the database's.
+    row = db.execute(
+        "SELECT abs(date_part('epoch', worker_clock - heartbeat_at)) FROM executors"
+    ).fetchone()
+    assert row is not None and row[0] is not None and row[0] < 1.0
+
+    done = cli.run("doctor", "--json", "--session-age", "3600")
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    report = json.loads(done.stdout)
+    found = _by_check(report)
+    assert report["schema"] == schema and report["server_version"].startswith("18")
+    assert report["summary"]["fail"] == 0
+    assert set(found) >= SETTING_CHECKS
+    for check in SETTING_CHECKS:
+        assert [f["level"] for f in found[check]] == ["ok"], found[check]
+    (io,) = found["io_method"]
+    assert "io_workers = 6" in io["reason"]
+    assert {f["subject"] for f in found["vacuum"]} >= {
+        f"{schema}.workflows",
+        f"{schema}.operations",
+    }
+    assert [f["level"] for f in found["vacuum"]] == ["ok"] * len(found["vacuum"])
+    for check in ("schema_version", "indexes", "connections", "clock_skew"):
+        assert [f["level"] for f in found[check]] == ["ok"], found[check]
+    assert "1 live worker(s)" in found["clock_skew"][0]["reason"]
+    assert "1 live in the schema" in found["connections"][0]["reason"]
+
+    table = cli.run("doctor", "--session-age", "3600")
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].split() == ["LEVEL", "CHECK", "REASON", "FIX"]
+    assert table.stdout.rstrip().endswith(", 0 fail")
+
+
+def test_doctor_fails_a_mis_set_schema_and_warns_of_an_idle_transaction(
+    cli: Cli, app: durably.App, schema: str, pg_url: str, db: psycopg.Connection[Any]
+) -> None:
+    db.execute("ALTER TABLE workflows SET (autovacuum_enabled = false)")
+    db.execute("DROP INDEX workflows_parked")
+    # A worker whose clock runs 5 s ahead of the database's.
+    db.execute(
+        "INSERT INTO executors (id, hostname, pid, lease_seconds, worker_clock) "
+        "VALUES ('fast-clock', 'elsewhere', 1, 3600, now() + interval '5 seconds')"
+    )
+    idle = psycopg.connect(pg_url)  # not autocommit: the SELECT opens a transaction
+    try:
+        idle.execute("SELECT 1")
+        pid = idle.info.backend_pid
+
+        def idle_for_a_while() -> bool:
+            row = db.execute(
+                "SELECT state = 'idle in transaction' AND xact_start < clock_timestamp() "
+                "- interval '1 second' FROM pg_stat_activity WHERE pid = %s",
+                (pid,),
+            ).fetchone()
+            return bool(row and row[0])
+
+        wait_until(idle_for_a_while, what="the session idle in its transaction for 1 s")
+        done = cli.run("doctor", "--json", "--session-age", "1")
+    finally:
+        idle.close()
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    found = _by_check(json.loads(done.stdout))
+
+    (off,) = [f for f in found["autovacuum"] if f["level"] == "fail"]
+    assert off["subject"] == f"{schema}.workflows"
+    assert f"autovacuum is off for table {schema}.workflows" in off["reason"]
+    assert off["fix"] == f"ALTER TABLE {schema}.workflows RESET (autovacuum_enabled)"
+
+    (held,) = [f for f in found["sessions"] if f["subject"] == f"pid {pid}"]
+    assert held["level"] == "warn" and "idle in a transaction" in held["reason"]
+    assert f"pg_terminate_backend({pid})" in held["fix"]
+    assert "idle_in_transaction_session_timeout" in held["fix"]
+
+    (missing,) = found["indexes"]
+    assert missing["level"] == "fail" and "index workflows_parked of table" in missing["reason"]
+    assert "0002_waits.sql" in missing["fix"]
+
+    (skew,) = found["clock_skew"]
+    assert (
+        skew["level"] == "warn"
+        and "the furthest, fast-clock on elsewhere, is +5." in skew["reason"]
+    )
+
+    # The fixes it gives, applied, clear the failures.
+    db.execute(off["fix"])
+    assert db.execute(
+        "SELECT reloptions IS NULL OR NOT reloptions @> '{autovacuum_enabled=false}' "
+        "FROM pg_class WHERE oid = 'workflows'::regclass"
+    ).fetchone() == (True,)
+
+
+def test_doctor_plans_connections_and_checks_the_schema(cli: Cli, schema: str) -> None:
+    missing = cli.run("doctor", "--json")
+    assert missing.returncode == 1
+    found = _by_check(json.loads(missing.stdout))
+    (version,) = found["schema_version"]
+    assert version["level"] == "fail" and version["reason"] == f"schema {schema} does not exist"
+    assert version["fix"] == f"durably migrate --schema {schema}"
+
+    crowded = cli.run("doctor", "--json", "--workers", "10", "--pool-size", "30")
+    (connections,) = _by_check(json.loads(crowded.stdout))["connections"]
+    assert connections["level"] == "fail"
+    assert "10 worker(s) (planned) x 30 connections = 300 of 197 available" in connections["reason"]
+    assert "max_connections" in connections["fix"]
+
+    assert "--workers" in cli.refused("doctor", "--workers", "0", code=2)
+    assert "--session-age" in cli.refused("doctor", "--session-age", "-1", code=2)

@@ -15,6 +15,7 @@ import click
 
 import durably
 from durably.cli.common import CommandFailed
+from durably.cli.doctor import doctor_command
 from durably.cli.gc import gc_command
 from durably.cli.run import demo_command, worker_command
 from durably.cli.schedules import schedules
@@ -41,6 +42,7 @@ for command in (
     migrate_command,
     gc_command,
     schedules,
+    doctor_command,
 ):
     root.add_command(command)
 

@@ -413,6 +413,68 @@ class Served(NamedTuple):
     served: bool
 
 
+class Setting(NamedTuple):
+    """A server setting as pg_settings gives it (the value in its base unit)."""
+
+    name: str
+    setting: str
+    unit: str | None
+
+
+class SchemaPresence(NamedTuple):
+    """Whether a schema exists and has its record of migrations."""
+
+    schema_exists: bool
+    migrated: bool
+
+
+class TableHealth(NamedTuple):
+    """A table's vacuum state and size."""
+
+    name: str
+    live_rows: int
+    dead_rows: int
+    vacuumed_at: datetime | None
+    autovacuum_enabled: bool
+    table_bytes: int
+    index_bytes: int
+
+
+class IndexName(NamedTuple):
+    """An index of a table."""
+
+    table_name: str
+    index_name: str
+
+
+class LongTransaction(NamedTuple):
+    """A session with a transaction open for long."""
+
+    pid: int
+    user_name: str | None
+    database: str | None
+    application_name: str | None
+    state: str
+    transaction_seconds: float
+    query: str
+
+
+class Connections(NamedTuple):
+    """Client connections open now, and how many wait on an I/O worker."""
+
+    connections: int
+    aio_waits: int
+
+
+class ExecutorClock(NamedTuple):
+    """A live executor and its clock's offset from the database's."""
+
+    id: str
+    hostname: str
+    pid: int
+    skew_seconds: float | None
+
+
 # The row type of every statement whose result rows are read, by the statement's name
 # in the .sql files. tests/test_store_rows.py checks each against the columns its query
 # produces, and that no statement producing columns is missing here.
@@ -477,6 +539,14 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     # retention.sql
     "gc_workflows": Deleted,
     "gc_executors": Deleted,
+    # doctor.sql
+    "doctor_settings": Setting,
+    "doctor_schema": SchemaPresence,
+    "doctor_tables": TableHealth,
+    "doctor_indexes": IndexName,
+    "doctor_sessions": LongTransaction,
+    "doctor_connections": Connections,
+    "doctor_executors": ExecutorClock,
     # app_database.sql
     "record_transaction": Written,
     "transaction_output": TransactionOutput,
