@@ -376,12 +376,17 @@ def test_migrate_grant_lets_a_worker_run_as_a_role_that_cannot_change_the_schema
                 conn.execute(statement)
 
 
-def test_migrate_grant_refuses_an_unknown_role(cli: Cli, schema: str) -> None:
-    line = cli.refused("migrate", "--grant", f"{schema}_nobody")
-    assert line == (
-        f"durably migrate: role '{schema}_nobody' does not exist; create it first (CREATE "
-        f"ROLE ... LOGIN PASSWORD ...), then run migrate --grant again"
-    )
+def test_migrate_grant_refuses_an_unknown_role(
+    cli: Cli, schema: str, db: psycopg.Connection[Any]
+) -> None:
+    for args in (("migrate", "--grant"), ("migrate", "--sql", "--grant")):
+        line = cli.refused(*args, f"{schema}_nobody")
+        assert line == (
+            f"durably migrate: role '{schema}_nobody' does not exist; create it first (CREATE "
+            f"ROLE ... LOGIN PASSWORD ...), then run migrate --grant again"
+        )
+    found = db.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))
+    assert found.fetchone() == (0,)  # nothing was migrated either
 
 
 def test_a_role_that_may_not_migrate_is_told_to_run_migrate(

@@ -28,7 +28,7 @@ def migrate_command(
     With --grant ROLE, workers can then connect as ROLE, which cannot create, alter or
     drop anything (docs/cli.md, "Least privilege"). Run it again after each upgrade:
     tables a new version adds are granted then."""
-    from durably.store.grant import check_role, grant_sql, grant_worker
+    from durably.store.grant import check_role, find_role, grant_sql, grant_worker
     from durably.store.upgrade import apply_migrations, pending_sql
 
     if role is not None:
@@ -37,6 +37,8 @@ def migrate_command(
     url, release = resolve_url(Where(database_url, data_dir, schema))
     try:
         with failures():
+            if role is not None:
+                find_role(url, schema, role)  # an unknown role: refused before any change
             if show_sql:
                 pending = pending_sql(url, schema)
                 grants = grant_sql(url, schema, role) if role is not None else ""

@@ -51,22 +51,28 @@ def grant_sql(url: str, schema: str, role: str) -> str:
         return "".join(f"{st.as_string(conn)};\n" for st in grant_statements(schema, role))
 
 
+def find_role(url: str, schema: str, role: str) -> RoleFacts:
+    """What ``role`` is; ConfigurationError when it does not exist."""
+    with connect(url) as conn:
+        cursor = conn.cursor(row_factory=kwargs_row(RoleFacts))
+        found = cursor.execute(
+            _blocks()["role_facts"].encode(), {"schema": schema, "role": check_role(role)}
+        ).fetchone()
+    if found is None:
+        raise ConfigurationError(
+            f"role {role!r} does not exist; create it first (CREATE ROLE ... LOGIN "
+            f"PASSWORD ...), then run migrate --grant again"
+        )
+    return found
+
+
 def grant_worker(url: str, schema: str, role: str) -> RoleFacts:
     """Grant ``role`` what a worker needs on ``schema`` and nothing more, in one
     transaction; ConfigurationError when the role does not exist (nothing is granted).
     Returns what the role is, so that a caller can say when the grants change nothing."""
     statements = grant_statements(schema, role)
-    with connect(url) as conn:
-        cursor = conn.cursor(row_factory=kwargs_row(RoleFacts))
-        found = cursor.execute(
-            _blocks()["role_facts"].encode(), {"schema": schema, "role": role}
-        ).fetchone()
-        if found is None:
-            raise ConfigurationError(
-                f"role {role!r} does not exist; create it first (CREATE ROLE ... LOGIN "
-                f"PASSWORD ...), then run migrate --grant again"
-            )
-        with conn.transaction():
-            for statement in statements:
-                conn.execute(statement)
+    found = find_role(url, schema, role)
+    with connect(url) as conn, conn.transaction():
+        for statement in statements:
+            conn.execute(statement)
     return found
