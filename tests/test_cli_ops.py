@@ -5,6 +5,7 @@ by a worker, a least-privileged role running a worker)."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import os
@@ -12,7 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -216,6 +217,44 @@ def test_backfill_runs_every_tick_once(
         app.handle(f"sched:hourly:2025-06-01T{hour:02d}:00:00Z").result(timeout=30)
     hourly_runs = {k: v for k, v in scheduled.runs.items() if k.startswith("hourly")}
     assert len(hourly_runs) == 7 and set(hourly_runs.values()) == {1}
+
+
+def test_a_client_backfills_in_batches_with_progress(
+    pg_url: str, schema: str, make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
+) -> None:
+    """The Client's own API: the schedule methods it shares with App, and a backfill of
+    1,200 ticks started in batches, reporting progress after each (nobody runs them: the
+    workflow's app is gone, so they wait)."""
+    declaring = make_app()
+
+    @declaring.scheduled("* * * * * *", name="secondly")
+    def secondly(scheduled_at: datetime) -> None:
+        pass
+
+    declaring.launch()
+    declaring.pause_schedule("secondly")
+    declaring.shutdown(grace=5)
+    seen: list[tuple[int, int]] = []
+    with durably.Client(pg_url, schema=schema) as client:
+        (info,) = client.list_schedules()
+        assert info.name == "secondly" and info.paused
+        start = datetime(2025, 1, 1, tzinfo=UTC)
+        handles = client.backfill(
+            "secondly", start, start + timedelta(seconds=1200), progress=lambda *p: seen.append(p)
+        )
+        assert seen == [(500, 1200), (1000, 1200), (1200, 1200)]
+        assert handles[0].id == "sched:secondly:2025-01-01T00:00:00Z"
+        assert handles[-1].id == "sched:secondly:2025-01-01T00:19:59Z"
+        again = asyncio.run(
+            client.backfill_async("secondly", start, start + timedelta(seconds=1200))
+        )
+        assert [h.id for h in again] == [h.id for h in handles]
+        assert client.get_schedule("secondly").paused
+    rows = db.execute(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'PENDING' AND executor_id IS NULL) "
+        "FROM workflows WHERE name = 'secondly'"
+    ).fetchone()
+    assert rows == (1200, 1200)
 
 
 def test_schedule_commands_refuse_bad_input_and_change_nothing(
