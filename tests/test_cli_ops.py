@@ -573,5 +573,8 @@ def test_doctor_plans_connections_and_checks_the_schema(cli: Cli, schema: str) -
     assert "10 worker(s) (planned) x 30 connections = 300 of 197 available" in connections["reason"]
     assert "max_connections" in connections["fix"]
 
+    # The URL as an argument, as in `durably doctor URL`.
+    positional = cli.run("doctor", cli.pg_url, "--schema", schema, "--json", database=False)
+    assert positional.returncode == 1 and json.loads(positional.stdout)["schema"] == schema
     assert "--workers" in cli.refused("doctor", "--workers", "0", code=2)
     assert "--session-age" in cli.refused("doctor", "--session-age", "-1", code=2)

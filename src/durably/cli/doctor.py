@@ -10,6 +10,7 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 
 
 @click.command("doctor", short_help="Check a server for what durably needs and what is slow.")
+@click.argument("url", metavar="[URL]", required=False, default=None)
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -35,6 +36,7 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 @database_options
 def doctor_command(
+    url: str | None,
     workers: int | None,
     pool_size: int | None,
     session_age: float,
@@ -43,15 +45,17 @@ def doctor_command(
     data_dir: str | None,
     schema: str,
 ) -> int:
-    """Check the server of --database-url (default: $DURABLY_DATABASE_URL, else the
-    embedded one) and --schema: its version, asynchronous I/O, commit and WAL settings,
+    """Check the server of URL or --database-url (default: $DURABLY_DATABASE_URL, else
+    the embedded one) and --schema: its version, asynchronous I/O, commit and WAL settings,
     memory, autovacuum and bloat of durably's tables, connections against the workers'
     pools, long open transactions, missing indexes, the schema's version and the clock
     skew of live workers. Each finding is ok, warn or fail, with its reason and the
     setting to change; the exit code is 1 when any fails (docs/doctor.md)."""
     from durably.doctor import diagnose
 
-    url, release = resolve_url(Where(database_url, data_dir, schema))
+    if url is not None and database_url is not None and url != database_url:
+        raise click.UsageError("give the URL once: as an argument or as --database-url")
+    url, release = resolve_url(Where(url or database_url, data_dir, schema))
     try:
         with failures():
             report = diagnose(
