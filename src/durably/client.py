@@ -4,7 +4,9 @@ A web server or a script usually does not import the workers' code: it only star
 and looks at it. The Client never runs a workflow; it shares every method of ``App``
 that works by ID (``handle``, listings, ``send``, events, streams, ``cancel``,
 ``resume``, ``fork``, ``set_delay``, ``wait_first``: one implementation, in
-``durably.control``), and enqueues by queue and workflow name.
+``durably.control``), and enqueues by queue and workflow name. It lists and steers
+schedules too, and triggers or backfills their ticks for the workers to run
+(``durably.schedule_control``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from durably.retention import Retention
 from durably.runtime.connect import open_database
 from durably.runtime.engine import Engine
 from durably.runtime.served import check_enqueued
+from durably.schedule_control import ScheduleHandOver
 from durably.twins import Job, twins
 from durably.workflow import WorkflowHandle
 
@@ -37,7 +40,7 @@ def _unregistered(*_args: Any, **_kwargs: Any) -> None:
     raise AssertionError("a Client never runs workflows")
 
 
-class Client(Control, Outbox, Retention):
+class Client(Control, ScheduleHandOver, Outbox, Retention):
     """Start and observe workflows by name, from any process (sync, with ``_async`` twins).
 
     ``url``: a PostgreSQL URL; without one, ``$DURABLY_DATABASE_URL``, else the embedded

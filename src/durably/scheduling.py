@@ -1,5 +1,8 @@
 """Cron schedules: ``@app.scheduled`` and the schedule methods of App.
 
+(Listing, pausing, resuming and deleting need no workflow code: they live in
+``schedule_control``, which App and Client share.)
+
 A schedule runs a workflow at every tick of a cron expression, exactly once per tick
 across all the workers of the app. Schedules are rows in the database, so every worker
 sees them, whichever process declared or created them; a schedule fires only on the
@@ -29,19 +32,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from durably.app_core import AppCore
-from durably.errors import (
-    ConfigurationError,
-    InvalidArgument,
-    ScheduleNotFound,
-    UnknownWorkflow,
-)
+from durably.errors import ConfigurationError, UnknownWorkflow
+from durably.errors import ScheduleNotFound as ScheduleNotFound  # re-exported
 from durably.execution.effects import Protocol, Read, Write
 from durably.execution.specs import WorkflowSpec, default_name
 from durably.runtime.drivers import drive_sync
 from durably.runtime.scheduler import RECHECK, Cron, Scheduler, run_started, start_tick
-from durably.store.rows import Schedule
-from durably.store.schedule_statements import ScheduleStatements, schedule_statements
+from durably.schedule_control import (
+    ScheduleControl,
+    backfill_ticks,
+    check_at,
+    check_range,
+    schedule_info,
+)
+from durably.schedule_control import ScheduleInfo as ScheduleInfo  # re-exported
+from durably.store.schedule_statements import schedule_statements
 from durably.twins import Job, twins
 from durably.workflow import Workflow, WorkflowHandle, declare_workflow
 
@@ -52,27 +57,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 MAX_NAME_LENGTH = 200
-# A backfill starts at most this many ticks (split longer ranges).
-MAX_BACKFILL = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleInfo:
-    """A schedule as stored. Times are aware datetimes in UTC.
-
-    ``last_tick`` is the latest tick handled (run, or skipped as missed); ``next_tick``
-    the next one to run (in the past while no worker has run it yet), None when the
-    schedule is paused or never fires again.
-    """
-
-    name: str
-    workflow_name: str
-    cron: str
-    timezone: str
-    paused: bool
-    catch_up: bool
-    last_tick: datetime | None
-    next_tick: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +67,11 @@ class _Definition:
     catch_up: bool
 
 
-class Scheduling(AppCore):
+class Scheduling(ScheduleControl):
     """The schedule methods of App."""
 
-    # Provided by App: how long a worker waits at most between schedule checks, and the
-    # schema the schedules are stored in.
+    # Provided by App: how long a worker waits at most between schedule checks.
     poll_interval: float
-    schema: str
 
     # ------------------------------------------------------------- declaring
 
@@ -195,77 +177,6 @@ class Scheduling(AppCore):
         _check_signature(spec.fn, workflow_name)
         return _Definition(name, workflow_name, parsed, catch_up)
 
-    def _list_schedules(self) -> Job[list[ScheduleInfo]]:
-        """Every schedule of the app, by name."""
-        return self.engine, self._sched_list()
-
-    list_schedules, list_schedules_async = twins(_list_schedules)
-
-    def _sched_list(self) -> Protocol[list[ScheduleInfo]]:
-        rows = yield Read(self._sched_statements().list())
-        return [_info(row) for row in rows]
-
-    def _get_schedule(self, name: str) -> Job[ScheduleInfo]:
-        """One schedule; ScheduleNotFound if there is none of that name."""
-        return self.engine, self._sched_get(name)
-
-    get_schedule, get_schedule_async = twins(_get_schedule)
-
-    def _sched_get(self, name: str) -> Protocol[ScheduleInfo]:
-        return _info((yield from self._sched_row(name)))
-
-    def _sched_row(self, name: str) -> Protocol[Schedule]:
-        _check_lookup(name)
-        rows = yield Read(self._sched_statements().get(name))
-        if not rows:
-            raise ScheduleNotFound(name)
-        row: Schedule = rows[0]
-        return row
-
-    def _pause_schedule(self, name: str) -> Job[ScheduleInfo]:
-        """Stop starting the schedule's ticks (workflows already started go on)."""
-        return self.engine, self._sched_pause(name)
-
-    pause_schedule, pause_schedule_async = twins(_pause_schedule)
-
-    def _sched_pause(self, name: str) -> Protocol[ScheduleInfo]:
-        _check_lookup(name)
-        rows = yield Write(self._sched_statements().pause(name))
-        if not rows:
-            raise ScheduleNotFound(name)
-        return _info(rows[0])
-
-    def _resume_schedule(self, name: str) -> Job[ScheduleInfo]:
-        """Start a paused schedule again from its next tick; the ticks that fell while it
-        was paused are not run (``backfill`` runs them)."""
-        return self.engine, self._sched_resume(name)
-
-    resume_schedule, resume_schedule_async = twins(_resume_schedule)
-
-    def _sched_resume(self, name: str) -> Protocol[ScheduleInfo]:
-        while True:
-            row = yield from self._sched_row(name)
-            cron = Cron.parse(row.cron, row.timezone)
-            next_tick = cron.after(datetime.now(UTC))
-            rows = yield Write(self._sched_statements().resume(name, row.revision, next_tick))
-            if rows:
-                return _info(rows[0])
-            # Changed meanwhile (redefined, paused again): read it again.
-
-    def _delete_schedule(self, name: str) -> Job[None]:
-        """Delete a schedule (workflows already started go on). A schedule declared with
-        ``@app.scheduled`` comes back at the next launch of code that declares it."""
-        return self.engine, self._sched_delete(name)
-
-    delete_schedule, delete_schedule_async = twins(_delete_schedule)
-
-    def _sched_delete(self, name: str) -> Protocol[None]:
-        _check_lookup(name)
-        rows = yield Write(self._sched_statements().delete(name))
-        if not rows:
-            raise ScheduleNotFound(name)
-        self._sched_declared().pop(name, None)
-
     # ------------------------------------------------------------- running ticks
 
     def _backfill(
@@ -278,7 +189,7 @@ class Scheduling(AppCore):
         the schedule or an earlier backfill) is not run again, so backfilling twice adds
         nothing. Works on paused schedules too. At most 10,000 ticks per call.
         """
-        start, end = _check_range(start, end)
+        start, end = check_range(start, end)
         engine = self.engine
         engine.ensure_launched()
         return engine, self._sched_backfill(name, start, end)
@@ -290,13 +201,7 @@ class Scheduling(AppCore):
     ) -> Protocol[list[WorkflowHandle[Any]]]:
         row = yield from self._sched_row(name)
         spec = self._sched_spec(row.workflow_name, name)
-        cron = Cron.parse(row.cron, row.timezone)
-        ticks = [t for t in cron.ticks(start, end, MAX_BACKFILL + 1) if t < end]
-        if len(ticks) > MAX_BACKFILL:
-            raise InvalidArgument(
-                f"backfill of schedule {name!r} from {start.isoformat()} to {end.isoformat()} "
-                f"covers more than {MAX_BACKFILL} ticks; split it into shorter ranges"
-            )
+        ticks = backfill_ticks(row, start, end)
         engine = self.engine
         handles: list[WorkflowHandle[Any]] = []
         for tick in ticks:
@@ -314,7 +219,7 @@ class Scheduling(AppCore):
         ``at`` runs nothing more, and if the cron also fires at ``at`` that tick is this
         same run. Works on paused schedules too.
         """
-        tick = _check_at(at)
+        tick = check_at(at)
         engine = self.engine
         engine.ensure_launched()
         return engine, self._sched_trigger(name, tick)
@@ -341,8 +246,8 @@ class Scheduling(AppCore):
             )
         return spec
 
-    def _sched_statements(self) -> ScheduleStatements:
-        return schedule_statements(self.schema)
+    def _sched_forget(self, name: str) -> None:
+        self._sched_declared().pop(name, None)
 
 
 def _upsert(engine: Engine, definition: _Definition) -> Protocol[ScheduleInfo]:
@@ -360,21 +265,7 @@ def _upsert(engine: Engine, definition: _Definition) -> Protocol[ScheduleInfo]:
     )
     if not rows:  # created by a concurrent call between our snapshot and our insert
         rows = yield Read(statements.get(definition.name))
-    return _info(rows[0])
-
-
-def _info(row: Schedule) -> ScheduleInfo:
-    last_tick, next_tick = row.last_tick, row.next_tick
-    return ScheduleInfo(
-        name=row.name,
-        workflow_name=row.workflow_name,
-        cron=row.cron,
-        timezone=row.timezone,
-        paused=row.paused,
-        catch_up=row.catch_up,
-        last_tick=last_tick.astimezone(UTC) if last_tick is not None else None,
-        next_tick=next_tick.astimezone(UTC) if next_tick is not None and not row.paused else None,
-    )
+    return schedule_info(rows[0])
 
 
 def _check_name(name: object) -> None:
@@ -383,11 +274,6 @@ def _check_name(name: object) -> None:
             f"a schedule name must be a string of 1 to {MAX_NAME_LENGTH} characters without "
             f"NUL, got {name!r}"
         )
-
-
-def _check_lookup(name: object) -> None:
-    if not isinstance(name, str):
-        raise InvalidArgument(f"a schedule name must be a string, got {type(name).__name__}")
 
 
 def _check_catch_up(catch_up: object) -> None:
@@ -409,26 +295,3 @@ def _check_signature(fn: Callable[..., Any], what: str) -> None:
             f"(def {getattr(fn, '__name__', 'fn')}(scheduled_at: datetime)); its signature "
             f"is {signature}"
         ) from None
-
-
-def _aware(value: object, label: str) -> datetime:
-    if not isinstance(value, datetime):
-        raise InvalidArgument(f"{label} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidArgument(
-            f"{label} must be timezone-aware (e.g. datetime(..., tzinfo=UTC)), got {value!r}"
-        )
-    return value.astimezone(UTC)
-
-
-def _check_range(start: object, end: object) -> tuple[datetime, datetime]:
-    first, last = _aware(start, "start"), _aware(end, "end")
-    if last < first:
-        raise InvalidArgument(f"end ({last.isoformat()}) is before start ({first.isoformat()})")
-    return first, last
-
-
-def _check_at(at: object) -> datetime:
-    if at is None:
-        return datetime.now(UTC).replace(microsecond=0)
-    return _aware(at, "at").replace(microsecond=0)

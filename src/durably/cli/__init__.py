@@ -16,9 +16,11 @@ import click
 import durably
 from durably.cli.common import CommandFailed
 from durably.cli.dashboard import dashboard_command
+from durably.cli.doctor import doctor_command
 from durably.cli.gc import gc_command
 from durably.cli.queues import queues_command
 from durably.cli.run import demo_command, worker_command
+from durably.cli.schedules import schedules
 from durably.cli.schema import migrate_command
 from durably.cli.steer import cancel_command, fork_command, resume_command
 from durably.cli.workflows import workflows
@@ -43,6 +45,8 @@ for command in (
     gc_command,
     queues_command,
     dashboard_command,
+    schedules,
+    doctor_command,
 ):
     root.add_command(command)
 

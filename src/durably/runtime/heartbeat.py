@@ -16,6 +16,7 @@ import random
 import socket
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from durably.errors import ConnectionLost, DatabaseUnavailable, ExecutorIdInUse
@@ -46,6 +47,7 @@ def beat_statement(host: KeeperHost, replaces: str | None = None) -> Statement:
         names=list(host.registry),
         queues=served_queues(host),
         replaces=replaces,
+        worker_clock=datetime.now(UTC),
     )
 
 

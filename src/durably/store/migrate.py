@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg.rows import kwargs_row
 
+from durably.errors import ConfigurationError
 from durably.store import sqlfile
 from durably.store.rows import AppliedMigration
 
@@ -17,29 +18,51 @@ if TYPE_CHECKING:
 def migrate(
     conn: psycopg.Connection[tuple[object, ...]], schema: str, dialect: Dialect | None = None
 ) -> list[str]:
-    """Apply every migration this schema lacks, under an advisory lock; return their names."""
+    """Apply every migration this schema lacks, under an advisory lock; return their names.
+
+    A schema that is up to date is only read: no lock, no DDL, so that a role with no
+    right to create anything (``durably migrate --grant``) can connect."""
+    if _up_to_date(conn, schema, dialect):
+        return []
     applied_now: list[str] = []
-    with conn.transaction():
-        conn.execute(
-            sqlfile.statement("migrate_lock", schema, dialect), {"key": f"durably:{schema}"}
-        )
-        conn.execute(sqlfile.statement("create_schema", schema, dialect))
-        conn.execute(sqlfile.statement("create_migrations", schema, dialect))
-        applied = conn.cursor(row_factory=kwargs_row(AppliedMigration))
-        done = {
-            row.version
-            for row in applied.execute(sqlfile.statement("applied_migrations", schema, dialect))
-        }
-        for version, name, template in sqlfile.migrations():
-            if version in done:
-                continue
-            conn.execute(sqlfile.render(template, schema).encode())
+    try:
+        with conn.transaction():
             conn.execute(
-                sqlfile.statement("record_migration", schema, dialect),
-                {"version": version, "name": name},
+                sqlfile.statement("migrate_lock", schema, dialect), {"key": f"durably:{schema}"}
             )
-            applied_now.append(name)
+            conn.execute(sqlfile.statement("create_schema", schema, dialect))
+            conn.execute(sqlfile.statement("create_migrations", schema, dialect))
+            applied = conn.cursor(row_factory=kwargs_row(AppliedMigration))
+            done = {
+                row.version
+                for row in applied.execute(sqlfile.statement("applied_migrations", schema, dialect))
+            }
+            for version, name, template in sqlfile.migrations():
+                if version in done:
+                    continue
+                conn.execute(sqlfile.render(template, schema).encode())
+                conn.execute(
+                    sqlfile.statement("record_migration", schema, dialect),
+                    {"version": version, "name": name},
+                )
+                applied_now.append(name)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise ConfigurationError(
+            f"schema {schema!r} is missing or out of date, and this role may not create or "
+            f"upgrade it ({str(exc).strip()}); run `durably migrate` as its owner first "
+            f"(docs/cli.md, Least privilege)"
+        ) from exc
     return applied_now
+
+
+def _up_to_date(
+    conn: psycopg.Connection[tuple[object, ...]], schema: str, dialect: Dialect | None
+) -> bool:
+    """Whether every migration is recorded as applied (False when it cannot be read)."""
+    try:
+        return unapplied(conn, schema, dialect) == []
+    except psycopg.errors.InsufficientPrivilege:
+        return False  # not readable: the full path says why
 
 
 def unapplied(
@@ -54,6 +77,6 @@ def unapplied(
                 row.version
                 for row in applied.execute(sqlfile.statement("applied_migrations", schema, dialect))
             }
-    except psycopg.errors.UndefinedTable:
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
         return None
     return [name for version, name, _ in sqlfile.migrations() if version not in done]

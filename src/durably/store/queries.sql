@@ -176,14 +176,18 @@ SELECT clock_timestamp() AS now
 -- written, registered is false and the holder_* columns say who holds the ID.
 WITH beat AS (
     INSERT INTO {schema}.executors AS e
-        (id, app_name, hostname, pid, lease_seconds, incarnation, pid_space, names, queues)
+        (id, app_name, hostname, pid, lease_seconds, incarnation, pid_space, names, queues,
+         worker_clock)
     VALUES (%(id)s, %(app_name)s, %(hostname)s, %(pid)s, %(lease_seconds)s, %(incarnation)s,
-            %(pid_space)s, %(names)s::text[], %(queues)s::text[])
+            %(pid_space)s, %(names)s::text[], %(queues)s::text[],
+            %(worker_clock)s::timestamptz)
     ON CONFLICT (id) DO UPDATE
     SET heartbeat_at = now(), app_name = EXCLUDED.app_name, pid = EXCLUDED.pid,
         hostname = EXCLUDED.hostname, lease_seconds = EXCLUDED.lease_seconds,
         incarnation = EXCLUDED.incarnation, pid_space = EXCLUDED.pid_space,
-        names = EXCLUDED.names, queues = EXCLUDED.queues
+        names = EXCLUDED.names, queues = EXCLUDED.queues,
+        -- the worker's clock as it sent this beat (doctor's clock skew, migration 0011)
+        worker_clock = EXCLUDED.worker_clock
     WHERE e.incarnation = EXCLUDED.incarnation
        OR e.incarnation = %(replaces)s
        OR e.heartbeat_at + make_interval(secs => e.lease_seconds) < now()

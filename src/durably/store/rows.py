@@ -372,6 +372,16 @@ class ScheduleDeleted(NamedTuple):
     name: str
 
 
+class HandedOver(NamedTuple):
+    """A tick started for any worker: whether this call created its workflow, and the
+    name of the workflow holding its ID."""
+
+    id: str
+    created: bool
+    name: str
+    notified: int
+
+
 class DueSchedule(NamedTuple):
     """An active schedule, due or next to come, with the database's clock."""
 
@@ -430,6 +440,68 @@ class QueueGauge(NamedTuple):
     waiting: int
     oldest_seconds: float
     running: int
+
+
+class Setting(NamedTuple):
+    """A server setting as pg_settings gives it (the value in its base unit)."""
+
+    name: str
+    setting: str
+    unit: str | None
+
+
+class SchemaPresence(NamedTuple):
+    """Whether a schema exists and has its record of migrations."""
+
+    schema_exists: bool
+    migrated: bool
+
+
+class TableHealth(NamedTuple):
+    """A table's vacuum state and size."""
+
+    name: str
+    live_rows: int
+    dead_rows: int
+    vacuumed_at: datetime | None
+    autovacuum_enabled: bool
+    table_bytes: int
+    index_bytes: int
+
+
+class IndexName(NamedTuple):
+    """An index of a table."""
+
+    table_name: str
+    index_name: str
+
+
+class LongTransaction(NamedTuple):
+    """A session with a transaction open for long."""
+
+    pid: int
+    user_name: str | None
+    database: str | None
+    application_name: str | None
+    state: str
+    transaction_seconds: float
+    query: str
+
+
+class Connections(NamedTuple):
+    """Client connections open now, and how many wait on an I/O worker."""
+
+    connections: int
+    aio_waits: int
+
+
+class ExecutorClock(NamedTuple):
+    """A live executor and its clock's offset from the database's."""
+
+    id: str
+    hostname: str
+    pid: int
+    skew_seconds: float | None
 
 
 # The row type of every statement whose result rows are read, by the statement's name
@@ -493,6 +565,7 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "schedule_resume": Schedule,
     "schedule_delete": ScheduleDeleted,
     "schedule_due": DueSchedule,
+    "schedule_hand_over": HandedOver,
     "record_transaction_operation": Written,
     # retention.sql
     "gc_workflows": Deleted,
@@ -500,6 +573,14 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "claim_chore": Chore,
     # telemetry.sql
     "queue_gauges": QueueGauge,
+    # doctor.sql
+    "doctor_settings": Setting,
+    "doctor_schema": SchemaPresence,
+    "doctor_tables": TableHealth,
+    "doctor_indexes": IndexName,
+    "doctor_sessions": LongTransaction,
+    "doctor_connections": Connections,
+    "doctor_executors": ExecutorClock,
     # app_database.sql
     "record_transaction": Written,
     "transaction_output": TransactionOutput,

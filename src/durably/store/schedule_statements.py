@@ -12,12 +12,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from durably.store import sqlfile
+from durably.store.notifications import channel_for
 from durably.store.statements import Statement, bound
 
 # Statements returning a schedule give it as rows.Schedule (rows.ROW_TYPES).
 _NAMES = (
     "schedule_upsert", "schedule_get", "schedule_list", "schedule_pause", "schedule_resume",
-    "schedule_delete", "schedule_due", "schedule_advance",
+    "schedule_delete", "schedule_due", "schedule_advance", "schedule_hand_over",
 )  # fmt: skip
 
 if TYPE_CHECKING:
@@ -97,6 +98,29 @@ class ScheduleStatements:
                 "old_last_tick": old_last_tick,
                 "last_tick": last_tick,
                 "next_tick": next_tick,
+            },
+        )
+
+    def hand_over(
+        self,
+        *,
+        workflow_name: str,
+        ids: Sequence[str],
+        inputs: Sequence[str],
+        codec: str,
+        max_recovery_attempts: int,
+    ) -> Statement:
+        """Create ticks' workflows parked and due now, for any worker that registers
+        ``workflow_name``; a row per tick says whether it was created here."""
+        return bound(
+            self._sql["schedule_hand_over"],
+            {
+                "workflow_name": workflow_name,
+                "ids": list(ids),
+                "inputs": list(inputs),
+                "codec": codec,
+                "max_recovery_attempts": max_recovery_attempts,
+                "channel": channel_for(self.schema),
             },
         )
 

@@ -94,3 +94,35 @@ SET last_tick = %(last_tick)s::timestamptz, next_tick = %(next_tick)s::timestamp
     updated_at = clock_timestamp()
 WHERE name = %(name)s AND revision = %(revision)s
   AND last_tick IS NOT DISTINCT FROM %(old_last_tick)s::timestamptz
+
+-- name: schedule_hand_over
+-- Start ticks of a schedule for whichever worker runs its workflow (a Client has no
+-- workflow code): each tick's workflow is created parked and due now, owned by nobody,
+-- so any executor that registers %(workflow_name)s claims and runs it, as after a
+-- resume. An ID that exists is left as it is (the tick ran, or runs): running this again
+-- adds nothing. One row per tick in the order given: whether this call created it, and
+-- the name of the workflow that holds the ID. One notification wakes the workers.
+WITH ticks AS (
+    SELECT t.id, t.inputs, t.n
+    FROM unnest(%(ids)s::text[], %(inputs)s::text[]) WITH ORDINALITY AS t(id, inputs, n)
+), made AS (
+    INSERT INTO {schema}.workflows
+        (id, name, status, inputs, executor_id, max_recovery_attempts, codec, wake_at)
+    SELECT id, %(workflow_name)s, 'PENDING', inputs::jsonb, NULL, %(max_recovery_attempts)s,
+           %(codec)s, clock_timestamp()
+    FROM ticks
+    ORDER BY n
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), notified AS (
+    SELECT pg_notify(%(channel)s, {kind_resumed} || min(id)) AS sent
+    FROM made
+    HAVING count(*) > 0
+)
+SELECT t.id, m.id IS NOT NULL AS created,
+       coalesce(w.name, %(workflow_name)s) AS name,
+       (SELECT count(*) FROM notified) AS notified
+FROM ticks t
+LEFT JOIN made m ON m.id = t.id
+LEFT JOIN {schema}.workflows w ON w.id = t.id
+ORDER BY t.n

@@ -300,9 +300,11 @@ class Statements:
         names: Sequence[str] = (),
         queues: Sequence[str] = (),
         replaces: str | None = None,
+        worker_clock: datetime | None = None,
     ) -> Statement:
         """The beat of the engine ``incarnation``; it takes the row from another holder
-        only when that one's lease expired or it is ``replaces`` (found gone)."""
+        only when that one's lease expired or it is ``replaces`` (found gone).
+        ``worker_clock``: this process's clock as it sends the beat (for doctor)."""
         return bound(
             self._sql["heartbeat"],
             {
@@ -316,6 +318,7 @@ class Statements:
                 "names": list(names),
                 "queues": list(queues),
                 "replaces": replaces,
+                "worker_clock": worker_clock,
             },
         )
 

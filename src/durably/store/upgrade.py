@@ -15,7 +15,7 @@ from durably.store.migrate import migrate
 _CONNECT_TIMEOUT = 10
 
 
-def _connect(url: str) -> psycopg.Connection[Any]:
+def connect(url: str) -> psycopg.Connection[Any]:
     dialect_for(url)  # a URL that is not PostgreSQL's is refused with ConfigurationError
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT)
@@ -28,7 +28,7 @@ def _connect(url: str) -> psycopg.Connection[Any]:
 def apply_migrations(url: str, schema: str) -> list[str]:
     """Create or upgrade ``schema`` as connecting an App does; the names of the
     migrations applied now (empty when it was up to date)."""
-    with _connect(url) as conn:
+    with connect(url) as conn:
         return migrate(conn, schema, dialect_for(url))
 
 
@@ -38,7 +38,7 @@ def pending_sql(url: str, schema: str) -> list[tuple[str, str]]:
     schema with no migrations table yet, the statements that create the schema and it)."""
     dialect = dialect_for(url)
     pending: list[tuple[str, str]] = []
-    with _connect(url) as conn:
+    with connect(url) as conn:
         try:
             rows = conn.execute(sqlfile.statement("applied_migrations", schema, dialect))
             done: set[int] | None = {int(row[0]) for row in rows.fetchall()}
