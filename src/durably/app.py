@@ -23,6 +23,7 @@ from durably.scheduling import Scheduling
 from durably.store.database import Database
 from durably.store.statements import Statement
 from durably.transaction import Transaction, declare_transaction
+from durably.versions import AppVersions, RecoverVersions, Versions
 from durably.workflow import Step, Workflow, declare_step, declare_workflow
 
 if TYPE_CHECKING:
@@ -34,13 +35,17 @@ R = TypeVar("R")
 DEFAULT_LEASE = 15.0
 
 
-class App(Control, Scheduling, Outbox, Retention):
+class App(Control, Scheduling, Outbox, Retention, Versions):
     """A durably application: its workflows and steps, bound to one Postgres schema.
 
     ``url`` is a PostgreSQL URL; without one, ``$DURABLY_DATABASE_URL`` is used, else an
     embedded PostgreSQL 18 is started in ``data_dir`` (default ``./.durably``).
     ``app_db``: the URL of another database that transaction steps run in by default
     (their checkpoints then go into a small table there; see docs/transactions.md).
+    ``app_version``: the version recorded on the workflows this app starts (default
+    ``$DURABLY_APP_VERSION``, else a hash of the registered workflow code); it recovers
+    only work of its version and of ``recover_versions`` ("any": every version). See
+    docs/upgrades.md.
     """
 
     def __init__(
@@ -57,6 +62,8 @@ class App(Control, Scheduling, Outbox, Retention):
         park_after: float = 10.0,
         poll_interval: float = 5.0,
         app_db: str | None = None,
+        app_version: str | None = None,
+        recover_versions: RecoverVersions = (),
     ) -> None:
         if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
             raise ConfigurationError(f"schema must be a name of 1 to 63 bytes, got {schema!r}")
@@ -93,6 +100,9 @@ class App(Control, Scheduling, Outbox, Retention):
         self._queues: dict[str, QueueSpec] = {}
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
+        self._versions = AppVersions(
+            app_version, recover_versions, self._registry, self._step_specs
+        )
 
     # ------------------------------------------------------------- decorators
 
@@ -219,6 +229,7 @@ class App(Control, Scheduling, Outbox, Retention):
             poll_interval=self.poll_interval,
             queues=self._queues,
             on_release=release,
+            versions=self._versions.scope,
         )
         for spec in self._queues.values():
             db.run_settled(_declare(db, spec))
@@ -230,6 +241,14 @@ class App(Control, Scheduling, Outbox, Retention):
         engine = self._engine
         if engine is not None:
             engine.shutdown(grace=0)
+
+    @property
+    def app_version(self) -> str:
+        """The version recorded on the workflows this app starts: the one given, or
+        ``code-`` and a hash of the registered workflow code (docs/upgrades.md)."""
+        current = self._versions.scope().current
+        assert current is not None
+        return current
 
     @property
     def executor_id(self) -> str:

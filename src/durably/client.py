@@ -29,6 +29,7 @@ from durably.runtime.connect import open_database
 from durably.runtime.engine import Engine
 from durably.runtime.served import check_enqueued
 from durably.twins import Job, twins
+from durably.versions import Versions, client_scope
 from durably.workflow import WorkflowHandle
 
 
@@ -36,11 +37,13 @@ def _unregistered(*_args: Any, **_kwargs: Any) -> None:
     raise AssertionError("a Client never runs workflows")
 
 
-class Client(Control, Outbox, Retention):
+class Client(Control, Outbox, Retention, Versions):
     """Start and observe workflows by name, from any process (sync, with ``_async`` twins).
 
     ``url``: a PostgreSQL URL; without one, ``$DURABLY_DATABASE_URL``, else the embedded
     server of ``data_dir`` (default ``./.durably``), exactly as for ``App``.
+    ``app_version``: pin what this client enqueues to workers recovering that version
+    (default: unpinned, the first worker to start it records its own; docs/upgrades.md).
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class Client(Control, Outbox, Retention):
         schema: str = "durably",
         codec: codec_module.Codec | None = None,
         data_dir: str | os.PathLike[str] | None = None,
+        app_version: str | None = None,
     ) -> None:
         if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
             raise ConfigurationError(f"schema must be a name of 1 to 63 bytes, got {schema!r}")
@@ -62,6 +66,7 @@ class Client(Control, Outbox, Retention):
         self._registry: dict[str, WorkflowSpec] = {}
         self._engine: Engine | None = None
         self._lock = threading.Lock()
+        self._version_scope = client_scope(app_version)
 
     @property
     def engine(self) -> Engine:
@@ -84,6 +89,7 @@ class Client(Control, Outbox, Retention):
                     poll_interval=5.0,
                     on_release=release,
                     serves=False,
+                    versions=lambda: self._version_scope,
                 )
                 # Only the notification listener runs: waits wake on NOTIFY.
                 engine.launch()

@@ -23,6 +23,7 @@ class WorkflowFilters(TypedDict, total=False):
     limit: int | None
     offset: int  # default 0
     descending: bool  # default False: oldest first
+    app_version: str | None  # only workflows recorded under this application version
 
 
 class RetryPolicy(TypedDict, total=False):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from durably.codec import Codec
+    from durably.execution.versions import VersionScope
     from durably.queue_spec import QueueSpec
     from durably.store.app_database import AppStatements
     from durably.store.queue_statements import QueueStatements
@@ -36,6 +37,11 @@ class Host(Protocol):
 
     @property
     def queues(self) -> Mapping[str, QueueSpec]: ...
+
+    @property
+    def versions(self) -> VersionScope:
+        """The version recorded on what this executor starts, and those it recovers."""
+        ...
 
     def app_statements(self, url: str) -> AppStatements:
         """The statements for another database that transaction steps write to."""

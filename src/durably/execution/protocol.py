@@ -112,6 +112,7 @@ def start_top(
                 max_recovery_attempts=spec.max_recovery_attempts,
                 codec=engine.codec.name,
                 timeout=timeout,
+                app_version=engine.versions.current,
             )
         )
     except DatabaseUnavailable:
@@ -298,6 +299,7 @@ def start_child(
                 max_recovery_attempts=spec.max_recovery_attempts,
                 codec=engine.codec.name,
                 timeout=timeout,
+                app_version=engine.versions.current,
             )
         )
     except DatabaseUnavailable:

@@ -36,6 +36,7 @@ from durably.execution.context import WorkflowContext, current_workflow
 from durably.execution.effects import Protocol, Wait, Watch, Write
 from durably.execution.protocol import Parked, cancel_for_timeout, read_outcome, run_body
 from durably.execution.specs import WorkflowSpec
+from durably.execution.versions import NO_VERSION, VersionScope
 from durably.execution.waits import POLL_INTERVAL
 from durably.runtime import logs
 from durably.runtime.drivers import drive_async, drive_sync
@@ -88,6 +89,7 @@ class Engine:
         queues: dict[str, QueueSpec] | None = None,
         on_release: Callable[[], None] | None = None,
         serves: bool = True,
+        versions: Callable[[], VersionScope] | None = None,
     ) -> None:
         self.db = db
         self.statements: Statements = db.statements
@@ -100,6 +102,9 @@ class Engine:
         self.registry = registry
         # False for a Client: it never runs workflows, so it is no executor (no heartbeat).
         self.serves = serves
+        # The app's versions (execution.versions), asked for at each use: a hash of the
+        # code is known once the code is registered.
+        self._versions = versions
         self.queues: dict[str, QueueSpec] = queues if queues is not None else {}
         # Queues this process claims from (None: every queue of the app).
         self.listen_queues: frozenset[str] | None = None
@@ -139,6 +144,11 @@ class Engine:
         # Set when a heartbeat found this executor ID taken by another process.
         self._lost_id: ExecutorIdInUse | None = None
         enlist(self)
+
+    @property
+    def versions(self) -> VersionScope:
+        """The version recorded on what this executor starts, and those it recovers."""
+        return self._versions() if self._versions is not None else NO_VERSION
 
     # ----------------------------------------------------------------- lifecycle
 

@@ -46,6 +46,8 @@ def beat_statement(host: KeeperHost, replaces: str | None = None) -> Statement:
         names=list(host.registry),
         queues=served_queues(host),
         replaces=replaces,
+        app_version=host.versions.current,
+        versions=host.versions.recover,
     )
 
 

@@ -203,6 +203,8 @@ class StoredWorkflow(NamedTuple):
     completed_at: datetime | None
     served: bool
     queue_name: str | None
+    # The application version that started it (None: not started yet, or before 0012).
+    app_version: str | None = None
 
 
 class AppliedMigration(NamedTuple):
@@ -403,6 +405,19 @@ class Served(NamedTuple):
     served: bool
 
 
+class VersionMoved(NamedTuple):
+    """A workflow moved to another application version (``set_version``)."""
+
+    id: str
+
+
+class StrandedVersion(NamedTuple):
+    """A version of unfinished work that no live executor recovers."""
+
+    app_version: str
+    workflows: int
+
+
 # The row type of every statement whose result rows are read, by the statement's name
 # in the .sql files. tests/test_store_rows.py checks each against the columns its query
 # produces, and that no statement producing columns is missing here.
@@ -466,6 +481,9 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     # retention.sql
     "gc_workflows": Deleted,
     "gc_executors": Deleted,
+    # versions.sql
+    "set_version": VersionMoved,
+    "stranded_versions": StrandedVersion,
     # app_database.sql
     "record_transaction": Written,
     "transaction_output": TransactionOutput,
