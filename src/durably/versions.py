@@ -86,29 +86,30 @@ class AppVersions:
         self._scope: VersionScope | None = None
 
     def scope(self) -> VersionScope:
-        """The current scope (the hash is computed again only when code was registered)."""
-        if self.explicit is not None and self._scope is not None:
-            return self._scope
+        """The current scope (the hash is computed again only when code was registered).
+        Asked for at every start: without new code, it is one comparison."""
+        scope = self._scope
+        if scope is not None and (self.explicit is not None or self._key == self._size()):
+            return scope
         with self._lock:
             if self.explicit is not None:
                 current = self.explicit
-                self._scope = None
             else:
-                key = (len(self._registry), len(self._steps))
+                key = self._size()
                 if key != self._key or self._hash is None:
                     self._hash = code_version(self._registry, list(self._steps))
                     self._hashes.add(self._hash)
-                    self._key = key
-                    self._scope = None
                 current = self._hash
-            if self._scope is None:
-                recover = (
-                    None
-                    if self.extra is None
-                    else tuple(sorted({current, *self._hashes, *self.extra}))
-                )
-                self._scope = VersionScope(current, recover)
+            recover = (
+                None if self.extra is None else tuple(sorted({current, *self._hashes, *self.extra}))
+            )
+            self._scope = VersionScope(current, recover)
+            if self.explicit is None:
+                self._key = key
             return self._scope
+
+    def _size(self) -> tuple[int, int]:
+        return (len(self._registry), len(self._steps))
 
 
 def client_scope(app_version: str | None) -> VersionScope:

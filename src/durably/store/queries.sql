@@ -211,7 +211,8 @@ SELECT
      WHERE status = 'PENDING' AND executor_id IS NULL
        AND name = ANY(%(names)s::text[])
        -- (versions: those of work this executor recovers, docs/upgrades.md)
-       AND (%(versions)s::text[] IS NULL OR app_version IS NULL OR app_version = ANY(%(versions)s::text[]))) AS next_wake,
+       AND (%(versions)s::text[] IS NULL OR app_version IS NULL
+            OR app_version = ANY(%(versions)s::text[]))) AS next_wake,
     (SELECT min(deadline) FROM {schema}.workflows
      WHERE status = 'PENDING' AND deadline IS NOT NULL) AS next_deadline,
     (SELECT min(next_tick) FROM {schema}.schedules
@@ -221,14 +222,16 @@ SELECT
                         WHERE queue_name = q AND status IN ('ENQUEUED', 'DELAYED')
                           AND (available_at IS NULL OR available_at <= clock_timestamp())
                           AND name = ANY(%(names)s::text[])
-                          AND (%(versions)s::text[] IS NULL OR app_version IS NULL OR app_version = ANY(%(versions)s::text[])))) AS ready_queues,
+                          AND (%(versions)s::text[] IS NULL OR app_version IS NULL
+                               OR app_version = ANY(%(versions)s::text[])))) AS ready_queues,
     EXISTS (SELECT 1 FROM {schema}.executors e
             WHERE e.id <> %(id)s
               AND e.heartbeat_at + make_interval(secs => e.lease_seconds) < now()
               AND EXISTS (SELECT 1 FROM {schema}.workflows w
                           WHERE w.executor_id = e.id AND w.status = 'PENDING'
                             AND w.name = ANY(%(names)s::text[])
-                            AND (%(versions)s::text[] IS NULL OR w.app_version IS NULL OR w.app_version = ANY(%(versions)s::text[])))) AS expired,
+                            AND (%(versions)s::text[] IS NULL OR w.app_version IS NULL
+                                 OR w.app_version = ANY(%(versions)s::text[])))) AS expired,
     clock_timestamp() AS now
 FROM (SELECT 1) AS one
 LEFT JOIN holder ON true
@@ -283,7 +286,8 @@ WITH claimed AS (
         SELECT id FROM {schema}.workflows
         WHERE executor_id = %(executor_id)s AND status = 'PENDING'
           AND name = ANY(%(names)s::text[])
-          AND (%(versions)s::text[] IS NULL OR app_version IS NULL OR app_version = ANY(%(versions)s::text[]))
+          AND (%(versions)s::text[] IS NULL OR app_version IS NULL
+               OR app_version = ANY(%(versions)s::text[]))
           AND updated_at < %(before)s
         ORDER BY created_at
         LIMIT %(limit)s
@@ -305,7 +309,8 @@ WITH claimed AS (
     FROM unnest(%(ids)s::text[], %(epochs)s::bigint[]) AS a(id, epoch)
     WHERE w.id = a.id AND w.epoch = a.epoch AND w.executor_id = %(executor_id)s
       AND w.status = 'PENDING'
-      AND (%(versions)s::text[] IS NULL OR w.app_version IS NULL OR w.app_version = ANY(%(versions)s::text[]))
+      AND (%(versions)s::text[] IS NULL OR w.app_version IS NULL
+           OR w.app_version = ANY(%(versions)s::text[]))
     {fragment_claim_returning}
 )
 SELECT * FROM claimed
@@ -336,7 +341,8 @@ WITH claimed AS (
         WHERE wf.status = 'PENDING'
           AND wf.executor_id IS NOT NULL AND wf.executor_id <> %(executor_id)s
           AND wf.name = ANY(%(names)s::text[])
-          AND (%(versions)s::text[] IS NULL OR wf.app_version IS NULL OR wf.app_version = ANY(%(versions)s::text[]))
+          AND (%(versions)s::text[] IS NULL OR wf.app_version IS NULL
+               OR wf.app_version = ANY(%(versions)s::text[]))
           AND (e.id IS NULL
                OR e.heartbeat_at + make_interval(secs => e.lease_seconds) < now())
           -- only an executor whose own lease is live takes over (by the database's
@@ -602,7 +608,8 @@ WITH claimed AS (
         WHERE status = 'PENDING' AND executor_id IS NULL
           AND wake_at <= clock_timestamp()
           AND name = ANY(%(names)s::text[])
-          AND (%(versions)s::text[] IS NULL OR app_version IS NULL OR app_version = ANY(%(versions)s::text[]))
+          AND (%(versions)s::text[] IS NULL OR app_version IS NULL
+               OR app_version = ANY(%(versions)s::text[]))
           AND (%(only_id)s::text IS NULL OR id = %(only_id)s)
         ORDER BY wake_at
         LIMIT %(limit)s

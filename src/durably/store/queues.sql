@@ -87,7 +87,8 @@ WITH q AS (
       AND (available_at IS NULL OR available_at <= clock_timestamp())
       AND name = ANY(%(names)s::text[])
       -- not started yet (no version), or started by a version this executor recovers
-      AND (%(versions)s::text[] IS NULL OR app_version IS NULL OR app_version = ANY(%(versions)s::text[]))
+      AND (%(versions)s::text[] IS NULL OR app_version IS NULL
+           OR app_version = ANY(%(versions)s::text[]))
     ORDER BY priority NULLS FIRST, enqueued_at
     LIMIT coalesce((SELECT n FROM budget), 0)
     FOR UPDATE SKIP LOCKED
@@ -148,7 +149,8 @@ WITH q AS (
     WHERE w.queue_name = %(queue)s AND w.status IN ('ENQUEUED', 'DELAYED')
       AND (w.available_at IS NULL OR w.available_at <= clock_timestamp())
       AND w.name = ANY(%(names)s::text[])
-      AND (%(versions)s::text[] IS NULL OR w.app_version IS NULL OR w.app_version = ANY(%(versions)s::text[]))
+      AND (%(versions)s::text[] IS NULL OR w.app_version IS NULL
+           OR w.app_version = ANY(%(versions)s::text[]))
 ), candidates AS (
     -- Looked up by primary key: a join here is planned as a scan of the whole table.
     -- The queue's lock serialises claims, so what is picked is not locked by another;
