@@ -147,7 +147,9 @@ def test_list_filters_json_and_table(cli: Cli, made: Made) -> None:
     table = cli.run("workflows", "list")
     assert table.returncode == 0, table.stderr
     header = table.stdout.splitlines()[0].split()
-    assert header == ["ID", "NAME", "STATUS", "QUEUE", "CREATED", "UPDATED", "SERVED"]
+    assert header == [
+        "ID", "NAME", "STATUS", "QUEUE", "CREATED", "UPDATED", "SERVED", "VERSION"
+    ]  # fmt: skip
     for workflow_id in ("wf-ok", "wf-failed", "wf-parked"):
         assert workflow_id in table.stdout
     assert "3 workflow(s)" in table.stdout

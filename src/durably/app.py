@@ -26,6 +26,7 @@ from durably.store.database import Database
 from durably.store.statements import Statement
 from durably.telemetry import Observer, observers_for
 from durably.transaction import Transaction, declare_transaction
+from durably.versions import AppVersions, RecoverVersions, Versions
 from durably.workflow import Step, Workflow, declare_step, declare_workflow
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ R = TypeVar("R")
 DEFAULT_LEASE = 15.0
 
 
-class App(Control, Scheduling, Outbox, Retention):
+class App(Control, Scheduling, Outbox, Retention, Versions):
     """A durably application: its workflows and steps, bound to one Postgres schema.
 
     ``url`` is a PostgreSQL URL; without one, ``$DURABLY_DATABASE_URL`` is used, else an
@@ -47,6 +48,11 @@ class App(Control, Scheduling, Outbox, Retention):
     ``retention``: finished workflows older than this (a timedelta, or one per finished
     status, e.g. ``{"SUCCESS": timedelta(days=7), "ERROR": timedelta(days=90)}``) are
     deleted by one worker of the fleet at a time (see docs/retention.md).
+    ``app_version``: the version recorded on the workflows this app starts (default
+    ``$DURABLY_APP_VERSION``, else a hash of the registered workflow code). With a
+    version given, it recovers only work of that version and of ``recover_versions``
+    ("any": every version); with a hash, every version unless ``recover_versions`` is
+    given. See docs/upgrades.md.
     """
 
     def __init__(
@@ -65,6 +71,8 @@ class App(Control, Scheduling, Outbox, Retention):
         app_db: str | None = None,
         retention: timedelta | Mapping[str, timedelta] | None = None,
         telemetry: Any = None,
+        app_version: str | None = None,
+        recover_versions: RecoverVersions | None = None,
     ) -> None:
         if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
             raise ConfigurationError(f"schema must be a name of 1 to 63 bytes, got {schema!r}")
@@ -105,6 +113,9 @@ class App(Control, Scheduling, Outbox, Retention):
         self._engine_lock = threading.Lock()
         # Telemetry observers (docs/telemetry.md): True, one observer or a list of them.
         self._observers: list[Observer] = observers_for(telemetry)
+        self._versions = AppVersions(
+            app_version, recover_versions, self._registry, self._step_specs
+        )
 
     # ------------------------------------------------------------- decorators
 
@@ -232,6 +243,7 @@ class App(Control, Scheduling, Outbox, Retention):
             queues=self._queues,
             on_release=release,
             retention=self._retention,
+            versions=self._versions.scope,
         )
         if self._observers:
             engine.set_observers(tuple(self._observers))
@@ -245,6 +257,14 @@ class App(Control, Scheduling, Outbox, Retention):
         engine = self._engine
         if engine is not None:
             engine.shutdown(grace=0)
+
+    @property
+    def app_version(self) -> str:
+        """The version recorded on the workflows this app starts: the one given, or
+        ``code-`` and a hash of the registered workflow code (docs/upgrades.md)."""
+        current = self._versions.scope().current
+        assert current is not None
+        return current
 
     @property
     def executor_id(self) -> str:

@@ -33,6 +33,7 @@ from durably.runtime.engine import Engine
 from durably.runtime.served import check_enqueued
 from durably.schedule_control import ScheduleHandOver
 from durably.twins import Job, twins
+from durably.versions import Versions, client_scope
 from durably.workflow import WorkflowHandle
 
 
@@ -40,13 +41,15 @@ def _unregistered(*_args: Any, **_kwargs: Any) -> None:
     raise AssertionError("a Client never runs workflows")
 
 
-class Client(Control, ScheduleHandOver, Outbox, Retention):
+class Client(Control, ScheduleHandOver, Outbox, Retention, Versions):
     """Start and observe workflows by name, from any process (sync, with ``_async`` twins).
 
     ``url``: a PostgreSQL URL; without one, ``$DURABLY_DATABASE_URL``, else the embedded
     server of ``data_dir`` (default ``./.durably``), exactly as for ``App``.
     ``migrate=False``: never create or upgrade the schema (a ``ConfigurationError`` names
     a schema that is missing or behind); the command line opens its Clients so.
+    ``app_version``: pin what this client enqueues to workers recovering that version
+    (default: unpinned, the first worker to start it records its own; docs/upgrades.md).
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class Client(Control, ScheduleHandOver, Outbox, Retention):
         codec: codec_module.Codec | None = None,
         data_dir: str | os.PathLike[str] | None = None,
         migrate: bool = True,
+        app_version: str | None = None,
     ) -> None:
         if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
             raise ConfigurationError(f"schema must be a name of 1 to 63 bytes, got {schema!r}")
@@ -70,6 +74,7 @@ class Client(Control, ScheduleHandOver, Outbox, Retention):
         self._registry: dict[str, WorkflowSpec] = {}
         self._engine: Engine | None = None
         self._lock = threading.Lock()
+        self._version_scope = client_scope(app_version)
 
     @property
     def engine(self) -> Engine:
@@ -94,6 +99,7 @@ class Client(Control, ScheduleHandOver, Outbox, Retention):
                     poll_interval=5.0,
                     on_release=release,
                     serves=False,
+                    versions=lambda: self._version_scope,
                 )
                 # Only the notification listener runs: waits wake on NOTIFY.
                 engine.launch()

@@ -9,6 +9,7 @@ from typing import Any, Unpack
 from durably import codec as codec_module
 from durably.errors import InvalidArgument
 from durably.execution.specs import WorkflowSpec
+from durably.execution.versions import check_version
 from durably.keywords import WorkflowFilters
 from durably.status import Status
 from durably.store.rows import StoredOperation, StoredWorkflow
@@ -36,9 +37,14 @@ class WorkflowInfo:
     # Whether a live worker (heartbeat within its lease) registers this workflow's name
     # and, for queued work, listens to its queue; None when not known. Unfinished work
     # that is not served waits until such a worker runs.
+    # A workflow with an app_version is served only by a worker that recovers that
+    # version (its own, or one of its recover_versions; docs/upgrades.md).
     served: bool | None = None
     # The queue it was enqueued on; None when it was started directly.
     queue: str | None = None
+    # The application version that started it (docs/upgrades.md); None while queued and
+    # not started yet (any version may start it), or when started before versions existed.
+    app_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +101,9 @@ def list_query(statements: Statements, **filters: Unpack[WorkflowFilters]) -> St
         raise InvalidArgument(
             f"after must be a (created_at, id) pair of a datetime and a string, got {after!r}"
         )
+    app_version = filters.get("app_version")
+    if app_version is not None:
+        app_version = check_version(app_version)
     return statements.list_workflows(
         status=statuses,
         name=name,
@@ -106,6 +115,7 @@ def list_query(statements: Statements, **filters: Unpack[WorkflowFilters]) -> St
         descending=descending,
         queue=queue,
         after=after,
+        app_version=app_version,
     )
 
 
@@ -138,6 +148,7 @@ def workflow_info(
         completed_at=row.completed_at,
         served=row.served,
         queue=row.queue_name,
+        app_version=row.app_version,
     )
 
 

@@ -27,6 +27,7 @@ class WorkflowFilters(TypedDict, total=False):
     # keyset paging: (created_at, id) of the last workflow of the previous page; the
     # listing goes on after it in its order (fast at any depth, unlike offset)
     after: tuple[datetime, str] | None
+    app_version: str | None  # only workflows recorded under this application version
 
 
 class RetryPolicy(TypedDict, total=False):

@@ -1,4 +1,5 @@
-"""``durably workflows list`` and ``durably workflows show``: looking at workflows."""
+"""``durably workflows list`` and ``durably workflows show``: looking at workflows;
+``durably workflows set-version``: moving them to another application version."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from durably.cli.common import (
 )
 from durably.info import StepInfo, WorkflowInfo
 from durably.status import Status
+from durably.versions import MOVABLE
 
 
 def workflow_json(info: WorkflowInfo) -> dict[str, Any]:
@@ -40,6 +42,7 @@ def workflow_json(info: WorkflowInfo) -> dict[str, Any]:
         "parent_id": info.parent_id,
         "forked_from": info.forked_from,
         "recovery_attempts": info.recovery_attempts,
+        "app_version": info.app_version,
     }
 
 
@@ -72,6 +75,13 @@ def workflows() -> None:
 )
 @click.option("--name", default=None, help="only workflows of this name")
 @click.option(
+    "--version",
+    "app_version",
+    metavar="VERSION",
+    default=None,
+    help="only workflows recorded under this application version",
+)
+@click.option(
     "--created-after",
     type=ISO_DATETIME,
     default=None,
@@ -94,6 +104,7 @@ def workflows() -> None:
 def list_command(
     statuses: tuple[str, ...],
     name: str | None,
+    app_version: str | None,
     created_after: datetime | None,
     created_before: datetime | None,
     limit: int,
@@ -113,6 +124,7 @@ def list_command(
             limit=limit,
             offset=offset,
             descending=True,
+            app_version=app_version,
         )
     if as_json:
         print_json([workflow_json(info) for info in found])
@@ -128,6 +140,7 @@ def list_command(
     table.add_column("CREATED", no_wrap=True)
     table.add_column("UPDATED", no_wrap=True)
     table.add_column("SERVED", no_wrap=True)
+    table.add_column("VERSION", no_wrap=True)
     for info in found:
         served = "-" if info.served is None else ("yes" if info.served else "no")
         table.add_row(
@@ -141,6 +154,7 @@ def list_command(
                     when(info.created_at),
                     when(info.updated_at),
                     served,
+                    info.app_version or "-",
                 ),
             )
         )
@@ -197,6 +211,7 @@ def _show_text(shown: dict[str, Any]) -> None:
         ("executor_id", "executor"),
         ("parent_id", "parent"),
         ("forked_from", "forked from"),
+        ("app_version", "version"),
     ]
     for key, label in fields:
         value = shown[key]
@@ -244,3 +259,64 @@ def _show_text(shown: dict[str, Any]) -> None:
         cells = (str(step["step"]), step["kind"], step["name"], duration, result)
         table.add_row(*map(Text, (*cells, step["child_id"] or "-")))
     out.print(table)
+
+
+@workflows.command("set-version")
+@click.option(
+    "--from",
+    "from_version",
+    metavar="VERSION",
+    default=None,
+    help="move the workflows recorded under this application version",
+)
+@click.option(
+    "--to", "to_version", metavar="VERSION", required=True, help="the version to move them to"
+)
+@click.option(
+    "--id",
+    "ids",
+    metavar="ID",
+    multiple=True,
+    help="move this workflow (repeat for several; with --from, only those of that version)",
+)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in MOVABLE], case_sensitive=False),
+    help="only workflows in this status (repeat for several; default: all that may still run)",
+)
+@click.option("--name", default=None, help="only workflows of this name")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of text")
+@database_options
+def set_version_command(
+    from_version: str | None,
+    to_version: str,
+    ids: tuple[str, ...],
+    statuses: tuple[str, ...],
+    name: str | None,
+    as_json: bool,
+    database_url: str | None,
+    data_dir: str | None,
+    schema: str,
+) -> int:
+    """Move unfinished workflows to another application version, so that workers of that
+    version recover them (after a deploy left them with no worker of their own version).
+    Only their recorded version changes: a run going on now is not disturbed. Move work
+    only to code that can replay what it recorded (docs/upgrades.md)."""
+    if from_version is None and not ids:
+        raise click.UsageError("say which workflows to move: --from VERSION and/or --id ID")
+    with connected(Where(database_url, data_dir, schema)) as client:
+        moved = client.set_version(
+            to_version,
+            ids=list(ids) or None,
+            from_version=from_version,
+            status=[s.upper() for s in statuses] or None,
+            name=name,
+        )
+    if as_json:
+        print_json({"moved": moved, "from": from_version, "to": to_version})
+        return 0
+    source = f" from version {from_version!r}" if from_version is not None else ""
+    console().print(f"moved {moved} workflow(s){source} to version {to_version!r}", highlight=False)
+    return 0

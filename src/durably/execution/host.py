@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from durably.codec import Codec
+    from durably.execution.versions import VersionScope
     from durably.queue_spec import QueueSpec
     from durably.store.app_database import AppStatements
     from durably.store.queue_statements import QueueStatements
@@ -41,6 +42,11 @@ class Host(Protocol):
     def observers(self) -> tuple[Any, ...]:
         """Telemetry observers, ``execution.observe.Observer`` each (named loosely here:
         that module names this one); empty: none, and no hook is called."""
+
+    @property
+    def versions(self) -> VersionScope:
+        """The version recorded on what this executor starts, and those it recovers."""
+        ...
 
     def app_statements(self, url: str) -> AppStatements:
         """The statements for another database that transaction steps write to."""

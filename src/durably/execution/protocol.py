@@ -113,6 +113,7 @@ def start_top(
                 max_recovery_attempts=spec.max_recovery_attempts,
                 codec=engine.codec.name,
                 timeout=timeout,
+                app_version=engine.versions.current,
             )
         )
     except DatabaseUnavailable:
@@ -302,6 +303,7 @@ def start_child(
                 max_recovery_attempts=spec.max_recovery_attempts,
                 codec=engine.codec.name,
                 timeout=timeout,
+                app_version=engine.versions.current,
             )
         )
     except DatabaseUnavailable:

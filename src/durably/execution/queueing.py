@@ -66,6 +66,7 @@ def enqueue(
             available_at=available_at,
             parent_id=parent[0] if parent else None,
             parent_step=parent[1] if parent else None,
+            app_version=engine.versions.enqueued,
         )
     )
     if rows:

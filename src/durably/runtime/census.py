@@ -3,7 +3,9 @@
 Work recorded under a name no worker registers waits forever (a renamed workflow, a
 typo in a Client's enqueue). The census reads all waiting work on this executor's
 queues, and parked work, so it runs at launch and then rarely, never on the hot path;
-each such name is logged once per process (``served.strangers_seen``).
+each such name is logged once per process (``served.strangers_seen``). So is each
+application version of unfinished work that this executor would run by name but does not
+recover, and no live executor recovers (``served.versions_stranded``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from durably.runtime.duty import served_queues
-from durably.runtime.served import strangers_seen
+from durably.runtime.served import strangers_seen, versions_stranded
+from durably.store.version_statements import version_statements
 
 if TYPE_CHECKING:
     from durably.runtime.duty import KeeperHost
@@ -37,6 +40,16 @@ class Census:
         rows = await adb.run(host.statements.strangers(list(host.registry), served_queues(host)))
         if rows:
             strangers_seen(host.executor_id, [row.name for row in rows])
+        recover = host.versions.recover
+        if recover is not None and host.registry:
+            statements = version_statements(host.db.schema, host.db.dialect)
+            stranded = await adb.run(statements.stranded_versions(list(host.registry), recover))
+            if stranded:
+                versions_stranded(
+                    host.executor_id,
+                    host.versions.current,
+                    [(row.app_version, row.workflows) for row in stranded],
+                )
 
     def after_outage(self) -> None:
         pass  # nothing is lost by a late census

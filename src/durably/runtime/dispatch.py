@@ -84,6 +84,8 @@ class Dispatch:
                 names=names,
                 want=want,
                 partitioned=spec.partition_concurrency is not None,
+                app_version=host.versions.current,
+                versions=host.versions.recover,
             )
             generation = host.lease.generation
             statements: tuple[Statement, ...] = (claim,)

@@ -38,6 +38,7 @@ from durably.execution.effects import Protocol, Wait, Watch, Write
 from durably.execution.protocol import Parked, cancel_for_timeout, read_outcome, run_body
 from durably.execution.retention import Rule
 from durably.execution.specs import WorkflowSpec
+from durably.execution.versions import NO_VERSION, VersionScope
 from durably.execution.waits import POLL_INTERVAL
 from durably.runtime import logs
 from durably.runtime.drivers import drive_async, drive_sync
@@ -91,6 +92,7 @@ class Engine:
         on_release: Callable[[], None] | None = None,
         serves: bool = True,
         retention: tuple[Rule, ...] = (),
+        versions: Callable[[], VersionScope] | None = None,
     ) -> None:
         self.db = db
         self.statements: Statements = db.statements
@@ -103,6 +105,9 @@ class Engine:
         self.registry = registry
         # False for a Client: it never runs workflows, so it is no executor (no heartbeat).
         self.serves = serves
+        # The app's versions (execution.versions), asked for at each use: a hash of the
+        # code is known once the code is registered.
+        self._versions = versions
         self.queues: dict[str, QueueSpec] = queues if queues is not None else {}
         # Queues this process claims from (None: every queue of the app).
         self.listen_queues: frozenset[str] | None = None
@@ -146,6 +151,11 @@ class Engine:
         # Set when a heartbeat found this executor ID taken by another process.
         self._lost_id: ExecutorIdInUse | None = None
         enlist(self)
+
+    @property
+    def versions(self) -> VersionScope:
+        """The version recorded on what this executor starts, and those it recovers."""
+        return self._versions() if self._versions is not None else NO_VERSION
 
     # ----------------------------------------------------------------- lifecycle
 

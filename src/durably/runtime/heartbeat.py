@@ -48,6 +48,8 @@ def beat_statement(host: KeeperHost, replaces: str | None = None) -> Statement:
         queues=served_queues(host),
         replaces=replaces,
         worker_clock=datetime.now(UTC),
+        app_version=host.versions.current,
+        versions=host.versions.recover,
     )
 
 

@@ -52,6 +52,10 @@ class Recovery:
         # The database's time at launch while this executor's own leftovers remain to be
         # claimed (None: all claimed).
         self.own_before: datetime | None = None
+        # The database's time at launch, kept: own leftovers of a version this executor
+        # does not recover stay its own until moved to one it does (set_version), so the
+        # slow sweep looks for them again.
+        self.launched_at: datetime | None = None
         self.takeover_due = True  # a beat saw an expired executor's work, or first round
         self.expired_left = False  # a takeover stopped at the capacity
         lease = host.lease.seconds
@@ -82,6 +86,9 @@ class Recovery:
             self.takeover_due = False
             lease = self.host.lease.seconds
             self.next_sweep = now + lease * SWEEP_LEASES * random.uniform(0.5, 1.0)
+            if self.own_before is None and self.host.versions.recover is not None:
+                self.own_before = self.launched_at
+                await self.claim_own(adb)
             await self._take_over(adb)
         if now >= self.next_orphans and self.host.has_abandoned():
             self.next_orphans = now + self.host.lease.seconds / 2
@@ -102,6 +109,7 @@ class Recovery:
         if not self.host.registry:
             return
         self.own_before = (await adb.run(self.host.statements.clock()))[0].now
+        self.launched_at = self.own_before
         await self.claim_own(adb)
 
     async def claim_own(self, adb: AsyncDatabase) -> None:
@@ -111,7 +119,15 @@ class Recovery:
         if self.own_before is None or not names or limit <= 0:
             return
         # Claimed rows are updated after ``before``: the next batch skips them.
-        statement = host.statements.claim_own(host.executor_id, names, limit, self.own_before)
+        versions = host.versions
+        statement = host.statements.claim_own(
+            host.executor_id,
+            names,
+            limit,
+            self.own_before,
+            app_version=versions.current,
+            versions=versions.recover,
+        )
         if await self._claim(adb, statement, "own") < limit:
             self.own_before = None
 
@@ -123,9 +139,15 @@ class Recovery:
             if limit <= 0:
                 self.expired_left = True
                 return
-            claimed = await self._claim(
-                adb, host.statements.take_over(host.executor_id, names, limit), "takeover"
+            versions = host.versions
+            statement = host.statements.take_over(
+                host.executor_id,
+                names,
+                limit,
+                app_version=versions.current,
+                versions=versions.recover,
             )
+            claimed = await self._claim(adb, statement, "takeover")
             self.expired_left = claimed == limit
             if not self.expired_left or not self.room():
                 return
@@ -136,7 +158,13 @@ class Recovery:
         if not abandoned:
             return
         try:
-            statement = host.statements.claim_abandoned(host.executor_id, abandoned)
+            versions = host.versions
+            statement = host.statements.claim_abandoned(
+                host.executor_id,
+                abandoned,
+                app_version=versions.current,
+                versions=versions.recover,
+            )
             await self._claim(adb, statement, "abandoned")
         except BaseException:
             for workflow_id, epoch in abandoned.items():  # kept for the next round

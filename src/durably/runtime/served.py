@@ -30,6 +30,7 @@ _lock = threading.Lock()
 _checked: dict[tuple[str, str | None], float] = {}
 _warned: set[tuple[str, str | None]] = set()
 _strangers: set[str] = set()
+_stranded: set[str] = set()
 
 
 def check_enqueued(host: Host, name: str, queue: str | None) -> Protocol[None]:
@@ -42,7 +43,7 @@ def check_enqueued(host: Host, name: str, queue: str | None) -> Protocol[None]:
             return
         _checked[key] = now
     try:
-        rows = yield Read(host.statements.served(name, queue))
+        rows = yield Read(host.statements.served(name, queue, host.versions.enqueued))
     except DurablyError:  # the enqueue itself is done: the check waits for the next one
         with _lock:
             _checked.pop(key, None)
@@ -82,4 +83,30 @@ def strangers_seen(executor_id: str, names: Iterable[str]) -> None:
             name,
             NAMING[0].upper() + NAMING[1:],
             name,
+        )
+
+
+def versions_stranded(
+    executor_id: str, current: str | None, found: Iterable[tuple[str, int]]
+) -> None:
+    """The census found unfinished work of these application versions that this executor
+    does not recover and no live executor does: warn once per version."""
+    with _lock:
+        new = [(version, count) for version, count in found if version not in _stranded]
+        _stranded.update(version for version, _ in new)
+    for version, count in new:
+        log.warning(
+            "durably: %d unfinished workflow(s) of application version %r wait: executor %s "
+            "runs version %r and no live worker recovers %r, so nothing resumes them. Run a "
+            "worker of that version (App(app_version=%r)), or move them on purpose to code "
+            "that can replay them: durably workflows set-version --from %s --to %s "
+            "(app.set_version). See docs/upgrades.md.",
+            count,
+            version,
+            executor_id,
+            current,
+            version,
+            version,
+            version,
+            current,
         )

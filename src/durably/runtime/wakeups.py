@@ -79,7 +79,14 @@ class WakeUps:
         names = list(host.registry)
         while names:
             generation = host.lease.generation
-            statement = host.statements.wake_due(host.executor_id, names, BATCH)
+            versions = host.versions
+            statement = host.statements.wake_due(
+                host.executor_id,
+                names,
+                BATCH,
+                app_version=versions.current,
+                versions=versions.recover,
+            )
             rows = await write_claim(adb, self.pacer, (statement,))
             await start_claimed(host, rows, generation, requeued=self.requeue)
             if len(rows) < BATCH:

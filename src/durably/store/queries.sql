@@ -8,10 +8,11 @@
 WITH ins AS (
     INSERT INTO {schema}.workflows
         (id, name, status, inputs, executor_id, max_recovery_attempts, codec, timeout_seconds,
-         deadline, claim_token)
+         deadline, claim_token, app_version)
     VALUES (%(id)s, %(name)s, 'PENDING', %(inputs)s::jsonb, %(executor_id)s,
             %(max_recovery_attempts)s, %(codec)s, %(timeout)s::float8,
-            clock_timestamp() + make_interval(secs => %(timeout)s::float8), %(token)s)
+            clock_timestamp() + make_interval(secs => %(timeout)s::float8), %(token)s,
+            %(app_version)s)
     ON CONFLICT (id) DO NOTHING
     RETURNING epoch, deadline
 )
@@ -25,13 +26,15 @@ WHERE %(retry)s AND id = %(id)s AND claim_token = %(token)s AND status = 'PENDIN
 -- insert_workflow for many starts at once (a group-commit batch); returns the rows made.
 INSERT INTO {schema}.workflows
     (id, name, status, inputs, executor_id, max_recovery_attempts, codec, timeout_seconds,
-     deadline, claim_token)
+     deadline, claim_token, app_version)
 SELECT u.id, u.name, 'PENDING', u.inputs::jsonb, u.executor_id, u.max_recovery_attempts,
-       u.codec, u.timeout, clock_timestamp() + make_interval(secs => u.timeout), u.token
+       u.codec, u.timeout, clock_timestamp() + make_interval(secs => u.timeout), u.token,
+       u.app_version
 FROM unnest(%(id)s::text[], %(name)s::text[], %(inputs)s::text[], %(executor_id)s::text[],
             %(max_recovery_attempts)s::int[], %(codec)s::text[], %(timeout)s::float8[],
-            %(token)s::text[])
-     AS u(id, name, inputs, executor_id, max_recovery_attempts, codec, timeout, token)
+            %(token)s::text[], %(app_version)s::text[])
+     AS u(id, name, inputs, executor_id, max_recovery_attempts, codec, timeout, token,
+          app_version)
 ON CONFLICT (id) DO NOTHING
 RETURNING id, epoch, deadline
 
@@ -46,12 +49,12 @@ WITH parent AS (
 ), child AS (
     INSERT INTO {schema}.workflows
         (id, name, status, inputs, executor_id, max_recovery_attempts, codec,
-         parent_id, parent_step, timeout_seconds, deadline, claim_token)
+         parent_id, parent_step, timeout_seconds, deadline, claim_token, app_version)
     SELECT %(id)s, %(name)s, 'PENDING', %(inputs)s::jsonb, %(executor_id)s,
            %(max_recovery_attempts)s, %(codec)s, parent.id, %(step)s, %(timeout)s::float8,
            LEAST(parent.deadline,
                  clock_timestamp() + make_interval(secs => %(timeout)s::float8)),
-           %(token)s
+           %(token)s, %(app_version)s
     FROM parent
     ON CONFLICT (id) DO NOTHING
     RETURNING epoch, deadline
@@ -177,15 +180,16 @@ SELECT clock_timestamp() AS now
 WITH beat AS (
     INSERT INTO {schema}.executors AS e
         (id, app_name, hostname, pid, lease_seconds, incarnation, pid_space, names, queues,
-         worker_clock)
+         worker_clock, app_version, recover_versions)
     VALUES (%(id)s, %(app_name)s, %(hostname)s, %(pid)s, %(lease_seconds)s, %(incarnation)s,
             %(pid_space)s, %(names)s::text[], %(queues)s::text[],
-            %(worker_clock)s::timestamptz)
+            %(worker_clock)s::timestamptz, %(app_version)s, %(versions)s::text[])
     ON CONFLICT (id) DO UPDATE
     SET heartbeat_at = now(), app_name = EXCLUDED.app_name, pid = EXCLUDED.pid,
         hostname = EXCLUDED.hostname, lease_seconds = EXCLUDED.lease_seconds,
         incarnation = EXCLUDED.incarnation, pid_space = EXCLUDED.pid_space,
         names = EXCLUDED.names, queues = EXCLUDED.queues,
+        app_version = EXCLUDED.app_version, recover_versions = EXCLUDED.recover_versions,
         -- the worker's clock as it sent this beat (doctor's clock skew, migration 0011)
         worker_clock = EXCLUDED.worker_clock
     WHERE e.incarnation = EXCLUDED.incarnation
@@ -207,7 +211,10 @@ SELECT
     holder.age AS holder_age, holder.expires_in AS holder_expires_in,
     (SELECT min(wake_at) FROM {schema}.workflows
      WHERE status = 'PENDING' AND executor_id IS NULL
-       AND name = ANY(%(names)s::text[])) AS next_wake,
+       AND name = ANY(%(names)s::text[])
+       -- (versions: those of work this executor recovers, docs/upgrades.md)
+       AND (%(versions)s::text[] IS NULL OR app_version IS NULL
+            OR app_version = ANY(%(versions)s::text[]))) AS next_wake,
     (SELECT min(deadline) FROM {schema}.workflows
      WHERE status = 'PENDING' AND deadline IS NOT NULL) AS next_deadline,
     (SELECT min(next_tick) FROM {schema}.schedules
@@ -216,13 +223,17 @@ SELECT
           WHERE EXISTS (SELECT 1 FROM {schema}.workflows
                         WHERE queue_name = q AND status IN ('ENQUEUED', 'DELAYED')
                           AND (available_at IS NULL OR available_at <= clock_timestamp())
-                          AND name = ANY(%(names)s::text[]))) AS ready_queues,
+                          AND name = ANY(%(names)s::text[])
+                          AND (%(versions)s::text[] IS NULL OR app_version IS NULL
+                               OR app_version = ANY(%(versions)s::text[])))) AS ready_queues,
     EXISTS (SELECT 1 FROM {schema}.executors e
             WHERE e.id <> %(id)s
               AND e.heartbeat_at + make_interval(secs => e.lease_seconds) < now()
               AND EXISTS (SELECT 1 FROM {schema}.workflows w
                           WHERE w.executor_id = e.id AND w.status = 'PENDING'
-                            AND w.name = ANY(%(names)s::text[]))) AS expired,
+                            AND w.name = ANY(%(names)s::text[])
+                            AND (%(versions)s::text[] IS NULL OR w.app_version IS NULL
+                                 OR w.app_version = ANY(%(versions)s::text[])))) AS expired,
     clock_timestamp() AS now
 FROM (SELECT 1) AS one
 LEFT JOIN holder ON true
@@ -257,6 +268,8 @@ DELETE FROM {schema}.executors WHERE id = %(id)s AND incarnation = %(incarnation
 -- says who owns the rest.
 claim_token = %(token)s, epoch = w.epoch + 1,
 recovery_attempts = w.recovery_attempts + 1,
+-- work recorded before versions existed takes the version of the code that recovers it
+app_version = coalesce(w.app_version, %(app_version)s),
 status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
               WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
               ELSE w.status END,
@@ -275,6 +288,8 @@ WITH claimed AS (
         SELECT id FROM {schema}.workflows
         WHERE executor_id = %(executor_id)s AND status = 'PENDING'
           AND name = ANY(%(names)s::text[])
+          AND (%(versions)s::text[] IS NULL OR app_version IS NULL
+               OR app_version = ANY(%(versions)s::text[]))
           AND updated_at < %(before)s
         ORDER BY created_at
         LIMIT %(limit)s
@@ -296,6 +311,8 @@ WITH claimed AS (
     FROM unnest(%(ids)s::text[], %(epochs)s::bigint[]) AS a(id, epoch)
     WHERE w.id = a.id AND w.epoch = a.epoch AND w.executor_id = %(executor_id)s
       AND w.status = 'PENDING'
+      AND (%(versions)s::text[] IS NULL OR w.app_version IS NULL
+           OR w.app_version = ANY(%(versions)s::text[]))
     {fragment_claim_returning}
 )
 SELECT * FROM claimed
@@ -326,6 +343,8 @@ WITH claimed AS (
         WHERE wf.status = 'PENDING'
           AND wf.executor_id IS NOT NULL AND wf.executor_id <> %(executor_id)s
           AND wf.name = ANY(%(names)s::text[])
+          AND (%(versions)s::text[] IS NULL OR wf.app_version IS NULL
+               OR wf.app_version = ANY(%(versions)s::text[]))
           AND (e.id IS NULL
                OR e.heartbeat_at + make_interval(secs => e.lease_seconds) < now())
           -- only an executor whose own lease is live takes over (by the database's
@@ -347,7 +366,7 @@ SELECT * FROM claimed
 -- served: whether a live executor registers the workflow's name (and, for queued work,
 -- listens to its queue); the live executors are read once, not per row.
 WITH live AS MATERIALIZED (
-    SELECT names, queues FROM {schema}.executors
+    SELECT names, queues, recover_versions FROM {schema}.executors
     WHERE heartbeat_at + make_interval(secs => lease_seconds) >= now()
 )
 SELECT id, name, status, inputs, output, error, executor_id, epoch, recovery_attempts,
@@ -355,8 +374,11 @@ SELECT id, name, status, inputs, output, error, executor_id, epoch, recovery_att
        created_at, updated_at, completed_at,
        EXISTS (SELECT 1 FROM live
                WHERE w.name = ANY(live.names)
-                 AND (w.queue_name IS NULL OR w.queue_name = ANY(live.queues))) AS served,
-       queue_name
+                 AND (w.queue_name IS NULL OR w.queue_name = ANY(live.queues))
+                 AND (w.app_version IS NULL OR live.recover_versions IS NULL
+                      OR w.app_version = ANY(live.recover_versions))) AS served,
+       queue_name,
+       app_version
 FROM {schema}.workflows w
 WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
   -- one status alone is also compared as a value: an index on (status, created_at)
@@ -372,6 +394,7 @@ WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
        OR (created_at, id) < (%(before_at)s::timestamptz, %(before_id)s::text))
   AND (%(after_at)s::timestamptz IS NULL
        OR (created_at, id) > (%(after_at)s::timestamptz, %(after_id)s::text))
+  AND (%(app_version)s::text IS NULL OR app_version = %(app_version)s)
 ORDER BY created_at {order}, id {order}
 LIMIT %(limit)s OFFSET %(offset)s
 
@@ -383,6 +406,8 @@ SELECT EXISTS (
     WHERE heartbeat_at + make_interval(secs => lease_seconds) >= now()
       AND %(name)s = ANY(names)
       AND (%(queue)s::text IS NULL OR %(queue)s = ANY(queues))
+      AND (%(version)s::text IS NULL OR recover_versions IS NULL
+           OR %(version)s = ANY(recover_versions))
 ) AS served
 
 -- name: list_operations
@@ -587,12 +612,15 @@ WITH claimed AS (
         executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END,
         -- a queued workflow wakes onto its queue, to run again within the queue's limits
         status = CASE WHEN w.queue_name IS NULL THEN w.status ELSE 'ENQUEUED' END,
-        epoch = w.epoch + 1, wake_at = NULL, wait_kind = NULL, updated_at = clock_timestamp()
+        epoch = w.epoch + 1, wake_at = NULL, wait_kind = NULL, updated_at = clock_timestamp(),
+        app_version = coalesce(w.app_version, %(app_version)s)
     FROM (
         SELECT id FROM {schema}.workflows
         WHERE status = 'PENDING' AND executor_id IS NULL
           AND wake_at <= clock_timestamp()
           AND name = ANY(%(names)s::text[])
+          AND (%(versions)s::text[] IS NULL OR app_version IS NULL
+               OR app_version = ANY(%(versions)s::text[]))
           AND (%(only_id)s::text IS NULL OR id = %(only_id)s)
         ORDER BY wake_at
         LIMIT %(limit)s

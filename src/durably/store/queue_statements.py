@@ -69,10 +69,14 @@ class QueueStatements:
         available_at: datetime | None,
         parent_id: str | None = None,
         parent_step: int | None = None,
+        app_version: str | None = None,
     ) -> Statement:
+        """Put a workflow on its queue; ``app_version`` pins it to workers that recover
+        that version (None: any worker may start it, and records its own)."""
         return bound(
             self._sql["enqueue"],
             {
+                "app_version": app_version,
                 "id": workflow_id,
                 "name": name,
                 "inputs": inputs,
@@ -107,10 +111,16 @@ class QueueStatements:
         names: Sequence[str],
         want: int,
         partitioned: bool,
+        app_version: str | None = None,
+        versions: Sequence[str] | None = None,
     ) -> Statement:
+        """Claim queued work not started yet, or started by one of ``versions`` (None:
+        any); a first start records ``app_version``."""
         return bound(
             self._sql["claim_queued_partitioned" if partitioned else "claim_queued"],
             {
+                "app_version": app_version,
+                "versions": None if versions is None else list(versions),
                 "queue": queue,
                 "executor_id": executor_id,
                 "names": list(names),

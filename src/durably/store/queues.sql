@@ -32,13 +32,14 @@ WITH ins AS (
     INSERT INTO {schema}.workflows
         (id, name, status, inputs, executor_id, max_recovery_attempts, codec, timeout_seconds,
          queue_name, priority, dedup_key, partition_key, available_at, enqueued_at,
-         parent_id, parent_step)
+         parent_id, parent_step, app_version)
     VALUES (%(id)s, %(name)s,
             CASE WHEN %(available_at)s::timestamptz > clock_timestamp() THEN 'DELAYED'
                  ELSE 'ENQUEUED' END,
             %(inputs)s::jsonb, NULL, %(max_recovery_attempts)s, %(codec)s,
             %(timeout)s::float8, %(queue)s, %(priority)s, %(dedup_key)s, %(partition_key)s,
-            %(available_at)s, clock_timestamp(), %(parent_id)s, %(parent_step)s)
+            %(available_at)s, clock_timestamp(), %(parent_id)s, %(parent_step)s,
+            %(app_version)s)
     ON CONFLICT DO NOTHING
     RETURNING id, status, available_at
 )
@@ -85,6 +86,9 @@ WITH q AS (
     WHERE queue_name = %(queue)s AND status IN ('ENQUEUED', 'DELAYED')
       AND (available_at IS NULL OR available_at <= clock_timestamp())
       AND name = ANY(%(names)s::text[])
+      -- not started yet (no version), or started by a version this executor recovers
+      AND (%(versions)s::text[] IS NULL OR app_version IS NULL
+           OR app_version = ANY(%(versions)s::text[]))
     ORDER BY priority NULLS FIRST, enqueued_at
     LIMIT coalesce((SELECT n FROM budget), 0)
     FOR UPDATE SKIP LOCKED
@@ -95,7 +99,9 @@ WITH q AS (
         started_at = clock_timestamp(), available_at = NULL, updated_at = clock_timestamp(),
         -- the clock starts at the first claim; work put back on the queue keeps its deadline
         deadline = coalesce(w.deadline,
-                            clock_timestamp() + make_interval(secs => w.timeout_seconds))
+                            clock_timestamp() + make_interval(secs => w.timeout_seconds)),
+        -- the first start records the version of the code that runs it
+        app_version = coalesce(w.app_version, %(app_version)s)
     -- by primary key (a join with the CTE is planned as a scan of the whole table)
     WHERE w.id = ANY(ARRAY(SELECT id FROM candidates))
     RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
@@ -143,6 +149,8 @@ WITH q AS (
     WHERE w.queue_name = %(queue)s AND w.status IN ('ENQUEUED', 'DELAYED')
       AND (w.available_at IS NULL OR w.available_at <= clock_timestamp())
       AND w.name = ANY(%(names)s::text[])
+      AND (%(versions)s::text[] IS NULL OR w.app_version IS NULL
+           OR w.app_version = ANY(%(versions)s::text[]))
 ), candidates AS (
     -- Looked up by primary key: a join here is planned as a scan of the whole table.
     -- The queue's lock serialises claims, so what is picked is not locked by another;
@@ -161,7 +169,9 @@ WITH q AS (
         started_at = clock_timestamp(), available_at = NULL, updated_at = clock_timestamp(),
         -- the clock starts at the first claim; work put back on the queue keeps its deadline
         deadline = coalesce(w.deadline,
-                            clock_timestamp() + make_interval(secs => w.timeout_seconds))
+                            clock_timestamp() + make_interval(secs => w.timeout_seconds)),
+        -- the first start records the version of the code that runs it
+        app_version = coalesce(w.app_version, %(app_version)s)
     -- by primary key (a join with the CTE is planned as a scan of the whole table)
     WHERE w.id = ANY(ARRAY(SELECT id FROM candidates))
     RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,

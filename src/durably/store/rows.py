@@ -209,6 +209,8 @@ class StoredWorkflow(NamedTuple):
     completed_at: datetime | None
     served: bool
     queue_name: str | None
+    # The application version that started it (None: not started yet, or before 0012).
+    app_version: str | None = None
 
 
 class QueueFigures(NamedTuple):
@@ -504,6 +506,19 @@ class ExecutorClock(NamedTuple):
     skew_seconds: float | None
 
 
+class VersionMoved(NamedTuple):
+    """A workflow moved to another application version (``set_version``)."""
+
+    id: str
+
+
+class StrandedVersion(NamedTuple):
+    """A version of unfinished work that no live executor recovers."""
+
+    app_version: str
+    workflows: int
+
+
 # The row type of every statement whose result rows are read, by the statement's name
 # in the .sql files. tests/test_store_rows.py checks each against the columns its query
 # produces, and that no statement producing columns is missing here.
@@ -581,6 +596,9 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "doctor_sessions": LongTransaction,
     "doctor_connections": Connections,
     "doctor_executors": ExecutorClock,
+    # versions.sql
+    "set_version": VersionMoved,
+    "stranded_versions": StrandedVersion,
     # app_database.sql
     "record_transaction": Written,
     "transaction_output": TransactionOutput,

@@ -61,6 +61,11 @@ def bound(
     return Statement(query, params, "rowcount" if row is None else "rows", combine, row)
 
 
+def _versions(versions: Sequence[str] | None) -> list[str] | None:
+    """The versions an executor recovers, as bound (None: any version)."""
+    return None if versions is None else list(versions)
+
+
 def token() -> str:
     """A fresh token naming one statement's claim, kept by its retries."""
     return uuid.uuid4().hex
@@ -103,6 +108,7 @@ class Statements:
         max_recovery_attempts: int,
         codec: str,
         timeout: float | None = None,
+        app_version: str | None = None,
     ) -> Statement:
         return bound(
             self._sql["insert_workflow"],
@@ -116,6 +122,7 @@ class Statements:
                 "timeout": timeout,
                 "token": token(),
                 "retry": False,
+                "app_version": app_version,
             },
             combine=self._insert_workflows,
         )
@@ -126,7 +133,7 @@ class Statements:
         """Many starts as one INSERT; the same ID twice in a batch is created once."""
         columns = (
             "id", "name", "inputs", "executor_id", "max_recovery_attempts", "codec", "timeout",
-            "token",
+            "token", "app_version",
         )  # fmt: skip
         params = {c: [st.params[c] for st in statements] for c in columns}
         ids = [st.params["id"] for st in statements]
@@ -151,6 +158,7 @@ class Statements:
         max_recovery_attempts: int,
         codec: str,
         timeout: float | None = None,
+        app_version: str | None = None,
     ) -> Statement:
         return bound(
             self._sql["start_child"],
@@ -167,6 +175,7 @@ class Statements:
                 "timeout": timeout,
                 "token": token(),
                 "retry": False,
+                "app_version": app_version,
             },
         )
 
@@ -301,10 +310,14 @@ class Statements:
         queues: Sequence[str] = (),
         replaces: str | None = None,
         worker_clock: datetime | None = None,
+        app_version: str | None = None,
+        versions: Sequence[str] | None = None,
     ) -> Statement:
         """The beat of the engine ``incarnation``; it takes the row from another holder
-        only when that one's lease expired or it is ``replaces`` (found gone).
-        ``worker_clock``: this process's clock as it sends the beat (for doctor)."""
+        only when that one's lease expired or it is ``replaces`` (found gone). It records
+        ``app_version`` and the ``versions`` it recovers (None: any), and surveys only
+        work of those versions; ``worker_clock``: this process's clock as it sends the
+        beat (for doctor)."""
         return bound(
             self._sql["heartbeat"],
             {
@@ -319,6 +332,8 @@ class Statements:
                 "queues": list(queues),
                 "replaces": replaces,
                 "worker_clock": worker_clock,
+                "app_version": app_version,
+                "versions": _versions(versions),
             },
         )
 
@@ -328,18 +343,30 @@ class Statements:
     def strangers(self, names: Sequence[str], queues: Sequence[str]) -> Statement:
         return bound(self._sql["strangers"], {"names": list(names), "queues": list(queues)})
 
-    def served(self, name: str, queue: str | None) -> Statement:
-        return bound(self._sql["served"], {"name": name, "queue": queue})
+    def served(self, name: str, queue: str | None, version: str | None = None) -> Statement:
+        """Whether a live executor serves ``name`` (on ``queue``), recovering ``version``."""
+        return bound(self._sql["served"], {"name": name, "queue": queue, "version": version})
 
     def clock(self) -> Statement:
         return bound(self._sql["clock"], {})
 
     def claim_own(
-        self, executor_id: str, names: Sequence[str], limit: int, before: datetime
+        self,
+        executor_id: str,
+        names: Sequence[str],
+        limit: int,
+        before: datetime,
+        *,
+        app_version: str | None = None,
+        versions: Sequence[str] | None = None,
     ) -> Statement:
+        """Own leftovers of ``versions`` (None: any); those without a version take
+        ``app_version`` (so do the other recovery claims)."""
         return bound(
             self._sql["claim_own"],
             {
+                "app_version": app_version,
+                "versions": _versions(versions),
                 "executor_id": executor_id,
                 "before": before,
                 "names": list(names),
@@ -350,10 +377,19 @@ class Statements:
             },
         )
 
-    def claim_abandoned(self, executor_id: str, abandoned: Mapping[str, int]) -> Statement:
+    def claim_abandoned(
+        self,
+        executor_id: str,
+        abandoned: Mapping[str, int],
+        *,
+        app_version: str | None = None,
+        versions: Sequence[str] | None = None,
+    ) -> Statement:
         return bound(
             self._sql["claim_abandoned"],
             {
+                "app_version": app_version,
+                "versions": _versions(versions),
                 "executor_id": executor_id,
                 "channel": self.channel,
                 "ids": list(abandoned),
@@ -367,10 +403,20 @@ class Statements:
         """End this engine's lease now (shutdown): others take its work over at once."""
         return bound(self._sql["release_executor"], {"id": executor_id, "incarnation": incarnation})
 
-    def take_over(self, executor_id: str, names: Sequence[str], limit: int) -> Statement:
+    def take_over(
+        self,
+        executor_id: str,
+        names: Sequence[str],
+        limit: int,
+        *,
+        app_version: str | None = None,
+        versions: Sequence[str] | None = None,
+    ) -> Statement:
         return bound(
             self._sql["take_over"],
             {
+                "app_version": app_version,
+                "versions": _versions(versions),
                 "executor_id": executor_id,
                 "names": list(names),
                 "limit": limit,
@@ -393,6 +439,7 @@ class Statements:
         descending: bool,
         queue: str | None = None,
         after: tuple[datetime, str] | None = None,
+        app_version: str | None = None,
     ) -> Statement:
         return bound(
             self._list_desc if descending else self._list_asc,
@@ -405,6 +452,7 @@ class Statements:
                 "after_id": after[1] if after is not None and not descending else None,
                 "status": list(status) if status is not None and len(status) != 1 else None,
                 "one_status": status[0] if status is not None and len(status) == 1 else None,
+                "app_version": app_version,
                 "name": name,
                 "ids": list(ids) if ids is not None else None,
                 "created_after": created_after,
@@ -523,11 +571,22 @@ class Statements:
         )
 
     def wake_due(
-        self, executor_id: str, names: Sequence[str], limit: int, only_id: str | None = None
+        self,
+        executor_id: str,
+        names: Sequence[str],
+        limit: int,
+        only_id: str | None = None,
+        *,
+        app_version: str | None = None,
+        versions: Sequence[str] | None = None,
     ) -> Statement:
+        """Due parked work of ``versions`` (None: any); work without one takes
+        ``app_version``."""
         return bound(
             self._sql["wake_due"],
             {
+                "app_version": app_version,
+                "versions": _versions(versions),
                 "executor_id": executor_id,
                 "names": list(names),
                 "limit": limit,

@@ -1,0 +1,1 @@
+"""Processes of the version tests (tests/test_versions.py)."""
