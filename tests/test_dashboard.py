@@ -720,3 +720,13 @@ def test_without_the_extra_the_command_names_it(tmp_path: Path, pg_url: str, sch
     assert done.returncode == 1, done
     assert done.stderr.count("\n") == 1, done.stderr
     assert "pip install 'durably[dashboard]'" in done.stderr
+
+
+def test_metrics_of_the_queues_behind_the_token(client: durably.Client, shown: Shown) -> None:
+    secret = "metrics-token-for-tests"
+    with _test_client(client, token=secret) as web:
+        assert web.get("/metrics").status_code == 401
+        scraped = web.get("/metrics", headers={"Authorization": f"Bearer {secret}"})
+        assert scraped.status_code == 200
+        assert scraped.headers["content-type"].startswith("text/plain")
+        assert "# TYPE durably_queue_depth gauge" in scraped.text

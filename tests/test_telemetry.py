@@ -90,6 +90,9 @@ def test_spans_and_metrics_of_a_retried_step_a_child_and_a_queue_hop(
     with app:
         hop_id = parent.options(id="p-1").start(1).result(timeout=30)
         assert app.handle(hop_id).result(timeout=30) == 102
+        # The trace context is stored beside the arguments, and never shown as one.
+        [listed] = app.list_workflows(ids=["p-1"])
+        assert listed.inputs == {"args": [1], "kwargs": {}}
 
     run = one(spans, "workflow parent")
     trace_id = run.context.trace_id

@@ -8,6 +8,7 @@ from typing import Any, Unpack
 
 from durably import codec as codec_module
 from durably.errors import InvalidArgument
+from durably.execution.observe import INPUTS_KEY
 from durably.execution.specs import WorkflowSpec
 from durably.execution.versions import check_version
 from durably.keywords import WorkflowFilters
@@ -128,6 +129,14 @@ def _decode(codec: codec_module.Codec, data: Any, hint: Any) -> Any:
         return data  # a listing shows what is stored even if the type can't be rebuilt
 
 
+def _without_telemetry(inputs: Any) -> Any:
+    """The stored inputs as the caller gave them: the trace context that telemetry keeps
+    beside the arguments (``execution.observe``) is not shown."""
+    if isinstance(inputs, dict) and INPUTS_KEY in inputs:
+        return {key: value for key, value in inputs.items() if key != INPUTS_KEY}
+    return inputs
+
+
 def workflow_info(
     row: StoredWorkflow, codec: codec_module.Codec, registry: dict[str, WorkflowSpec]
 ) -> WorkflowInfo:
@@ -136,7 +145,7 @@ def workflow_info(
         id=row.id,
         name=row.name,
         status=Status(row.status),
-        inputs=row.inputs,
+        inputs=_without_telemetry(row.inputs),
         output=_decode(codec, row.output, spec.return_hint if spec else None),
         error=codec_module.load_error(row.error) if row.error is not None else None,
         executor_id=row.executor_id,

@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from durably.client import Client
+from durably.dashboard.metrics import metrics, registry_for
 from durably.dashboard.render import Pages
 from durably.dashboard.security import Guard
 from durably.dashboard.settings import Settings
@@ -55,6 +56,7 @@ def build(client: Client, settings: Settings) -> Starlette:
         Route("/queues", queues_page),
         Route("/queues/rows", queue_rows),
         Route("/schedules", schedules_page),
+        Route("/metrics", metrics),
         Mount("/static", StaticFiles(directory=str(static)), name="static"),
     ]
     # A fresh secret each start: CSRF tokens of an earlier run stop working.
@@ -62,5 +64,6 @@ def build(client: Client, settings: Settings) -> Starlette:
     app = Starlette(
         routes=routes, middleware=middleware, exception_handlers={HTTPException: _http_error}
     )
+    app.state.metrics = registry_for(client)
     app.state.shared = Shared(client, Pages(client.schema, settings.read_only), settings)
     return app
