@@ -295,3 +295,43 @@ def test_a_schema_that_is_not_there_is_named_and_not_created(
         "SELECT count(*) FROM pg_namespace WHERE nspname = 'durably_no_such_schema'"
     ).fetchone()
     assert row == (0,)
+
+
+def test_show_counts_the_attempts_of_each_step(
+    cli: Cli, make_app: Callable[..., durably.App]
+) -> None:
+    app = make_app()
+    tries: collections.Counter[str] = collections.Counter()
+
+    @app.step(retries=3, interval=0.01)
+    def flaky() -> str:
+        tries["flaky"] += 1
+        if tries["flaky"] < 3:
+            raise ConnectionError("try again")
+        return "ok"
+
+    @app.step(retries=1, interval=0.01)
+    def hopeless() -> None:
+        raise ValueError("never")
+
+    @app.step
+    def plain() -> int:
+        return 1
+
+    @app.workflow(name="attempted")
+    def attempted() -> str:
+        plain()
+        flaky()
+        try:
+            hopeless()
+        except durably.StepRetriesExceeded:
+            pass
+        return "done"
+
+    with app:
+        assert attempted.options(id="wf-attempts")() == "done"
+        assert [s.attempts for s in app.list_steps("wf-attempts")] == [1, 3, 2]
+    shown = cli.json("workflows", "show", "wf-attempts")
+    assert [step["attempts"] for step in shown["steps"]] == [1, 3, 2]
+    table = cli.run("workflows", "show", "wf-attempts")
+    assert table.returncode == 0 and "ATTEMPTS" in table.stdout

@@ -60,6 +60,8 @@ class StepInfo:
     child_id: str | None
     started_at: datetime
     completed_at: datetime
+    # Runs of a step's or transaction's body before this outcome (its retries + 1).
+    attempts: int = 1
 
 
 def list_query(statements: Statements, **filters: Unpack[WorkflowFilters]) -> Statement:
@@ -171,4 +173,5 @@ def step_info(row: StoredOperation, codec: codec_module.Codec) -> StepInfo:
         child_id=row.child_id,
         started_at=row.started_at,
         completed_at=row.completed_at,
+        attempts=row.attempts or 1,
     )

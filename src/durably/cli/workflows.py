@@ -54,6 +54,7 @@ def step_json(step: StepInfo) -> dict[str, Any]:
         "started_at": iso(step.started_at),
         "completed_at": iso(step.completed_at),
         "duration_seconds": (step.completed_at - step.started_at).total_seconds(),
+        "attempts": step.attempts,
         "output": step.output,
         "error": error_json(step.error),
         "child_id": step.child_id,
@@ -247,7 +248,7 @@ def _show_text(shown: dict[str, Any]) -> None:
         out.print("no steps recorded", highlight=False)
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("STEP", "KIND", "NAME", "DURATION", "OUTPUT / ERROR", "CHILD"):
+    for column in ("STEP", "KIND", "NAME", "DURATION", "ATTEMPTS", "OUTPUT / ERROR", "CHILD"):
         table.add_column(column, no_wrap=column != "OUTPUT / ERROR")
     for step in steps:
         failed = step["error"]
@@ -256,7 +257,14 @@ def _show_text(shown: dict[str, Any]) -> None:
             datetime.fromisoformat(step["completed_at"])
             - datetime.fromisoformat(step["started_at"])
         )
-        cells = (str(step["step"]), step["kind"], step["name"], duration, result)
+        cells = (
+            str(step["step"]),
+            step["kind"],
+            step["name"],
+            duration,
+            str(step["attempts"]),
+            result,
+        )
         table.add_row(*map(Text, (*cells, step["child_id"] or "-")))
     out.print(table)
 

@@ -183,10 +183,18 @@ def run_step(
             step_name.reset(named)
         # Encoding fails before anything is written: the value is rejected at the call.
         output = ctx.engine.codec.dumps(result)
-        yield from record(ctx, position, spec.name, "step", started, output=output)
+        yield from record(
+            ctx, position, spec.name, "step", started, output=output, attempts=len(errors) + 1
+        )
         return result
     yield from record(
-        ctx, position, spec.name, "step", started, error=codec_module.dump_error(failure)
+        ctx,
+        position,
+        spec.name,
+        "step",
+        started,
+        error=codec_module.dump_error(failure),
+        attempts=len(errors),
     )
     raise failure
 
@@ -224,8 +232,10 @@ def record(
     output: str | None = None,
     error: str | None = None,
     child_id: str | None = None,
+    attempts: int | None = None,
 ) -> Protocol[None]:
-    """Write one operation's checkpoint, fenced by the workflow's epoch."""
+    """Write one operation's checkpoint, fenced by the workflow's epoch (``attempts``: the
+    runs of a step's body it took, shown in listings)."""
     written = yield Write(
         ctx.engine.statements.record_operation(
             workflow_id=ctx.workflow_id,
@@ -237,6 +247,7 @@ def record(
             error=error,
             started_at=started,
             child_id=child_id,
+            attempts=attempts,
         )
     )
     if written == 1:

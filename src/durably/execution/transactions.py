@@ -73,7 +73,7 @@ def run_transaction(
             kwargs,
             spec.isolation,
             spec.database,
-            _checkpoint(ctx, position, spec, started, encoded),
+            _checkpoint(ctx, position, spec, started, encoded, len(errors) + 1),
             spec.pipeline,
             ctx.lease_generation,
         )
@@ -107,14 +107,28 @@ def run_transaction(
             step_name.reset(named)
         if done is not None and done.committed:
             if spec.database is not None:
-                yield from record(ctx, position, spec.name, KIND, started, output=encoded[0])
+                yield from record(
+                    ctx,
+                    position,
+                    spec.name,
+                    KIND,
+                    started,
+                    output=encoded[0],
+                    attempts=len(errors) + 1,
+                )
             return done.value
         found = yield from _look_up(ctx, position, spec, started)
         if found is not None:
             return replay_value(ctx, found, spec.return_hint)
         # Not committed, and the workflow is still this run's: run it again.
     yield from record(
-        ctx, position, spec.name, KIND, started, error=codec_module.dump_error(failure)
+        ctx,
+        position,
+        spec.name,
+        KIND,
+        started,
+        error=codec_module.dump_error(failure),
+        attempts=len(errors),
     )
     raise failure
 
@@ -125,6 +139,7 @@ def _checkpoint(
     spec: TransactionSpec,
     started: datetime,
     encoded: list[str],
+    attempts: int,
 ) -> Any:
     """The statement written in the user's transaction, built from its result."""
     engine = ctx.engine
@@ -143,6 +158,7 @@ def _checkpoint(
             name=spec.name,
             output=output,
             started_at=started,
+            attempts=attempts,
         )
 
     return build

@@ -81,9 +81,9 @@ SELECT (SELECT count(*) FROM parent) AS owned,
 -- executor's epoch still owns the workflow; FOR SHARE makes the check and the write
 -- one atomic step that a takeover (UPDATE of the workflow row) cannot interleave with.
 INSERT INTO {schema}.operations
-    (workflow_id, step, name, kind, output, error, child_id, started_at, epoch)
+    (workflow_id, step, name, kind, output, error, child_id, started_at, epoch, attempts)
 SELECT w.id, %(step)s, %(name)s, %(kind)s, %(output)s::jsonb, %(error)s::jsonb,
-       %(child_id)s, %(started_at)s, w.epoch
+       %(child_id)s, %(started_at)s, w.epoch, %(attempts)s::int
 FROM {schema}.workflows w
 WHERE w.id = %(workflow_id)s AND w.epoch = %(epoch)s AND w.status = 'PENDING'
 FOR SHARE OF w
@@ -95,9 +95,9 @@ ON CONFLICT DO NOTHING
 -- with an error naming it, which turns that COMMIT into a rollback of everything.
 WITH written AS (
     INSERT INTO {schema}.operations
-        (workflow_id, step, name, kind, output, error, child_id, started_at, epoch)
+        (workflow_id, step, name, kind, output, error, child_id, started_at, epoch, attempts)
     SELECT w.id, %(step)s, %(name)s, %(kind)s, %(output)s::jsonb, NULL, NULL,
-           %(started_at)s, w.epoch
+           %(started_at)s, w.epoch, %(attempts)s::int
     FROM {schema}.workflows w
     WHERE w.id = %(workflow_id)s AND w.epoch = %(epoch)s AND w.status = 'PENDING'
     FOR SHARE OF w
@@ -112,13 +112,14 @@ FROM written
 -- record_operation for many workflows at once (a group-commit batch), with the same
 -- fencing; returns the rows written.
 INSERT INTO {schema}.operations
-    (workflow_id, step, name, kind, output, error, child_id, started_at, epoch)
+    (workflow_id, step, name, kind, output, error, child_id, started_at, epoch, attempts)
 SELECT u.workflow_id, u.step, u.name, u.kind, u.output::jsonb, u.error::jsonb, u.child_id,
-       u.started_at, w.epoch
+       u.started_at, w.epoch, u.attempts
 FROM unnest(%(workflow_id)s::text[], %(epoch)s::bigint[], %(step)s::int[], %(name)s::text[],
             %(kind)s::text[], %(output)s::text[], %(error)s::text[], %(child_id)s::text[],
-            %(started_at)s::timestamptz[])
-     AS u(workflow_id, epoch, step, name, kind, output, error, child_id, started_at)
+            %(started_at)s::timestamptz[], %(attempts)s::int[])
+     AS u(workflow_id, epoch, step, name, kind, output, error, child_id, started_at,
+          attempts)
 JOIN {schema}.workflows w
   ON w.id = u.workflow_id AND w.epoch = u.epoch AND w.status = 'PENDING'
 FOR SHARE OF w
@@ -134,7 +135,8 @@ WHERE w.id = %(workflow_id)s
 
 -- name: load_operations_many
 -- Every operation recorded for a batch of workflows, in one query, for replay.
-SELECT workflow_id, step, name, kind, output, error, child_id, started_at, completed_at
+SELECT workflow_id, step, name, kind, output, error, child_id, started_at, completed_at,
+       attempts
 FROM {schema}.operations
 WHERE workflow_id = ANY(%(ids)s::text[])
 ORDER BY workflow_id, step
@@ -411,7 +413,8 @@ SELECT EXISTS (
 ) AS served
 
 -- name: list_operations
-SELECT workflow_id, step, name, kind, output, error, child_id, started_at, completed_at
+SELECT workflow_id, step, name, kind, output, error, child_id, started_at, completed_at,
+       attempts
 FROM {schema}.operations
 WHERE workflow_id = %(workflow_id)s
 ORDER BY step

@@ -79,6 +79,7 @@ class StoredOperation(NamedTuple):
     child_id: str | None
     started_at: datetime
     completed_at: datetime
+    attempts: int | None  # runs of a step's body before its outcome (None: one)
 
 
 class Outcome(NamedTuple):

@@ -191,6 +191,7 @@ class Statements:
         error: str | None,
         started_at: datetime,
         child_id: str | None = None,
+        attempts: int | None = None,
     ) -> Statement:
         return bound(
             self._sql["record_operation"],
@@ -204,6 +205,7 @@ class Statements:
                 "error": error,
                 "child_id": child_id,
                 "started_at": started_at,
+                "attempts": attempts,
             },
             combine=self._record_operations,
         )
@@ -217,6 +219,7 @@ class Statements:
         name: str,
         output: str,
         started_at: datetime,
+        attempts: int | None = None,
     ) -> Statement:
         """A transaction step's checkpoint, for its own transaction (it fails, rolling the
         transaction back, when it writes no row)."""
@@ -230,6 +233,7 @@ class Statements:
                 "kind": "transaction",
                 "output": output,
                 "started_at": started_at,
+                "attempts": attempts,
             },
         )
 
@@ -239,7 +243,7 @@ class Statements:
         """Many checkpoints as one INSERT of arrays; each learns whether its row went in."""
         columns = (
             "workflow_id", "epoch", "step", "name", "kind", "output", "error", "child_id",
-            "started_at",
+            "started_at", "attempts",
         )  # fmt: skip
         params = {c: [st.params[c] for st in statements] for c in columns}
         keys = [(st.params["workflow_id"], st.params["step"]) for st in statements]
