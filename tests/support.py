@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 DEADLINE = 30.0
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def wait_until(predicate: Callable[[], T], timeout: float = DEADLINE, what: str = "") -> T:
@@ -24,3 +31,44 @@ def wait_until(predicate: Callable[[], T], timeout: float = DEADLINE, what: str 
             raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
         time.sleep(delay)
         delay = min(0.05, delay * 1.5)
+
+
+@dataclass
+class Cli:
+    """The ``durably`` command run as a real process on one test schema."""
+
+    pg_url: str
+    schema: str
+
+    def run(self, *args: str, database: bool = True) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
+        )
+        env.pop("DURABLY_DATABASE_URL", None)
+        # A table is as wide as the terminal; without one, a fixed width (pytest-xdist's
+        # workers would otherwise pass on whatever COLUMNS the parent had).
+        env["COLUMNS"] = "200"
+        where = ["--database-url", self.pg_url, "--schema", self.schema] if database else []
+        return subprocess.run(
+            [sys.executable, "-m", "durably.cli", *args, *where],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+
+    def json(self, *args: str) -> Any:
+        done = self.run(*args, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def refused(self, *args: str, code: int = 1, database: bool = True) -> str:
+        """Run a command that must fail: its one line of stderr."""
+        done = self.run(*args, database=database)
+        assert done.returncode == code, (done.stdout, done.stderr)
+        assert done.stdout == ""
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+        return done.stderr.strip()

@@ -5,10 +5,7 @@ their tables name the workflows, and bad input is one line on stderr that change
 from __future__ import annotations
 
 import collections
-import json
-import os
-import subprocess
-import sys
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,50 +17,11 @@ import pytest
 
 import durably
 from durably.store.upgrade import pending_sql
-from support import wait_until
+from support import Cli, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@dataclass
-class Cli:
-    pg_url: str
-    schema: str
-
-    def run(self, *args: str, database: bool = True) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
-        )
-        env.pop("DURABLY_DATABASE_URL", None)
-        # A table is as wide as the terminal; without one, a fixed width (pytest-xdist's
-        # workers would otherwise pass on whatever COLUMNS the parent had).
-        env["COLUMNS"] = "200"
-        where = ["--database-url", self.pg_url, "--schema", self.schema] if database else []
-        return subprocess.run(
-            [sys.executable, "-m", "durably.cli", *args, *where],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    def json(self, *args: str) -> Any:
-        done = self.run(*args, "--json")
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
-
-    def refused(self, *args: str, code: int = 1, database: bool = True) -> str:
-        """Run a command that must fail: its one line of stderr."""
-        done = self.run(*args, database=database)
-        assert done.returncode == code, (done.stdout, done.stderr)
-        assert done.stdout == ""
-        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
-        return done.stderr.strip()
 
 
 @pytest.fixture
@@ -322,10 +280,8 @@ def test_show_counts_the_attempts_of_each_step(
     def attempted() -> str:
         plain()
         flaky()
-        try:
+        with contextlib.suppress(durably.StepRetriesExceeded):
             hopeless()
-        except durably.StepRetriesExceeded:
-            pass
         return "done"
 
     with app:

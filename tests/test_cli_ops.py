@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,48 +20,11 @@ import pytest
 from psycopg import sql
 
 import durably
-from support import wait_until
+from support import Cli, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@dataclass
-class Cli:
-    pg_url: str
-    schema: str
-
-    def run(self, *args: str, database: bool = True) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
-        )
-        env.pop("DURABLY_DATABASE_URL", None)
-        env["COLUMNS"] = "200"
-        where = ["--database-url", self.pg_url, "--schema", self.schema] if database else []
-        return subprocess.run(
-            [sys.executable, "-m", "durably.cli", *args, *where],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=False,
-        )
-
-    def json(self, *args: str) -> Any:
-        done = self.run(*args, "--json")
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
-
-    def refused(self, *args: str, code: int = 1, database: bool = True) -> str:
-        """Run a command that must fail: its one line of stderr."""
-        done = self.run(*args, database=database)
-        assert done.returncode == code, (done.stdout, done.stderr)
-        assert done.stdout == ""
-        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
-        return done.stderr.strip()
 
 
 @pytest.fixture

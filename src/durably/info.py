@@ -64,6 +64,19 @@ class StepInfo:
     attempts: int = 1
 
 
+def error_fields(error: BaseException | None) -> dict[str, str] | None:
+    """A recorded error as its type, message and traceback (as the worker stored them;
+    the traceback is empty when none was recorded), for output read by people or tools."""
+    if error is None:
+        return None
+    type_name = getattr(error, "type_name", None) or type(error).__qualname__
+    message = getattr(error, "message", None)
+    if not isinstance(message, str):
+        message = str(error)
+    trace = getattr(error, "__durably_traceback__", "") or ""
+    return {"type": str(type_name), "message": message, "traceback": str(trace)}
+
+
 def list_query(statements: Statements, **filters: Unpack[WorkflowFilters]) -> Statement:
     """Validate listing filters and build the statement; bad filters name the problem."""
     status, name, ids = filters.get("status"), filters.get("name"), filters.get("ids")

@@ -180,18 +180,6 @@ def seconds(span: timedelta) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def error_json(error: BaseException | None) -> dict[str, str] | None:
-    """A recorded error as type, message and traceback (empty when none was recorded)."""
-    if error is None:
-        return None
-    type_name = getattr(error, "type_name", None) or type(error).__qualname__
-    message = getattr(error, "message", None)
-    if not isinstance(message, str):
-        message = str(error)
-    trace = getattr(error, "__durably_traceback__", "") or ""
-    return {"type": str(type_name), "message": message, "traceback": str(trace)}
-
-
 def compact(value: Any, width: int = 60) -> str:
     """A value on one line for a table cell, shortened to ``width`` characters."""
     if value is None:

@@ -16,13 +16,12 @@ from durably.cli.common import (
     connected,
     console,
     database_options,
-    error_json,
     iso,
     print_json,
     seconds,
     when,
 )
-from durably.info import StepInfo, WorkflowInfo
+from durably.info import StepInfo, WorkflowInfo, error_fields
 from durably.status import Status
 from durably.versions import MOVABLE
 
@@ -56,7 +55,7 @@ def step_json(step: StepInfo) -> dict[str, Any]:
         "duration_seconds": (step.completed_at - step.started_at).total_seconds(),
         "attempts": step.attempts,
         "output": step.output,
-        "error": error_json(step.error),
+        "error": error_fields(step.error),
         "child_id": step.child_id,
     }
 
@@ -186,7 +185,7 @@ def show_command(
         **workflow_json(info),
         "inputs": info.inputs,
         "output": info.output,
-        "error": error_json(info.error),
+        "error": error_fields(info.error),
         "steps": [step_json(step) for step in steps],
     }
     if as_json:

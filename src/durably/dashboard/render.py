@@ -55,18 +55,6 @@ def short(value: Any, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def error_parts(error: BaseException | None) -> dict[str, str] | None:
-    """A recorded error's type, message and traceback (as stored by the worker)."""
-    if error is None:
-        return None
-    type_name = getattr(error, "type_name", None) or type(error).__qualname__
-    message = getattr(error, "message", None)
-    if not isinstance(message, str):
-        message = str(error)
-    trace = getattr(error, "__durably_traceback__", "") or ""
-    return {"type": str(type_name), "message": message, "traceback": str(trace)}
-
-
 def _environment() -> jinja2.Environment:
     folder = resources.files("durably.dashboard").joinpath("templates")
     env = jinja2.Environment(

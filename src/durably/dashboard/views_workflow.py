@@ -10,10 +10,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from durably.dashboard.render import FINISHED, error_parts
+from durably.dashboard.render import FINISHED
 from durably.dashboard.state import Shared, shared
 from durably.dashboard.timeline import lay_out
 from durably.errors import DurablyError, StreamTimeout, WorkflowNotFound
+from durably.info import error_fields
 from durably.status import Status
 
 STREAM_KINDS = frozenset({"write_stream", "close_stream"})
@@ -42,9 +43,9 @@ async def _details(app: Shared, workflow_id: str) -> dict[str, Any] | None:
     streams = sorted({s.name for s in steps if s.kind in STREAM_KINDS})
     return {
         "info": info,
-        "error": error_parts(info.error),
+        "error": error_fields(info.error),
         "bars": lay_out(steps, info.created_at, end),
-        "step_errors": {s.step: error_parts(s.error) for s in steps if s.error is not None},
+        "step_errors": {s.step: error_fields(s.error) for s in steps if s.error is not None},
         "events": sorted(events.items()),
         "streams": streams,
         "last_step": last,
