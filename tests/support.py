@@ -40,12 +40,17 @@ class Cli:
     pg_url: str
     schema: str
 
-    def run(self, *args: str, database: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, database: bool = True, path: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess[str]:
+        """``durably ARGS`` (with this schema's database options unless ``database`` is
+        False), ``path`` put first on its PYTHONPATH."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
+            p for p in (*path, str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
         )
         env.pop("DURABLY_DATABASE_URL", None)
+        env.pop("DURABLY_DASHBOARD_TOKEN", None)
         # A table is as wide as the terminal; without one, a fixed width (pytest-xdist's
         # workers would otherwise pass on whatever COLUMNS the parent had).
         env["COLUMNS"] = "200"

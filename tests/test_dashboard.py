@@ -27,7 +27,7 @@ import psycopg
 import pytest
 
 import durably
-from support import wait_until
+from support import Cli, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts" / "dashboard"
@@ -409,29 +409,8 @@ def test_bad_input_is_refused_and_changes_nothing(
 
 
 def test_non_loopback_bind_without_token_is_refused(pg_url: str, schema: str) -> None:
-    for args, env_token in ((["--host", "0.0.0.0"], None), (["--host", "192.0.2.1"], None)):
-        env = _env()
-        if env_token:
-            env["DURABLY_DASHBOARD_TOKEN"] = env_token
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "durably.cli",
-                "dashboard",
-                *args,
-                "--database-url",
-                pg_url,
-                "--schema",
-                schema,
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    for host in ("0.0.0.0", "192.0.2.1"):
+        done = Cli(pg_url, schema).run("dashboard", "--host", host)
         assert done.returncode == 1, done
         assert done.stdout == ""
         assert done.stderr.count("\n") == 1, done.stderr
@@ -642,50 +621,13 @@ def test_queue_stats_and_the_queues_command(
     with pytest.raises(durably.InvalidArgument, match="minutes"):
         app.queue_stats(minutes=0)
 
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "durably.cli",
-            "queues",
-            "--json",
-            "--minutes",
-            "5",
-            "--database-url",
-            pg_url,
-            "--schema",
-            schema,
-        ],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = Cli(pg_url, schema).run("queues", "--json", "--minutes", "5")
     assert done.returncode == 0, done.stderr
     listed = {q["queue"]: q for q in json.loads(done.stdout)}
     assert listed["backlog"]["depth"] == 4 and listed["backlog"]["delayed"] == 1
     assert sum(listed["fast"]["started_per_minute"]) == 3
     assert listed["fast"]["concurrency"] == 4
-    table = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "durably.cli",
-            "queues",
-            "--database-url",
-            pg_url,
-            "--schema",
-            schema,
-        ],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    table = Cli(pg_url, schema).run("queues")
     assert table.returncode == 0, table.stderr
     assert re.search(r"backlog\s+4\s+1\s+0", table.stdout), table.stdout
     assert "2 queue(s)" in table.stdout
@@ -697,26 +639,7 @@ def test_without_the_extra_the_command_names_it(tmp_path: Path, pg_url: str, sch
     (tmp_path / "starlette" / "__init__.py").write_text(
         "raise ImportError(\"No module named 'starlette'\", name='starlette')\n"
     )
-    env = _env()
-    env["PYTHONPATH"] = os.pathsep.join((str(tmp_path), env["PYTHONPATH"]))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "durably.cli",
-            "dashboard",
-            "--database-url",
-            pg_url,
-            "--schema",
-            schema,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = Cli(pg_url, schema).run("dashboard", path=(str(tmp_path),))
     assert done.returncode == 1, done
     assert done.stderr.count("\n") == 1, done.stderr
     assert "pip install 'durably[dashboard]'" in done.stderr

@@ -186,8 +186,7 @@ def test_get_event_of_an_unknown_workflow_in_a_workflow_is_recorded(
     app2, _ = crash_then_recover(make_app, build, lambda asker: asker.options(id="ask")())
     assert app2.handle("ask").result(timeout=10) == [None, "now I exist"]
     recorded = db.execute(
-        "SELECT step, name, kind, output FROM operations WHERE workflow_id = 'ask' "
-        "ORDER BY step"
+        "SELECT step, name, kind, output FROM operations WHERE workflow_id = 'ask' ORDER BY step"
     ).fetchall()
     assert [(step, name, kind) for step, name, kind, _ in recorded] == [
         (1, "get_event:late:v", "get_event"),

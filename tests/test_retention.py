@@ -156,8 +156,7 @@ def test_retention_policy_is_applied_by_a_worker(
             bad.options(id="old-error")()
         running = waits.options(id="running").start()
         db.execute(
-            f"UPDATE workflows SET completed_at = {OLD}, created_at = {OLD} "
-            "WHERE id <> 'recent'"
+            f"UPDATE workflows SET completed_at = {OLD}, created_at = {OLD} WHERE id <> 'recent'"
         )
         wait_until(
             lambda: {w.id for w in app.list_workflows()} == {"recent", "old-error", "running"},

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -164,20 +164,6 @@ def when(moment: datetime | None) -> str:
 
 def iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
-
-
-def seconds(span: timedelta) -> str:
-    """A duration for people: 12ms, 3.4s, 2m05s, 1h02m."""
-    total = span.total_seconds()
-    if total < 1:
-        return f"{total * 1000:.0f}ms"
-    if total < 60:
-        return f"{total:.1f}s"
-    minutes, secs = divmod(int(total), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 def compact(value: Any, width: int = 60) -> str:

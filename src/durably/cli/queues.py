@@ -13,8 +13,8 @@ from durably.cli.common import (
     database_options,
     iso,
     print_json,
-    seconds,
 )
+from durably.humane import duration
 from durably.queue_stats import MAX_MINUTES, QueueStats
 
 # Characters of a sparkline, lowest to highest.
@@ -87,7 +87,7 @@ def queues_command(
                     "-" if stats.concurrency is None else str(stats.concurrency),
                     str(stats.workers),
                     str(stats.started_last_minute),
-                    "-" if wait is None else seconds(wait),
+                    "-" if wait is None else duration(wait),
                     sparkline(stats.started_per_minute),
                 ),
             )

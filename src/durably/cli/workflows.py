@@ -18,9 +18,9 @@ from durably.cli.common import (
     database_options,
     iso,
     print_json,
-    seconds,
     when,
 )
+from durably.humane import duration
 from durably.info import StepInfo, WorkflowInfo, error_fields
 from durably.status import Status
 from durably.versions import MOVABLE
@@ -252,7 +252,7 @@ def _show_text(shown: dict[str, Any]) -> None:
     for step in steps:
         failed = step["error"]
         result = f"{failed['type']}: {failed['message']}" if failed else compact(step["output"])
-        duration = seconds(
+        took = duration(
             datetime.fromisoformat(step["completed_at"])
             - datetime.fromisoformat(step["started_at"])
         )
@@ -260,7 +260,7 @@ def _show_text(shown: dict[str, Any]) -> None:
             str(step["step"]),
             step["kind"],
             step["name"],
-            duration,
+            took,
             str(step["attempts"]),
             result,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -11,6 +11,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from durably.humane import duration
 from durably.status import Status
 
 FINISHED = frozenset({Status.SUCCESS, Status.ERROR, Status.CANCELLED, Status.DEAD_LETTER})
@@ -21,25 +22,6 @@ def when(moment: datetime | None) -> str:
     if moment is None:
         return "-"
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def duration(span: timedelta | float | None) -> str:
-    """A duration for people: 12ms, 3.4s, 2m05s, 1h02m, 3d04h."""
-    if span is None:
-        return "-"
-    total = span.total_seconds() if isinstance(span, timedelta) else float(span)
-    if total < 1:
-        return f"{total * 1000:.0f}ms"
-    if total < 60:
-        return f"{total:.1f}s"
-    minutes, secs = divmod(int(total), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
 
 
 def pretty(value: Any) -> str:
