@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 import click
 
 from durably.cli.common import Where, database_options, failures, resolve_url
@@ -43,7 +46,9 @@ def migrate_command(
                 pending = pending_sql(url, schema)
                 grants = grant_sql(url, schema, role) if role is not None else ""
             else:
-                applied = apply_migrations(url, schema)
+                applied = apply_migrations(
+                    url, schema, _progress() if sys.stderr.isatty() else None
+                )
                 facts = grant_worker(url, schema, role) if role is not None else None
     finally:
         if release is not None:
@@ -61,6 +66,8 @@ def migrate_command(
             click.echo(f"-- grants of role {role}\n{grants}")
         click.echo("COMMIT;")
         return 0
+    if applied and sys.stderr.isatty():
+        click.echo("", err=True)
     if applied:
         click.echo(f"schema {schema}: applied {', '.join(applied)}")
     else:
@@ -75,3 +82,12 @@ def migrate_command(
                 err=True,
             )
     return 0
+
+
+def _progress() -> Callable[[str], None]:
+    """On a terminal: the migration being applied, on one line of stderr."""
+
+    def show(name: str) -> None:
+        click.echo(f"\rapplying {name} ...{' ' * 20}", nl=False, err=True)
+
+    return show

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -16,12 +17,16 @@ if TYPE_CHECKING:
 
 
 def migrate(
-    conn: psycopg.Connection[tuple[object, ...]], schema: str, dialect: Dialect | None = None
+    conn: psycopg.Connection[tuple[object, ...]],
+    schema: str,
+    dialect: Dialect | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Apply every migration this schema lacks, under an advisory lock; return their names.
 
     A schema that is up to date is only read: no lock, no DDL, so that a role with no
-    right to create anything (``durably migrate --grant``) can connect."""
+    right to create anything (``durably migrate --grant``) can connect. ``progress``
+    hears each migration's name before it runs (in the one transaction of them all)."""
     if _up_to_date(conn, schema, dialect):
         return []
     applied_now: list[str] = []
@@ -40,6 +45,8 @@ def migrate(
             for version, name, template in sqlfile.migrations():
                 if version in done:
                     continue
+                if progress is not None:
+                    progress(name)
                 conn.execute(sqlfile.render(template, schema).encode())
                 conn.execute(
                     sqlfile.statement("record_migration", schema, dialect),

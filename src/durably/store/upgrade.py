@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -25,11 +26,14 @@ def connect(url: str) -> psycopg.Connection[Any]:
         ) from exc
 
 
-def apply_migrations(url: str, schema: str) -> list[str]:
+def apply_migrations(
+    url: str, schema: str, progress: Callable[[str], None] | None = None
+) -> list[str]:
     """Create or upgrade ``schema`` as connecting an App does; the names of the
-    migrations applied now (empty when it was up to date)."""
+    migrations applied now (empty when it was up to date); ``progress`` hears each
+    name as it starts."""
     with connect(url) as conn:
-        return migrate(conn, schema, dialect_for(url))
+        return migrate(conn, schema, dialect_for(url), progress)
 
 
 def pending_sql(url: str, schema: str) -> list[tuple[str, str]]:
