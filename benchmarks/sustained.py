@@ -195,58 +195,87 @@ def run(rate: float, workers: int, kind: str, minutes: float, keep: bool) -> dic
         producer.send("go")
         monitor = Monitor(url, t0)
         monitor.start()
-        at = 0.0
-        for phase in phases:
-            events.append((time.monotonic() - t0, f"start {phase.name}"))
-            print(f"[{time.monotonic() - t0:6.1f} s] {phase.name}", file=sys.stderr, flush=True)
-            killer: BackendKiller | None = None
-            if phase.fault == "worker-kill":
-                os.kill(fleet[0].proc.pid, signal.SIGKILL)
-                fleet[0].proc.wait()
-                fleet[0] = _worker(url)
-            elif phase.fault == "server-restart":
-                cluster.crash()
-                cluster.start()
-            elif phase.fault == "backend-kills":
-                killer = BackendKiller(url)
-                killer.start()
-            if phase.fault in ("worker-kill", "server-restart"):
-                events.append((time.monotonic() - t0, f"fault over: {phase.fault}"))
-            at += phase.seconds
-            time.sleep(max(0.0, at - (time.monotonic() - t0)))
-            if killer is not None:
-                killer.stop.set()
-                killer.join()
-                events.append((time.monotonic() - t0, "fault over: backend-kills"))
-                events.append((time.monotonic() - t0, f"killed {killer.killed} backends"))
-        while True:  # the producer's last line says every enqueue was acknowledged
-            line = producer.json(timeout=300)
-            if line.get("done"):
-                sent = int(line["sent"])
-                break
-        drained = _drain(url, sent, t0)
-        monitor.stop.set()
-        monitor.join()
-        with psycopg.connect(url, autocommit=True) as conn:
-            schema = SCHEMA_SQL
-            stranded = conn.execute(STRANDED_SQL.format(schema=schema)).fetchone()
-            missing = conn.execute(
-                f"SELECT count(*) FROM generate_series(0, %s - 1) AS s WHERE NOT EXISTS "
-                f"(SELECT 1 FROM {schema}.workflows WHERE id = 'p' || s AND status = 'SUCCESS')",
-                (sent,),
-            ).fetchone()
-        for child in fleet:
-            child.close()
-        producer.close()
-        return {
-            "rate": rate, "workers": workers, "plan": kind, "phases": [asdict(p) for p in phases],
-            "events": events, "samples": [asdict(s) for s in monitor.samples], "sent": sent,
-            "drained_s": drained, "stranded": int(stranded[0]) if stranded else None,
-            "missing": int(missing[0]) if missing else None,
-        }  # fmt: skip
+        try:
+            return _load(
+                url, cluster, phases, fleet, producer, monitor, events, rate, workers, kind
+            )
+        except Exception:
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            (RESULTS / "sustained-failed.json").write_text(
+                json.dumps({"events": events, "samples": [asdict(s) for s in monitor.samples]})
+            )
+            raise
     finally:
         if not keep:
             cluster.destroy()
+
+
+def _load(
+    url: str,
+    cluster: Cluster,
+    phases: list[Phase],
+    fleet: list[Child],
+    producer: Child,
+    monitor: Monitor,
+    events: list[tuple[float, str]],
+    rate: float,
+    workers: int,
+    kind: str,
+) -> dict[str, Any]:
+    """The phases and their faults, then the drain and the final checks."""
+    t0 = monitor.t0
+    at = 0.0
+    for phase in phases:
+        events.append((time.monotonic() - t0, f"start {phase.name}"))
+        print(f"[{time.monotonic() - t0:6.1f} s] {phase.name}", file=sys.stderr, flush=True)
+        killer: BackendKiller | None = None
+        if phase.fault == "worker-kill":
+            os.kill(fleet[0].proc.pid, signal.SIGKILL)
+            fleet[0].proc.wait()
+            fleet[0] = _worker(url)
+        elif phase.fault == "server-restart":
+            cluster.crash()
+            cluster.start()
+        elif phase.fault == "backend-kills":
+            killer = BackendKiller(url)
+            killer.start()
+        if phase.fault in ("worker-kill", "server-restart"):
+            events.append((time.monotonic() - t0, f"fault over: {phase.fault}"))
+        at += phase.seconds
+        time.sleep(max(0.0, at - (time.monotonic() - t0)))
+        if killer is not None:
+            killer.stop.set()
+            killer.join()
+            events.append((time.monotonic() - t0, "fault over: backend-kills"))
+            events.append((time.monotonic() - t0, f"killed {killer.killed} backends"))
+    behind = 0
+    while True:  # the producer's last line says every enqueue was acknowledged
+        line = producer.json(timeout=120)
+        behind = max(behind, int(line.get("behind", 0)))
+        if line.get("done"):
+            sent = int(line["sent"])
+            break
+    drained = _drain(url, sent, t0)
+    monitor.stop.set()
+    monitor.join()
+    with psycopg.connect(url, autocommit=True) as conn:
+        schema = SCHEMA_SQL
+        stranded = conn.execute(STRANDED_SQL.format(schema=schema)).fetchone()
+        missing = conn.execute(
+            f"SELECT count(*) FROM generate_series(0, %s - 1) AS s WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {schema}.workflows WHERE id = 'p' || s AND status = 'SUCCESS')",
+            (sent,),
+        ).fetchone()
+    for child in fleet:
+        child.close()
+    producer.close()
+    return {
+        "rate": rate, "workers": workers, "plan": kind, "phases": [asdict(p) for p in phases],
+        "events": events, "samples": [asdict(s) for s in monitor.samples], "sent": sent,
+        "drained_s": drained, "stranded": int(stranded[0]) if stranded else None,
+        "behind": behind,
+        "missing": int(missing[0]) if missing else None,
+    }  # fmt: skip
 
 
 def _drain(url: str, sent: int, t0: float) -> float:
@@ -335,6 +364,8 @@ def summarize(result: dict[str, Any]) -> str:
     last_minute = _rates(samples, horizon - 60, horizon)
     lines += [
         "",
+        f"- offered {result['rate'] * horizon:,.0f}; the producer fell behind by up to "
+        f"{result.get('behind', 0):,} (at most 512 enqueues wait for an answer)",
         f"- enqueues sent and acknowledged: {result['sent']:,}; missing or unfinished after "
         f"the drain: {result['missing']}; drained {result['drained_s']:.1f} s after the "
         f"producer stopped",

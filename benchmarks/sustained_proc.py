@@ -2,7 +2,8 @@
 a producer that enqueues at a fixed rate, each ``python -m benchmarks.sustained_proc KIND``.
 
 The worker runs queued jobs of 1 ms of work until stdin closes. The producer enqueues
-``--rate`` jobs a second with IDs of its own (``p<seq>``), through every outage: an
+``--rate`` jobs a second with IDs of its own (``p<seq>``), with at most 512 waiting for
+their answer (past that it falls behind, and says by how much), through every outage: an
 enqueue that failed is sent again with the same ID (an ID that exists attaches instead
 of starting twice); how many it sent and how many are still unacknowledged are printed
 every second as a JSON line, so the parent can check that every acknowledged enqueue
@@ -21,6 +22,7 @@ import durably
 
 QUEUE = "sustained"
 JOB = "sustained.job"
+MAX_IN_FLIGHT = 512
 
 
 def worker(url: str, schema: str) -> None:
@@ -56,8 +58,16 @@ def producer(url: str, schema: str, rate: float, duration: float) -> None:
         sent = 0
         pending: set[asyncio.Task[None]] = set()
         last_report = started
+
+        def report(**extra: object) -> None:
+            due = int((time.monotonic() - started) * rate)
+            line = {"sent": sent, "in_flight": len(pending), "behind": max(0, due - sent)}
+            print(json.dumps({**line, **extra}), flush=True)
+
         while (now := time.monotonic()) - started < duration:
-            due = int((now - started) * rate)
+            # Like a web tier with a bounded pool: at most MAX_IN_FLIGHT enqueues wait for
+            # their answer; past that the producer falls behind the offered rate (reported).
+            due = min(int((now - started) * rate), sent + MAX_IN_FLIGHT - len(pending))
             for seq in range(sent, due):
                 task = asyncio.create_task(send(seq))
                 pending.add(task)
@@ -65,11 +75,12 @@ def producer(url: str, schema: str, rate: float, duration: float) -> None:
             sent = max(sent, due)
             if now - last_report >= 1.0:
                 last_report = now
-                print(json.dumps({"sent": sent, "in_flight": len(pending)}), flush=True)
+                report()
             await asyncio.sleep(tick)
         while pending:
-            await asyncio.sleep(0.05)
-        print(json.dumps({"sent": sent, "in_flight": 0, "done": True}), flush=True)
+            await asyncio.sleep(1.0)
+            report()
+        report(done=True)
 
     print("ready", flush=True)
     sys.stdin.readline()  # go

@@ -280,10 +280,19 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
             return self.settle((statement,), exc, budget)
 
     def retry(self, statements: Sequence[Statement]) -> Result:
-        """Run again, in one transaction on a fresh connection, statements whose outcome
-        is unknown, each in its settling form (``Statement.retried``). Also how every
-        call runs while the pool is broken: during an outage it fails at once."""
+        """Run again, in one transaction, statements whose outcome is unknown, each in its
+        settling form (``Statement.retried``): on a fresh connection while the pool is set
+        aside (also how every call runs then: during an outage it fails at once), else on
+        the pool, which the first success replaced (thousands of settling callers must
+        not each pay a connection once the database answers)."""
         settling = _settling(statements)
+        if not self._suspect():
+            pool = self.pool
+            try:
+                with self._reporting(pool), pool.connection() as conn:
+                    return run_sync(conn, settling, transaction=len(settling) > 1)
+            except _PoolReplaced:
+                pass  # replaced under this call: a fresh connection, as while set aside
         with (
             self._fresh,
             self._reporting(),
@@ -406,6 +415,14 @@ class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommit
     async def retry(self, statements: Sequence[Statement]) -> Result:
         """Async twin of Database.retry."""
         settling = _settling(statements)
+        if not self._suspect():
+            pool = self.pool
+            try:
+                with self._reporting(pool):
+                    async with pool.connection() as conn:
+                        return await run_async(conn, settling, transaction=len(settling) > 1)
+            except _PoolReplaced:
+                pass  # replaced under this call: a fresh connection, as while set aside
         async with self._fresh:
             with self._reporting():
                 conn = await psycopg.AsyncConnection.connect(self.url, **self._retry_kwargs)
