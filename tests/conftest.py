@@ -20,6 +20,7 @@ import pytest
 
 import durably
 from durably import embedded
+from support import Cli
 
 TEST_DATA_DIR = Path(tempfile.gettempdir()) / f"durably-tests-{os.getuid()}"
 
@@ -133,3 +134,9 @@ def procs(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Any]:
     from waitprocs.util import Procs
 
     yield from _closed_at_end(Procs(pg_url, schema, tmp_path))
+
+
+@pytest.fixture
+def cli(pg_url: str, schema: str) -> Cli:
+    """The ``durably`` command as a real process on this test's schema."""
+    return Cli(pg_url, schema)

@@ -24,11 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.fixture
-def cli(pg_url: str, schema: str) -> Cli:
-    return Cli(pg_url, schema)
-
-
 @dataclass
 class Made:
     app: durably.App

@@ -27,11 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def cli(pg_url: str, schema: str) -> Cli:
-    return Cli(pg_url, schema)
-
-
 # ------------------------------------------------------------------------ schedules
 
 
