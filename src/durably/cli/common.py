@@ -43,6 +43,12 @@ class Where:
     schema: str
 
 
+# Every command that prints something for scripts takes --json.
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="print JSON (for scripts) instead of text"
+)
+
+
 def database_options(command: F) -> F:
     """The options every command that talks to a database shares."""
     command = click.option(

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from durably.cli.common import Where, console, database_options, failures, print_json, resolve_url
+from durably.cli.common import (
+    Where,
+    console,
+    database_options,
+    failures,
+    json_option,
+    print_json,
+    resolve_url,
+)
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 
@@ -33,7 +41,7 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
     metavar="SECONDS",
     help="report transactions open longer than this (they hold back vacuum)",
 )
-@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@json_option
 @database_options
 def doctor_command(
     url: str | None,

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from durably.cli.common import Where, connected, database_options, print_json
+from durably.cli.common import Where, connected, database_options, json_option, print_json
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -51,7 +51,7 @@ class Duration(click.ParamType):  # type: ignore[type-arg]  # generic from Click
     type=click.Choice(["SUCCESS", "ERROR", "CANCELLED"], case_sensitive=False),
     help="only workflows that finished so (repeatable; default: all three)",
 )  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="print JSON instead of text")
+@json_option
 @database_options
 def gc_command(
     older_than: timedelta,

@@ -12,6 +12,7 @@ from durably.cli.common import (
     console,
     database_options,
     iso,
+    json_option,
     print_json,
 )
 from durably.humane import duration
@@ -55,7 +56,7 @@ def sparkline(counts: tuple[int, ...]) -> str:
     show_default=True,
     help="how many minutes of starts the sparkline covers",
 )
-@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@json_option
 @database_options
 def queues_command(
     minutes: int, as_json: bool, database_url: str | None, data_dir: str | None, schema: str

@@ -15,6 +15,7 @@ from durably.cli.common import (
     console,
     database_options,
     iso,
+    json_option,
     print_json,
     when,
 )
@@ -22,8 +23,6 @@ from durably.cli.common import (
 if TYPE_CHECKING:
     from durably.schedule_control import ScheduleInfo
     from durably.workflow import WorkflowHandle
-
-_JSON = click.option("--json", "as_json", is_flag=True, help="print JSON instead of text")
 
 
 def schedule_json(info: ScheduleInfo) -> dict[str, Any]:
@@ -50,7 +49,7 @@ def schedules() -> None:
 
 
 @schedules.command("list")
-@_JSON
+@json_option
 @database_options
 def list_command(as_json: bool, database_url: str | None, data_dir: str | None, schema: str) -> int:
     """Every schedule, by name: its workflow, cron and timezone, whether it is paused,
@@ -92,7 +91,7 @@ def list_command(as_json: bool, database_url: str | None, data_dir: str | None, 
 
 @schedules.command("pause")
 @click.argument("name")
-@_JSON
+@json_option
 @database_options
 def pause_command(
     name: str, as_json: bool, database_url: str | None, data_dir: str | None, schema: str
@@ -107,7 +106,7 @@ def pause_command(
 
 @schedules.command("resume")
 @click.argument("name")
-@_JSON
+@json_option
 @database_options
 def resume_command(
     name: str, as_json: bool, database_url: str | None, data_dir: str | None, schema: str
@@ -142,7 +141,7 @@ def _steered(as_json: bool, action: str, before: ScheduleInfo, after: ScheduleIn
     default=None,
     help="run it as the tick of this ISO 8601 time (no offset: local time; default: now)",
 )
-@_JSON
+@json_option
 @database_options
 def trigger_command(
     name: str,
@@ -179,7 +178,7 @@ def trigger_command(
     required=True,
     help="run ticks before this time (exclusive; ISO 8601, no offset: local time)",
 )
-@_JSON
+@json_option
 @database_options
 def backfill_command(
     name: str,

@@ -6,12 +6,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from durably.cli.common import CommandFailed, Where, connected, database_options, print_json
+from durably.cli.common import (
+    CommandFailed,
+    Where,
+    connected,
+    database_options,
+    json_option,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from durably.client import Client
-
-_JSON = click.option("--json", "as_json", is_flag=True, help="print JSON instead of text")
 
 
 def _status(client: Client, workflow_id: str) -> str:
@@ -31,7 +36,7 @@ def _report(as_json: bool, action: str, workflow_id: str, before: str, after: st
 @click.command("cancel", short_help="Cancel a workflow (--children: its descendants too).")
 @click.argument("workflow_id", metavar="ID")
 @click.option("--children", is_flag=True, help="cancel its descendant workflows too")
-@_JSON
+@json_option
 @database_options
 def cancel_command(
     workflow_id: str,
@@ -53,7 +58,7 @@ def cancel_command(
 
 @click.command("resume", short_help="Run a cancelled, dead-lettered or queued workflow now.")
 @click.argument("workflow_id", metavar="ID")
-@_JSON
+@json_option
 @database_options
 def resume_command(
     workflow_id: str, as_json: bool, database_url: str | None, data_dir: str | None, schema: str
@@ -78,7 +83,7 @@ def resume_command(
     help="the first step to run again (steps before it are copied, not re-run)",
 )
 @click.option("--new-id", default=None, metavar="ID", help="the new workflow's ID (default: new)")
-@_JSON
+@json_option
 @database_options
 def fork_command(
     workflow_id: str,

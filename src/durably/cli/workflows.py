@@ -17,6 +17,7 @@ from durably.cli.common import (
     console,
     database_options,
     iso,
+    json_option,
     print_json,
     when,
 )
@@ -99,7 +100,7 @@ def workflows() -> None:
 @click.option(
     "--offset", type=click.IntRange(min=0), default=0, show_default=True, help="skip this many"
 )
-@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@json_option
 @database_options
 def list_command(
     statuses: tuple[str, ...],
@@ -168,7 +169,7 @@ def list_command(
 
 @workflows.command("show")
 @click.argument("workflow_id", metavar="ID")
-@click.option("--json", "as_json", is_flag=True, help="print JSON instead of text")
+@json_option
 @database_options
 def show_command(
     workflow_id: str, as_json: bool, database_url: str | None, data_dir: str | None, schema: str
@@ -294,7 +295,7 @@ def _show_text(shown: dict[str, Any]) -> None:
     help="only workflows in this status (repeat for several; default: all that may still run)",
 )
 @click.option("--name", default=None, help="only workflows of this name")
-@click.option("--json", "as_json", is_flag=True, help="print JSON instead of text")
+@json_option
 @database_options
 def set_version_command(
     from_version: str | None,

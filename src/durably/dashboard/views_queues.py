@@ -6,7 +6,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from durably.dashboard.charts import bars
-from durably.dashboard.schedules import list_schedules
 from durably.dashboard.state import shared
 
 MINUTES = 30
@@ -30,5 +29,5 @@ async def queue_rows(request: Request) -> Response:
 
 async def schedules_page(request: Request) -> Response:
     app = shared(request)
-    found = await list_schedules(app.client)
+    found = await app.client.list_schedules_async()
     return app.pages.render(request, "schedules.html", schedules=found)
