@@ -14,16 +14,19 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from durably import codec as codec_module
+from durably.batch import Run, as_runs, encode_runs, stamped
 from durably.control import Control
 from durably.errors import ConfigurationError
 from durably.execution.effects import Protocol
 from durably.execution.observe import stamp
 from durably.execution.protocol import Started
 from durably.execution.queueing import enqueue as enqueue_protocol
+from durably.execution.queueing import enqueue_many as enqueue_many_protocol
 from durably.execution.specs import WorkflowSpec
 from durably.options import WorkflowOptions, check_name
 from durably.outbox import Outbox
@@ -166,6 +169,47 @@ class Client(Control, ScheduleHandOver, Outbox, Retention, Versions):
         return engine, _as_handle(engine, starting, workflow_name, queue_name)
 
     enqueue, enqueue_async = twins(_enqueue)
+
+    def _enqueue_many(
+        self,
+        queue_name: str,
+        workflow_name: str,
+        runs: Iterable[Run],
+        *,
+        ids: Sequence[str] | None = None,
+        priority: int | None = None,
+        partition_key: str | None = None,
+        delay: float | datetime | None = None,
+        timeout: float | None = None,
+    ) -> Job[list[WorkflowHandle[Any]]]:
+        """Put many runs of ``workflow_name`` on ``queue_name`` at once; their handles, in
+        order. Each run is a tuple of positional arguments or a dict of keyword
+        arguments; ``ids`` gives each its ID; the options apply to all (as on
+        ``enqueue``). A thousand runs go in one statement and one commit."""
+        check_name(workflow_name, "workflow_name")
+        options = WorkflowOptions(
+            timeout=timeout, queue=queue_name, priority=priority,
+            partition_key=partition_key, delay=delay,
+        )  # fmt: skip
+        options.validate()
+        given = as_runs(runs)
+        engine = self.engine
+        encoded = encode_runs(given, ids, options, engine.codec)  # before any write
+        spec = WorkflowSpec(_unregistered, workflow_name)
+        encoded = stamped(engine, encoded, workflow_name, queue_name)
+        queued = enqueue_many_protocol(engine, spec, options, encoded)
+        return engine, _as_handles(engine, queued, workflow_name, queue_name)
+
+    enqueue_many, enqueue_many_async = twins(_enqueue_many)
+
+
+def _as_handles(
+    engine: Engine, queued: Protocol[list[Started]], name: str, queue: str
+) -> Protocol[list[WorkflowHandle[Any]]]:
+    started = yield from queued
+    if name not in engine.registry:
+        yield from check_enqueued(engine, name, queue)
+    return [WorkflowHandle(engine, one.workflow_id) for one in started]
 
 
 def _as_handle(

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from durably import codec as codec_module
 from durably.app_core import AppCore
+from durably.batch import Run, as_runs, encode_runs, split_run, stamped
 from durably.errors import InvalidArgument
+from durably.execution.context import active_workflow
 from durably.execution.effects import Protocol
+from durably.execution.protocol import Started
 from durably.execution.queueing import debounce as debounce_protocol
+from durably.execution.queueing import enqueue_many as enqueue_many_protocol
 from durably.execution.specs import WorkflowSpec
 from durably.options import check_name, check_seconds
 from durably.queue_spec import QueueSpec
 from durably.twins import Job, twins
-from durably.workflow import Workflow, WorkflowHandle
+from durably.workflow import Workflow, WorkflowHandle, say_if_undeclared
 
 if TYPE_CHECKING:
     from durably.runtime.engine import Engine
@@ -39,6 +44,37 @@ class Queue:
     ) -> WorkflowHandle[Any]:
         """Async twin of ``enqueue``."""
         return await _workflow(wf).options(queue=self.name).start_async(*args, **kwargs)
+
+    def _enqueue_many(
+        self,
+        wf: Workflow[Any, Any],
+        runs: Iterable[Run],
+        *,
+        ids: Sequence[str] | None = None,
+    ) -> Job[list[WorkflowHandle[Any]]]:
+        """Put many runs of ``wf`` on this queue at once; returns their handles, in order.
+
+        Each run is a tuple of positional arguments or a dict of keyword arguments; every
+        run is checked before any is written. ``ids`` gives each run its ID (an existing
+        one attaches, as for ``enqueue``); options set with ``wf.options(...)`` apply to
+        all. A thousand runs go in one statement and one commit, and workers are told
+        once: far cheaper per run than as many enqueues. Inside a workflow, each run is
+        enqueued as a child of its own, in order.
+        """
+        workflow = _workflow(wf).options(queue=self.name)
+        spec = workflow.spec
+        engine = self._app.engine
+        engine.ensure_launched()
+        options = workflow.start_options
+        given = as_runs(runs)
+        encoded = encode_runs(given, ids, options, engine.codec, spec.check_args)
+        if active_workflow() is not None:
+            return engine, _children(workflow, given, ids)
+        encoded = stamped(engine, encoded, spec.name, self.name)
+        queued = enqueue_many_protocol(engine, spec, options, encoded)
+        return engine, _as_handles(engine, spec, self.name, queued)
+
+    enqueue_many, enqueue_many_async = twins(_enqueue_many)
 
     def _debounce(
         self,
@@ -70,6 +106,29 @@ def _as_handle(
     engine: Engine, spec: WorkflowSpec, debounced: Protocol[str]
 ) -> Protocol[WorkflowHandle[Any]]:
     return WorkflowHandle(engine, (yield from debounced), spec.return_hint)
+
+
+def _as_handles(
+    engine: Engine, spec: WorkflowSpec, queue: str, queued: Protocol[list[Started]]
+) -> Protocol[list[WorkflowHandle[Any]]]:
+    started = yield from queued
+    say_if_undeclared(engine, queue, all(one.queue_declared for one in started))
+    return [WorkflowHandle(engine, one.workflow_id, spec.return_hint) for one in started]
+
+
+def _children(
+    workflow: Workflow[Any, Any], runs: list[Run], ids: Sequence[str] | None
+) -> Protocol[list[WorkflowHandle[Any]]]:
+    """Inside a workflow: each run a child enqueue of its own, numbered now, in order
+    (their IDs derive from the parent's unless ``ids`` gives them)."""
+    jobs = []
+    for index, run in enumerate(runs):
+        child = workflow if ids is None else workflow.options(id=ids[index])
+        jobs.append(child._start(*split_run(run, index))[1])
+    handles = []
+    for job in jobs:
+        handles.append((yield from job))
+    return handles
 
 
 def _workflow(wf: object) -> Workflow[Any, Any]:

@@ -98,6 +98,11 @@ class Workflow(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<durably workflow {self.spec.name!r}>"
 
+    @property
+    def start_options(self) -> WorkflowOptions:
+        """The options its next start takes (set with ``options``)."""
+        return self._options
+
     def options(
         self,
         *,
@@ -252,8 +257,14 @@ def noting_undeclared(engine: Engine, queue: str, queued: Protocol[Started]) -> 
     """Enqueue needs no queue row, so work on a queue nobody declared yet is accepted and
     waits; that is said (a warning, once per queue) in case the name is a typo."""
     started = yield from queued
+    say_if_undeclared(engine, queue, started.queue_declared)
+    return started
+
+
+def say_if_undeclared(engine: Engine, queue: str, declared: bool) -> None:
+    """The warning of ``noting_undeclared``, once per queue and schema."""
     said = (engine.statements.schema, queue)
-    if not started.queue_declared and said not in _UNDECLARED_SAID:
+    if not declared and said not in _UNDECLARED_SAID:
         _UNDECLARED_SAID.add(said)
         log.warning(
             "queue %r is not declared yet: its work waits ENQUEUED until a worker whose code "
@@ -261,7 +272,6 @@ def noting_undeclared(engine: Engine, queue: str, queued: Protocol[Started]) -> 
             queue,
             queue,
         )
-    return started
 
 
 class Step(Generic[P, R]):

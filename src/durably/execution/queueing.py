@@ -18,6 +18,9 @@ from durably.options import WorkflowOptions, delay_until, now
 if TYPE_CHECKING:
     from durably.execution.host import Host
 
+# Runs of one enqueue_many that go in one statement (and one commit).
+MANY_AT_ONCE = 1000
+
 
 def check_priority(engine: Host, queue: str, priority: int | None) -> Protocol[None]:
     """A priority is refused on a queue declared without ``priority=True`` (by this app,
@@ -71,6 +74,20 @@ def enqueue(
     )
     if rows:
         return Started(workflow_id, None, queue_declared=rows[0].queue_declared)
+    return (yield from _attach(engine, spec, options, workflow_id, inputs, parent))
+
+
+def _attach(
+    engine: Host,
+    spec: WorkflowSpec,
+    options: WorkflowOptions,
+    workflow_id: str,
+    inputs: str,
+    parent: tuple[str, int] | None,
+) -> Protocol[Started]:
+    """An enqueue that inserted nothing: its ID (or dedup key) is taken. The same ID of
+    the same workflow attaches to it; a dedup key held by another does as asked."""
+    assert options.queue is not None
     existing = yield Read(engine.statements.get_outcome(workflow_id))
     if existing:
         if existing[0].name != spec.name:
@@ -84,6 +101,50 @@ def enqueue(
             raise DuplicateWorkflow(options.queue, options.dedup_key, holder[0].id)
     # The holder finished between the two reads: the key is free again.
     return (yield from enqueue(engine, spec, options, workflow_id, inputs, parent))
+
+
+def enqueue_many(
+    engine: Host,
+    spec: WorkflowSpec,
+    options: WorkflowOptions,
+    runs: list[tuple[str, str]],
+) -> Protocol[list[Started]]:
+    """Put many runs of one workflow on its queue, given as (workflow ID, inputs): one
+    statement (and one notification per queue) for each ``MANY_AT_ONCE`` of them. An
+    existing ID attaches to its workflow, as for ``enqueue``."""
+    assert options.queue is not None and options.dedup_key is None
+    yield from check_priority(engine, options.queue, options.priority)
+    available_at = delay_until(options.delay) if options.delay is not None else None
+    started: list[Started] = []
+    for first in range(0, len(runs), MANY_AT_ONCE):
+        chunk = runs[first : first + MANY_AT_ONCE]
+        statements = [
+            engine.queue_statements.enqueue(
+                workflow_id=workflow_id,
+                name=spec.name,
+                inputs=inputs,
+                max_recovery_attempts=spec.max_recovery_attempts,
+                codec=engine.codec.name,
+                timeout=options.timeout,
+                queue=options.queue,
+                priority=options.priority,
+                dedup_key=None,
+                partition_key=options.partition_key,
+                available_at=available_at,
+                app_version=engine.versions.enqueued,
+            )
+            for workflow_id, inputs in chunk
+        ]
+        rows = yield Write(engine.queue_statements.enqueue_many(statements))
+        made = {row.id: row for row in rows}
+        for workflow_id, inputs in chunk:
+            row = made.pop(workflow_id, None)
+            if row is not None:
+                started.append(Started(workflow_id, None, queue_declared=row.queue_declared))
+            else:
+                attached = yield from _attach(engine, spec, options, workflow_id, inputs, None)
+                started.append(attached)
+    return started
 
 
 def enqueue_child(

@@ -681,12 +681,17 @@ class Engine:
         return await drive_async(self, await_outcome(self, workflow_id, hint, deadline, timeout))
 
 
+# The first re-read of a watched workflow's status that no notification prompted (s).
+FIRST_RECHECK = 0.01
+
+
 def await_outcome(
     engine: Engine, workflow_id: str, hint: Any, deadline: float | None, timeout: float | None
 ) -> Protocol[Any]:
     """Wait for a workflow's recorded outcome, woken by its completion notification."""
     keys = (Kind.FINISHED.key(workflow_id), Kind.CANCELLED.key(workflow_id))
     watching = False
+    recheck = FIRST_RECHECK
     while True:
         since = yield Watch(keys)
         outcome = yield from read_outcome(engine, workflow_id)
@@ -699,7 +704,12 @@ def await_outcome(
             yield Write(engine.statements.watch(workflow_id))
             watching = True
             continue
-        remaining = POLL_INTERVAL
+        # The finisher reads the watchers in the snapshot its statement began with: a
+        # watch that commits while that finish is in flight is not seen, and no
+        # notification comes. Such a finish commits within a millisecond or so, so the
+        # status is read again soon, then less often (a long run costs a few reads).
+        remaining = recheck
+        recheck = min(POLL_INTERVAL, recheck * 2)
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from durably.store import sqlfile
 from durably.store.statements import Statement, bound, token
 
 _NAMES = (
-    "declare_queue", "get_queue", "enqueue", "dedup_holder", "lock_queue", "claim_queued",
-    "claim_queued_partitioned", "set_delay", "debounce", "rate_window_opens",
+    "declare_queue", "get_queue", "enqueue", "enqueue_many", "dedup_holder", "lock_queue",
+    "claim_queued", "claim_queued_partitioned", "set_delay", "debounce", "rate_window_opens",
     "queue_stats",
+)  # fmt: skip
+
+# The columns of an enqueue that enqueue_many takes as arrays.
+_ENQUEUED = (
+    "id", "name", "inputs", "max_recovery_attempts", "codec", "timeout", "queue", "priority",
+    "dedup_key", "partition_key", "available_at", "parent_id", "parent_step", "app_version",
 )  # fmt: skip
 
 if TYPE_CHECKING:
@@ -92,7 +98,28 @@ class QueueStatements:
                 "parent_step": parent_step,
                 "channel": self.channel,
             },
+            combine=self._enqueue_many,
         )
+
+    def enqueue_many(self, statements: Sequence[Statement]) -> Statement:
+        """Many enqueues (statements built by ``enqueue``) as one statement: its rows are
+        those of the workflows it put on their queues."""
+        params: dict[str, Any] = {c: [st.params[c] for st in statements] for c in _ENQUEUED}
+        params["channel"] = self.channel
+        return bound(self._sql["enqueue_many"], params)
+
+    def _enqueue_many(
+        self, statements: list[Statement]
+    ) -> tuple[Statement, Callable[[Any], list[Any]]]:
+        """The group committer's fold: each enqueue gets its own row back, or none (its
+        ID, or dedup key, was taken: the same ID twice in one batch goes in once)."""
+        ids = [st.params["id"] for st in statements]
+
+        def split(result: Any) -> list[Any]:
+            made = {row.id: [row] for row in result}
+            return [made.pop(i, []) for i in ids]
+
+        return self.enqueue_many(statements), split
 
     def dedup_holder(self, queue: str, dedup_key: str) -> Statement:
         return bound(self._sql["dedup_holder"], {"queue": queue, "dedup_key": dedup_key})

@@ -53,6 +53,48 @@ SELECT id, status,
        EXISTS (SELECT 1 FROM {schema}.queues WHERE name = %(queue)s) AS queue_declared
 FROM ins
 
+-- name: enqueue_many
+-- The same for many workflows in one statement: the enqueues a group-commit batch
+-- gathered, or one enqueue_many call. Workers are told once per queue with ready work,
+-- not once per workflow (a notification costs every listener a wake-up, and NOTIFY
+-- holds a cluster-wide lock while its transaction commits); delayed work still says
+-- when each due time comes.
+WITH given AS (
+    SELECT * FROM unnest(
+        %(id)s::text[], %(name)s::text[], %(inputs)s::text[], %(max_recovery_attempts)s::int[],
+        %(codec)s::text[], %(timeout)s::float8[], %(queue)s::text[], %(priority)s::int[],
+        %(dedup_key)s::text[], %(partition_key)s::text[], %(available_at)s::timestamptz[],
+        %(parent_id)s::text[], %(parent_step)s::int[], %(app_version)s::text[]
+    ) WITH ORDINALITY AS g(id, name, inputs, max_recovery_attempts, codec, timeout, queue,
+                           priority, dedup_key, partition_key, available_at, parent_id,
+                           parent_step, app_version, n)
+), ins AS (
+    INSERT INTO {schema}.workflows
+        (id, name, status, inputs, executor_id, max_recovery_attempts, codec, timeout_seconds,
+         queue_name, priority, dedup_key, partition_key, available_at, enqueued_at,
+         parent_id, parent_step, app_version)
+    SELECT id, name,
+           CASE WHEN available_at > clock_timestamp() THEN 'DELAYED' ELSE 'ENQUEUED' END,
+           inputs::jsonb, NULL, max_recovery_attempts, codec, timeout, queue, priority,
+           dedup_key, partition_key, available_at, clock_timestamp(), parent_id, parent_step,
+           app_version
+    -- in the order given, so that enqueue order (FIFO within a priority) is kept
+    FROM given ORDER BY n
+    ON CONFLICT DO NOTHING
+    RETURNING id, status, queue_name, available_at
+), ready AS (
+    SELECT pg_notify(%(channel)s, {kind_queued} || queue_name)
+    FROM (SELECT DISTINCT queue_name FROM ins WHERE status = 'ENQUEUED') AS q
+), due AS (
+    SELECT pg_notify(%(channel)s,
+                     {kind_delayed} || extract(epoch FROM available_at) || ':' || queue_name)
+    FROM (SELECT DISTINCT queue_name, available_at FROM ins WHERE status = 'DELAYED') AS d
+)
+SELECT id, status,
+       (SELECT count(*) FROM ready) + (SELECT count(*) FROM due) AS notified,
+       queue_name IN (SELECT name FROM {schema}.queues) AS queue_declared
+FROM ins
+
 -- name: dedup_holder
 SELECT id FROM {schema}.workflows
 WHERE queue_name = %(queue)s AND dedup_key = %(dedup_key)s

@@ -564,6 +564,7 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     # queues.sql
     "get_queue": StoredQueue,
     "enqueue": Enqueued,
+    "enqueue_many": Enqueued,
     "dedup_holder": DedupHolder,
     "lock_queue": QueueLocked,
     "claim_queued": Claimed,
