@@ -14,6 +14,7 @@ differ only where one of them waits.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -67,14 +68,15 @@ def _names(statements: Sequence[Statement]) -> list[str]:
 
 
 def _execute(conn: psycopg.Connection[Any], st: Statement) -> psycopg.Cursor[Any]:
-    return conn.cursor(row_factory=_row_factory(st.row)).execute(st.sql, st.params, prepare=True)
+    cursor = conn.cursor(row_factory=_row_factory(st.row))
+    return cursor.execute(st.sql, st.params, prepare=st.prepare)
 
 
 async def _execute_async(
     conn: psycopg.AsyncConnection[Any], st: Statement
 ) -> psycopg.AsyncCursor[Any]:
     cursor = conn.cursor(row_factory=_row_factory(st.row))
-    return await cursor.execute(st.sql, st.params, prepare=True)
+    return await cursor.execute(st.sql, st.params, prepare=st.prepare)
 
 
 def _send_sync(
@@ -148,7 +150,7 @@ def plan(batch: list[Pending]) -> list[Entry]:
             entries.append((items[0].statement, items, None))
         else:
             statement, split = combine([item.statement for item in items])
-            entries.append((statement, items, split))
+            entries.append((dataclasses.replace(statement, prepare=False), items, split))
     return entries
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -106,7 +107,7 @@ class QueueStatements:
         those of the workflows it put on their queues."""
         params: dict[str, Any] = {c: [st.params[c] for st in statements] for c in _ENQUEUED}
         params["channel"] = self.channel
-        return bound(self._sql["enqueue_many"], params)
+        return dataclasses.replace(bound(self._sql["enqueue_many"], params), prepare=False)
 
     def _enqueue_many(
         self, statements: list[Statement]

@@ -37,6 +37,13 @@ class Statement:
     combine: Combiner | None = None
     # The named row type of its result rows (store/rows.py); None for plain tuples.
     row: Callable[..., Any] | None = None
+    # Run as a server-side prepared statement. A statement over arrays of a batch is
+    # not: a prepared one soon runs a generic plan, made once for an array of unknown
+    # length and a table of the size it had then, and a plan made on a young table
+    # (a nested loop over every row, say) is kept as the table grows, until the next
+    # ANALYZE: batches of a new schema ran 5x slower for their first minute. Planned
+    # each time instead (a fraction of a millisecond, shared by the whole batch).
+    prepare: bool = True
 
     @property
     def name(self) -> str:
