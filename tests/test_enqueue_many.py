@@ -31,9 +31,7 @@ def test_enqueue_many_runs_each_once_in_the_order_given(
 
     runs: list[Any] = [(i,) if i % 2 else {"a": i, "b": 100} for i in range(30)]
     handles = queue.enqueue_many(add, runs)
-    assert [h.result(timeout=30) for h in handles] == [
-        i if i % 2 else i + 100 for i in range(30)
-    ]
+    assert [h.result(timeout=30) for h in handles] == [i if i % 2 else i + 100 for i in range(30)]
     # One worker slot: they started in the order given.
     started = db.execute(
         "SELECT id FROM workflows WHERE queue_name = 'many' ORDER BY started_at"
@@ -172,7 +170,8 @@ def test_concurrent_enqueues_folded_into_one_statement_each_get_their_own_answer
     refused = [r for r in results if isinstance(r, BaseException)]
     assert len(refused) == 1 and isinstance(refused[0], durably.DuplicateWorkflow)
     handles = [r for r in results if not isinstance(r, BaseException)]
-    assert len({h.id for h in handles}) == 200 - 3 - 2  # "same" x4 is one; 8 or 7 refused, 9 attached
+    # "same" four times is one run; 7 or 8 is refused; 9 attaches to the other.
+    assert len({h.id for h in handles}) == 200 - 3 - 2
     for handle in handles:
         handle.result(timeout=60)
     assert len(ran) == len(set(ran)) == 200 - 3 - 2

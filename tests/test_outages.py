@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -54,7 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # ``python -m pytest`` has it already; plain ``pytest`` not
     sys.path.insert(0, str(ROOT))
 
-from chaos.pg import Cluster  # noqa: E402
+from chaos.pg import Cluster, running_postmaster  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -996,29 +998,58 @@ def test_a_burst_of_calls_through_an_outage_does_not_storm_the_server(
         return i
 
     _ = app.engine  # declares the queue; the app never launches: nothing is claimed
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(client.enqueue_async("burst", "burst.job", -1))
+
+    async def burst() -> list[Any]:
+        await client.enqueue_async("burst", "burst.job", -1)
         private.cluster.crash()
+        calls = [client.enqueue_async("burst", "burst.job", i) for i in range(1000)]
+        restart = asyncio.get_running_loop().run_in_executor(None, restarted)
+        done = await asyncio.gather(*calls)
+        await restart
+        return done
 
-        async def burst() -> list[Any]:
-            calls = [client.enqueue_async("burst", "burst.job", i) for i in range(1000)]
-            restart = asyncio.get_running_loop().run_in_executor(None, restarted)
-            done = await asyncio.gather(*calls)
-            await restart
-            return done
+    def restarted() -> None:
+        wait_clock(2.0, "every caller waiting out the outage")
+        private.cluster.start()
 
-        def restarted() -> None:
-            wait_clock(2.0, "every caller waiting out the outage")
-            private.cluster.start()
-
-        peak = 0
-        assert len(loop.run_until_complete(burst())) == 1000
-    finally:
-        # The loop's connections are closed before its tasks are cancelled: a psycopg-pool
-        # task cancelled in the middle of a connection attempt swallows the cancellation,
-        # and asyncio.run, which cancels first, would then wait for it for ever.
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+    peak = 0
+    # asyncio.run cancels every task of the loop before it finalises anything: this
+    # returns only because the engine's own task on the loop closes its pools then (a
+    # psycopg-pool task cancelled mid-connection swallowed the cancellation, and
+    # asyncio.run waited for it for ever).
+    assert len(asyncio.run(burst())) == 1000
     assert private.sql("SELECT count(*) FROM workflows WHERE queue_name = 'burst'") == [(1001,)]
     assert peak <= 40, f"{peak} connections at once"
+
+
+def test_asyncio_run_returns_while_the_loops_pool_is_connecting(private: Private) -> None:
+    """asyncio.run cancels every task of its loop at its end. A psycopg-pool task
+    cancelled while it opens a connection swallows the cancellation and waits for work
+    for ever, so asyncio.run never returned; the engine's own task on the loop, cancelled
+    in the same round, closes the pools, and their tasks end."""
+    client = private.client()
+    client.list_workflows(limit=1)  # the schema exists before the server is frozen
+    running = running_postmaster(private.cluster.data)
+    assert running is not None
+    postmaster = running.pid
+
+    async def main() -> None:
+        await client.list_workflows_async(limit=1)  # this loop's pool: one connection
+        # A stopped postmaster accepts no new connection: the pool's attempts to grow
+        # (more readers than connections) hang in their start-up, while the connection
+        # it has goes on answering.
+        os.kill(postmaster, signal.SIGSTOP)
+        await asyncio.gather(*(client.list_workflows_async(limit=1) for _ in range(8)))
+
+    returned = threading.Event()
+
+    def run() -> None:
+        asyncio.run(main())
+        returned.set()
+
+    runner = threading.Thread(target=run, daemon=True)
+    try:
+        runner.start()
+        assert returned.wait(30), "asyncio.run never returned"
+    finally:
+        os.kill(postmaster, signal.SIGCONT)

@@ -140,6 +140,10 @@ class Engine:
         self._closers: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, AsyncGenerator[None, None]
         ] = weakref.WeakKeyDictionary()
+        # The task on each caller's loop that closes its pools when the loop ends.
+        self._sentinels: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Task[None]
+        ] = weakref.WeakKeyDictionary()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._keeper: Keeper | None = None
@@ -417,11 +421,26 @@ class Engine:
                 # A loop of the caller's (asyncio.run around `await wf()`): close its
                 # connections on that loop when it shuts down, not whenever it is
                 # collected. asyncio.run finalises open async generators before it
-                # closes the loop, which runs this one's cleanup there.
-                closer = _close_at_loop_shutdown(adb, self.other_databases, loop)
+                # closes the loop, which runs this one's cleanup there; but it cancels
+                # every task first, and a psycopg-pool task cancelled in the middle of a
+                # connection attempt swallows that and waits for work for ever, so
+                # asyncio.run never returned. A task of ours, cancelled in the same
+                # round, closes the pools first: their tasks then end.
+                sentinel = loop.create_task(
+                    _close_when_cancelled(adb, self.other_databases, loop, self._forget_loop)
+                )
+                closer = _close_at_loop_shutdown(sentinel)
                 await closer.__anext__()
                 self._closers[loop] = closer
+                self._sentinels[loop] = sentinel
         return adb
+
+    def _forget_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A caller's loop ended (or had every task cancelled): its pools are closed; a
+        later call on it opens new ones."""
+        self._async_dbs.pop(loop, None)
+        self._closers.pop(loop, None)
+        self._sentinels.pop(loop, None)
 
     def set_observers(self, observers: observe.Observers) -> None:
         """Report to ``observers`` from now on (runs, steps, claims, commit batches)."""
@@ -718,16 +737,30 @@ def await_outcome(
         yield Wait(keys, since, remaining)
 
 
-async def _close_at_loop_shutdown(
-    adb: AsyncDatabase, others: OtherDatabases, loop: asyncio.AbstractEventLoop
-) -> AsyncGenerator[None, None]:
-    """Suspended until its loop finalises async generators; then closes ``adb`` there,
-    and the pools of other databases that transaction steps opened on that loop."""
+async def _close_when_cancelled(
+    adb: AsyncDatabase,
+    others: OtherDatabases,
+    loop: asyncio.AbstractEventLoop,
+    forget: Callable[[asyncio.AbstractEventLoop], None],
+) -> None:
+    """Waits until cancelled (asyncio.run cancels every task of its loop at its end);
+    then closes ``adb`` and the other databases' pools of that loop."""
+    try:
+        await loop.create_future()
+    finally:
+        forget(loop)
+        await adb.close()
+        await others.close_loop(loop)
+
+
+async def _close_at_loop_shutdown(sentinel: asyncio.Task[None]) -> AsyncGenerator[None, None]:
+    """Suspended until its loop finalises async generators (a loop run without
+    asyncio.run); then has ``sentinel`` close the loop's pools, there."""
     try:
         yield
     finally:
-        await adb.close()
-        await others.close_loop(loop)
+        sentinel.cancel()
+        await asyncio.gather(sentinel, return_exceptions=True)
 
 
 # How many workflows a shutdown warning names (the rest are counted).
