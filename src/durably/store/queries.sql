@@ -30,11 +30,9 @@ INSERT INTO {schema}.workflows
 SELECT u.id, u.name, 'PENDING', u.inputs::jsonb, u.executor_id, u.max_recovery_attempts,
        u.codec, u.timeout, clock_timestamp() + make_interval(secs => u.timeout), u.token,
        u.app_version
-FROM unnest(%(id)s::text[], %(name)s::text[], %(inputs)s::text[], %(executor_id)s::text[],
-            %(max_recovery_attempts)s::int[], %(codec)s::text[], %(timeout)s::float8[],
-            %(token)s::text[], %(app_version)s::text[])
-     AS u(id, name, inputs, executor_id, max_recovery_attempts, codec, timeout, token,
-          app_version)
+FROM json_to_recordset(%(rows)s::json)
+     AS u(id text, name text, inputs text, executor_id text, max_recovery_attempts int,
+          codec text, timeout float8, token text, app_version text)
 ON CONFLICT (id) DO NOTHING
 RETURNING id, epoch, deadline
 
@@ -115,11 +113,9 @@ INSERT INTO {schema}.operations
     (workflow_id, step, name, kind, output, error, child_id, started_at, epoch, attempts)
 SELECT u.workflow_id, u.step, u.name, u.kind, u.output::jsonb, u.error::jsonb, u.child_id,
        u.started_at, w.epoch, u.attempts
-FROM unnest(%(workflow_id)s::text[], %(epoch)s::bigint[], %(step)s::int[], %(name)s::text[],
-            %(kind)s::text[], %(output)s::text[], %(error)s::text[], %(child_id)s::text[],
-            %(started_at)s::timestamptz[], %(attempts)s::int[])
-     AS u(workflow_id, epoch, step, name, kind, output, error, child_id, started_at,
-          attempts)
+FROM json_to_recordset(%(rows)s::json)
+     AS u(workflow_id text, epoch bigint, step int, name text, kind text, output text,
+          error text, child_id text, started_at timestamptz, attempts int)
 JOIN {schema}.workflows w
   ON w.id = u.workflow_id AND w.epoch = u.epoch AND w.status = 'PENDING'
 FOR SHARE OF w
@@ -465,9 +461,8 @@ WITH done AS (
     SET status = u.status, output = u.output::jsonb, error = u.error::jsonb,
         completed_at = clock_timestamp(), updated_at = clock_timestamp(),
         wake_at = NULL, wait_kind = NULL, deadline = NULL
-    FROM unnest(%(workflow_id)s::text[], %(epoch)s::bigint[], %(status)s::text[],
-                %(output)s::text[], %(error)s::text[])
-         AS u(workflow_id, epoch, status, output, error)
+    FROM json_to_recordset(%(rows)s::json)
+         AS u(workflow_id text, epoch bigint, status text, output text, error text)
     WHERE w.id = u.workflow_id AND w.epoch = u.epoch AND w.status = 'PENDING'
     RETURNING w.id
 ), watched AS (

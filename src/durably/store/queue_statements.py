@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from durably.store import sqlfile
-from durably.store.statements import Statement, bound, token
+from durably.store.statements import Statement, batch_rows, bound, token
 
 _NAMES = (
     "declare_queue", "get_queue", "enqueue", "enqueue_many", "dedup_holder", "lock_queue",
@@ -16,7 +16,7 @@ _NAMES = (
     "queue_stats",
 )  # fmt: skip
 
-# The columns of an enqueue that enqueue_many takes as arrays.
+# The columns of an enqueue that enqueue_many takes, for each workflow.
 _ENQUEUED = (
     "id", "name", "inputs", "max_recovery_attempts", "codec", "timeout", "queue", "priority",
     "dedup_key", "partition_key", "available_at", "parent_id", "parent_step", "app_version",
@@ -105,7 +105,7 @@ class QueueStatements:
     def enqueue_many(self, statements: Sequence[Statement]) -> Statement:
         """Many enqueues (statements built by ``enqueue``) as one statement: its rows are
         those of the workflows it put on their queues."""
-        params: dict[str, Any] = {c: [st.params[c] for st in statements] for c in _ENQUEUED}
+        params: dict[str, Any] = batch_rows(statements, _ENQUEUED)
         params["channel"] = self.channel
         return dataclasses.replace(bound(self._sql["enqueue_many"], params), prepare=False)
 

@@ -60,11 +60,12 @@ FROM ins
 -- holds a cluster-wide lock while its transaction commits); delayed work still says
 -- when each due time comes.
 WITH given AS (
-    SELECT * FROM unnest(
-        %(id)s::text[], %(name)s::text[], %(inputs)s::text[], %(max_recovery_attempts)s::int[],
-        %(codec)s::text[], %(timeout)s::float8[], %(queue)s::text[], %(priority)s::int[],
-        %(dedup_key)s::text[], %(partition_key)s::text[], %(available_at)s::timestamptz[],
-        %(parent_id)s::text[], %(parent_step)s::int[], %(app_version)s::text[]
+    SELECT * FROM ROWS FROM (
+        json_to_recordset(%(rows)s::json)
+            AS (id text, name text, inputs text, max_recovery_attempts int, codec text,
+                timeout float8, queue text, priority int, dedup_key text,
+                partition_key text, available_at timestamptz, parent_id text,
+                parent_step int, app_version text)
     ) WITH ORDINALITY AS g(id, name, inputs, max_recovery_attempts, codec, timeout, queue,
                            priority, dedup_key, partition_key, available_at, parent_id,
                            parent_step, app_version, n)

