@@ -1,0 +1,277 @@
+"""What every benchmark process shares, durably's and its competitors' alike: timing and
+percentile helpers, the child-process line protocol, and the frame of a competitor's side
+script (its registry of benchmarks and helper processes, its command line, its output).
+
+It imports nothing but the standard library and psycopg, so that a side script running in
+a competitor's own venv (``benchmarks/.venv-dbos``, ``benchmarks/.venv-procrastinate``,
+where durably is not installed) can use it too: such a script puts the repository root on
+``sys.path`` and imports ``benchmarks.sidekit``.
+
+The line protocol: a child prints ``ready`` once it has imported everything and connected
+(so start-up costs stay out of the measurement), waits for ``go`` on stdin, prints one
+JSON object a line when it has something to report, and stops when stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# ---------------------------------------------------------------------- timing helpers
+
+
+def per_call(fn: Callable[[], object], n: int) -> list[float]:
+    """Seconds taken by each of ``n`` sequential calls of ``fn``."""
+    clock = time.perf_counter
+    out = []
+    for _ in range(n):
+        start = clock()
+        fn()
+        out.append(clock() - start)
+    return out
+
+
+def median_ms(seconds: list[float]) -> float:
+    return statistics.median(seconds) * 1000.0
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The ``p``-th percentile (0-100) of ``values``, by linear interpolation."""
+    data = sorted(values)
+    if not data:
+        raise ValueError("no values")
+    k = (len(data) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (k - lo)
+
+
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    """Poll ``check`` until it is true; raise after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def proc_status() -> dict[str, float]:
+    """Threads and memory of this process, from /proc/self/status (RSS in MiB)."""
+    out: dict[str, float] = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key == "Threads":
+                    out["threads"] = float(value.split()[0])
+                elif key in ("VmRSS", "VmHWM"):
+                    out[key] = int(value.split()[0]) / 1024.0
+    except OSError:
+        pass
+    out["python_threads"] = float(threading.active_count())
+    return out
+
+
+# ---------------------------------------------------------------------- line protocol
+
+
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def wait_for(word: str) -> None:
+    for line in sys.stdin:
+        if line.strip() == word:
+            return
+    sys.exit(0)  # the parent went away
+
+
+def wait_for_eof() -> None:
+    for _ in sys.stdin:
+        pass
+
+
+class Child:
+    """A child process speaking the line protocol: it prints ``ready``, waits for ``go``,
+    prints JSON lines, and stops when stdin closes. ``env`` adds to this process's
+    environment; its stderr goes to ours."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            env={**os.environ, **env} if env else None, cwd=ROOT,
+        )  # fmt: skip
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    def line(self, timeout: float) -> str:
+        """The next line the child prints."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no output within {timeout:.0f} s from {self.argv[:4]}") from None
+        if line is None:
+            self._lines.put(None)
+            raise RuntimeError(f"child {self.argv[:4]} exited with {self.proc.wait()}")
+        return line
+
+    def expect(self, word: str, timeout: float = 120) -> None:
+        """Skip lines until the child prints ``word``."""
+        while self.line(timeout) != word:
+            pass
+
+    def json(self, timeout: float = 600) -> Any:
+        """The next line that is a JSON object."""
+        while True:
+            line = self.line(timeout)
+            if line.startswith("{"):
+                return json.loads(line)
+
+    def send(self, word: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(word + "\n")
+        self.proc.stdin.flush()
+
+    def close(self, timeout: float = 30) -> None:
+        """Close stdin (the child stops), wait, and SIGKILL it if it lingers."""
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            with suppress(OSError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL: no atexit, no clean-up (a crash)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
+# ---------------------------------------------------------------------- side scripts
+
+Figures = list[dict[str, Any]]
+
+
+def measurement(
+    key: str, label: str, unit: str, samples: list[float], note: str = "", comparable: bool = True
+) -> dict[str, Any]:
+    """A figure as ``benchmarks.core.Measurement.from_json`` reads it."""
+    return {
+        "key": key, "label": label, "unit": unit, "samples": samples, "note": note,
+        "comparable": comparable,
+    }  # fmt: skip
+
+
+@contextmanager
+def fresh_schema(url: str, base: str) -> Iterator[str]:
+    """A schema name of its own for one repeat (the schema is dropped afterwards)."""
+    name = f"{base}_{uuid.uuid4().hex[:6]}"
+    try:
+        yield name
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+def size(args: argparse.Namespace, full: int, quick: int) -> int:
+    """An iteration count: ``full`` normally, ``quick`` under --quick."""
+    return quick if args.quick else full
+
+
+def heavy_repeats(args: argparse.Namespace) -> int:
+    """Repeats for the figures that take seconds each (queues, recovery): at most 3."""
+    return min(args.repeats, 3)
+
+
+class Side:
+    """A competitor's side script: the benchmarks it implements (``@side.bench(name)``,
+    returning figures under durably's keys) and its helper processes
+    (``@side.proc(name)``, started with ``side.child``), run by ``side.main()``:
+
+        python -P SCRIPT NAME --url URL --schema S --repeats 5 [--quick]
+
+    Progress goes to stderr; the last line on stdout is ``{"measurements": [...]}``."""
+
+    def __init__(self, library: str, distribution: str, script: str) -> None:
+        self.library = library  # its name in log lines
+        self.distribution = distribution  # its name on PyPI, for the version logged
+        self.script = os.path.abspath(script)
+        self.benchmarks: dict[str, Callable[[argparse.Namespace], Figures]] = {}
+        self.procs: dict[str, Callable[[argparse.Namespace], None]] = {}
+
+    def bench(self, name: str) -> Callable[[Callable[..., Figures]], Callable[..., Figures]]:
+        def register(fn: Callable[..., Figures]) -> Callable[..., Figures]:
+            self.benchmarks[name] = fn
+            return fn
+
+        return register
+
+    def proc(self, name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+        def register(fn: Callable[..., None]) -> Callable[..., None]:
+            self.procs[name] = fn
+            return fn
+
+        return register
+
+    def child(self, kind: str, *args: str, env: dict[str, str] | None = None) -> Child:
+        """This script again, as helper process ``kind``, in the same interpreter."""
+        return Child([sys.executable, "-P", self.script, kind, *args], env=env)
+
+    def log(self, message: str) -> None:
+        print(f"  [{self.library}] {message}", file=sys.stderr, flush=True)
+
+    def main(self, argv: list[str] | None = None) -> int:
+        p = argparse.ArgumentParser(prog=os.path.basename(self.script))
+        p.add_argument("name", choices=sorted([*self.benchmarks, *self.procs, "list"]))
+        p.add_argument("--url", default="")
+        p.add_argument("--schema", default=f"{self.library}_bench")
+        p.add_argument("--repeats", type=int, default=5)
+        p.add_argument("--quick", action="store_true")
+        p.add_argument("--count", type=int, default=0)
+        p.add_argument("--executor-id", default=None)
+        p.add_argument("--concurrency", type=int, default=0)
+        p.add_argument("--rate", type=float, default=0.0)
+        p.add_argument("--duration", type=float, default=0.0)
+        args = p.parse_args(argv)
+        if args.name == "list":
+            print("\n".join(self.benchmarks))
+            return 0
+        if args.name in self.procs:
+            self.procs[args.name](args)
+            return 0
+        from importlib.metadata import version
+
+        self.log(f"{self.distribution} {version(self.distribution)}: {args.name}")
+        figures = self.benchmarks[args.name](args)
+        say(json.dumps({"measurements": figures}))
+        return 0
