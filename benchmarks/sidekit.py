@@ -15,6 +15,7 @@ JSON object a line when it has something to report, and stops when stdin closes.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import queue
@@ -25,7 +26,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,42 @@ class Child:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
+
+
+async def produce(
+    rate: float, duration: float, send: Callable[[int], Awaitable[None]], max_in_flight: int
+) -> None:
+    """Offer a fixed load: ``send(seq)`` for seq = 0, 1, ... at ``rate`` a second for
+    ``duration`` seconds, with at most ``max_in_flight`` sends waiting for their answer
+    (like a web tier with a bounded pool: past that it falls behind the offered rate).
+    Prints ``{"sent", "in_flight", "behind"}`` every second and, once every send has
+    returned, a last line with ``"done": true``."""
+    tick = 0.01
+    started = time.monotonic()
+    sent = 0
+    pending: set[asyncio.Task[None]] = set()
+    last_report = started
+
+    def report(**extra: object) -> None:
+        due = int((time.monotonic() - started) * rate)
+        line = {"sent": sent, "in_flight": len(pending), "behind": max(0, due - sent)}
+        say(json.dumps({**line, **extra}))
+
+    while (now := time.monotonic()) - started < duration:
+        due = min(int((now - started) * rate), sent + max_in_flight - len(pending))
+        for seq in range(sent, due):
+            task = asyncio.create_task(send(seq))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        sent = max(sent, due)
+        if now - last_report >= 1.0:
+            last_report = now
+            report()
+        await asyncio.sleep(tick)
+    while pending:
+        await asyncio.sleep(1.0)
+        report()
+    report(done=True)
 
 
 # ---------------------------------------------------------------------- side scripts
