@@ -26,11 +26,9 @@ import asyncio
 import gc
 import json
 import os
-import random
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -42,8 +40,9 @@ from dbos import DBOS, DBOSClient
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.sidekit import (
     Side,
+    drains,
     fresh_schema,
-    heavy_repeats,
+    latencies,
     measurement,
     median_ms,
     per_call,
@@ -51,6 +50,8 @@ from benchmarks.sidekit import (
     proc_status,
     say,
     size,
+    threaded_rates,
+    timed_drain,
     wait_for,
     wait_for_eof,
     wait_until,
@@ -379,55 +380,42 @@ def prepare_queue(url: str, schema: str) -> None:
         c.destroy()
 
 
+def drain(url: str, schema: str, n: int, workers: int) -> tuple[float, float]:
+    """``workers`` worker processes on ``n`` queued workflows (``sidekit.timed_drain``)."""
+    sql = (
+        "SELECT count(*) FILTER (WHERE status = 'SUCCESS'), "
+        "min(started_at_epoch_ms), max(completed_at) "
+        f'FROM "{schema}".workflow_status WHERE queue_name = %s'
+    )
+
+    def progress(conn: psycopg.Connection[Any]) -> tuple[int, float, float]:
+        row = conn.execute(sql, (QUEUE,)).fetchone()  # type: ignore[arg-type]
+        assert row is not None
+        return int(row[0]), (row[1] or 0) / 1000.0, (row[2] or 0) / 1000.0
+
+    children = [
+        SIDE.child("proc-worker", "--url", url, "--schema", schema, "--executor-id", f"worker-{i}")
+        for i in range(workers)
+    ]
+    return timed_drain(children, url, n, progress)
+
+
 @bench("queue-throughput")
 def queue_throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
     n = size(args, 10_000, 1_000)
+
+    def one(schema: str, workers: int) -> tuple[float, float, float]:
+        prepare_queue(args.url, schema)
+        return (enqueue_many(args.url, schema, n), *drain(args.url, schema, n, workers))
+
+    rates, totals, enqueue_rates = drains(args, log, one, (1, 4))
     out: list[dict[str, Any]] = []
-    enqueue_rates: list[float] = []
     for workers in (1, 4):
-        rates: list[float] = []
-        totals: list[float] = []
-        for _ in range(heavy_repeats(args)):
-            with fresh_schema(args.url, args.schema) as schema:
-                prepare_queue(args.url, schema)
-                enqueue_rates.append(enqueue_many(args.url, schema, n))
-                children = [
-                    SIDE.child("proc-worker", "--url", args.url, "--schema", schema,
-                               "--executor-id", f"worker-{i}")
-                    for i in range(workers)
-                ]  # fmt: skip
-                try:
-                    for ch in children:
-                        ch.expect("ready")
-                    with psycopg.connect(args.url, autocommit=True) as conn:
-                        go = time.time()
-                        for ch in children:
-                            ch.send("go")
-                        sql = (
-                            "SELECT count(*) FILTER (WHERE status = 'SUCCESS'), "
-                            "min(started_at_epoch_ms), max(completed_at) "
-                            f'FROM "{schema}".workflow_status WHERE queue_name = %s'
-                        )
-                        row: tuple[Any, ...] = ()
-
-                        def done(conn: Any = conn, sql: str = sql) -> bool:
-                            nonlocal row
-                            row = tuple(conn.execute(sql, (QUEUE,)).fetchone())
-                            return int(row[0]) >= n
-
-                        wait_until(done, 1800, f"{n} queued workflows", interval=0.1)
-                finally:
-                    for ch in children:
-                        ch.close()
-                _, first_ms, last_ms = row
-                rates.append(n / ((last_ms - first_ms) / 1000.0))
-                totals.append(last_ms / 1000.0 - go)
-                log(f"{workers} worker(s): {rates[-1]:,.0f}/s, {totals[-1]:.1f} s from go")
         out += [
             measurement(f"queue.w{workers}.wf_per_s", f"DBOS queue drain, {workers} workers",
-                        "/s", rates, note="default queue: no limits, polling every 1 s"),
+                        "/s", rates[workers], note="default queue: no limits, polling every 1 s"),
             measurement(f"queue.w{workers}.total_s", f"DBOS queue, {workers} workers: total",
-                        "s", totals),
+                        "s", totals[workers]),
         ]  # fmt: skip
     out.append(
         measurement(
@@ -470,18 +458,11 @@ def enqueue_latency(args: argparse.Namespace) -> list[dict[str, Any]]:
             handle = c.enqueue({"workflow_name": "bench.queued_stamp", "queue_name": QUEUE})
             return float(handle.get_result(polling_interval_sec=0.01)) - t0
 
-        def run(one: Callable[[], float], count: int) -> list[float]:
-            out = []
-            for _ in range(count):
-                time.sleep(random.uniform(0, gap))
-                out.append(one())
-            return out
-
-        run(by_app, 2)
-        run(by_client, 2)
+        latencies(by_app, 2, gap)
+        latencies(by_client, 2, gap)
         for _ in range(repeats):
-            samples["app"].append(run(by_app, n))
-            samples["client"].append(run(by_client, n))
+            samples["app"].append(latencies(by_app, n, gap))
+            samples["client"].append(latencies(by_client, n, gap))
             log(f"p50 app {percentile(samples['app'][-1], 50) * 1000:.0f} ms, "
                 f"client {percentile(samples['client'][-1], 50) * 1000:.0f} ms")  # fmt: skip
     finally:
@@ -510,18 +491,10 @@ def client_enqueue(args: argparse.Namespace) -> list[dict[str, Any]]:
     options = {"workflow_name": "bench.queued_noop", "queue_name": QUEUE}
     try:
         for threads, count in per_thread.items():
-
-            def some(count: int) -> None:
-                for _ in range(count):
-                    c.enqueue(options)  # type: ignore[arg-type]
-
-            rates = []
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(some, [20] * threads))
-                for _ in range(args.repeats):
-                    start = time.perf_counter()
-                    list(pool.map(some, [count] * threads))
-                    rates.append(threads * count / (time.perf_counter() - start))
+            rates = threaded_rates(
+                lambda: c.enqueue(options),  # type: ignore[arg-type]
+                threads, count, args.repeats,
+            )  # fmt: skip
             out.append(
                 measurement(f"client.enqueue.t{threads}", f"DBOSClient.enqueue, {threads} threads",
                             "/s", rates, note=f"{threads * count:,} per repeat")

@@ -34,13 +34,12 @@ import argparse
 import asyncio
 import json
 import logging
-import random
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import procrastinate
 import psycopg
@@ -53,16 +52,17 @@ from benchmarks.sidekit import (
     Child,
     Figures,
     Side,
-    fresh_schema,
-    heavy_repeats,
+    drains,
+    latencies,
     measurement,
     percentile,
     produce,
     say,
     size,
+    threaded_rates,
+    timed_drain,
     wait_for,
     wait_for_eof,
-    wait_until,
 )
 
 SIDE = Side("procrastinate", "procrastinate", __file__)
@@ -115,8 +115,11 @@ def create_schema(url: str, schema: str) -> None:
         app.schema_manager.apply_schema()
 
 
-def worker_child(url: str, schema: str, kind: str = "proc-worker") -> Child:
-    return SIDE.child(kind, "--url", url, "--schema", schema, "--concurrency", str(CONCURRENCY))
+def worker_child(url: str, schema: str) -> Child:
+    """A worker process on the benchmark queue (``proc-worker``), launched on ``go``."""
+    return SIDE.child(
+        "proc-worker", "--url", url, "--schema", schema, "--concurrency", str(CONCURRENCY)
+    )
 
 
 async def _stdin(fn: Callable[..., None], *args: str) -> None:
@@ -144,66 +147,47 @@ def defer_up_front(url: str, schema: str, n: int) -> float:
 
 
 def drain(url: str, schema: str, n: int, workers: int) -> tuple[float, float]:
-    """Start ``workers`` worker processes on ``n`` deferred jobs; (jobs/s from the first
-    start to the last completion, seconds from ``go`` to the last completion), read from
-    Procrastinate's own event table (``started`` and ``succeeded`` events, stamped by the
-    database)."""
+    """``workers`` worker processes on ``n`` deferred jobs (``sidekit.timed_drain``), the
+    times read from Procrastinate's own event table (``started`` and ``succeeded`` events,
+    stamped by the database)."""
+    query = sql.SQL(
+        "SELECT (SELECT count(*) FROM {s}.procrastinate_jobs WHERE status = 'succeeded'),"
+        " (SELECT extract(epoch FROM min(at)) FROM {s}.procrastinate_events"
+        "  WHERE type = 'started'),"
+        " (SELECT extract(epoch FROM max(at)) FROM {s}.procrastinate_events"
+        "  WHERE type = 'succeeded')"
+    ).format(s=sql.Identifier(schema))
+
+    def progress(conn: psycopg.Connection[Any]) -> tuple[int, float, float]:
+        row = conn.execute(query).fetchone()
+        assert row is not None
+        return int(row[0]), float(row[1] or 0), float(row[2] or 0)
+
     children = [worker_child(url, schema) for _ in range(workers)]
-    try:
-        for child in children:
-            child.expect("ready")
-        with psycopg.connect(url, autocommit=True) as conn:
-            go = time.time()
-            for child in children:
-                child.send("go")
-            query = sql.SQL(
-                "SELECT (SELECT count(*) FROM {s}.procrastinate_jobs WHERE status = 'succeeded'),"
-                " (SELECT extract(epoch FROM min(at)) FROM {s}.procrastinate_events"
-                "  WHERE type = 'started'),"
-                " (SELECT extract(epoch FROM max(at)) FROM {s}.procrastinate_events"
-                "  WHERE type = 'succeeded')"
-            ).format(s=sql.Identifier(schema))
-            row: tuple[int, float, float] = (0, 0.0, 0.0)
-
-            def done() -> bool:
-                nonlocal row
-                fetched = conn.execute(query).fetchone()
-                assert fetched is not None
-                row = (int(fetched[0]), float(fetched[1] or 0), float(fetched[2] or 0))
-                return row[0] >= n
-
-            wait_until(done, 1800, f"{n} deferred jobs", interval=0.1)
-    finally:
-        for child in children:
-            child.close()
-    _, first_start, last_done = row
-    return n / (last_done - first_start), last_done - go
+    return timed_drain(children, url, n, progress)
 
 
 @SIDE.bench("queue-throughput")
 def queue_throughput(args: argparse.Namespace) -> Figures:
     n = size(args, 10_000, 1_000)
+
+    def one(schema: str, workers: int) -> tuple[float, float, float]:
+        create_schema(args.url, schema)
+        return (defer_up_front(args.url, schema, n), *drain(args.url, schema, n, workers))
+
+    rates, totals, defer_rates = drains(args, SIDE.log, one, WORKER_COUNTS)
     out: Figures = []
-    defer_rates: list[float] = []
     for workers in WORKER_COUNTS:
-        rates: list[float] = []
-        totals: list[float] = []
-        for _ in range(heavy_repeats(args)):
-            with fresh_schema(args.url, args.schema) as schema:
-                create_schema(args.url, schema)
-                defer_rates.append(defer_up_front(args.url, schema, n))
-                rate, total = drain(args.url, schema, n, workers)
-                rates.append(rate)
-                totals.append(total)
-                SIDE.log(f"{workers} worker(s): {rate:,.0f} jobs/s, {total:.2f} s from go")
         plural = "es" if workers > 1 else ""
         out += [
             measurement(f"queue.w{workers}.wf_per_s",
-                        f"Procrastinate drain, {workers} worker process{plural}", "/s", rates,
+                        f"Procrastinate drain, {workers} worker process{plural}", "/s",
+                        rates[workers],
                         note=f"async no-op task, concurrency={CONCURRENCY}; first 'started' to "
                         "last 'succeeded' event"),
             measurement(f"queue.w{workers}.total_s",
-                        f"Procrastinate, {workers} worker process{plural}: total", "s", totals),
+                        f"Procrastinate, {workers} worker process{plural}: total", "s",
+                        totals[workers]),
         ]  # fmt: skip
     out.append(
         measurement(
@@ -252,18 +236,11 @@ def enqueue_latency(args: argparse.Namespace) -> Figures:
                 job_id = sync_app.tasks[STAMP].defer()
                 return started(job_id) - t0
 
-            def run(one: Callable[[], float], count: int) -> list[float]:
-                out = []
-                for _ in range(count):
-                    time.sleep(random.uniform(0, gap))
-                    out.append(one())
-                return out
-
-            run(by_app, 10)  # warm up both paths
-            run(by_client, 10)
+            latencies(by_app, 10, gap)  # warm up both paths
+            latencies(by_client, 10, gap)
             for _ in range(args.repeats):
-                samples["app"].append(run(by_app, n))
-                samples["client"].append(run(by_client, n))
+                samples["app"].append(latencies(by_app, n, gap))
+                samples["client"].append(latencies(by_client, n, gap))
                 p50s = [percentile(samples[who][-1], 50) * 1000 for who in ("app", "client")]
                 SIDE.log(f"p50 defer_async {p50s[0]:.1f} ms, defer {p50s[1]:.1f} ms")
             runner.run(async_app.connector.close_async())
@@ -292,23 +269,11 @@ def client_enqueue(args: argparse.Namespace) -> Figures:
     with make_app(args.url, args.schema, CLIENT_POOL).open() as app:
         task = app.tasks[NOOP]
         for threads, count in per_thread.items():
-
-            def some(count: int) -> None:
-                for _ in range(count):
-                    task.defer()
-
-            rates = []
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(some, [20] * threads))  # warm up
-                for _ in range(args.repeats):
-                    start = time.perf_counter()
-                    list(pool.map(some, [count] * threads))
-                    rates.append(threads * count / (time.perf_counter() - start))
+            rates = threaded_rates(task.defer, threads, count, args.repeats)
             out.append(
                 measurement(f"client.enqueue.t{threads}",
                             f"Procrastinate Task.defer, {threads} thread{'s' * (threads > 1)}",
-                            "/s", rates,
-                            note=f"sync, {CLIENT_POOL} connections")
+                            "/s", rates, note=f"sync, {CLIENT_POOL} connections")
             )  # fmt: skip
     return out
 

@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import queue
+import random
 import signal
 import statistics
 import subprocess
@@ -27,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -248,6 +250,91 @@ def size(args: argparse.Namespace, full: int, quick: int) -> int:
 def heavy_repeats(args: argparse.Namespace) -> int:
     """Repeats for the figures that take seconds each (queues, recovery): at most 3."""
     return min(args.repeats, 3)
+
+
+def threaded_rates(
+    one: Callable[[], object], threads: int, count: int, repeats: int
+) -> list[float]:
+    """Calls a second of ``one`` from ``threads`` threads, each calling it ``count`` times
+    in a row, once per repeat (after 20 calls a thread to warm up)."""
+
+    def some(count: int) -> None:
+        for _ in range(count):
+            one()
+
+    rates = []
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(some, [20] * threads))
+        for _ in range(repeats):
+            start = time.perf_counter()
+            list(pool.map(some, [count] * threads))
+            rates.append(threads * count / (time.perf_counter() - start))
+    return rates
+
+
+def latencies(one: Callable[[], float], n: int, gap: float) -> list[float]:
+    """``n`` sequential enqueue-to-start latencies (``one()``, in s), with a random pause
+    of 0 to ``gap`` seconds before each."""
+    out = []
+    for _ in range(n):
+        time.sleep(random.uniform(0, gap))
+        out.append(one())
+    return out
+
+
+Progress = Callable[[psycopg.Connection[Any]], tuple[int, float, float]]
+
+
+def timed_drain(children: list[Child], url: str, n: int, progress: Progress) -> tuple[float, float]:
+    """Let worker processes (each printing ``ready``, starting on ``go``) run ``n`` queued
+    jobs. ``progress(conn)`` reads (jobs done, the first start, the last completion), the
+    times in epoch seconds as the database stamped them. Returns the drain rate from the
+    first start to the last completion (so process launch is not in it) and the seconds
+    from ``go`` to the last completion; the children are closed."""
+    row = (0, 0.0, 0.0)
+    try:
+        for child in children:
+            child.expect("ready")
+        with psycopg.connect(url, autocommit=True) as conn:
+            go = time.time()
+            for child in children:
+                child.send("go")
+
+            def done() -> bool:
+                nonlocal row
+                row = progress(conn)
+                return row[0] >= n
+
+            wait_until(done, 1800, f"{n} queued jobs", interval=0.1)
+    finally:
+        for child in children:
+            child.close()
+    _, first_start, last_done = row
+    return n / (last_done - first_start), last_done - go
+
+
+Drain = Callable[[str, int], tuple[float, float, float]]
+
+
+def drains(
+    args: argparse.Namespace, log: Callable[[str], None], drain: Drain, workers: tuple[int, ...]
+) -> tuple[dict[int, list[float]], dict[int, list[float]], list[float]]:
+    """The queue-throughput repeats: for each count of worker processes, ``heavy_repeats``
+    times on a fresh schema, ``drain(schema, workers)`` returns (enqueue rate up front,
+    drain rate, seconds from go to the last completion). Returns the drain rates and the
+    seconds by worker count, and every enqueue rate."""
+    rates: dict[int, list[float]] = {w: [] for w in workers}
+    totals: dict[int, list[float]] = {w: [] for w in workers}
+    enqueue_rates: list[float] = []
+    for w in workers:
+        for _ in range(heavy_repeats(args)):
+            with fresh_schema(args.url, args.schema) as schema:
+                up_front, rate, total = drain(schema, w)
+            enqueue_rates.append(up_front)
+            rates[w].append(rate)
+            totals[w].append(total)
+            log(f"{w} worker(s): {rate:,.0f}/s, {total:.2f} s from go")
+    return rates, totals, enqueue_rates
 
 
 class Side:
