@@ -15,19 +15,14 @@ Work that needs processes of its own (queue workers, a crash, a recovery) runs a
 
 from __future__ import annotations
 
-import json
 import os
-import queue
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +31,11 @@ import psycopg
 from psycopg import sql
 
 import durably
+from benchmarks import sidekit
+from benchmarks.sidekit import median_ms as median_ms
+from benchmarks.sidekit import per_call as per_call
+from benchmarks.sidekit import percentile as percentile
+from benchmarks.sidekit import wait_until as wait_until
 
 DEFAULT_DATA_DIR = Path(tempfile.gettempdir()) / f"durably-bench-{os.getuid()}"
 
@@ -204,17 +204,8 @@ class Context:
 
 
 # ---------------------------------------------------------------------- timing helpers
-
-
-def per_call(fn: Callable[[], object], n: int) -> list[float]:
-    """Seconds taken by each of ``n`` sequential calls of ``fn``."""
-    clock = time.perf_counter
-    out = []
-    for _ in range(n):
-        start = clock()
-        fn()
-        out.append(clock() - start)
-    return out
+# per_call, median_ms, percentile and wait_until live in benchmarks.sidekit (the side
+# scripts of the competitors use them too); they are imported above for the benchmarks.
 
 
 async def per_call_async(fn: Callable[[], Awaitable[object]], n: int) -> list[float]:
@@ -226,10 +217,6 @@ async def per_call_async(fn: Callable[[], Awaitable[object]], n: int) -> list[fl
         await fn()
         out.append(clock() - start)
     return out
-
-
-def median_ms(seconds: list[float]) -> float:
-    return statistics.median(seconds) * 1000.0
 
 
 def next_xid(conn: psycopg.Connection[Any]) -> int:
@@ -244,99 +231,17 @@ def next_xid(conn: psycopg.Connection[Any]) -> int:
     return int(row[0])
 
 
-def percentile(values: list[float], p: float) -> float:
-    """The ``p``-th percentile (0-100) of ``values``, by linear interpolation."""
-    data = sorted(values)
-    if not data:
-        raise ValueError("no values")
-    k = (len(data) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (k - lo)
-
-
-def wait_until(
-    check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
-) -> None:
-    """Poll ``check`` until it is true; raise after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
 # ---------------------------------------------------------------------- child processes
 
 
-class Child:
-    """A child process speaking the line protocol of ``benchmarks.procs``: it prints
-    ``ready``, waits for ``go``, prints JSON lines, and stops when stdin closes.
-    Its stderr goes to ours."""
-
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
-        self.argv = argv
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-            env=env, cwd=Path(__file__).resolve().parent.parent,
-        )  # fmt: skip
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+class Child(sidekit.Child):
+    """A child process speaking the line protocol (``benchmarks.sidekit``), such as the
+    helpers of ``benchmarks.procs``."""
 
     @classmethod
     def durably(cls, kind: str, *args: str) -> Child:
         """``python -m benchmarks.procs KIND ARGS`` with this interpreter."""
         return cls([sys.executable, "-m", "benchmarks.procs", kind, *args])
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)
-
-    def line(self, timeout: float) -> str:
-        """The next line the child prints."""
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"no output within {timeout:.0f} s from {self.argv[:4]}") from None
-        if line is None:
-            self._lines.put(None)
-            raise RuntimeError(f"child {self.argv[:4]} exited with {self.proc.wait()}")
-        return line
-
-    def expect(self, word: str, timeout: float = 120) -> None:
-        """Skip lines until the child prints ``word``."""
-        while self.line(timeout) != word:
-            pass
-
-    def json(self, timeout: float = 600) -> Any:
-        """The next line that is a JSON object."""
-        while True:
-            line = self.line(timeout)
-            if line.startswith("{"):
-                return json.loads(line)
-
-    def send(self, word: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(word + "\n")
-        self.proc.stdin.flush()
-
-    def close(self, timeout: float = 30) -> None:
-        """Close stdin (the child stops), wait, and SIGKILL it if it lingers."""
-        if self.proc.poll() is None and self.proc.stdin is not None:
-            with suppress(OSError):
-                self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def kill(self) -> None:
-        """SIGKILL: no atexit, no clean-up (a crash)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
 
 
 # ---------------------------------------------------------------------- the server

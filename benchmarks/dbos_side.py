@@ -2,7 +2,7 @@
 on the same PostgreSQL in the same run.
 
 It runs in its own virtual environment (``benchmarks/.venv-dbos``, made by
-``benchmarks.dbos``; DBOS is never a dependency of durably), one process per benchmark:
+``benchmarks.dbos_venv``; DBOS is never a dependency of durably), one process per benchmark:
 
     benchmarks/.venv-dbos/bin/python -P benchmarks/dbos_side.py NAME --url URL --schema S \\
         --repeats 5 [--quick]
@@ -11,7 +11,8 @@ DBOS keeps its system tables in the schema ``S`` (``dbos_system_schema``) of the
 database durably uses; the runner drops it afterwards. Progress goes to stderr; the last
 line on stdout is ``{"measurements": [...]}`` with one sample per repeat, under the same
 keys as durably's figures. The helper processes (queue workers, a crashing and a
-recovering executor, a sleeper) are this script again with a ``proc-*`` name.
+recovering executor, a sleeper) are this script again with a ``proc-*`` name. The frame
+(command line, registry, child processes, timing helpers) is ``benchmarks/sidekit.py``.
 
 Each workflow is defined at module level, with the same names in every process, and every
 process uses ``application_version="bench"`` so that a recovering process may take over
@@ -25,23 +26,39 @@ import asyncio
 import gc
 import json
 import os
-import queue
-import random
-import signal
-import statistics
-import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from dbos import DBOS, DBOSClient
 
+# Run as a script (python -P) in DBOS's venv: the shared helpers are found from the root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.sidekit import (
+    Side,
+    drains,
+    fresh_schema,
+    latencies,
+    measurement,
+    median_ms,
+    per_call,
+    percentile,
+    proc_status,
+    say,
+    size,
+    threaded_rates,
+    timed_drain,
+    wait_for,
+    wait_for_eof,
+    wait_until,
+)
+
+SIDE = Side("dbos", "dbos", __file__)
+bench, log = SIDE.bench, SIDE.log
 QUEUE = "bench"
 APP = "bench"
 VERSION = "bench"
@@ -113,10 +130,6 @@ async def recover(i: int) -> int:
 # ---------------------------------------------------------------------- helpers
 
 
-def log(message: str) -> None:
-    print(f"  [dbos] {message}", file=sys.stderr, flush=True)
-
-
 def make_dbos(url: str, schema: str, executor_id: str | None = None) -> None:
     config: dict[str, Any] = {
         "name": APP,
@@ -134,161 +147,7 @@ def client(url: str, schema: str) -> DBOSClient:
     return DBOSClient(system_database_url=url, dbos_system_schema=schema, application_name=APP)
 
 
-def per_call(fn: Callable[[], object], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
-
-
-def median_ms(seconds: list[float]) -> float:
-    return statistics.median(seconds) * 1000.0
-
-
-def percentile(values: list[float], p: float) -> float:
-    data = sorted(values)
-    k = (len(data) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (k - lo)
-
-
-def measurement(
-    key: str, label: str, unit: str, samples: list[float], note: str = "", comparable: bool = True
-) -> dict[str, Any]:
-    return {
-        "key": key, "label": label, "unit": unit, "samples": samples, "note": note,
-        "comparable": comparable,
-    }  # fmt: skip
-
-
-def wait_until(
-    check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
-def proc_status() -> dict[str, float]:
-    out: dict[str, float] = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key == "Threads":
-                out["threads"] = float(value.split()[0])
-            elif key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0]) / 1024.0
-    return out
-
-
-@contextmanager
-def fresh_schema(url: str, base: str) -> Iterator[str]:
-    """A schema of its own for one repeat (dropped afterwards)."""
-    name = f"{base}_{uuid.uuid4().hex[:6]}"
-    try:
-        yield name
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-
-
-class Child:
-    """A helper process (this script, ``proc-*``), speaking the same line protocol as
-    durably's (``benchmarks.procs``): ``ready``, ``go``, JSON lines, stop at EOF."""
-
-    def __init__(self, kind: str, *args: str, env: dict[str, str] | None = None) -> None:
-        argv = [sys.executable, "-P", os.path.abspath(__file__), kind, *args]
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-            env={**os.environ, **(env or {})},
-        )  # fmt: skip
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)
-
-    def line(self, timeout: float) -> str:
-        line = self._lines.get(timeout=timeout)
-        if line is None:
-            self._lines.put(None)
-            raise RuntimeError(f"helper exited with {self.proc.wait()}")
-        return line
-
-    def expect(self, word: str, timeout: float = 120) -> None:
-        while self.line(timeout) != word:
-            pass
-
-    def json(self, timeout: float = 900) -> Any:
-        while True:
-            line = self.line(timeout)
-            if line.startswith("{"):
-                return json.loads(line)
-
-    def send(self, word: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(word + "\n")
-        self.proc.stdin.flush()
-
-    def close(self, timeout: float = 30) -> None:
-        if self.proc.poll() is None and self.proc.stdin is not None:
-            with suppress(OSError):
-                self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-
-def say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def wait_for(word: str) -> None:
-    for line in sys.stdin:
-        if line.strip() == word:
-            return
-    sys.exit(0)
-
-
-def wait_for_eof() -> None:
-    for _ in sys.stdin:
-        pass
-
-
 # ---------------------------------------------------------------------- benchmarks
-
-BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {}
-
-
-def bench(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        BENCHMARKS[name] = fn
-        return fn
-
-    return register
-
-
-def size(args: argparse.Namespace, full: int, quick: int) -> int:
-    return quick if args.quick else full
-
-
-def heavy_repeats(args: argparse.Namespace) -> int:
-    return min(args.repeats, 3)
 
 
 def latency_figures(flavour: str, samples: dict[int, list[float]], n: int) -> list[dict[str, Any]]:
@@ -521,55 +380,42 @@ def prepare_queue(url: str, schema: str) -> None:
         c.destroy()
 
 
+def drain(url: str, schema: str, n: int, workers: int) -> tuple[float, float]:
+    """``workers`` worker processes on ``n`` queued workflows (``sidekit.timed_drain``)."""
+    sql = (
+        "SELECT count(*) FILTER (WHERE status = 'SUCCESS'), "
+        "min(started_at_epoch_ms), max(completed_at) "
+        f'FROM "{schema}".workflow_status WHERE queue_name = %s'
+    )
+
+    def progress(conn: psycopg.Connection[Any]) -> tuple[int, float, float]:
+        row = conn.execute(sql, (QUEUE,)).fetchone()  # type: ignore[arg-type]
+        assert row is not None
+        return int(row[0]), (row[1] or 0) / 1000.0, (row[2] or 0) / 1000.0
+
+    children = [
+        SIDE.child("proc-worker", "--url", url, "--schema", schema, "--executor-id", f"worker-{i}")
+        for i in range(workers)
+    ]
+    return timed_drain(children, url, n, progress)
+
+
 @bench("queue-throughput")
 def queue_throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
     n = size(args, 10_000, 1_000)
+
+    def one(schema: str, workers: int) -> tuple[float, float, float]:
+        prepare_queue(args.url, schema)
+        return (enqueue_many(args.url, schema, n), *drain(args.url, schema, n, workers))
+
+    rates, totals, enqueue_rates = drains(args, log, one, (1, 4))
     out: list[dict[str, Any]] = []
-    enqueue_rates: list[float] = []
     for workers in (1, 4):
-        rates: list[float] = []
-        totals: list[float] = []
-        for _ in range(heavy_repeats(args)):
-            with fresh_schema(args.url, args.schema) as schema:
-                prepare_queue(args.url, schema)
-                enqueue_rates.append(enqueue_many(args.url, schema, n))
-                children = [
-                    Child("proc-worker", "--url", args.url, "--schema", schema,
-                          "--executor-id", f"worker-{i}")
-                    for i in range(workers)
-                ]  # fmt: skip
-                try:
-                    for ch in children:
-                        ch.expect("ready")
-                    with psycopg.connect(args.url, autocommit=True) as conn:
-                        go = time.time()
-                        for ch in children:
-                            ch.send("go")
-                        sql = (
-                            "SELECT count(*) FILTER (WHERE status = 'SUCCESS'), "
-                            "min(started_at_epoch_ms), max(completed_at) "
-                            f'FROM "{schema}".workflow_status WHERE queue_name = %s'
-                        )
-                        row: tuple[Any, ...] = ()
-
-                        def done(conn: Any = conn, sql: str = sql) -> bool:
-                            nonlocal row
-                            row = tuple(conn.execute(sql, (QUEUE,)).fetchone())
-                            return int(row[0]) >= n
-
-                        wait_until(done, 1800, f"{n} queued workflows", interval=0.1)
-                finally:
-                    for ch in children:
-                        ch.close()
-                _, first_ms, last_ms = row
-                rates.append(n / ((last_ms - first_ms) / 1000.0))
-                totals.append(last_ms / 1000.0 - go)
-                log(f"{workers} worker(s): {rates[-1]:,.0f}/s, {totals[-1]:.1f} s from go")
         out += [
             measurement(f"queue.w{workers}.wf_per_s", f"DBOS queue drain, {workers} workers",
-                        "/s", rates, note="default queue: no limits, polling every 1 s"),
+                        "/s", rates[workers], note="default queue: no limits, polling every 1 s"),
             measurement(f"queue.w{workers}.total_s", f"DBOS queue, {workers} workers: total",
-                        "s", totals),
+                        "s", totals[workers]),
         ]  # fmt: skip
     out.append(
         measurement(
@@ -594,8 +440,8 @@ def enqueue_latency(args: argparse.Namespace) -> list[dict[str, Any]]:
     DBOS.listen_queues([])  # the enqueuer runs nothing: the worker process does
     DBOS.launch()
     c = client(args.url, args.schema)
-    worker = Child("proc-worker", "--url", args.url, "--schema", args.schema,
-                   "--executor-id", "worker")  # fmt: skip
+    worker = SIDE.child("proc-worker", "--url", args.url, "--schema", args.schema,
+                        "--executor-id", "worker")  # fmt: skip
     try:
         worker.expect("ready")
         worker.send("go")
@@ -612,18 +458,11 @@ def enqueue_latency(args: argparse.Namespace) -> list[dict[str, Any]]:
             handle = c.enqueue({"workflow_name": "bench.queued_stamp", "queue_name": QUEUE})
             return float(handle.get_result(polling_interval_sec=0.01)) - t0
 
-        def run(one: Callable[[], float], count: int) -> list[float]:
-            out = []
-            for _ in range(count):
-                time.sleep(random.uniform(0, gap))
-                out.append(one())
-            return out
-
-        run(by_app, 2)
-        run(by_client, 2)
+        latencies(by_app, 2, gap)
+        latencies(by_client, 2, gap)
         for _ in range(repeats):
-            samples["app"].append(run(by_app, n))
-            samples["client"].append(run(by_client, n))
+            samples["app"].append(latencies(by_app, n, gap))
+            samples["client"].append(latencies(by_client, n, gap))
             log(f"p50 app {percentile(samples['app'][-1], 50) * 1000:.0f} ms, "
                 f"client {percentile(samples['client'][-1], 50) * 1000:.0f} ms")  # fmt: skip
     finally:
@@ -652,18 +491,10 @@ def client_enqueue(args: argparse.Namespace) -> list[dict[str, Any]]:
     options = {"workflow_name": "bench.queued_noop", "queue_name": QUEUE}
     try:
         for threads, count in per_thread.items():
-
-            def some(count: int) -> None:
-                for _ in range(count):
-                    c.enqueue(options)  # type: ignore[arg-type]
-
-            rates = []
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(some, [20] * threads))
-                for _ in range(args.repeats):
-                    start = time.perf_counter()
-                    list(pool.map(some, [count] * threads))
-                    rates.append(threads * count / (time.perf_counter() - start))
+            rates = threaded_rates(
+                lambda: c.enqueue(options),  # type: ignore[arg-type]
+                threads, count, args.repeats,
+            )  # fmt: skip
             out.append(
                 measurement(f"client.enqueue.t{threads}", f"DBOSClient.enqueue, {threads} threads",
                             "/s", rates, note=f"{threads * count:,} per repeat")
@@ -676,8 +507,8 @@ def client_enqueue(args: argparse.Namespace) -> list[dict[str, Any]]:
 @bench("sleeping")
 def sleeping(args: argparse.Namespace) -> list[dict[str, Any]]:
     n = size(args, 2_000, 500)
-    child = Child("proc-sleeper", "--url", args.url, "--schema", args.schema,
-                  "--count", str(n))  # fmt: skip
+    child = SIDE.child("proc-sleeper", "--url", args.url, "--schema", args.schema,
+                       "--count", str(n))  # fmt: skip
     try:
         child.expect("ready")
         child.send("go")
@@ -713,8 +544,8 @@ def recovery(args: argparse.Namespace) -> list[dict[str, Any]]:
             DBOS.migrate(args.url, schema=schema)
             executor = f"bench-recovery-{uuid.uuid4().hex[:8]}"
             common = ["--url", args.url, "--schema", schema, "--executor-id", executor]
-            crasher = Child("proc-crasher", *common, "--count", str(n),
-                            env={"DBOS_BENCH_BLOCK": "1"})  # fmt: skip
+            crasher = SIDE.child("proc-crasher", *common, "--count", str(n),
+                                 env={"DBOS_BENCH_BLOCK": "1"})  # fmt: skip
             try:
                 crasher.expect("ready")
                 crasher.send("go")
@@ -729,7 +560,7 @@ def recovery(args: argparse.Namespace) -> list[dict[str, Any]]:
                 wait_until(stuck, 1800, f"{n} workflows past their first step", interval=0.2)
             finally:
                 crasher.kill()
-            recoverer = Child("proc-recoverer", *common)
+            recoverer = SIDE.child("proc-recoverer", *common)
             try:
                 recoverer.expect("ready")
                 recoverer.send("go")
@@ -769,6 +600,7 @@ def recovery(args: argparse.Namespace) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------- helper processes
 
 
+@SIDE.proc("proc-worker")
 def proc_worker(args: argparse.Namespace) -> None:
     make_dbos(args.url, args.schema, executor_id=args.executor_id)
     say("ready")
@@ -779,6 +611,7 @@ def proc_worker(args: argparse.Namespace) -> None:
     DBOS.destroy(workflow_completion_timeout_sec=5)
 
 
+@SIDE.proc("proc-sleeper")
 def proc_sleeper(args: argparse.Namespace) -> None:
     make_dbos(args.url, args.schema)
     DBOS.launch()
@@ -807,6 +640,7 @@ def proc_sleeper(args: argparse.Namespace) -> None:
     os._exit(0)
 
 
+@SIDE.proc("proc-crasher")
 def proc_crasher(args: argparse.Namespace) -> None:
     make_dbos(args.url, args.schema, executor_id=args.executor_id)
     DBOS.launch()
@@ -823,6 +657,7 @@ def proc_crasher(args: argparse.Namespace) -> None:
     asyncio.run(start_all())
 
 
+@SIDE.proc("proc-recoverer")
 def proc_recoverer(args: argparse.Namespace) -> None:
     make_dbos(args.url, args.schema, executor_id=args.executor_id)
     say("ready")
@@ -834,37 +669,5 @@ def proc_recoverer(args: argparse.Namespace) -> None:
     DBOS.destroy(workflow_completion_timeout_sec=5)
 
 
-PROCS = {
-    "proc-worker": proc_worker,
-    "proc-sleeper": proc_sleeper,
-    "proc-crasher": proc_crasher,
-    "proc-recoverer": proc_recoverer,
-}
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="dbos_side.py", description=__doc__.split("\n")[0])
-    p.add_argument("name", choices=sorted([*BENCHMARKS, *PROCS, "list"]))
-    p.add_argument("--url", default="")
-    p.add_argument("--schema", default="dbos_bench")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--count", type=int, default=0)
-    p.add_argument("--executor-id", default=None)
-    args = p.parse_args(argv)
-    if args.name == "list":
-        print("\n".join(BENCHMARKS))
-        return 0
-    if args.name in PROCS:
-        PROCS[args.name](args)
-        return 0
-    from importlib.metadata import version
-
-    log(f"DBOS Transact {version('dbos')}: {args.name}")
-    figures = BENCHMARKS[args.name](args)
-    say(json.dumps({"measurements": figures}))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(SIDE.main())

@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 import durably
+from benchmarks.sidekit import proc_status, say, wait_for, wait_for_eof
 
 QUEUE = "bench"
 NOOP = "bench.queued_noop"
@@ -51,40 +52,6 @@ class QueueApp:
 
         self.noop = queued_noop
         self.stamp = queued_stamp
-
-
-def proc_status() -> dict[str, float]:
-    """Threads and memory of this process, from /proc/self/status (RSS in MiB)."""
-    out: dict[str, float] = {}
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key == "Threads":
-                    out["threads"] = float(value.split()[0])
-                elif key in ("VmRSS", "VmHWM"):
-                    out[key] = int(value.split()[0]) / 1024.0
-    except OSError:
-        pass
-    out["python_threads"] = float(threading.active_count())
-    return out
-
-
-def say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def wait_for(word: str) -> None:
-    for line in sys.stdin:
-        if line.strip() == word:
-            return
-    sys.exit(0)  # the parent went away
-
-
-def wait_for_eof() -> None:
-    for _ in sys.stdin:
-        pass
 
 
 # ---------------------------------------------------------------------- kinds

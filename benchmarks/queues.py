@@ -9,15 +9,16 @@ launched on ``go`` (so imports and connecting stay out of the measurement).
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
 
 import durably
-from benchmarks.core import Child, Context, Measurement, Target, benchmark, percentile, wait_until
+from benchmarks.core import Child, Context, Measurement, Target, benchmark, percentile
 from benchmarks.floor import FLOOR
 from benchmarks.procs import NOOP, QUEUE, STAMP, QueueApp
+from benchmarks.sidekit import latencies, threaded_rates, timed_drain
 
 WORKER_COUNTS = (1, 4)
 
@@ -45,37 +46,22 @@ def drain(ctx: Context, schema: str, n: int, workers: int) -> tuple[float, float
     """Start ``workers`` processes on ``n`` queued workflows; return (drain rate, seconds
     from ``go`` to the last completion). The drain rate counts from the first claim
     (started_at) to the last completion, so process launch is not in it."""
+    count_sql = (
+        f"SELECT count(*) FILTER (WHERE status = 'SUCCESS'), "
+        f"extract(epoch FROM min(started_at)), extract(epoch FROM max(completed_at)) "
+        f'FROM "{schema}".workflows WHERE queue_name = %s'
+    )
+
+    def progress(conn: psycopg.Connection[Any]) -> tuple[int, float, float]:
+        fetched = conn.execute(count_sql, (QUEUE,)).fetchone()
+        assert fetched is not None
+        return int(fetched[0]), float(fetched[1] or 0), float(fetched[2] or 0)
+
     children = [
         Child.durably("queue-worker", "--url", ctx.url, "--schema", schema)
         for _ in range(workers)
     ]
-    try:
-        for child in children:
-            child.expect("ready")
-        with ctx.connect() as conn:
-            go = time.time()
-            for child in children:
-                child.send("go")
-            count_sql = (
-                f"SELECT count(*) FILTER (WHERE status = 'SUCCESS'), "
-                f"extract(epoch FROM min(started_at)), extract(epoch FROM max(completed_at)) "
-                f'FROM "{schema}".workflows WHERE queue_name = %s'
-            )
-            row: tuple[int, float, float] = (0, 0.0, 0.0)
-
-            def done() -> bool:
-                nonlocal row
-                fetched = conn.execute(count_sql, (QUEUE,)).fetchone()
-                assert fetched is not None
-                row = (int(fetched[0]), float(fetched[1] or 0), float(fetched[2] or 0))
-                return row[0] >= n
-
-            wait_until(done, timeout=600, what=f"{n} queued workflows", interval=0.1)
-        _, first_start, last_done = row
-        return n / (last_done - first_start), last_done - go
-    finally:
-        for child in children:
-            child.close()
+    return timed_drain(children, ctx.url, n, progress)
 
 
 @benchmark("queue-throughput")
@@ -117,15 +103,6 @@ def queue_throughput(ctx: Context) -> list[Measurement]:
     return out
 
 
-def _latencies(one: Callable[[], float], n: int, gap: float) -> list[float]:
-    """``n`` sequential enqueue-to-start latencies (s), ``gap`` s of random idle between."""
-    out = []
-    for _ in range(n):
-        time.sleep(random.uniform(0, gap))
-        out.append(one())
-    return out
-
-
 @benchmark("enqueue-latency")
 def enqueue_latency(ctx: Context) -> list[Measurement]:
     """Enqueue to start on an idle worker process: p50/p99 of 200 sequential enqueues."""
@@ -151,11 +128,11 @@ def enqueue_latency(ctx: Context) -> list[Measurement]:
                 t0 = time.time()
                 return float(client.enqueue(QUEUE, STAMP).result(timeout=30)) - t0
 
-            _latencies(by_app, 10, gap)  # warm up both paths
-            _latencies(by_client, 10, gap)
+            latencies(by_app, 10, gap)  # warm up both paths
+            latencies(by_client, 10, gap)
             for _ in range(ctx.repeats):
-                samples["app"].append(_latencies(by_app, n, gap))
-                samples["client"].append(_latencies(by_client, n, gap))
+                samples["app"].append(latencies(by_app, n, gap))
+                samples["client"].append(latencies(by_client, n, gap))
         finally:
             worker.close()
             client.close()
@@ -188,18 +165,9 @@ def client_enqueue(ctx: Context) -> list[Measurement]:
         qa.app.shutdown(grace=0)
         with durably.Client(ctx.url, schema=schema) as client:
             for threads, count in per_thread.items():
-
-                def enqueue_some(count: int = count) -> None:
-                    for _ in range(count):
-                        client.enqueue(QUEUE, NOOP)
-
-                rates: list[float] = []
-                with ThreadPoolExecutor(threads) as pool:
-                    list(pool.map(lambda _: enqueue_some(20), range(threads)))  # warm up
-                    for _ in range(ctx.repeats):
-                        started = time.perf_counter()
-                        list(pool.map(lambda _: enqueue_some(), range(threads)))
-                        rates.append(threads * count / (time.perf_counter() - started))
+                rates = threaded_rates(
+                    lambda: client.enqueue(QUEUE, NOOP), threads, count, ctx.repeats
+                )
                 out.append(
                     Measurement(
                         f"client.enqueue.t{threads}",

@@ -5,6 +5,7 @@
     python -m benchmarks.run --database-url postgresql://... --repeats 9
     python -m benchmarks.run --only floor --only sequential-sync
     python -m benchmarks.run --with-dbos     # and DBOS Transact, same server, same run
+    python -m benchmarks.run --with-procrastinate   # and Procrastinate (queue figures)
     python -m benchmarks.run --only settings # PG 18 I/O settings (restarts a server)
 
 The table is also written as Markdown to benchmarks/results/latest.md (git-ignored), every
@@ -32,11 +33,17 @@ import psycopg
 import durably
 from benchmarks import dbos_venv as dbos
 from benchmarks import floor, heavy, queues, retention, settings, transactions, workflows
+from benchmarks.competitor import Competitor
 from benchmarks.core import DEFAULT_DATA_DIR, REGISTRY, Context, Measurement, Target, database
+from benchmarks.procrastinate_venv import PROCRASTINATE
 
 # Importing a module registers its benchmarks, in this order; add new modules here.
 BENCHMARK_MODULES = (floor, workflows, transactions, queues, heavy, retention, settings)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# The libraries that can be measured beside durably (--with-KEY), in column order.
+COMPETITORS: tuple[Competitor, ...] = (dbos.DBOS, PROCRASTINATE)
+# Their figures, by competitor key.
+Theirs = dict[str, list[Measurement]]
 
 
 def ordered() -> list[Any]:
@@ -52,16 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for b in ordered():
             extra = "" if b.default else "  (only with --only)"
-            dbos_too = " [+DBOS]" if b.name in dbos.COUNTERPARTS else ""
-            print(f"{b.name:18} {b.doc}{dbos_too}{extra}")
+            also = ", ".join(f"+{c.label}" for c in COMPETITORS if b.name in c.counterparts)
+            print(f"{b.name:18} {b.doc}{f' [{also}]' if also else ''}{extra}")
         return 0
     selected = _select(args.only)
     repeats = args.repeats or (2 if args.quick else 5)
-    if args.with_dbos:
-        dbos.ensure_venv()
+    chosen = [c for c in COMPETITORS if getattr(args, f"with_{c.key}")]
+    for competitor in chosen:
+        competitor.ensure_venv()
     started = time.perf_counter()
     measurements: list[Measurement] = []
-    dbos_measurements: list[Measurement] = []
+    theirs: Theirs = {c.key: [] for c in chosen}
     failures: list[tuple[str, str]] = []
     loads: list[str] = []
     with database(args.database_url, args.data_dir) as server:
@@ -86,31 +94,32 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 failures.append((b.name, f"{type(exc).__name__}: {exc}"))
             print(f"  done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-            if args.with_dbos and b.name in dbos.COUNTERPARTS:
-                print(f"[{b.name}] DBOS Transact {dbos.DBOS_VERSION}", file=sys.stderr, flush=True)
+            for competitor in chosen:
+                if b.name not in competitor.counterparts:
+                    continue
+                print(f"[{b.name}] {competitor.title}", file=sys.stderr, flush=True)
                 t0 = time.perf_counter()
                 try:
-                    dbos_measurements += dbos.run_side(ctx, b.name)
+                    theirs[competitor.key] += competitor.run_side(ctx, b.name)
                 except Exception as exc:
                     traceback.print_exc()
-                    failures.append((f"{b.name} (DBOS)", f"{type(exc).__name__}: {exc}"))
+                    error = f"{type(exc).__name__}: {exc}"
+                    failures.append((f"{b.name} ({competitor.label})", error))
                 print(f"  done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - started
     mode = "quick" if args.quick else "full"
-    env["run"] = f"{mode}, {repeats} repeats, {elapsed:.0f} s" + (
-        f", with DBOS Transact {dbos.DBOS_VERSION}" if args.with_dbos else ""
+    env["run"] = f"{mode}, {repeats} repeats, {elapsed:.0f} s" + "".join(
+        f", with {c.title}" for c in chosen
     )
     env["load"] = f"{env.pop('load')} at start, {_load()} at end (1/5/15-min load averages)"
     env["1-min load before each benchmark"] = ", ".join(loads)
-    text = render(env, measurements, failures, dbos_measurements)
+    text = render(env, measurements, failures, theirs)
     print(text)
     out = Path(args.output) if args.output else RESULTS_DIR / "latest.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     results = out.with_suffix(".json")
-    results.write_text(
-        json.dumps(_as_json(env, measurements, failures, dbos_measurements), indent=2)
-    )
+    results.write_text(json.dumps(_as_json(env, measurements, failures, theirs), indent=2))
     written = [results.name]
     if not args.no_chart and dbos.draw_chart(results, out.with_suffix(".png")):
         written.append(out.with_suffix(".png").name)
@@ -122,7 +131,11 @@ def rerender(source: Path, output: str | None, no_chart: bool) -> int:
     """Write the Markdown (and chart) of an earlier run again from its JSON."""
     data = json.loads(source.read_text())
     measurements = [Measurement.from_json(m) for m in data["measurements"]]
-    theirs = [Measurement.from_json(m) for m in data.get("dbos", [])]
+    theirs = {
+        c.key: [Measurement.from_json(m) for m in data[c.key]]
+        for c in COMPETITORS
+        if data.get(c.key)
+    }
     failures = [(f["benchmark"], f["error"]) for f in data.get("failures", [])]
     env = data["environment"]
     out = Path(output) if output else source.with_suffix(".md")
@@ -155,11 +168,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="run only this benchmark (repeatable; see --list)",
     )
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
-    p.add_argument(
-        "--with-dbos", action="store_true",
-        help=f"also measure DBOS Transact {dbos.DBOS_VERSION} (installed once into "
-        "benchmarks/.venv-dbos, never into the project) on the same server",
-    )
+    for c in COMPETITORS:
+        p.add_argument(
+            f"--with-{c.key}", action="store_true",
+            help=f"also measure {c.title} (installed once into benchmarks/{c.venv.name}, "
+            "never into the project) on the same server, for the benchmarks it has a "
+            "counterpart of",
+        )  # fmt: skip
     p.add_argument(
         "--cold", action="store_true",
         help="settings benchmark: drop the OS page cache before each cold read (root only; "
@@ -279,17 +294,17 @@ def render(
     env: dict[str, str],
     measurements: list[Measurement],
     failures: list[tuple[str, str]],
-    dbos_measurements: list[Measurement] | None = None,
+    theirs: Theirs | None = None,
 ) -> str:
     lines = ["# durably benchmarks", ""]
     lines += [f"- **{k}**: {v}" for k, v in env.items()]
     lines.append("")
     by_key = {m.key: m for m in measurements}
-    theirs = {m.key: m for m in dbos_measurements or []}
-    with_dbos = bool(theirs)
+    shown = [c for c in COMPETITORS if (theirs or {}).get(c.key)]
+    figures = {c.key: {m.key: m for m in (theirs or {})[c.key]} for c in shown}
     header = ["Figure", "durably", "min-max"]
-    if with_dbos:
-        header += ["DBOS", "min-max", "vs DBOS"]
+    for c in shown:
+        header += [c.label, "min-max", f"vs {c.label}"]
     header += ["Unit", "x floor", "Target", "Note"]
     rows = [header]
     verdicts: list[str] = []
@@ -297,25 +312,26 @@ def render(
         ref = by_key.get(m.ratio_to) if m.ratio_to else None
         ratio = f"{m.median / ref.median:.2f}" if ref is not None and ref.median else ""
         row = [m.label, _fmt(m.median, m.unit), f"{_fmt(m.min, m.unit)}-{_fmt(m.max, m.unit)}"]
-        other = theirs.get(m.key)
-        versus = versus_dbos(m, other)
-        if with_dbos:
+        notes = [m.note] if m.note else []
+        versus: dict[str, float | None] = {}
+        for c in shown:
+            other = figures[c.key].get(m.key)
+            versus[c.key] = better_by(m, other)
             row += [
                 _fmt(other.median, m.unit) if other else "",
                 f"{_fmt(other.min, m.unit)}-{_fmt(other.max, m.unit)}" if other else "",
-                f"{versus:.1f}x" if versus is not None else "",
+                f"{versus[c.key]:.1f}x" if versus[c.key] is not None else "",
             ]
-        verdict = check_target(m, by_key, versus)
+            if other is not None and other.note and other.note != m.note:
+                notes.append(f"{c.label}: {other.note}")
+        verdict = check_target(m, by_key, versus.get(dbos.DBOS.key))
         if verdict:
             verdicts.append(f"- {m.label}: {verdict}")
-        note = m.note
-        if other is not None and other.note and other.note != m.note:
-            note = f"{note}; DBOS: {other.note}" if note else f"DBOS: {other.note}"
-        row += [m.unit, ratio, verdict.split(":")[0] if verdict else "", note]
+        row += [m.unit, ratio, verdict.split(":")[0] if verdict else "", "; ".join(notes)]
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    right = {i for i, h in enumerate(header) if h in ("durably", "min-max", "DBOS", "vs DBOS",
-                                                       "x floor")}
+    left = {"Figure", "Unit", "Target", "Note"}
+    right = {i for i, h in enumerate(header) if h not in left}
 
     def line(cells: list[str]) -> str:
         padded = [
@@ -331,12 +347,17 @@ def render(
     )
     lines += [line(r) for r in rows[1:]]
     lines.append("")
+    labels = [c.label for c in shown]
     lines.append(
-        "*durably* and *DBOS* are medians over repeats (min-max beside them); a latency "
-        "sample is the median of that repeat's calls. *vs DBOS* is how many times better "
-        "durably's median is (DBOS / durably for times, durably / DBOS for rates; above 1 "
-        "durably wins). *x floor* divides a latency by the PG floor (ms) and a rate by the "
-        "floor's sequential commits/s, both measured in this run."
+        f"{' and '.join(f'*{n}*' for n in ['durably', *labels])} are medians over repeats "
+        "(min-max beside them); a latency sample is the median of that repeat's calls. "
+        + "".join(
+            f"*vs {n}* is how many times better durably's median is ({n} / durably for times, "
+            f"durably / {n} for rates; above 1 durably wins). "
+            for n in labels
+        )
+        + "*x floor* divides a latency by the PG floor (ms) and a rate by the floor's "
+        "sequential commits/s, both measured in this run."
     )
     if verdicts:
         lines += ["", "## Targets", "", *verdicts]
@@ -346,8 +367,9 @@ def render(
     return "\n".join(lines) + "\n"
 
 
-def versus_dbos(m: Measurement, other: Measurement | None) -> float | None:
-    """How many times better durably's median is than DBOS's (None: no like figure)."""
+def better_by(m: Measurement, other: Measurement | None) -> float | None:
+    """How many times better durably's median is than a competitor's figure of the same
+    key (None: no like figure)."""
     if other is None or not m.comparable or not other.comparable:
         return None
     if m.higher_is_better:
@@ -395,20 +417,22 @@ def _as_json(
     env: dict[str, str],
     measurements: list[Measurement],
     failures: list[tuple[str, str]],
-    dbos_measurements: list[Measurement] | None = None,
+    theirs: Theirs | None = None,
 ) -> dict[str, Any]:
     by_key = {m.key: m for m in measurements}
-    theirs = {m.key: m for m in dbos_measurements or []}
+    theirs = theirs or {}
+    figures = {c.key: {m.key: m for m in theirs.get(c.key, [])} for c in COMPETITORS}
     rows = []
     for m in measurements:
         data = m.as_json()
-        data["versus_dbos"] = versus_dbos(m, theirs.get(m.key))
-        data["verdict"] = check_target(m, by_key, data["versus_dbos"])
+        for c in COMPETITORS:
+            data[f"versus_{c.key}"] = better_by(m, figures[c.key].get(m.key))
+        data["verdict"] = check_target(m, by_key, data[f"versus_{dbos.DBOS.key}"])
         rows.append(data)
     return {
         "environment": env,
         "measurements": rows,
-        "dbos": [m.as_json() for m in dbos_measurements or []],
+        **{c.key: [m.as_json() for m in theirs.get(c.key, [])] for c in COMPETITORS},
         "failures": [{"benchmark": n, "error": e} for n, e in failures],
     }
 

@@ -4,6 +4,7 @@ PostgreSQL server of the benchmark's own (so it can be restarted).
     python -m benchmarks.sustained                      # 5 minutes: steady, then faults
     python -m benchmarks.sustained --rate 2000 --workers 2
     python -m benchmarks.sustained --plan steady --minutes 30   # no faults, 30 minutes
+    python -m benchmarks.sustained --engine procrastinate --plan steady --minutes 1 --rate 500
 
 A producer process enqueues ``--rate`` jobs a second through a ``durably.Client``
 (``benchmarks.sustained_proc``); ``--workers`` worker processes run them (1 ms of work
@@ -19,6 +20,15 @@ from the fault's end until the 3-second completion rate is back to 90% of the ra
 it, and until the backlog is drained; and at the end, that every acknowledged enqueue ran
 and nothing is left PENDING without a live owner. Markdown to
 ``benchmarks/results/sustained.md``, every sample to ``sustained.json``.
+
+``--engine procrastinate`` runs the same steady plan on Procrastinate (in its venv,
+``benchmarks/.venv-procrastinate``; ``benchmarks/procrastinate_side.py``'s
+``sustained-*`` processes): async jobs of 1 ms (``asyncio.sleep``), deferred with
+``defer_async``, the monitor reading its own tables (``procrastinate_events`` for the
+times, ``procrastinate_jobs`` for depth and dead tuples); its results go to
+``sustained-procrastinate.md``. It runs no faults: a worker that is killed leaves its jobs
+in ``doing`` until something calls Procrastinate's ``retry_stalled_jobs``, which would be
+a setup of the benchmark's own rather than Procrastinate's behaviour.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import json
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -40,32 +51,133 @@ import psycopg
 from chaos.pg import Cluster
 
 from benchmarks.core import Child
+from benchmarks.procrastinate_venv import PROCRASTINATE as PROCRASTINATE_SIDE
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCHEMA = "durably"
-SCHEMA_SQL = '"durably"'
 QUEUE = "sustained"
 MONITOR = "sustained-monitor"
 
-WINDOW_SQL = """
+
+@dataclass(frozen=True)
+class Engine:
+    """What the load runs on: its processes, and how the monitor reads its tables. Every
+    SQL text has ``{schema}``; ``window`` counts the jobs finished in (``since``,
+    ``until``] of ``queue`` with their enqueue-to-start p50 and p99 (intervals), and may
+    use ``lo``, the value ``mark`` returned at the previous sample (a lower bound on the
+    rows to read)."""
+
+    name: str
+    schema: str
+    hot: str  # the table whose rows and dead tuples the report shows
+    tables: tuple[str, ...]  # whose dead tuples are sampled
+    window: str
+    mark: str
+    depth: str  # %s: the queue
+    unfinished: str  # %s: the queue
+    missing: str  # %s: how many the producer sent (sequence numbers 0..sent-1)
+    stranded: str
+    stranded_label: str
+    worker: tuple[str, ...]  # argv, then --url URL
+    producer: tuple[str, ...]  # argv, then --url URL --rate R --duration D
+    setup: tuple[str, ...] = ()  # argv run once (then --url URL) before any process
+
+    def sql(self, text: str) -> str:
+        return text.format(schema=f'"{self.schema}"')
+
+
+def _finished(wait: str, rest: str) -> str:
+    """The monitor's window: how many jobs finished, and p50/p99 of ``wait``."""
+    return f"""
 SELECT count(*) AS done,
-       percentile_disc(0.5) WITHIN GROUP (ORDER BY started_at - enqueued_at) AS p50,
-       percentile_disc(0.99) WITHIN GROUP (ORDER BY started_at - enqueued_at) AS p99
-FROM {schema}.workflows
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY {wait}) AS p50,
+       percentile_disc(0.99) WITHIN GROUP (ORDER BY {wait}) AS p99
+{rest}"""
+
+
+DURABLY = Engine(
+    name="durably",
+    schema="durably",
+    hot="workflows",
+    tables=("workflows", "operations", "executors"),
+    window=_finished(
+        "started_at - enqueued_at",
+        """FROM {schema}.workflows
 WHERE status IN ('SUCCESS', 'ERROR', 'CANCELLED') AND completed_at > %(since)s
-  AND completed_at <= %(until)s AND queue_name = %(queue)s
-"""
-DEPTH_SQL = "SELECT count(*) FROM {schema}.workflows WHERE status = 'ENQUEUED' AND queue_name = %s"
-TABLES_SQL = """
-SELECT relname, n_live_tup, n_dead_tup FROM pg_stat_user_tables
-WHERE schemaname = %s AND relname IN ('workflows', 'operations', 'executors')
-"""
-STRANDED_SQL = """
+  AND completed_at <= %(until)s AND queue_name = %(queue)s""",
+    ),
+    mark="SELECT 0",
+    depth="SELECT count(*) FROM {schema}.workflows WHERE status = 'ENQUEUED' AND queue_name = %s",
+    unfinished="""
+SELECT count(*) FROM {schema}.workflows
+WHERE status IN ('ENQUEUED', 'PENDING') AND queue_name = %s
+""",
+    missing="""
+SELECT count(*) FROM generate_series(0, %s - 1) AS s WHERE NOT EXISTS
+(SELECT 1 FROM {schema}.workflows WHERE id = 'p' || s AND status = 'SUCCESS')
+""",
+    stranded="""
 SELECT count(*) FROM {schema}.workflows w
 WHERE w.status = 'PENDING' AND NOT EXISTS (
     SELECT 1 FROM {schema}.executors e
     WHERE e.id = w.executor_id
       AND e.heartbeat_at + make_interval(secs => e.lease_seconds) > now())
+""",
+    stranded_label="PENDING without a live owner",
+    worker=(sys.executable, "-m", "benchmarks.sustained_proc", "worker"),
+    producer=(sys.executable, "-m", "benchmarks.sustained_proc", "producer"),
+)
+
+PROCRASTINATE = Engine(
+    name="procrastinate",
+    schema="procrastinate",
+    hot="procrastinate_jobs",
+    tables=("procrastinate_jobs", "procrastinate_events", "procrastinate_workers"),
+    # The times are the events' (now() of the transaction that changed the job's status).
+    # Events are read from the id of the previous sample on: an event stamped after that
+    # sample got its id after it (ids come from a sequence), so nothing is skipped, and
+    # the table is not scanned whole every second.
+    window=_finished(
+        "wait",
+        """FROM (
+    SELECT (SELECT min(s.at) FROM {schema}.procrastinate_events s
+            WHERE s.job_id = e.job_id AND s.type = 'started')
+         - (SELECT min(d.at) FROM {schema}.procrastinate_events d
+            WHERE d.job_id = e.job_id AND d.type = 'deferred') AS wait
+    FROM {schema}.procrastinate_events e
+    JOIN {schema}.procrastinate_jobs j ON j.id = e.job_id AND j.queue_name = %(queue)s
+    WHERE e.id > %(lo)s AND e.type IN ('succeeded', 'failed')
+      AND e.at > %(since)s AND e.at <= %(until)s
+) AS finished""",
+    ),
+    mark="SELECT coalesce(max(id), 0) FROM {schema}.procrastinate_events",
+    depth="""
+SELECT count(*) FROM {schema}.procrastinate_jobs WHERE status = 'todo' AND queue_name = %s
+""",
+    unfinished="""
+SELECT count(*) FROM {schema}.procrastinate_jobs
+WHERE status IN ('todo', 'doing') AND queue_name = %s
+""",
+    missing=f"""
+SELECT count(*) FROM generate_series(0, %s - 1) AS s WHERE s NOT IN
+(SELECT (args->>'n')::bigint FROM {{schema}}.procrastinate_jobs
+ WHERE status = 'succeeded' AND queue_name = '{QUEUE}')
+""",
+    # Its workers heartbeat every 10 s and count as stalled after 30 s (its defaults).
+    stranded="""
+SELECT count(*) FROM {schema}.procrastinate_jobs j
+WHERE j.status = 'doing' AND NOT EXISTS (
+    SELECT 1 FROM {schema}.procrastinate_workers w
+    WHERE w.id = j.worker_id AND w.last_heartbeat > now() - interval '30 seconds')
+""",
+    stranded_label="'doing' without a live worker",
+    worker=tuple(PROCRASTINATE_SIDE.argv("sustained-worker", "--schema", "procrastinate")),
+    producer=tuple(PROCRASTINATE_SIDE.argv("sustained-producer", "--schema", "procrastinate")),
+    setup=tuple(PROCRASTINATE_SIDE.argv("sustained-schema", "--schema", "procrastinate")),
+)
+ENGINES = {e.name: e for e in (DURABLY, PROCRASTINATE)}
+TABLES_SQL = """
+SELECT relname, n_live_tup, n_dead_tup FROM pg_stat_user_tables
+WHERE schemaname = %s AND relname = ANY(%s)
 """
 KILL_SQL = """
 SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
@@ -110,16 +222,17 @@ def plan(kind: str, minutes: float) -> list[Phase]:
 class Monitor(threading.Thread):
     """Samples the database once a second, through outages (a gap is a sample of None)."""
 
-    def __init__(self, url: str, t0: float) -> None:
+    def __init__(self, url: str, t0: float, engine: Engine) -> None:
         super().__init__(daemon=True)
-        self.url, self.t0 = url, t0
+        self.url, self.t0, self.engine = url, t0, engine
         self.samples: list[Sample] = []
         self.stop = threading.Event()
-        self.schema = SCHEMA_SQL
 
     def run(self) -> None:
         conn: psycopg.Connection[Any] | None = None
         since: Any = None
+        lo: Any = 0
+        engine = self.engine
         while not self.stop.wait(1.0 - (time.monotonic() - self.t0) % 1.0):
             t = round(time.monotonic() - self.t0)
             try:
@@ -127,17 +240,18 @@ class Monitor(threading.Thread):
                     conn = psycopg.connect(
                         self.url, autocommit=True, application_name=MONITOR, connect_timeout=2
                     )
+                mark = conn.execute(engine.sql(engine.mark)).fetchone()[0]  # type: ignore[index]
                 now = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
                 if since is None:
-                    since = now
+                    since, lo = now, mark
                     continue
                 row = conn.execute(
-                    WINDOW_SQL.format(schema=self.schema),
-                    {"since": since, "until": now, "queue": QUEUE},
+                    engine.sql(engine.window),
+                    {"since": since, "until": now, "queue": QUEUE, "lo": lo},
                 ).fetchone()
-                since = now
-                depth = conn.execute(DEPTH_SQL.format(schema=self.schema), (QUEUE,)).fetchone()
-                tables = conn.execute(TABLES_SQL, (SCHEMA,)).fetchall()
+                since, lo = now, mark
+                depth = conn.execute(engine.sql(engine.depth), (QUEUE,)).fetchone()
+                tables = conn.execute(TABLES_SQL, (engine.schema, list(engine.tables))).fetchall()
                 assert row is not None and depth is not None
                 self.samples.append(
                     Sample(
@@ -170,13 +284,15 @@ class BackendKiller(threading.Thread):
                 self.killed += int(row[0]) if row else 0
 
 
-def _worker(url: str) -> Child:
-    child = Child([sys.executable, "-m", "benchmarks.sustained_proc", "worker", "--url", url])
+def _worker(engine: Engine, url: str) -> Child:
+    child = Child([*engine.worker, "--url", url])
     child.expect("ready")
     return child
 
 
-def run(rate: float, workers: int, kind: str, minutes: float, keep: bool) -> dict[str, Any]:
+def run(
+    rate: float, workers: int, kind: str, minutes: float, keep: bool, engine: Engine = DURABLY
+) -> dict[str, Any]:
     phases = plan(kind, minutes)
     duration = sum(p.seconds for p in phases)
     root = Path(tempfile.mkdtemp(prefix="durably-sustained-"))
@@ -185,15 +301,16 @@ def run(rate: float, workers: int, kind: str, minutes: float, keep: bool) -> dic
     try:
         cluster.create()
         url = cluster.url
-        fleet = [_worker(url) for _ in range(workers)]
-        producer = Child([
-            sys.executable, "-m", "benchmarks.sustained_proc", "producer", "--url", url,
-            "--rate", str(rate), "--duration", str(duration),
-        ])  # fmt: skip
+        if engine.setup:
+            subprocess.run([*engine.setup, "--url", url], check=True)
+        fleet = [_worker(engine, url) for _ in range(workers)]
+        producer = Child(
+            [*engine.producer, "--url", url, "--rate", str(rate), "--duration", str(duration)]
+        )
         producer.expect("ready")
         t0 = time.monotonic()
         producer.send("go")
-        monitor = Monitor(url, t0)
+        monitor = Monitor(url, t0, engine)
         monitor.start()
         try:
             return _load(
@@ -232,7 +349,7 @@ def _load(
         if phase.fault == "worker-kill":
             os.kill(fleet[0].proc.pid, signal.SIGKILL)
             fleet[0].proc.wait()
-            fleet[0] = _worker(url)
+            fleet[0] = _worker(monitor.engine, url)
         elif phase.fault == "server-restart":
             cluster.crash()
             cluster.start()
@@ -255,21 +372,18 @@ def _load(
         if line.get("done"):
             sent = int(line["sent"])
             break
-    drained = _drain(url, sent, t0)
+    engine = monitor.engine
+    drained = _drain(engine, url)
     monitor.stop.set()
     monitor.join()
     with psycopg.connect(url, autocommit=True) as conn:
-        schema = SCHEMA_SQL
-        stranded = conn.execute(STRANDED_SQL.format(schema=schema)).fetchone()
-        missing = conn.execute(
-            f"SELECT count(*) FROM generate_series(0, %s - 1) AS s WHERE NOT EXISTS "
-            f"(SELECT 1 FROM {schema}.workflows WHERE id = 'p' || s AND status = 'SUCCESS')",
-            (sent,),
-        ).fetchone()
+        stranded = conn.execute(engine.sql(engine.stranded)).fetchone()
+        missing = conn.execute(engine.sql(engine.missing), (sent,)).fetchone()
     for child in fleet:
         child.close()
     producer.close()
     return {
+        "engine": engine.name, "hot": engine.hot, "stranded_label": engine.stranded_label,
         "rate": rate, "workers": workers, "plan": kind, "phases": [asdict(p) for p in phases],
         "events": events, "samples": [asdict(s) for s in monitor.samples], "sent": sent,
         "drained_s": drained, "stranded": int(stranded[0]) if stranded else None,
@@ -278,13 +392,10 @@ def _load(
     }  # fmt: skip
 
 
-def _drain(url: str, sent: int, t0: float) -> float:
+def _drain(engine: Engine, url: str) -> float:
     """Seconds from the producer's end until every job it sent has finished."""
     started = time.monotonic()
-    sql = (
-        f"SELECT count(*) FROM {SCHEMA_SQL}.workflows "
-        "WHERE status IN ('ENQUEUED', 'PENDING') AND queue_name = %s"
-    )
+    sql = engine.sql(engine.unfinished)
     with psycopg.connect(url, autocommit=True, application_name=MONITOR) as conn:
         while time.monotonic() - started < 600:
             row = conn.execute(sql, (QUEUE,)).fetchone()
@@ -308,12 +419,13 @@ def summarize(result: dict[str, Any]) -> str:
     samples = [s for s in result["samples"] if s["t"] <= horizon]
     starts = [t for t, what in events if what.startswith("start ")]
     ends = [*starts[1:], horizon]
+    hot = result.get("hot", DURABLY.hot)
     lines = [
-        f"# Sustained load: {result['rate']:,.0f} jobs/s offered, {result['workers']} worker "
-        f"process(es), plan {result['plan']}",
+        f"# Sustained load on {result.get('engine', DURABLY.name)}: {result['rate']:,.0f} jobs/s "
+        f"offered, {result['workers']} worker process(es), plan {result['plan']}",
         "",
-        "| phase | seconds | completed/s | p50 ms | p99 ms | depth at end | workflows rows "
-        "| dead tuples (workflows) |",
+        f"| phase | seconds | completed/s | p50 ms | p99 ms | depth at end | {hot} rows "
+        f"| dead tuples ({hot}) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     phase_rates: dict[str, float] = {}
@@ -330,8 +442,8 @@ def summarize(result: dict[str, Any]) -> str:
             f"| {statistics.median(p50) if p50 else float('nan'):.1f} "
             f"| {max(p99) if p99 else float('nan'):.1f} "
             f"| {last['depth'] if last else '-'} "
-            f"| {last['live'].get('workflows', '-') if last else '-'} "
-            f"| {last['dead'].get('workflows', '-') if last else '-'} |"
+            f"| {last['live'].get(hot, '-') if last else '-'} "
+            f"| {last['dead'].get(hot, '-') if last else '-'} |"
         )
     lines += ["", "| fault | rate before | back to 90% after | backlog drained after |",
               "| --- | ---: | ---: | ---: |"]  # fmt: skip
@@ -369,7 +481,8 @@ def summarize(result: dict[str, Any]) -> str:
         f"- enqueues sent and acknowledged: {result['sent']:,}; missing or unfinished after "
         f"the drain: {result['missing']}; drained {result['drained_s']:.1f} s after the "
         f"producer stopped",
-        f"- PENDING without a live owner at the end: {result['stranded']}",
+        f"- {result.get('stranded_label', DURABLY.stranded_label)} at the end: "
+        f"{result['stranded']}",
         f"- first steady minute {statistics.fmean(first) if first else 0:,.0f}/s, last minute "
         f"{statistics.fmean(last_minute) if last_minute else 0:,.0f}/s",
     ]
@@ -387,11 +500,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plan", choices=["faults", "steady"], default="faults")
     parser.add_argument("--minutes", type=float, default=5.0, help="with --plan steady")
     parser.add_argument("--keep", action="store_true", help="keep the server's directory")
-    parser.add_argument("--output", default=str(RESULTS / "sustained.md"))
+    parser.add_argument(
+        "--engine", choices=sorted(ENGINES), default=DURABLY.name,
+        help="what runs the jobs: durably, or Procrastinate in its venv (--plan steady only)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--output", default=None,
+        help="Markdown file (default results/sustained.md, sustained-ENGINE.md for another "
+        "engine)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    result = run(args.rate, args.workers, args.plan, args.minutes, args.keep)
+    engine = ENGINES[args.engine]
+    if engine is not DURABLY:
+        if args.plan != "steady":
+            parser.error(
+                f"--engine {engine.name} runs --plan steady only: after a worker kill its jobs "
+                "stay 'doing' until something calls its retry_stalled_jobs"
+            )
+        PROCRASTINATE_SIDE.ensure_venv()
+    default = "sustained.md" if engine is DURABLY else f"sustained-{engine.name}.md"
+    result = run(args.rate, args.workers, args.plan, args.minutes, args.keep, engine)
     text = summarize(result)
-    out = Path(args.output)
+    out = Path(args.output or RESULTS / default)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str))

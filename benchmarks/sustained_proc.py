@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 
 import durably
+from benchmarks.sidekit import produce
 
 QUEUE = "sustained"
 JOB = "sustained.job"
@@ -52,39 +52,9 @@ def producer(url: str, schema: str, rate: float, duration: float) -> None:
             except durably.DurablyError:
                 await asyncio.sleep(0.2)  # the database is away: the same ID again
 
-    async def run() -> None:
-        tick = 0.01
-        started = time.monotonic()
-        sent = 0
-        pending: set[asyncio.Task[None]] = set()
-        last_report = started
-
-        def report(**extra: object) -> None:
-            due = int((time.monotonic() - started) * rate)
-            line = {"sent": sent, "in_flight": len(pending), "behind": max(0, due - sent)}
-            print(json.dumps({**line, **extra}), flush=True)
-
-        while (now := time.monotonic()) - started < duration:
-            # Like a web tier with a bounded pool: at most MAX_IN_FLIGHT enqueues wait for
-            # their answer; past that the producer falls behind the offered rate (reported).
-            due = min(int((now - started) * rate), sent + MAX_IN_FLIGHT - len(pending))
-            for seq in range(sent, due):
-                task = asyncio.create_task(send(seq))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-            sent = max(sent, due)
-            if now - last_report >= 1.0:
-                last_report = now
-                report()
-            await asyncio.sleep(tick)
-        while pending:
-            await asyncio.sleep(1.0)
-            report()
-        report(done=True)
-
     print("ready", flush=True)
     sys.stdin.readline()  # go
-    asyncio.run(run())
+    asyncio.run(produce(rate, duration, send, MAX_IN_FLIGHT))
     client.close()
 
 
