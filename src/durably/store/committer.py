@@ -14,7 +14,6 @@ differ only where one of them waits.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -150,7 +149,7 @@ def plan(batch: list[Pending]) -> list[Entry]:
             entries.append((items[0].statement, items, None))
         else:
             statement, split = combine([item.statement for item in items])
-            entries.append((dataclasses.replace(statement, prepare=False), items, split))
+            entries.append((statement, items, split))
     return entries
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -107,7 +106,7 @@ class QueueStatements:
         those of the workflows it put on their queues."""
         params: dict[str, Any] = batch_rows(statements, _ENQUEUED)
         params["channel"] = self.channel
-        return dataclasses.replace(bound(self._sql["enqueue_many"], params), prepare=False)
+        return bound(self._sql["enqueue_many"], params)
 
     def _enqueue_many(
         self, statements: list[Statement]

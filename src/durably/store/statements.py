@@ -11,7 +11,7 @@ import dataclasses
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -38,12 +38,12 @@ class Statement:
     combine: Combiner | None = None
     # The named row type of its result rows (store/rows.py); None for plain tuples.
     row: Callable[..., Any] | None = None
-    # Run as a server-side prepared statement. A statement over arrays of a batch is
-    # not: a prepared one soon runs a generic plan, made once for an array of unknown
-    # length and a table of the size it had then, and a plan made on a young table
-    # (a nested loop over every row, say) is kept as the table grows, until the next
-    # ANALYZE: batches of a new schema ran 5x slower for their first minute. Planned
-    # each time instead (a fraction of a millisecond, shared by the whole batch).
+    # Run as a server-side prepared statement. A batch that joins its rows to the
+    # workflows table (checkpoints, finishes) is not: a prepared statement soon runs a
+    # generic plan, made once for a table of the size it had then, and one made on a
+    # young table (a scan of every PENDING workflow for each batch, say) was kept as the
+    # table grew, until the next ANALYZE: the first minute of a new schema ran 5x slower.
+    # Planned each time instead, for about 0.25 ms a batch.
     prepare: bool = True
 
     @property
@@ -274,7 +274,7 @@ class Statements:
             written = {(row.workflow_id, row.step) for row in result}
             return [1 if key in written else 0 for key in keys]
 
-        return bound(self._sql["record_operations"], params), split
+        return replace(bound(self._sql["record_operations"], params), prepare=False), split
 
     def inspect_operation(self, workflow_id: str, step: int) -> Statement:
         return bound(
@@ -311,7 +311,7 @@ class Statements:
             done = {row.id for row in result}
             return [[rows.Finished(1 if i in done else 0, 0)] for i in ids]
 
-        return bound(self._sql["finish_workflows"], params), split
+        return replace(bound(self._sql["finish_workflows"], params), prepare=False), split
 
     def load_operations_many(self, workflow_ids: Sequence[str]) -> Statement:
         return bound(
