@@ -4,6 +4,7 @@ debounce and delay changes. Claiming is the runtime's job (``runtime.dispatch``)
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from durably import codec as codec_module
@@ -17,6 +18,7 @@ from durably.options import WorkflowOptions, delay_until, now
 
 if TYPE_CHECKING:
     from durably.execution.host import Host
+    from durably.store.statements import Statement
 
 # Runs of one enqueue_many that go in one statement (and one commit).
 MANY_AT_ONCE = 1000
@@ -53,28 +55,38 @@ def enqueue(
     """Put a workflow on its queue; an existing ID (or held dedup key) is attached to."""
     assert options.queue is not None
     yield from check_priority(engine, options.queue, options.priority)
-    available_at = delay_until(options.delay) if options.delay is not None else None
-    rows = yield Write(
-        engine.queue_statements.enqueue(
-            workflow_id=workflow_id,
-            name=spec.name,
-            inputs=inputs,
-            max_recovery_attempts=spec.max_recovery_attempts,
-            codec=engine.codec.name,
-            timeout=options.timeout,
-            queue=options.queue,
-            priority=options.priority,
-            dedup_key=options.dedup_key,
-            partition_key=options.partition_key,
-            available_at=available_at,
-            parent_id=parent[0] if parent else None,
-            parent_step=parent[1] if parent else None,
-            app_version=engine.versions.enqueued,
-        )
-    )
+    statement = _enqueue_statement(engine, spec, options, workflow_id, inputs, parent)
+    rows = yield Write(statement)
     if rows:
         return Started(workflow_id, None, queue_declared=rows[0].queue_declared)
     return (yield from _attach(engine, spec, options, workflow_id, inputs, parent))
+
+
+def _enqueue_statement(
+    engine: Host,
+    spec: WorkflowSpec,
+    options: WorkflowOptions,
+    workflow_id: str,
+    inputs: str,
+    parent: tuple[str, int] | None,
+) -> Statement:
+    assert options.queue is not None
+    return engine.queue_statements.enqueue(
+        workflow_id=workflow_id,
+        name=spec.name,
+        inputs=inputs,
+        max_recovery_attempts=spec.max_recovery_attempts,
+        codec=engine.codec.name,
+        timeout=options.timeout,
+        queue=options.queue,
+        priority=options.priority,
+        dedup_key=options.dedup_key,
+        partition_key=options.partition_key,
+        available_at=delay_until(options.delay) if options.delay is not None else None,
+        parent_id=parent[0] if parent else None,
+        parent_step=parent[1] if parent else None,
+        app_version=engine.versions.enqueued,
+    )
 
 
 def _attach(
@@ -114,25 +126,13 @@ def enqueue_many(
     existing ID attaches to its workflow, as for ``enqueue``."""
     assert options.queue is not None and options.dedup_key is None
     yield from check_priority(engine, options.queue, options.priority)
-    available_at = delay_until(options.delay) if options.delay is not None else None
+    if options.delay is not None:  # one due time for all, taken now
+        options = replace(options, delay=delay_until(options.delay))
     started: list[Started] = []
     for first in range(0, len(runs), MANY_AT_ONCE):
         chunk = runs[first : first + MANY_AT_ONCE]
         statements = [
-            engine.queue_statements.enqueue(
-                workflow_id=workflow_id,
-                name=spec.name,
-                inputs=inputs,
-                max_recovery_attempts=spec.max_recovery_attempts,
-                codec=engine.codec.name,
-                timeout=options.timeout,
-                queue=options.queue,
-                priority=options.priority,
-                dedup_key=None,
-                partition_key=options.partition_key,
-                available_at=available_at,
-                app_version=engine.versions.enqueued,
-            )
+            _enqueue_statement(engine, spec, options, workflow_id, inputs, None)
             for workflow_id, inputs in chunk
         ]
         rows = yield Write(engine.queue_statements.enqueue_many(statements))

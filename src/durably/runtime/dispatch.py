@@ -1,7 +1,8 @@
 """The queue duty: claims queued work for this worker, within every limit, and runs it.
 
-A queue is due when work was enqueued on it (a notification), a local slot freed, its
-delayed work or rate window comes due (a timer), or a heartbeat found ready work on it.
+A queue is due when work was enqueued on it (a notification), a local slot freed while
+it had more work than this worker took, its delayed work or rate window comes due (a
+timer), or a heartbeat found ready work on it.
 Queues are served round-robin, one batch per queue per round, so a deep queue never
 starves a small one served by the same worker.
 """
@@ -38,6 +39,12 @@ class Dispatch:
         self.due: set[str] = set(host.queues)  # queues to claim from now
         self.timers: list[tuple[float, str]] = []  # (monotonic time, queue)
         self.running: dict[str, int] = {}  # queued workflows running here, per queue
+        # Queues that may have more ready work than this worker took: their last claim
+        # filled its batch, or found no free slot. A slot freed on any other queue needs
+        # no claim: that queue was empty, and new work announces itself (a notification,
+        # or the heartbeat's scan if one is lost). Claiming on every freed slot sent a
+        # claim per finished workflow that mostly found nothing.
+        self.backlogged: set[str] = set()
 
     def next_at(self, now: float) -> float:
         if self.due:
@@ -52,6 +59,7 @@ class Dispatch:
 
     def after_outage(self) -> None:
         self.due.update(self.host.queues)
+        self.backlogged.update(self.host.queues)
 
     def queue_due(self, name: str) -> None:
         """Claim from ``name`` soon: work was enqueued, or a local slot freed."""
@@ -76,7 +84,8 @@ class Dispatch:
             capacity = spec.worker_concurrency or LOCAL_QUEUE_CAPACITY
             free = capacity - self.running.get(name, 0)
             if free <= 0:
-                continue  # a finishing run frees a slot and makes the queue due again
+                self.backlogged.add(name)  # a finishing run frees a slot: due again
+                continue
             want = min(free, BATCH)
             claim = host.queue_statements.claim_queued(
                 queue=name,
@@ -100,8 +109,11 @@ class Dispatch:
                     self._track(queue, future)
             if len(rows) == want:
                 self.due.add(name)  # more may be waiting: its next turn
-            elif spec.rate_limit is not None:
-                await self._when_window_opens(adb, name)
+                self.backlogged.add(name)
+            else:
+                self.backlogged.discard(name)
+                if spec.rate_limit is not None:
+                    await self._when_window_opens(adb, name)
 
     async def _when_window_opens(self, adb: AsyncDatabase, queue: str) -> None:
         """A rate-limited queue claimed less than it could: if its window is full, claim
@@ -122,4 +134,10 @@ class Dispatch:
 
     def _release(self, name: str) -> None:
         self.running[name] -= 1
-        self.queue_due(name)
+        spec = self.host.queues.get(name)
+        # Under a limit counted in the database (across workers, or this worker's runs
+        # there, recovered ones included) a claim may have been refused work that is
+        # waiting: a freed slot may let it start, so such a queue looks again.
+        limited = spec is None or spec.serialised or spec.worker_concurrency is not None
+        if limited or name in self.backlogged:
+            self.queue_due(name)
