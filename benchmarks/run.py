@@ -31,11 +31,20 @@ import psycopg
 
 import durably
 from benchmarks import dbos_venv as dbos
-from benchmarks import floor, heavy, queues, retention, settings, transactions, workflows
+from benchmarks import (
+    floor,
+    heavy,
+    history,
+    queues,
+    retention,
+    settings,
+    transactions,
+    workflows,
+)
 from benchmarks.core import DEFAULT_DATA_DIR, REGISTRY, Context, Measurement, Target, database
 
 # Importing a module registers its benchmarks, in this order; add new modules here.
-BENCHMARK_MODULES = (floor, workflows, transactions, queues, heavy, retention, settings)
+BENCHMARK_MODULES = (floor, workflows, transactions, queues, heavy, retention, history, settings)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

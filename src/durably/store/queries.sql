@@ -279,12 +279,23 @@ updated_at = clock_timestamp()
 
 -- name: claim_own
 -- On launch: take back this executor's unfinished workflows (an older process still
--- running under the same ID is fenced out by the new epoch).
-WITH claimed AS (
+-- running under the same ID is fenced out by the new epoch), oldest first, in batches.
+-- A batch starts after the last row of the batch before it (%(after)s: its IDs; none
+-- for the first): the rows before that were claimed already, and skipping them by the
+-- index keeps every batch's cost its own whatever the backlog's length. A row skipped
+-- because it was locked is found by a last pass from the start (runtime.recovery).
+WITH previous AS MATERIALIZED (
+    -- (by primary key: with the ORDER BY below in the same query, the lookup is planned
+    -- as a walk of workflows_created)
+    SELECT created_at, id FROM {schema}.workflows WHERE id = ANY(%(after)s::text[])
+), after AS (
+    SELECT created_at, id FROM previous ORDER BY created_at DESC, id DESC LIMIT 1
+), claimed AS (
     UPDATE {schema}.workflows w
     SET {fragment_recovery_set},
         executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END
-    FROM (
+    -- by primary key (a join with the batch may be planned as a scan of the whole table)
+    WHERE w.id = ANY(ARRAY(
         -- updated before this launch began: neither claimed by an earlier batch of it
         -- nor started by this process since
         SELECT id FROM {schema}.workflows
@@ -293,11 +304,12 @@ WITH claimed AS (
           AND (%(versions)s::text[] IS NULL OR app_version IS NULL
                OR app_version = ANY(%(versions)s::text[]))
           AND updated_at < %(before)s
-        ORDER BY created_at
+          AND (created_at, id) > (coalesce((SELECT created_at FROM after), '-infinity'),
+                                  coalesce((SELECT id FROM after), ''))
+        ORDER BY created_at, id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
-    ) mine
-    WHERE w.id = mine.id
+    ))
     {fragment_claim_returning}
 )
 SELECT * FROM claimed

@@ -363,8 +363,10 @@ class Statements:
         *,
         app_version: str | None = None,
         versions: Sequence[str] | None = None,
+        after: Sequence[str] = (),
     ) -> Statement:
-        """Own leftovers of ``versions`` (None: any); those without a version take
+        """Own leftovers of ``versions`` (None: any), oldest first, after the rows of
+        ``after`` (the IDs the previous batch claimed); those without a version take
         ``app_version`` (so do the other recovery claims)."""
         return bound(
             self._sql["claim_own"],
@@ -373,6 +375,7 @@ class Statements:
                 "versions": _versions(versions),
                 "executor_id": executor_id,
                 "before": before,
+                "after": list(after),
                 "names": list(names),
                 "limit": limit,
                 "channel": self.channel,
