@@ -46,15 +46,25 @@ def postgres_floor(ctx: Context) -> list[Measurement]:
             select_ms.append(median_ms(per_call(one_select, n)))
     return [
         Measurement(
-            FLOOR, "PG floor: 1-row INSERT+COMMIT, 1 connection", "ms", commit_ms,
-            ratio_to=FLOOR, note=f"median of {n} per repeat",
+            FLOOR,
+            "PG floor: 1-row INSERT+COMMIT, 1 connection",
+            "ms",
+            commit_ms,
+            ratio_to=FLOOR,
+            note=f"median of {n} per repeat",
         ),
         Measurement(
-            FLOOR_RATE, "PG floor: sequential commits/s (1 / floor)", "/s",
-            [1000.0 / v for v in commit_ms], ratio_to=FLOOR_RATE,
+            FLOOR_RATE,
+            "PG floor: sequential commits/s (1 / floor)",
+            "/s",
+            [1000.0 / v for v in commit_ms],
+            ratio_to=FLOOR_RATE,
         ),
         Measurement(
-            "floor.select1", "PG round trip: SELECT 1 (no commit)", "ms", select_ms,
+            "floor.select1",
+            "PG round trip: SELECT 1 (no commit)",
+            "ms",
+            select_ms,
             ratio_to=FLOOR,
         ),
     ]

@@ -165,7 +165,8 @@ def crasher(args: argparse.Namespace) -> None:
 
 
 def recoverer(args: argparse.Namespace) -> None:
-    """On ``go``: launch with the crashed executor's ID (recovery), then run until EOF."""
+    """On ``go``: launch with the crashed executor's ID (recovery), then run until EOF,
+    answering ``status`` with the process's threads and memory (peak RSS: VmHWM)."""
     app, _ = recovery_app(args, block=False)
     _ = app.engine
     say("ready")
@@ -177,7 +178,9 @@ def recoverer(args: argparse.Namespace) -> None:
     except Exception as exc:  # reported, not fatal: the parent counts what got recorded
         error = f"{type(exc).__name__}: {exc}"
     say(json.dumps({"launch_called": launched, "launch_returned": time.time(), "error": error}))
-    wait_for_eof()
+    for line in sys.stdin:  # until EOF; "status" asks for threads and memory now
+        if line.strip() == "status":
+            say(json.dumps(proc_status()))
     os._exit(0)
 
 

@@ -58,8 +58,7 @@ def drain(ctx: Context, schema: str, n: int, workers: int) -> tuple[float, float
         return int(fetched[0]), float(fetched[1] or 0), float(fetched[2] or 0)
 
     children = [
-        Child.durably("queue-worker", "--url", ctx.url, "--schema", schema)
-        for _ in range(workers)
+        Child.durably("queue-worker", "--url", ctx.url, "--schema", schema) for _ in range(workers)
     ]
     return timed_drain(children, ctx.url, n, progress)
 
@@ -96,8 +95,12 @@ def queue_throughput(ctx: Context) -> list[Measurement]:
         ]  # fmt: skip
     out.append(
         Measurement(
-            "queue.enqueue_up_front", "enqueue up front (App, asyncio.gather of 1,000)", "/s",
-            enqueue_rates, note=f"{n:,} per sample, no worker running", comparable=False,
+            "queue.enqueue_up_front",
+            "enqueue up front (App, asyncio.gather of 1,000)",
+            "/s",
+            enqueue_rates,
+            note=f"{n:,} per sample, no worker running",
+            comparable=False,
         )
     )
     return out

@@ -32,13 +32,22 @@ import psycopg
 
 import durably
 from benchmarks import dbos_venv as dbos
-from benchmarks import floor, heavy, queues, retention, settings, transactions, workflows
+from benchmarks import (
+    floor,
+    heavy,
+    history,
+    queues,
+    retention,
+    settings,
+    transactions,
+    workflows,
+)
 from benchmarks.competitor import Competitor
 from benchmarks.core import DEFAULT_DATA_DIR, REGISTRY, Context, Measurement, Target, database
 from benchmarks.procrastinate_venv import PROCRASTINATE
 
 # Importing a module registers its benchmarks, in this order; add new modules here.
-BENCHMARK_MODULES = (floor, workflows, transactions, queues, heavy, retention, settings)
+BENCHMARK_MODULES = (floor, workflows, transactions, queues, heavy, retention, history, settings)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # The libraries that can be measured beside durably (--with-KEY), in column order.
 COMPETITORS: tuple[Competitor, ...] = (dbos.DBOS, PROCRASTINATE)
@@ -81,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(os, "getloadavg") and os.getloadavg()[0] > (os.cpu_count() or 1) / 2:
             print(
                 f"warning: the machine is busy (load {env['load']}); figures will be skewed",
-                file=sys.stderr, flush=True,
+                file=sys.stderr,
+                flush=True,
             )
         for b in selected:
             loads.append(f"{b.name} {_load().split('/')[0]}")
@@ -158,13 +168,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "server)",
     )
     p.add_argument(
-        "--data-dir", default=None,
+        "--data-dir",
+        default=None,
         help=f"data directory of the embedded server (default {DEFAULT_DATA_DIR})",
     )
     p.add_argument("--repeats", type=int, default=None, help="repeats per figure (default 5)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 repeats, small counts")
     p.add_argument(
-        "--only", action="append", default=[], metavar="NAME",
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
         help="run only this benchmark (repeatable; see --list)",
     )
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
@@ -176,13 +190,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
             "counterpart of",
         )  # fmt: skip
     p.add_argument(
-        "--cold", action="store_true",
+        "--cold",
+        action="store_true",
         help="settings benchmark: drop the OS page cache before each cold read (root only; "
         "slows every other process on the machine for a moment)",
     )
     p.add_argument("--no-chart", action="store_true", help="do not draw results/latest.png")
     p.add_argument(
-        "--render", metavar="JSON", default=None,
+        "--render",
+        metavar="JSON",
+        default=None,
         help="only render the table (and chart) again from a results JSON file of an earlier run",
     )
     p.add_argument(
@@ -222,8 +239,13 @@ def environment(url: str, description: str) -> dict[str, str]:
         version = conn.execute("SELECT version()").fetchone()
         env["postgres"] = str(version[0]) if version else "?"
         shown = []
-        for name in ("fsync", "synchronous_commit", "wal_sync_method", "shared_buffers",
-                     "io_method"):
+        for name in (
+            "fsync",
+            "synchronous_commit",
+            "wal_sync_method",
+            "shared_buffers",
+            "io_method",
+        ):
             try:
                 row = conn.execute(f"SHOW {name}").fetchone()
             except psycopg.Error:
@@ -276,11 +298,17 @@ def _git() -> str:
     try:
         rev = subprocess.run(
             ["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(source), "status", "--porcelain", "--", "."],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return where
@@ -341,9 +369,9 @@ def render(
 
     lines.append(line(rows[0]))
     lines.append(
-        "| " + " | ".join(
-            "-" * (w - 1) + ":" if i in right else "-" * w for i, w in enumerate(widths)
-        ) + " |"
+        "| "
+        + " | ".join("-" * (w - 1) + ":" if i in right else "-" * w for i, w in enumerate(widths))
+        + " |"
     )
     lines += [line(r) for r in rows[1:]]
     lines.append("")

@@ -141,6 +141,7 @@ def drop_os_cache() -> bool:
 
 def cold_paths(url: str) -> dict[str, tuple[str, str, dict[str, Any] | None, bool]]:
     """name -> (label, SQL, params, rolled back)."""
+
     def listing(status: str, limit: int) -> Any:
         return list_query(
             Statements(SCHEMA), status=status, name=None, ids=None, created_after=None,

@@ -72,8 +72,12 @@ def _latency_measurements(
     sync = flavour == "sync"
     out = [
         Measurement(
-            f"{flavour}.seq.{k}", f"{flavour} workflow, {k} no-op steps, sequential", "ms",
-            samples[k], ratio_to=FLOOR, note=f"median of {n} per repeat",
+            f"{flavour}.seq.{k}",
+            f"{flavour} workflow, {k} no-op steps, sequential",
+            "ms",
+            samples[k],
+            ratio_to=FLOOR,
+            note=f"median of {n} per repeat",
             target=Target("max", 0.8) if sync and k == 0 else None,
         )
         for k in STEP_COUNTS
@@ -81,8 +85,12 @@ def _latency_measurements(
     per_step = [(t10 - t0) / 10 for t10, t0 in zip(samples[10], samples[0], strict=True)]
     out.append(
         Measurement(
-            f"{flavour}.seq.per_step", f"{flavour} per-step overhead (t10 - t0) / 10", "ms",
-            per_step, ratio_to=FLOOR, target=Target("max_x_floor", 1.6) if sync else None,
+            f"{flavour}.seq.per_step",
+            f"{flavour} per-step overhead (t10 - t0) / 10",
+            "ms",
+            per_step,
+            ratio_to=FLOOR,
+            target=Target("max_x_floor", 1.6) if sync else None,
         )
     )
     return out
@@ -133,11 +141,17 @@ def _throughput_measurements(
     return [
         Measurement(f"{key}.wf_per_s", f"{label}: workflows/s", "/s", rates, note=note),
         Measurement(
-            f"{key}.steps_per_s", f"{label}: steps/s", "/s",
-            [r * THROUGHPUT_STEPS for r in rates], ratio_to=FLOOR_RATE, target=target,
+            f"{key}.steps_per_s",
+            f"{label}: steps/s",
+            "/s",
+            [r * THROUGHPUT_STEPS for r in rates],
+            ratio_to=FLOOR_RATE,
+            target=target,
         ),
         Measurement(
-            f"{key}.writes_per_commit", f"{label}: checkpoint writes per commit", "writes",
+            f"{key}.writes_per_commit",
+            f"{label}: checkpoint writes per commit",
+            "writes",
             writes_per_commit,
             note=f"{WRITES_PER_WORKFLOW} writes/workflow over XIDs used (group commit)",
         ),
@@ -206,7 +220,11 @@ def throughput_async(ctx: Context) -> list[Measurement]:
             rates, batching = _measure_rounds(ctx, one_round, rounds, concurrency)
             note = f"{rounds} round{'s' * (rounds > 1)} of {concurrency} per repeat"
             out += _throughput_measurements(
-                f"async.x{concurrency}", f"async, gather of {concurrency:,}", rates, batching,
-                note, Target("min", 10_000) if concurrency >= 1000 else None,
+                f"async.x{concurrency}",
+                f"async, gather of {concurrency:,}",
+                rates,
+                batching,
+                note,
+                Target("min", 10_000) if concurrency >= 1000 else None,
             )
     return out

@@ -155,7 +155,10 @@ def described(app: durably.App, schema: str, db: psycopg.Connection[Any]) -> dic
         db.execute(setup.sql, setup.params)
     columns = {}
     for name in sqlfile.names():
-        text = sqlfile.statement(name, schema, order="ASC")  # list_workflows has an order
+        # list_workflows has an order, and its filters by name and queue are fragments
+        text = sqlfile.statement(
+            name, schema, order="ASC", lead="", name_is="true", queue_is="true"
+        )
         columns[name] = _columns(db, name, text)
     return columns
 

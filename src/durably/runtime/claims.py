@@ -37,11 +37,19 @@ Started = list[tuple[str | None, concurrent.futures.Future[Any]]]
 
 
 async def write_claim(
-    adb: AsyncDatabase, pacer: Pacer, statements: tuple[Statement, ...]
+    adb: AsyncDatabase,
+    pacer: Pacer,
+    statements: tuple[Statement, ...],
+    *,
+    own_commit: bool = False,
 ) -> list[Claimed]:
-    """Run a claim (one statement, or a few in one transaction) and return its rows."""
+    """Run a claim (one statement, or a few in one transaction) and return its rows.
+
+    One statement shares the group commit unless ``own_commit``: then it commits alone on
+    a pooled connection, so that it does not wait behind the checkpoints queued for the
+    group commit (recovery claims while the workflows it started write theirs)."""
     try:
-        if len(statements) == 1:
+        if len(statements) == 1 and not own_commit:
             return await adb.write(statements[0])  # type: ignore[no-any-return]
         return await adb.run_transaction(statements)  # type: ignore[no-any-return]
     except ConnectionLost:

@@ -128,6 +128,8 @@ class Engine:
         self._lock = threading.Lock()
         # Background runs of this process, for handles to wait on without a query.
         self._local: dict[str, concurrent.futures.Future[Any]] = {}
+        # Async runs started from the runtime loop itself, kept until they end.
+        self._jobs: set[asyncio.Task[None]] = set()
         # The run of each workflow owned and running (or scheduled to run) here.
         self._active: dict[str, WorkflowContext] = {}
         # Runs that stopped here without an outcome: workflow ID -> the epoch they held.
@@ -639,7 +641,15 @@ class Engine:
                 else:
                     settle(result)
 
-            asyncio.run_coroutine_threadsafe(job_async(), self.loop)
+            loop = self.loop
+            if _running_loop() is loop:
+                # Started from the runtime loop (a claim starts what it claimed): a task
+                # at once, without the hand-over between threads.
+                task = loop.create_task(job_async())
+                self._jobs.add(task)
+                task.add_done_callback(self._job_ended)
+            else:
+                asyncio.run_coroutine_threadsafe(job_async(), loop)
         else:
 
             def job() -> None:
@@ -652,6 +662,11 @@ class Engine:
 
             self._threads.submit(job)
         return future
+
+    def _job_ended(self, task: asyncio.Task[None]) -> None:
+        self._jobs.discard(task)
+        if not task.cancelled():
+            task.exception()  # settled on its future already; retrieved, not logged twice
 
     # ----------------------------------------------------------------- outcomes
 
@@ -793,3 +808,11 @@ def default_executor_id() -> str:
 
 def _timeout(workflow_id: str, timeout: float | None) -> ResultTimeout:
     return ResultTimeout(f"workflow {workflow_id!r} did not finish within {timeout} s")
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -11,23 +11,26 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import random
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from durably.runtime.claims import start_claimed, write_claim
-from durably.runtime.duty import BATCH, NEVER
+from durably.runtime.duty import NEVER
 
 if TYPE_CHECKING:
     from durably.runtime.duty import KeeperHost, Pacer
     from durably.runtime.logs import Recovered
     from durably.store.database import AsyncDatabase
+    from durably.store.rows import Claimed
     from durably.store.statements import Statement
 
 # Recovered workflows running here at once: a backlog of any size is claimed in batches
 # as these finish, so memory stays bounded.
 RECOVERY_CAPACITY = 1000
+RECOVERY_BATCH = 500
 # How often to look for work of executors whose rows are gone (an expired executor that
 # still has its row is reported by every heartbeat), in leases.
 SWEEP_LEASES = 4
@@ -52,6 +55,9 @@ class Recovery:
         # The database's time at launch while this executor's own leftovers remain to be
         # claimed (None: all claimed).
         self.own_before: datetime | None = None
+        # The IDs the last batch of own leftovers claimed: the next batch starts after
+        # them (empty: from the oldest).
+        self.own_after: list[str] = []
         # The database's time at launch, kept: own leftovers of a version this executor
         # does not recover stay its own until moved to one it does (set_version), so the
         # slow sweep looks for them again.
@@ -115,11 +121,13 @@ class Recovery:
     async def claim_own(self, adb: AsyncDatabase) -> None:
         host = self.host
         names = list(host.registry)
-        limit = min(BATCH, RECOVERY_CAPACITY - self.recovering)
+        limit = min(RECOVERY_BATCH, RECOVERY_CAPACITY - self.recovering)
         if self.own_before is None or not names or limit <= 0:
             return
-        # Claimed rows are updated after ``before``: the next batch skips them.
+        # Claimed rows are updated after ``before``: no batch takes them again. Each
+        # batch starts after the last: its cost does not grow with the backlog.
         versions = host.versions
+        after = self.own_after
         statement = host.statements.claim_own(
             host.executor_id,
             names,
@@ -127,15 +135,23 @@ class Recovery:
             self.own_before,
             app_version=versions.current,
             versions=versions.recover,
+            after=after,
         )
-        if await self._claim(adb, statement, "own") < limit:
+        claimed = await self._claim(adb, statement, "own")
+        if len(claimed) == limit:
+            self.own_after = [row.id for row in claimed]
+        elif after:
+            # The end of the backlog: once more from the oldest, for a row a batch
+            # skipped because it was locked at that moment.
+            self.own_after = []
+        else:
             self.own_before = None
 
     async def _take_over(self, adb: AsyncDatabase) -> None:
         host = self.host
         names = list(host.registry)
         while names:
-            limit = min(BATCH, RECOVERY_CAPACITY - self.recovering)
+            limit = min(RECOVERY_BATCH, RECOVERY_CAPACITY - self.recovering)
             if limit <= 0:
                 self.expired_left = True
                 return
@@ -147,7 +163,7 @@ class Recovery:
                 app_version=versions.current,
                 versions=versions.recover,
             )
-            claimed = await self._claim(adb, statement, "takeover")
+            claimed = len(await self._claim(adb, statement, "takeover"))
             self.expired_left = claimed == limit
             if not self.expired_left or not self.room():
                 return
@@ -171,24 +187,30 @@ class Recovery:
                 host.abandon(workflow_id, epoch)
             raise
 
-    async def _claim(self, adb: AsyncDatabase, statement: Statement, why: Recovered) -> int:
-        """Run one claim and start what it claimed; returns how many rows it claimed."""
+    async def _claim(
+        self, adb: AsyncDatabase, statement: Statement, why: Recovered
+    ) -> list[Claimed]:
+        """Run one claim and start what it claimed; returns the rows it claimed."""
         generation = self.host.lease.generation
-        rows = await write_claim(adb, self.pacer, (statement,))
+        rows = await write_claim(adb, self.pacer, (statement,), own_commit=True)
         started = await start_claimed(
             self.host, rows, generation, recovered=why, requeued=self.requeue
         )
         for _queue, future in started:
             self._track(future)
-        return len(rows)
+        return rows
 
     def _track(self, future: concurrent.futures.Future[Any]) -> None:
         """Count a recovered workflow against the capacity until it ends."""
         self.recovering += 1
         loop = asyncio.get_running_loop()
+        here = threading.get_ident()
 
         def done(_: object) -> None:
-            loop.call_soon_threadsafe(self._done)
+            if threading.get_ident() == here:
+                self._done()  # an async run ends on this loop's thread
+            else:
+                loop.call_soon_threadsafe(self._done)
 
         future.add_done_callback(done)
 

@@ -275,12 +275,23 @@ updated_at = clock_timestamp()
 
 -- name: claim_own
 -- On launch: take back this executor's unfinished workflows (an older process still
--- running under the same ID is fenced out by the new epoch).
-WITH claimed AS (
+-- running under the same ID is fenced out by the new epoch), oldest first, in batches.
+-- A batch starts after the last row of the batch before it (%(after)s: its IDs; none
+-- for the first): the rows before that were claimed already, and skipping them by the
+-- index keeps every batch's cost its own whatever the backlog's length. A row skipped
+-- because it was locked is found by a last pass from the start (runtime.recovery).
+WITH previous AS MATERIALIZED (
+    -- (by primary key: with the ORDER BY below in the same query, the lookup is planned
+    -- as a walk of workflows_created)
+    SELECT created_at, id FROM {schema}.workflows WHERE id = ANY(%(after)s::text[])
+), after AS (
+    SELECT created_at, id FROM previous ORDER BY created_at DESC, id DESC LIMIT 1
+), claimed AS (
     UPDATE {schema}.workflows w
     SET {fragment_recovery_set},
         executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END
-    FROM (
+    -- by primary key (a join with the batch may be planned as a scan of the whole table)
+    WHERE w.id = ANY(ARRAY(
         -- updated before this launch began: neither claimed by an earlier batch of it
         -- nor started by this process since
         SELECT id FROM {schema}.workflows
@@ -289,11 +300,12 @@ WITH claimed AS (
           AND (%(versions)s::text[] IS NULL OR app_version IS NULL
                OR app_version = ANY(%(versions)s::text[]))
           AND updated_at < %(before)s
-        ORDER BY created_at
+          AND (created_at, id) > (coalesce((SELECT created_at FROM after), '-infinity'),
+                                  coalesce((SELECT id FROM after), ''))
+        ORDER BY created_at, id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
-    ) mine
-    WHERE w.id = mine.id
+    ))
     {fragment_claim_returning}
 )
 SELECT * FROM claimed
@@ -363,6 +375,12 @@ SELECT * FROM claimed
 -- name: list_workflows
 -- served: whether a live executor registers the workflow's name (and, for queued work,
 -- listens to its queue); the live executors are read once, not per row.
+-- {name_is}, {queue_is} and {lead} make a filter on the name (or the queue) alone read
+-- its own index, in order: PostgreSQL otherwise often walks workflows_created newest
+-- first, filtering, on the assumption that the name's rows are spread evenly over time;
+-- for a name that has not run lately that walk reads every newer row (a million, at a
+-- million rows). Written as a range (name >= x AND name <= x), the filter is not folded
+-- into a constant, so an ORDER BY that starts with it is served by the name's index only.
 WITH live AS MATERIALIZED (
     SELECT names, queues, recover_versions FROM {schema}.executors
     WHERE heartbeat_at + make_interval(secs => lease_seconds) >= now()
@@ -382,17 +400,59 @@ WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
   -- one status alone is also compared as a value: an index on (status, created_at)
   -- then yields the rows in order (it cannot for = ANY of an array)
   AND (%(one_status)s::text IS NULL OR status = %(one_status)s)
-  AND (%(name)s::text IS NULL OR name = %(name)s)
+  AND {name_is}
   AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
   AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s)
   AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s)
-  AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
+  AND {queue_is}
   -- keyset paging: the rows after a cursor in the listing's order (one of the two is set)
   AND (%(before_at)s::timestamptz IS NULL
        OR (created_at, id) < (%(before_at)s::timestamptz, %(before_id)s::text))
   AND (%(after_at)s::timestamptz IS NULL
        OR (created_at, id) > (%(after_at)s::timestamptz, %(after_id)s::text))
   AND (%(app_version)s::text IS NULL OR app_version = %(app_version)s)
+ORDER BY {lead}created_at {order}, id {order}
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: list_workflows_statuses
+-- The listing for several statuses: each status's first rows come from its own range
+-- of workflows_status_created, in order, and are merged (with = ANY of the statuses the
+-- index cannot give them in time order, so the listing would walk workflows_created and
+-- skip the rows of every other status).
+WITH live AS MATERIALIZED (
+    SELECT names, queues, recover_versions FROM {schema}.executors
+    WHERE heartbeat_at + make_interval(secs => lease_seconds) >= now()
+), picked AS (
+    SELECT p.* FROM unnest(%(status)s::text[]) AS s(status)
+    CROSS JOIN LATERAL (
+        SELECT * FROM {schema}.workflows w
+        -- a range, and first in the order: read by workflows_status_created (as above)
+        WHERE w.status >= s.status AND w.status <= s.status
+          AND (%(name)s::text IS NULL OR name = %(name)s)
+          AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
+          AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s)
+          AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s)
+          AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
+          AND (%(before_at)s::timestamptz IS NULL
+               OR (created_at, id) < (%(before_at)s::timestamptz, %(before_id)s::text))
+          AND (%(after_at)s::timestamptz IS NULL
+               OR (created_at, id) > (%(after_at)s::timestamptz, %(after_id)s::text))
+          AND (%(app_version)s::text IS NULL OR app_version = %(app_version)s)
+        ORDER BY status {order}, created_at {order}, id {order}
+        LIMIT %(limit)s::bigint + %(offset)s::bigint
+    ) p
+)
+SELECT id, name, status, inputs, output, error, executor_id, epoch, recovery_attempts,
+       max_recovery_attempts, parent_id, parent_step, forked_from, codec,
+       created_at, updated_at, completed_at,
+       EXISTS (SELECT 1 FROM live
+               WHERE w.name = ANY(live.names)
+                 AND (w.queue_name IS NULL OR w.queue_name = ANY(live.queues))
+                 AND (w.app_version IS NULL OR live.recover_versions IS NULL
+                      OR w.app_version = ANY(live.recover_versions))) AS served,
+       queue_name,
+       app_version
+FROM picked w
 ORDER BY created_at {order}, id {order}
 LIMIT %(limit)s OFFSET %(offset)s
 

@@ -111,17 +111,23 @@ SELECT name FROM {schema}.queues WHERE name = %(queue)s FOR UPDATE
 WITH q AS (
     SELECT * FROM {schema}.queues WHERE name = %(queue)s
 ), budget AS (
+    -- Only the limits the queue has are counted (CASE skips the others' subqueries), and
+    -- the rate window has a bound its index can seek to (statement_timestamp() is stable;
+    -- clock_timestamp() is not, and made this count read every start the queue ever had).
     SELECT GREATEST(0, LEAST(
         %(want)s,
-        q.concurrency - (SELECT count(*) FROM {schema}.workflows
-                         WHERE queue_name = q.name AND status = 'PENDING'),
-        q.worker_concurrency - (SELECT count(*) FROM {schema}.workflows
-                                WHERE queue_name = q.name AND status = 'PENDING'
-                                  AND executor_id = %(executor_id)s),
-        q.rate_limit - (SELECT count(*) FROM {schema}.workflows
-                        WHERE queue_name = q.name
-                          AND started_at > clock_timestamp()
-                                           - make_interval(secs => q.rate_period))
+        CASE WHEN q.concurrency IS NOT NULL THEN
+            q.concurrency - (SELECT count(*) FROM {schema}.workflows
+                             WHERE queue_name = q.name AND status = 'PENDING') END,
+        CASE WHEN q.worker_concurrency IS NOT NULL THEN
+            q.worker_concurrency - (SELECT count(*) FROM {schema}.workflows
+                                    WHERE queue_name = q.name AND status = 'PENDING'
+                                      AND executor_id = %(executor_id)s) END,
+        CASE WHEN q.rate_limit IS NOT NULL THEN
+            q.rate_limit - (SELECT count(*) FROM {schema}.workflows
+                            WHERE queue_name = q.name
+                              AND started_at > statement_timestamp()
+                                               - make_interval(secs => q.rate_period)) END
     )) AS n
     FROM q
 ), candidates AS (
@@ -166,15 +172,18 @@ WITH q AS (
 ), budget AS (
     SELECT GREATEST(0, LEAST(
         %(want)s,
-        q.concurrency - (SELECT count(*) FROM {schema}.workflows
-                         WHERE queue_name = q.name AND status = 'PENDING'),
-        q.worker_concurrency - (SELECT count(*) FROM {schema}.workflows
-                                WHERE queue_name = q.name AND status = 'PENDING'
-                                  AND executor_id = %(executor_id)s),
-        q.rate_limit - (SELECT count(*) FROM {schema}.workflows
-                        WHERE queue_name = q.name
-                          AND started_at > clock_timestamp()
-                                           - make_interval(secs => q.rate_period))
+        CASE WHEN q.concurrency IS NOT NULL THEN
+            q.concurrency - (SELECT count(*) FROM {schema}.workflows
+                             WHERE queue_name = q.name AND status = 'PENDING') END,
+        CASE WHEN q.worker_concurrency IS NOT NULL THEN
+            q.worker_concurrency - (SELECT count(*) FROM {schema}.workflows
+                                    WHERE queue_name = q.name AND status = 'PENDING'
+                                      AND executor_id = %(executor_id)s) END,
+        CASE WHEN q.rate_limit IS NOT NULL THEN
+            q.rate_limit - (SELECT count(*) FROM {schema}.workflows
+                            WHERE queue_name = q.name
+                              AND started_at > statement_timestamp()
+                                               - make_interval(secs => q.rate_period)) END
     )) AS n, q.partition_concurrency AS per_partition
     FROM q
 ), running AS (
@@ -273,6 +282,7 @@ SELECT CASE WHEN count(*) >= q.rate_limit
 FROM {schema}.queues q
 LEFT JOIN {schema}.workflows w
   ON w.queue_name = q.name
- AND w.started_at > clock_timestamp() - make_interval(secs => q.rate_period)
+ -- a stable bound, so that the index on (queue_name, started_at) seeks to the window
+ AND w.started_at > statement_timestamp() - make_interval(secs => q.rate_period)
 WHERE q.name = %(queue)s AND q.rate_limit IS NOT NULL
 GROUP BY q.rate_limit, q.rate_period

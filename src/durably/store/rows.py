@@ -540,6 +540,7 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "claim_abandoned": Claimed,
     "take_over": Claimed,
     "list_workflows": StoredWorkflow,
+    "list_workflows_statuses": StoredWorkflow,
     "served": Served,
     "list_operations": StoredOperation,
     "applied_migrations": AppliedMigration,

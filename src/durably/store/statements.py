@@ -83,6 +83,18 @@ def _json_default(value: object) -> str:
     raise TypeError(f"a batch row holds a {type(value).__name__}")
 
 
+# The name and queue filters of a listing: as usual, or (True) as the range that makes
+# the listing read that filter's index in order (list_workflows in queries.sql).
+_NAME_IS = {
+    False: "(%(name)s::text IS NULL OR name = %(name)s)",
+    True: "name >= %(name)s AND name <= %(name)s",
+}
+_QUEUE_IS = {
+    False: "(%(queue)s::text IS NULL OR queue_name = %(queue)s)",
+    True: "queue_name >= %(queue)s AND queue_name <= %(queue)s",
+}
+
+
 def _versions(versions: Sequence[str] | None) -> list[str] | None:
     """The versions an executor recovers, as bound (None: any version)."""
     return None if versions is None else list(versions)
@@ -117,8 +129,24 @@ class Statements:
         # Notifications of this schema: short and fixed-length whatever the schema name.
         self.channel = channel_for(schema)
         self._sql = {name: sqlfile.statement(name, schema, dialect) for name in names}
-        self._list_asc = sqlfile.statement("list_workflows", schema, dialect, order="ASC")
-        self._list_desc = sqlfile.statement("list_workflows", schema, dialect, order="DESC")
+        # The listing by the filter that leads (see list_workflows in queries.sql).
+        self._lists = {
+            (lead, order): sqlfile.statement(
+                "list_workflows",
+                schema,
+                dialect,
+                order=order,
+                name_is=_NAME_IS[lead == "name"],
+                queue_is=_QUEUE_IS[lead == "queue_name"],
+                lead=f"{lead} {order}, " if lead else "",
+            )
+            for lead in ("", "name", "queue_name")
+            for order in ("ASC", "DESC")
+        }
+        self._list_statuses = {
+            order: sqlfile.statement("list_workflows_statuses", schema, dialect, order=order)
+            for order in ("ASC", "DESC")
+        }
 
     def insert_workflow(
         self,
@@ -385,8 +413,10 @@ class Statements:
         *,
         app_version: str | None = None,
         versions: Sequence[str] | None = None,
+        after: Sequence[str] = (),
     ) -> Statement:
-        """Own leftovers of ``versions`` (None: any); those without a version take
+        """Own leftovers of ``versions`` (None: any), oldest first, after the rows of
+        ``after`` (the IDs the previous batch claimed); those without a version take
         ``app_version`` (so do the other recovery claims)."""
         return bound(
             self._sql["claim_own"],
@@ -395,6 +425,7 @@ class Statements:
                 "versions": _versions(versions),
                 "executor_id": executor_id,
                 "before": before,
+                "after": list(after),
                 "names": list(names),
                 "limit": limit,
                 "channel": self.channel,
@@ -467,8 +498,19 @@ class Statements:
         after: tuple[datetime, str] | None = None,
         app_version: str | None = None,
     ) -> Statement:
+        order = "DESC" if descending else "ASC"
+        if status is not None and len(status) > 1:
+            query = self._list_statuses[order]
+        elif ids is not None or status is not None:
+            query = self._lists[("", order)]  # by primary key, or by status's index
+        elif name is not None:
+            query = self._lists[("name", order)]
+        elif queue is not None:
+            query = self._lists[("queue_name", order)]
+        else:
+            query = self._lists[("", order)]
         return bound(
-            self._list_desc if descending else self._list_asc,
+            query,
             {
                 "queue": queue,
                 # a cursor comes after in the listing's order: older when newest first
