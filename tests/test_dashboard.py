@@ -583,8 +583,11 @@ def test_filtered_pages_use_an_index(pg_url: str, schema: str, shown: Shown) -> 
                 )
                 assert "Seq Scan on workflows" not in plan, (filters, plan)
                 # an incremental sort (ties of created_at by id) is fine; sorting every
-                # match is not
-                assert not re.search(r"->\s+Sort\s+\(", plan), (filters, plan)
+                # match is not, unless they are the few rows of a rare name or queue read
+                # by a bitmap of that filter's own index
+                assert not re.search(r"->\s+Sort\s+\(", plan) or re.search(
+                    r"Bitmap Index Scan on workflows_(name|queue|queue_name)_created", plan
+                ), (filters, plan)
 
 
 # ------------------------------------------------------------------ queue statistics

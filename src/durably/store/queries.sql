@@ -375,12 +375,12 @@ SELECT * FROM claimed
 -- name: list_workflows
 -- served: whether a live executor registers the workflow's name (and, for queued work,
 -- listens to its queue); the live executors are read once, not per row.
--- {name_is}, {queue_is} and {lead} make a filter on the name (or the queue) alone read
--- its own index, in order: PostgreSQL otherwise often walks workflows_created newest
--- first, filtering, on the assumption that the name's rows are spread evenly over time;
--- for a name that has not run lately that walk reads every newer row (a million, at a
--- million rows). Written as a range (name >= x AND name <= x), the filter is not folded
--- into a constant, so an ORDER BY that starts with it is served by the name's index only.
+-- {name_is}, {queue_is} and {lead} make a filter on the name, the queue or both (and no
+-- status) read its own index, in order: PostgreSQL otherwise often walks workflows_created
+-- newest first, filtering, on the assumption that the name's rows are spread evenly over
+-- time; for a name that has not run lately that walk reads every newer row (a million,
+-- at a million rows). Written as a range (name >= x AND name <= x), the filter is not
+-- folded into a constant, so an ORDER BY that starts with it is served by its index only.
 WITH live AS MATERIALIZED (
     SELECT names, queues, recover_versions FROM {schema}.executors
     WHERE heartbeat_at + make_interval(secs => lease_seconds) >= now()

@@ -136,11 +136,11 @@ class Statements:
                 schema,
                 dialect,
                 order=order,
-                name_is=_NAME_IS[lead == "name"],
-                queue_is=_QUEUE_IS[lead == "queue_name"],
-                lead=f"{lead} {order}, " if lead else "",
+                name_is=_NAME_IS["name" in lead.split()],
+                queue_is=_QUEUE_IS["queue_name" in lead.split()],
+                lead="".join(f"{column} {order}, " for column in lead.split()),
             )
-            for lead in ("", "name", "queue_name")
+            for lead in ("", "name", "queue_name", "queue_name name")
             for order in ("ASC", "DESC")
         }
         self._list_statuses = {
@@ -503,6 +503,8 @@ class Statements:
             query = self._list_statuses[order]
         elif ids is not None or status is not None:
             query = self._lists[("", order)]  # by primary key, or by status's index
+        elif name is not None and queue is not None:
+            query = self._lists[("queue_name name", order)]
         elif name is not None:
             query = self._lists[("name", order)]
         elif queue is not None:
