@@ -1,9 +1,10 @@
-"""Finished history and long backlogs: claims read what they claim, not what came before.
+"""Finished history and long backlogs: claims and listings read what they return.
 
 Queue claims must not read the finished workflows of their queue (nor the rate-limit
 count all its past starts); a launch recovering its own backlog takes it in batches, each
 after the last, every workflow once, never more running than the recovery capacity, and
-a row a batch skipped while it was locked is still taken at launch.
+a row a batch skipped while it was locked is still taken at launch; a listing by name,
+queue or several statuses reads its page from an index, not every newer row.
 """
 
 from __future__ import annotations
