@@ -3,5 +3,5 @@
 -- row of one of them (0.2-0.3 s at 1M workflows). This one gives such a page in order.
 -- It costs an entry per insert and per non-HOT update of queued work (enqueue, claim,
 -- finish): benchmarks/README.md, History and backlogs.
-CREATE INDEX workflows_queue_name_created ON {schema}.workflows (queue_name, name, created_at)
+CREATE INDEX IF NOT EXISTS workflows_queue_name_created ON {schema}.workflows (queue_name, name, created_at)
     WHERE queue_name IS NOT NULL;
