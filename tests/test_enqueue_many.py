@@ -5,6 +5,8 @@ stores nothing."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +14,8 @@ import psycopg
 import pytest
 
 import durably
+from durably.store import queue_statements
+from queueprocs.util import max_overlap
 
 
 def count(db: psycopg.Connection[Any], where: str = "true") -> int:
@@ -176,3 +180,60 @@ def test_concurrent_enqueues_folded_into_one_statement_each_get_their_own_answer
         handle.result(timeout=60)
     assert len(ran) == len(set(ran)) == 200 - 3 - 2
     assert count(db, "queue_name = 'folded'") == 195
+
+
+def test_due_queues_without_shared_limits_are_claimed_in_one_statement(
+    make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
+) -> None:
+    """A worker serving several queues claims those with no limit counted across workers
+    together, each within its own want and worker_concurrency; a queue with a shared
+    limit still takes its lock and claims alone."""
+    runs: dict[str, list[tuple[float, float]]] = {}
+    guard = threading.Lock()
+
+    def build(app: durably.App) -> durably.Workflow[..., Any]:
+        @app.workflow(name="work")
+        def work(queue: str, n: int) -> int:
+            start = time.monotonic()
+            time.sleep(0.01)
+            with guard:
+                runs.setdefault(queue, []).append((start, time.monotonic()))
+            return n
+
+        return work
+
+    queues: dict[str, dict[str, int]] = {
+        "q1": {}, "q2": {}, "q3": {"worker_concurrency": 2}, "q4": {},
+        "limited": {"concurrency": 3},
+    }  # fmt: skip
+    enqueuer = make_app()
+    work = build(enqueuer)
+    declared = {name: enqueuer.queue(name, **limits) for name, limits in queues.items()}
+    enqueuer.launch(queues=[])
+    handles = []
+    for name, queue in declared.items():
+        handles += queue.enqueue_many(work, [(name, i) for i in range(15)])
+
+    calls: list[int] = []
+    original = queue_statements.QueueStatements.claim_queued_many
+
+    def counted(self: Any, **kwargs: Any) -> Any:
+        calls.append(len(kwargs["wants"]))
+        return original(self, **kwargs)
+
+    queue_statements.QueueStatements.claim_queued_many = counted  # type: ignore[method-assign]
+    try:
+        worker = make_app()
+        build(worker)
+        for name, limits in queues.items():
+            worker.queue(name, **limits)
+        worker.launch()
+        for handle in handles:
+            handle.result(timeout=60)
+    finally:
+        queue_statements.QueueStatements.claim_queued_many = original  # type: ignore[method-assign]
+    assert calls and calls[0] == 4  # q1..q4 in the first claim; "limited" alone
+    assert {name: len(r) for name, r in runs.items()} == {name: 15 for name in queues}
+    assert max_overlap(runs["q3"]) <= 2
+    assert max_overlap(runs["limited"]) <= 3
+    assert count(db, "status = 'SUCCESS'") == 75

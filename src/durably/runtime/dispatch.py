@@ -72,11 +72,13 @@ class Dispatch:
 
     async def _claim(self, adb: AsyncDatabase, queues: set[str]) -> None:
         """One batch per due queue; a queue that filled its batch is due again next
-        round, after every other due queue had its turn."""
+        round, after every other due queue had its turn. The queues with no limit
+        counted across workers are claimed together, in one statement."""
         host = self.host
         names = list(host.registry)
         if not names:
             return
+        plain: list[tuple[str, int]] = []
         for name in sorted(queues):
             spec = host.queues.get(name)
             if spec is None or (host.listen_queues is not None and name not in host.listen_queues):
@@ -87,6 +89,9 @@ class Dispatch:
                 self.backlogged.add(name)  # a finishing run frees a slot: due again
                 continue
             want = min(free, BATCH)
+            if not spec.serialised:
+                plain.append((name, want))
+                continue
             claim = host.queue_statements.claim_queued(
                 queue=name,
                 executor_id=host.executor_id,
@@ -96,24 +101,56 @@ class Dispatch:
                 app_version=host.versions.current,
                 versions=host.versions.recover,
             )
-            generation = host.lease.generation
-            statements: tuple[Statement, ...] = (claim,)
-            if spec.serialised:
-                statements = (host.queue_statements.lock_queue(name), claim)
-            rows = await write_claim(adb, self.pacer, statements)
-            started = await start_claimed(
-                host, rows, generation, requeued=self.queue_due, from_queue=True
+            lock = host.queue_statements.lock_queue(name)
+            rows = await self._run_claim(adb, (lock, claim))
+            await self._claimed(adb, name, want, len(rows))
+        if len(plain) == 1:
+            [(name, want)] = plain
+            claim = host.queue_statements.claim_queued(
+                queue=name,
+                executor_id=host.executor_id,
+                names=names,
+                want=want,
+                partitioned=False,
+                app_version=host.versions.current,
+                versions=host.versions.recover,
             )
-            for queue, future in started:
-                if queue is not None:
-                    self._track(queue, future)
-            if len(rows) == want:
-                self.due.add(name)  # more may be waiting: its next turn
-                self.backlogged.add(name)
-            else:
-                self.backlogged.discard(name)
-                if spec.rate_limit is not None:
-                    await self._when_window_opens(adb, name)
+            rows = await self._run_claim(adb, (claim,))
+            await self._claimed(adb, name, want, len(rows))
+        elif plain:
+            claim = host.queue_statements.claim_queued_many(
+                wants=plain,
+                executor_id=host.executor_id,
+                names=names,
+                app_version=host.versions.current,
+                versions=host.versions.recover,
+            )
+            rows = await self._run_claim(adb, (claim,))
+            for name, want in plain:
+                await self._claimed(adb, name, want, sum(r.queue_name == name for r in rows))
+
+    async def _run_claim(self, adb: AsyncDatabase, statements: tuple[Statement, ...]) -> list[Any]:
+        """Run a claim and start what it claimed, each counted against its queue."""
+        generation = self.host.lease.generation
+        rows = await write_claim(adb, self.pacer, statements)
+        started = await start_claimed(
+            self.host, rows, generation, requeued=self.queue_due, from_queue=True
+        )
+        for queue, future in started:
+            if queue is not None:
+                self._track(queue, future)
+        return rows
+
+    async def _claimed(self, adb: AsyncDatabase, name: str, want: int, got: int) -> None:
+        """After a queue's claim: due again if it filled its batch (more may wait)."""
+        if got == want:
+            self.due.add(name)  # more may be waiting: its next turn
+            self.backlogged.add(name)
+            return
+        self.backlogged.discard(name)
+        spec = self.host.queues.get(name)
+        if spec is not None and spec.rate_limit is not None:
+            await self._when_window_opens(adb, name)
 
     async def _when_window_opens(self, adb: AsyncDatabase, queue: str) -> None:
         """A rate-limited queue claimed less than it could: if its window is full, claim

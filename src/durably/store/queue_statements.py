@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -11,8 +12,8 @@ from durably.store.statements import Statement, batch_rows, bound, token
 
 _NAMES = (
     "declare_queue", "get_queue", "enqueue", "enqueue_many", "dedup_holder", "lock_queue",
-    "claim_queued", "claim_queued_partitioned", "set_delay", "debounce", "rate_window_opens",
-    "queue_stats",
+    "claim_queued", "claim_queued_many", "claim_queued_partitioned", "set_delay", "debounce",
+    "rate_window_opens", "queue_stats",
 )  # fmt: skip
 
 # The columns of an enqueue that enqueue_many takes, for each workflow.
@@ -152,6 +153,30 @@ class QueueStatements:
                 "executor_id": executor_id,
                 "names": list(names),
                 "want": want,
+                "token": token(),
+                "retry": False,
+            },
+        )
+
+    def claim_queued_many(
+        self,
+        *,
+        wants: Sequence[tuple[str, int]],
+        executor_id: str,
+        names: Sequence[str],
+        app_version: str | None = None,
+        versions: Sequence[str] | None = None,
+    ) -> Statement:
+        """claim_queued for several queues without limits across workers, each up to
+        its want: (queue, want) pairs."""
+        return bound(
+            self._sql["claim_queued_many"],
+            {
+                "wants": json.dumps([{"queue": q, "want": n} for q, n in wants]),
+                "app_version": app_version,
+                "versions": None if versions is None else list(versions),
+                "executor_id": executor_id,
+                "names": list(names),
                 "token": token(),
                 "retry": False,
             },

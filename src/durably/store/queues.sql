@@ -159,6 +159,49 @@ WITH q AS (
 SELECT * FROM claimed
 {fragment_claimed_before}
 
+-- name: claim_queued_many
+-- claim_queued for several queues at once, each with no limit counted across workers (no
+-- concurrency, rate or partition limit; those take their queue's lock first): one
+-- statement and one commit for every queue that is due, each taking up to its own
+-- %(wants)s, within its worker_concurrency.
+WITH wanted AS (
+    SELECT * FROM json_to_recordset(%(wants)s::json) AS w(queue text, want int)
+), budget AS (
+    SELECT w.queue, GREATEST(0, LEAST(
+        w.want,
+        CASE WHEN q.worker_concurrency IS NOT NULL THEN
+            q.worker_concurrency - (SELECT count(*) FROM {schema}.workflows
+                                    WHERE queue_name = q.name AND status = 'PENDING'
+                                      AND executor_id = %(executor_id)s) END
+    )) AS n
+    FROM wanted w JOIN {schema}.queues q ON q.name = w.queue
+), candidates AS (
+    SELECT c.id FROM budget b CROSS JOIN LATERAL (
+        SELECT id FROM {schema}.workflows
+        WHERE queue_name = b.queue AND status IN ('ENQUEUED', 'DELAYED')
+          AND (available_at IS NULL OR available_at <= clock_timestamp())
+          AND name = ANY(%(names)s::text[])
+          AND (%(versions)s::text[] IS NULL OR app_version IS NULL
+               OR app_version = ANY(%(versions)s::text[]))
+        ORDER BY priority NULLS FIRST, enqueued_at
+        LIMIT b.n
+        FOR UPDATE SKIP LOCKED
+    ) c
+), claimed AS (
+    UPDATE {schema}.workflows w
+    SET claim_token = %(token)s, status = 'PENDING', executor_id = %(executor_id)s,
+        epoch = w.epoch + 1,
+        started_at = clock_timestamp(), available_at = NULL, updated_at = clock_timestamp(),
+        deadline = coalesce(w.deadline,
+                            clock_timestamp() + make_interval(secs => w.timeout_seconds)),
+        app_version = coalesce(w.app_version, %(app_version)s)
+    WHERE w.id = ANY(ARRAY(SELECT id FROM candidates))
+    RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
+              w.deadline, w.queue_name, NULL AS notified
+)
+SELECT * FROM claimed
+{fragment_claimed_before}
+
 -- name: claim_queued_partitioned
 -- The same for a queue with a per-partition limit: each partition key may have at most
 -- partition_concurrency workflows running at once, taken in enqueue order. Work

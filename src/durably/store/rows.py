@@ -569,6 +569,7 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "dedup_holder": DedupHolder,
     "lock_queue": QueueLocked,
     "claim_queued": Claimed,
+    "claim_queued_many": Claimed,
     "claim_queued_partitioned": Claimed,
     "set_delay": DelaySet,
     "debounce": Debounced,
