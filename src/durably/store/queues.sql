@@ -106,6 +106,23 @@ WHERE queue_name = %(queue)s AND dedup_key = %(dedup_key)s
 -- the claim itself is a separate statement so that it reads after the lock is held.
 SELECT name FROM {schema}.queues WHERE name = %(queue)s FOR UPDATE
 
+-- name: fragment_claim_queued
+-- (A fragment, the CTE ``claimed`` of the queue claims.) The candidates become this
+-- executor's under a new epoch, by primary key: a join with the CTE is planned as a scan
+-- of the whole table.
+    UPDATE {schema}.workflows w
+    SET claim_token = %(token)s, status = 'PENDING', executor_id = %(executor_id)s,
+        epoch = w.epoch + 1,
+        started_at = clock_timestamp(), available_at = NULL, updated_at = clock_timestamp(),
+        -- the clock starts at the first claim; work put back on the queue keeps its deadline
+        deadline = coalesce(w.deadline,
+                            clock_timestamp() + make_interval(secs => w.timeout_seconds)),
+        -- the first start records the version of the code that runs it
+        app_version = coalesce(w.app_version, %(app_version)s)
+    WHERE w.id = ANY(ARRAY(SELECT id FROM candidates))
+    RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
+              w.deadline, w.queue_name, NULL AS notified
+
 -- name: claim_queued
 -- Claim up to %(want)s workflows of a queue for this executor, within its limits.
 WITH q AS (
@@ -142,19 +159,7 @@ WITH q AS (
     LIMIT coalesce((SELECT n FROM budget), 0)
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
-    UPDATE {schema}.workflows w
-    SET claim_token = %(token)s, status = 'PENDING', executor_id = %(executor_id)s,
-        epoch = w.epoch + 1,
-        started_at = clock_timestamp(), available_at = NULL, updated_at = clock_timestamp(),
-        -- the clock starts at the first claim; work put back on the queue keeps its deadline
-        deadline = coalesce(w.deadline,
-                            clock_timestamp() + make_interval(secs => w.timeout_seconds)),
-        -- the first start records the version of the code that runs it
-        app_version = coalesce(w.app_version, %(app_version)s)
-    -- by primary key (a join with the CTE is planned as a scan of the whole table)
-    WHERE w.id = ANY(ARRAY(SELECT id FROM candidates))
-    RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-              w.deadline, w.queue_name, NULL AS notified
+{fragment_claim_queued}
 )
 SELECT * FROM claimed
 {fragment_claimed_before}
@@ -188,16 +193,7 @@ WITH wanted AS (
         FOR UPDATE SKIP LOCKED
     ) c
 ), claimed AS (
-    UPDATE {schema}.workflows w
-    SET claim_token = %(token)s, status = 'PENDING', executor_id = %(executor_id)s,
-        epoch = w.epoch + 1,
-        started_at = clock_timestamp(), available_at = NULL, updated_at = clock_timestamp(),
-        deadline = coalesce(w.deadline,
-                            clock_timestamp() + make_interval(secs => w.timeout_seconds)),
-        app_version = coalesce(w.app_version, %(app_version)s)
-    WHERE w.id = ANY(ARRAY(SELECT id FROM candidates))
-    RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-              w.deadline, w.queue_name, NULL AS notified
+{fragment_claim_queued}
 )
 SELECT * FROM claimed
 {fragment_claimed_before}
@@ -258,19 +254,7 @@ WITH q AS (
         LIMIT coalesce((SELECT n FROM budget), 0)))
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
-    UPDATE {schema}.workflows w
-    SET claim_token = %(token)s, status = 'PENDING', executor_id = %(executor_id)s,
-        epoch = w.epoch + 1,
-        started_at = clock_timestamp(), available_at = NULL, updated_at = clock_timestamp(),
-        -- the clock starts at the first claim; work put back on the queue keeps its deadline
-        deadline = coalesce(w.deadline,
-                            clock_timestamp() + make_interval(secs => w.timeout_seconds)),
-        -- the first start records the version of the code that runs it
-        app_version = coalesce(w.app_version, %(app_version)s)
-    -- by primary key (a join with the CTE is planned as a scan of the whole table)
-    WHERE w.id = ANY(ARRAY(SELECT id FROM candidates))
-    RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
-              w.deadline, w.queue_name, NULL AS notified
+{fragment_claim_queued}
 )
 SELECT * FROM claimed
 {fragment_claimed_before}
