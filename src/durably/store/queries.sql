@@ -372,11 +372,25 @@ WITH claimed AS (
 SELECT * FROM claimed
 {fragment_claimed_before}
 
+-- name: fragment_name_equal
+(%(name)s::text IS NULL OR name = %(name)s)
+
+-- name: fragment_name_range
+name >= %(name)s AND name <= %(name)s
+
+-- name: fragment_queue_equal
+(%(queue)s::text IS NULL OR queue_name = %(queue)s)
+
+-- name: fragment_queue_range
+queue_name >= %(queue)s AND queue_name <= %(queue)s
+
 -- name: list_workflows
 -- served: whether a live executor registers the workflow's name (and, for queued work,
 -- listens to its queue); the live executors are read once, not per row.
 -- {name_is}, {queue_is} and {lead} make a filter on the name, the queue or both (and no
--- status) read its own index, in order: PostgreSQL otherwise often walks workflows_created
+-- status) read its own index, in order (the first two are fragment_name_equal or
+-- fragment_name_range, fragment_queue_equal or fragment_queue_range; a fragment placed
+-- inside a line carries no comment). PostgreSQL otherwise often walks workflows_created
 -- newest first, filtering, on the assumption that the name's rows are spread evenly over
 -- time; for a name that has not run lately that walk reads every newer row (a million,
 -- at a million rows). Written as a range (name >= x AND name <= x), the filter is not

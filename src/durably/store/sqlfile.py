@@ -66,6 +66,12 @@ def _fragments(schema: str) -> dict[str, str]:
     }
 
 
+def fragment(name: str, schema: str) -> str:
+    """The fragment block called ``name``, rendered for ``schema``: for a statement that
+    chooses among fragments (passed to ``statement`` by the name it uses)."""
+    return _fragments(schema)[name]
+
+
 def statement(name: str, schema: str, dialect: Dialect | None = None, **fragments: str) -> Query:
     """The statement called ``name`` in the .sql files (or the dialect's own version of
     it), rendered for ``schema``."""

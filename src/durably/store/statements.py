@@ -83,18 +83,6 @@ def _json_default(value: object) -> str:
     raise TypeError(f"a batch row holds a {type(value).__name__}")
 
 
-# The name and queue filters of a listing: as usual, or (True) as the range that makes
-# the listing read that filter's index in order (list_workflows in queries.sql).
-_NAME_IS = {
-    False: "(%(name)s::text IS NULL OR name = %(name)s)",
-    True: "name >= %(name)s AND name <= %(name)s",
-}
-_QUEUE_IS = {
-    False: "(%(queue)s::text IS NULL OR queue_name = %(queue)s)",
-    True: "queue_name >= %(queue)s AND queue_name <= %(queue)s",
-}
-
-
 def _versions(versions: Sequence[str] | None) -> list[str] | None:
     """The versions an executor recovers, as bound (None: any version)."""
     return None if versions is None else list(versions)
@@ -136,8 +124,17 @@ class Statements:
                 schema,
                 dialect,
                 order=order,
-                name_is=_NAME_IS["name" in lead.split()],
-                queue_is=_QUEUE_IS["queue_name" in lead.split()],
+                # A filter that leads is written as a range (see list_workflows).
+                name_is=sqlfile.fragment(
+                    "fragment_name_range" if "name" in lead.split() else "fragment_name_equal",
+                    schema,
+                ),
+                queue_is=sqlfile.fragment(
+                    "fragment_queue_range"
+                    if "queue_name" in lead.split()
+                    else "fragment_queue_equal",
+                    schema,
+                ),
                 lead="".join(f"{column} {order}, " for column in lead.split()),
             )
             for lead in ("", "name", "queue_name", "queue_name name")
