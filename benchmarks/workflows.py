@@ -180,7 +180,7 @@ def _measure_rounds(
 
 @benchmark("throughput-sync")
 def throughput_sync(ctx: Context) -> list[Measurement]:
-    """50 threads each run one sync 10-step workflow per round; rounds back to back."""
+    """50 threads each run one sync 10-step workflow per round; then 500 started at once."""
     concurrency = 50
     rounds = ctx.size(10, 3)
     with ctx.app() as app, ThreadPoolExecutor(concurrency) as pool:
@@ -196,7 +196,27 @@ def throughput_sync(ctx: Context) -> list[Measurement]:
             one_round()  # warm up: start the threads, prepare on the pool's connections
         rates, batching = _measure_rounds(ctx, one_round, rounds, concurrency)
     note = f"{rounds} rounds of {concurrency} per repeat"
-    return _throughput_measurements("sync.x50", "sync, 50 threads", rates, batching, note)
+    out = _throughput_measurements("sync.x50", "sync, 50 threads", rates, batching, note)
+    # The app's own threads: 500 started at once (wf.start), run by its pool.
+    started = 500
+    with ctx.app() as app:
+        wf = declare(app).sync_steps
+
+        def start_round() -> None:
+            handles = [wf.start(THROUGHPUT_STEPS) for _ in range(started)]
+            for handle in handles:
+                handle.result()
+
+        start_round()  # warm up
+        rates, batching = _measure_rounds(ctx, start_round, 1, started)
+    out += _throughput_measurements(
+        "sync.start500",
+        "sync, 500 started at once (the app's threads)",
+        rates,
+        batching,
+        f"1 round of {started} per repeat; App(max_threads=64) runs them",
+    )
+    return out
 
 
 @benchmark("throughput-async")
