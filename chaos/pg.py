@@ -81,6 +81,20 @@ class Cluster:
 
     def create(self) -> None:
         """initdb, settings, start, and the database the run uses."""
+        self.prepare()
+        args = [binary("initdb"), "-D", str(self.data), "--auth=trust", "--encoding=UTF8"]
+        args += ["--no-locale", "-U", SUPERUSER, "--no-sync"]
+        done = run(args, self.run_as, self.data, timeout=300)
+        if done.returncode != 0:
+            raise ClusterError(f"initdb failed:\n{done.stdout}")
+        self.configure()
+        self.start()
+        with psycopg.connect(self.url_for("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{DATABASE}"')
+
+    def prepare(self) -> None:
+        """The directories and the log file, owned by the server's user (nothing in
+        ``data`` yet: initdb or a base backup fills it)."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.run_as = server_user(self.data)
         if self.run_as is not None:
@@ -90,22 +104,18 @@ class Cluster:
         for d in (self.data, self.socket_dir):
             d.mkdir(mode=0o700, exist_ok=True)
             chown(d, self.run_as)
-        args = [binary("initdb"), "-D", str(self.data), "--auth=trust", "--encoding=UTF8"]
-        args += ["--no-locale", "-U", SUPERUSER, "--no-sync"]
-        done = run(args, self.run_as, self.data, timeout=300)
-        if done.returncode != 0:
-            raise ClusterError(f"initdb failed:\n{done.stdout}")
+        fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.close(fd)
+        chown(self.log, self.run_as)
+
+    def configure(self) -> None:
+        """Append the settings and this cluster's own socket directory to
+        ``postgresql.conf`` (later lines win over those a base backup copied)."""
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write("\n# chaos suite\n")
             for key, value in self.settings.items():
                 conf.write(f"{key} = {value}\n")
             conf.write(f"unix_socket_directories = '{self.socket_dir}'\n")
-        fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.close(fd)
-        chown(self.log, self.run_as)
-        self.start()
-        with psycopg.connect(self.url_for("postgres"), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{DATABASE}"')
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections (retrying transient
@@ -130,6 +140,13 @@ class Cluster:
         if done.returncode != 0 and running_postmaster(self.data) is not None:
             raise ClusterError(f"pg_ctl stop -m immediate failed: {done.stdout}")
         self.restarts += 1
+
+    def promote(self) -> None:
+        """``pg_ctl promote`` of a standby: it ends recovery and accepts writes."""
+        args = [binary("pg_ctl"), "-D", str(self.data), "-w", "-t", "60", "promote"]
+        done = run(args, self.run_as, self.data, timeout=90)
+        if done.returncode != 0:
+            raise ClusterError(f"pg_ctl promote failed: {done.stdout}")
 
     def is_running(self) -> bool:
         return running_postmaster(self.data) is not None
