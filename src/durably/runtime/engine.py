@@ -476,6 +476,10 @@ class Engine:
         with self._lock:
             return bool(self._abandoned)
 
+    def running_here(self) -> list[str]:
+        with self._lock:
+            return list(self._active.keys() | self._local.keys())
+
     def take_abandoned(self) -> dict[str, int]:
         with self._lock:
             abandoned, self._abandoned = self._abandoned, {}

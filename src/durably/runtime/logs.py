@@ -147,8 +147,9 @@ RECOVERED = {
     "own": "recovering workflow %s (%s) left unfinished by this executor's last run",
     "takeover": "taking over workflow %s (%s) from an executor whose lease expired",
     "abandoned": "taking back workflow %s (%s), which stopped here without an outcome",
+    "orphaned": "taking back workflow %s (%s), owned here but run by nobody after an outage",
 }
-Recovered = Literal["own", "takeover", "abandoned"]
+Recovered = Literal["own", "takeover", "abandoned", "orphaned"]
 
 
 def recovered(row: Claimed, why: Recovered) -> None:

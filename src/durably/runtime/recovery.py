@@ -1,15 +1,21 @@
 """The recovery duty: claims unfinished workflows nobody is running and runs them here.
 
-Three kinds, each in bounded batches so memory never grows with a backlog: this
+Four kinds, each in bounded batches so memory never grows with a backlog: this
 executor's own leftovers (after a restart under the same ID), those of executors whose
-lease expired (takeover), and runs this process itself abandoned (a database outage
-outlasted their retries, or their inputs could not be loaded).
+lease expired (takeover), runs this process itself abandoned (a database outage
+outlasted their retries, or their inputs could not be loaded), and, after an outage,
+workflows owned here that no run here holds (a failover to a standby that lagged lost
+their last commits: an outcome, a park). After a failover (the server's WAL timeline
+moved on), every workflow owned here is claimed again, also those running here: what
+this process remembers may be more than the new primary has, so each run replays from
+the new primary's record and runs again the steps whose checkpoints it lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import random
 import threading
 import time
@@ -26,6 +32,8 @@ if TYPE_CHECKING:
     from durably.store.database import AsyncDatabase
     from durably.store.rows import Claimed
     from durably.store.statements import Statement
+
+log = logging.getLogger("durably")
 
 # Recovered workflows running here at once: a backlog of any size is claimed in batches
 # as these finish, so memory stays bounded.
@@ -69,6 +77,14 @@ class Recovery:
         # Abandoned runs are taken back every lease/2 at most (a run that fails at once
         # must not spin through its recovery attempts).
         self.next_orphans = time.monotonic() + lease / 2
+        # Outages ended so far by the database's account: after each, look once for
+        # workflows owned here that nobody runs (``claim_orphaned``), rows last updated
+        # before ``orphans_before``; all of them, running or not, after a failover.
+        self.outages_seen = host.db.outage.recoveries
+        self.orphans_due = False
+        self.orphans_before: datetime | None = None
+        self.failed_over = False
+        self.timeline: int | None = None  # the server's WAL timeline when last read
 
     # ---------------------------------------------------------------- the duty
 
@@ -79,6 +95,10 @@ class Recovery:
         if not self.room():
             return NEVER  # a finishing recovery kicks the loop
         if self.own_before is not None or self.takeover_due or self.expired_left:
+            return now
+        if self.host.registry and (
+            self.orphans_due or self.host.db.outage.recoveries != self.outages_seen
+        ):
             return now
         due = self.next_sweep
         if self.host.has_abandoned():
@@ -99,9 +119,18 @@ class Recovery:
         if now >= self.next_orphans and self.host.has_abandoned():
             self.next_orphans = now + self.host.lease.seconds / 2
             await self._claim_abandoned(adb)
+        recoveries = self.host.db.outage.recoveries
+        if recoveries != self.outages_seen:
+            self.outages_seen = recoveries
+            self.after_outage()
+        if self.orphans_due and self.host.registry:
+            if self.orphans_before is None:
+                await self._read_timeline(adb)
+            await self._claim_orphaned(adb)
 
     def after_outage(self) -> None:
         self.takeover_due = True
+        self.orphans_due, self.orphans_before = True, None
 
     def expired_seen(self) -> None:
         """A heartbeat reported work of an executor whose lease expired."""
@@ -114,7 +143,8 @@ class Recovery:
         executor's own leftovers (the rest follow as these finish)."""
         if not self.host.registry:
             return
-        self.own_before = (await adb.run(self.host.statements.clock()))[0].now
+        read = (await adb.run(self.host.statements.timeline()))[0]
+        self.own_before, self.timeline = read.now, read.timeline
         self.launched_at = self.own_before
         await self.claim_own(adb)
 
@@ -186,6 +216,49 @@ class Recovery:
             for workflow_id, epoch in abandoned.items():  # kept for the next round
                 host.abandon(workflow_id, epoch)
             raise
+
+    async def _read_timeline(self, adb: AsyncDatabase) -> None:
+        """After an outage: the database's time (the orphans' bound) and whether the
+        server's timeline moved on since the last reading (a failover)."""
+        read = (await adb.run(self.host.statements.timeline()))[0]
+        if read.timeline is not None:
+            if self.timeline is not None and read.timeline != self.timeline:
+                self.failed_over = True
+                log.warning(
+                    "durably: the database failed over (WAL timeline %d -> %d); workflows "
+                    "owned here replay from the new primary's record",
+                    self.timeline,
+                    read.timeline,
+                )
+            self.timeline = read.timeline
+        self.orphans_before = read.now
+
+    async def _claim_orphaned(self, adb: AsyncDatabase) -> None:
+        """Workflows owned here that no run here holds (all of them after a failover),
+        in batches while the capacity lasts (``orphans_due`` stays set until a batch
+        comes back short)."""
+        host = self.host
+        names = list(host.registry)
+        limit = min(RECOVERY_BATCH, RECOVERY_CAPACITY - self.recovering)
+        before = self.orphans_before
+        if before is None:
+            return
+        if limit <= 0:
+            return  # no room now: once recoveries finish
+        versions = host.versions
+        statement = host.statements.claim_orphaned(
+            host.executor_id,
+            names,
+            [] if self.failed_over else host.running_here(),
+            limit,
+            before,
+            app_version=versions.current,
+            versions=versions.recover,
+        )
+        claimed = await self._claim(adb, statement, "orphaned")
+        self.orphans_due = len(claimed) == limit
+        if not self.orphans_due:
+            self.failed_over = False
 
     async def _claim(
         self, adb: AsyncDatabase, statement: Statement, why: Recovered

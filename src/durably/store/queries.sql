@@ -142,6 +142,16 @@ SELECT name, status, output, error, recovery_attempts
 FROM {schema}.workflows
 WHERE id = %(workflow_id)s
 
+-- name: fragment_next_epoch
+-- (A fragment.) The epoch of a claim: the next one, or, on a server that failed over (a
+-- promoted standby writes on WAL timeline 2, 3, ...), at least (timeline - 1) * 2^32.
+-- A failover to a standby that lagged loses the last claims, and with them the epochs
+-- they handed out; a claim on the new timeline never hands one out again, so a run that
+-- still holds a lost epoch is fenced out. On timeline 1 it is always epoch + 1.
+greatest(w.epoch + 1,
+         (('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint - 1)
+         << 32)
+
 -- name: fragment_claimed_before
 -- (A fragment, placed into the claims below.) Ends a claim whose CTE ``claimed`` took
 -- workflows: on a retry after a lost reply it also returns what the first attempt of the
@@ -163,6 +173,15 @@ RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempt
 -- name: clock
 -- The database's time (launch recovery takes what was left before it).
 SELECT clock_timestamp() AS now
+
+-- name: timeline
+-- The database's time, and the WAL timeline the server writes on (the first 8 hex digits
+-- of the current WAL file's name): a promoted standby writes on a new timeline, so a
+-- change across an outage means a failover. NULL on a standby.
+SELECT clock_timestamp() AS now,
+       CASE WHEN pg_is_in_recovery() THEN NULL
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint
+       END AS timeline
 
 -- name: heartbeat
 -- Register this executor or renew its lease, and say in the same round trip what is
@@ -264,7 +283,7 @@ DELETE FROM {schema}.executors WHERE id = %(id)s AND incarnation = %(incarnation
 -- allowed). Queued work goes back on its queue, keeping its place, so that it is claimed
 -- again within the queue's limits by a worker that listens to that queue; the statement
 -- says who owns the rest.
-claim_token = %(token)s, epoch = w.epoch + 1,
+claim_token = %(token)s, epoch = {fragment_next_epoch},
 recovery_attempts = w.recovery_attempts + 1,
 -- work recorded before versions existed takes the version of the code that recovers it
 app_version = coalesce(w.app_version, %(app_version)s),
@@ -323,6 +342,35 @@ WITH claimed AS (
       AND w.status = 'PENDING'
       AND (%(versions)s::text[] IS NULL OR w.app_version IS NULL
            OR w.app_version = ANY(%(versions)s::text[]))
+    {fragment_claim_returning}
+)
+SELECT * FROM claimed
+{fragment_claimed_before}
+
+-- name: claim_orphaned
+-- After an outage: take back this executor's unfinished workflows that no run of this
+-- process holds (%(running)s: the IDs it runs now; after a failover, none, so that every
+-- run here replays from what the new primary has). A failover to a standby that had not
+-- received the last commits loses outcomes and parks this process wrote: their rows are
+-- back as they were, PENDING and owned here, and nobody runs them. Oldest first, in
+-- batches; only rows last updated before %(before)s (the outage's end), so that no
+-- batch takes what an earlier one claimed.
+WITH claimed AS (
+    UPDATE {schema}.workflows w
+    SET {fragment_recovery_set},
+        executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END
+    WHERE w.id = ANY(ARRAY(
+        SELECT id FROM {schema}.workflows
+        WHERE executor_id = %(executor_id)s AND status = 'PENDING'
+          AND name = ANY(%(names)s::text[])
+          AND id <> ALL(%(running)s::text[])
+          AND (%(versions)s::text[] IS NULL OR app_version IS NULL
+               OR app_version = ANY(%(versions)s::text[]))
+          AND updated_at < %(before)s
+        ORDER BY created_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ))
     {fragment_claim_returning}
 )
 SELECT * FROM claimed
@@ -684,7 +732,8 @@ WITH claimed AS (
         executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END,
         -- a queued workflow wakes onto its queue, to run again within the queue's limits
         status = CASE WHEN w.queue_name IS NULL THEN w.status ELSE 'ENQUEUED' END,
-        epoch = w.epoch + 1, wake_at = NULL, wait_kind = NULL, updated_at = clock_timestamp(),
+        epoch = {fragment_next_epoch}, wake_at = NULL, wait_kind = NULL,
+        updated_at = clock_timestamp(),
         app_version = coalesce(w.app_version, %(app_version)s)
     FROM (
         SELECT id FROM {schema}.workflows
@@ -819,9 +868,10 @@ SELECT count(pg_notify(%(channel)s, {kind_cancelled} || id)) AS cancelled FROM c
 -- checkpoint: it becomes parked and due now (a new epoch fences out any run still going),
 -- so any executor that knows it picks it up; queued work that waits starts now.
 WITH resumed AS (
-    UPDATE {schema}.workflows
+    UPDATE {schema}.workflows w
     SET status = 'PENDING', executor_id = NULL, wake_at = clock_timestamp(), wait_kind = NULL,
-        recovery_attempts = 0, deadline = NULL, completed_at = NULL, epoch = epoch + 1,
+        recovery_attempts = 0, deadline = NULL, completed_at = NULL,
+        epoch = {fragment_next_epoch},
         updated_at = clock_timestamp()
     WHERE id = %(workflow_id)s
       AND status IN ('PENDING', 'CANCELLED', 'DEAD_LETTER', 'ENQUEUED', 'DELAYED')

@@ -112,7 +112,7 @@ SELECT name FROM {schema}.queues WHERE name = %(queue)s FOR UPDATE
 -- of the whole table.
     UPDATE {schema}.workflows w
     SET claim_token = %(token)s, status = 'PENDING', executor_id = %(executor_id)s,
-        epoch = w.epoch + 1,
+        epoch = {fragment_next_epoch},
         started_at = clock_timestamp(), available_at = NULL, updated_at = clock_timestamp(),
         -- the clock starts at the first claim; work put back on the queue keeps its deadline
         deadline = coalesce(w.deadline,

@@ -188,6 +188,13 @@ class Clock(NamedTuple):
     now: datetime
 
 
+class Timeline(NamedTuple):
+    """The database's time, and the WAL timeline its server writes on (None: unknown)."""
+
+    now: datetime
+    timeline: int | None
+
+
 class StoredWorkflow(NamedTuple):
     """A workflow row, for listings."""
 
@@ -535,9 +542,11 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "load_operations_many": StoredOperation,
     "get_outcome": Outcome,
     "clock": Clock,
+    "timeline": Timeline,
     "release_executor": Released,
     "claim_own": Claimed,
     "claim_abandoned": Claimed,
+    "claim_orphaned": Claimed,
     "take_over": Claimed,
     "list_workflows": StoredWorkflow,
     "list_workflows_statuses": StoredWorkflow,

@@ -58,11 +58,16 @@ class Query(str):
 @functools.cache
 def _fragments(schema: str) -> dict[str, str]:
     """Blocks named ``fragment_*``: shared pieces placed into statements as
-    ``{fragment_*}``, so a piece of SQL several statements need is written once."""
+    ``{fragment_*}``, so a piece of SQL several statements need is written once. A
+    fragment may hold fragments that hold none (``{fragment_next_epoch}``)."""
+    blocks = {name: text for name, text in _blocks().items() if name.startswith("fragment_")}
+    leaves = {
+        name: render(text, schema) for name, text in blocks.items() if "{fragment_" not in text
+    }
     return {
-        name: render(text, schema)
-        for name, text in _blocks().items()
-        if name.startswith("fragment_")
+        name: leaves.get(name)
+        or render(text, schema, **{k: v for k, v in leaves.items() if "{" + k + "}" in text})
+        for name, text in blocks.items()
     }
 
 

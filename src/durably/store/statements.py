@@ -105,13 +105,14 @@ class Statements:
             "insert_workflow", "start_child", "record_operation", "inspect_operation",
             "record_transaction_operation", "gc_workflows", "gc_executors", "claim_chore",
             "get_outcome", "heartbeat", "strangers",
-            "remove_executor", "clock", "claim_own", "take_over",
+            "remove_executor", "clock", "timeline", "claim_own", "take_over",
             "release_executor",
             "list_operations", "finish_workflow_notify", "watch", "send_message",
             "send_from_workflow", "consume_message", "wait_deadline", "park", "wake_due",
             "set_event", "get_event", "get_all_events", "write_stream",
             "read_stream", "cancel", "cancel_expired", "resume", "fork", "record_operations",
-            "claim_abandoned", "insert_workflows", "finish_workflows", "lock_workflow",
+            "claim_abandoned", "claim_orphaned", "insert_workflows", "finish_workflows",
+            "lock_workflow",
             "load_operations_many", "served",
         ]  # fmt: skip
         # Notifications of this schema: short and fixed-length whatever the schema name.
@@ -401,6 +402,10 @@ class Statements:
     def clock(self) -> Statement:
         return bound(self._sql["clock"], {})
 
+    def timeline(self) -> Statement:
+        """The database's time and the server's WAL timeline (a failover changes it)."""
+        return bound(self._sql["timeline"], {})
+
     def claim_own(
         self,
         executor_id: str,
@@ -448,6 +453,35 @@ class Statements:
                 "channel": self.channel,
                 "ids": list(abandoned),
                 "epochs": list(abandoned.values()),
+                "token": token(),
+                "retry": False,
+            },
+        )
+
+    def claim_orphaned(
+        self,
+        executor_id: str,
+        names: Sequence[str],
+        running: Sequence[str],
+        limit: int,
+        before: datetime,
+        *,
+        app_version: str | None = None,
+        versions: Sequence[str] | None = None,
+    ) -> Statement:
+        """This executor's unfinished workflows that none of its runs (``running``)
+        holds: after a failover that lost their last commits."""
+        return bound(
+            self._sql["claim_orphaned"],
+            {
+                "app_version": app_version,
+                "versions": _versions(versions),
+                "executor_id": executor_id,
+                "names": list(names),
+                "running": list(running),
+                "limit": limit,
+                "before": before,
+                "channel": self.channel,
                 "token": token(),
                 "retry": False,
             },

@@ -1,0 +1,247 @@
+"""Failover to a standby: workers on a multi-host URL ride out the loss of the primary.
+
+Two real PostgreSQL servers on this machine (``chaos.replica.Pair``): a primary and a
+streaming standby made with ``pg_basebackup -R``. Three worker processes connect with
+one URL naming both (``target_session_attrs=read-write``) and run workflows of four
+steps from a queue; each step body appends a line to a ledger file, which survives what
+the database loses. Mid-run the primary is crashed (``pg_ctl stop -m immediate``) and
+the standby promoted (``pg_ctl promote``); the workers carry on against it.
+
+- Synchronous standby: nothing acknowledged is lost (everything a committed transaction
+  saw just before the crash is there after it), every workflow finishes once with its
+  result, and no step body whose checkpoint was acknowledged runs again.
+- Asynchronous standby: the standby is cut off first, so the primary's last commits
+  exist only there and die with it (a standby that lags, made certain). Those commits
+  are lost: finished workflows become unfinished again, checkpoints and claims vanish.
+  durably takes back what nobody runs any more and replays it, running the lost steps
+  again; every workflow still finishes with its result. (A run that was going at the
+  failover may carry on from memory past a lost checkpoint, leaving that step out of
+  its record: counted and printed, not asserted.)
+
+Each test prints how long the workers took to write again after the promotion.
+"""
+
+from __future__ import annotations
+
+import collections
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+import durably
+from support import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # ``python -m pytest`` has it already; plain ``pytest`` not
+    sys.path.insert(0, str(ROOT))
+
+from chaos.replica import Pair  # noqa: E402
+
+from failoverprocs.worker import STEPS, expected  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+
+WORKER = Path(__file__).resolve().parent / "failoverprocs" / "worker.py"
+SCHEMA = "fo"
+WORKFLOWS = 60
+WORKERS = 3
+FINISH = 60.0  # the deadline for every workflow to finish after the promotion
+
+
+@dataclass
+class Run:
+    """One test's servers, workers and ledger."""
+
+    pair: Pair
+    ledger: Path
+    workers: list[subprocess.Popen[str]]
+
+    def sql(self, query: str, url: str | None = None) -> list[tuple[Any, ...]]:
+        """``query`` on the schema, by the multi-host URL unless told a server's own."""
+        with psycopg.connect(url or self.pair.url, autocommit=True) as conn:
+            conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(SCHEMA)))
+            return conn.execute(query).fetchall()  # type: ignore[arg-type]
+
+    def bodies(self) -> list[tuple[str, int, int, float]]:
+        """(workflow, step, pid, start time) of every step body that ran, from the ledger."""
+        lines = self.ledger.read_text().splitlines() if self.ledger.exists() else []
+        return [(w, int(s), int(p), float(t)) for w, s, p, t in (ln.split() for ln in lines)]
+
+
+@pytest.fixture
+def run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Run]:
+    synchronous: bool = request.param
+    root = Path(tempfile.mkdtemp(prefix="fo-", dir="/tmp"))  # short: socket paths
+    ledger = tmp_path / "ledger"
+    workers: list[subprocess.Popen[str]] = []
+    try:
+        with Pair(root / "pg", synchronous=synchronous) as pair:
+            with durably.Client(pair.url, schema=SCHEMA) as client:
+                for n in range(WORKFLOWS):
+                    client.enqueue("fo", "chain", n, id=f"c-{n}")
+            for slot in range(WORKERS):
+                log = open(tmp_path / f"worker-{slot}.log", "ab")  # noqa: SIM115 - the worker's
+                workers.append(
+                    subprocess.Popen(
+                        [sys.executable, str(WORKER), pair.url, SCHEMA, str(ledger)],
+                        cwd=ROOT,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=log,
+                        text=True,
+                    )
+                )
+                log.close()
+            for worker in workers:
+                assert worker.stdout is not None
+                assert worker.stdout.readline().strip() == "ready"
+            yield Run(pair, ledger, workers)
+            for worker in workers:
+                assert worker.stdin is not None
+                worker.stdin.close()
+            for worker in workers:
+                worker.wait(timeout=30)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def finished(run: Run) -> int:
+    rows = run.sql("SELECT count(*) FROM workflows WHERE status NOT IN ('PENDING', 'ENQUEUED')")
+    return int(rows[0][0])
+
+
+def operations(run: Run, url: str) -> set[tuple[str, int]]:
+    return {(w, int(s)) for w, s in run.sql("SELECT workflow_id, step FROM operations", url)}
+
+
+def outcomes(run: Run, url: str) -> set[str]:
+    return {w for (w,) in run.sql("SELECT id FROM workflows WHERE status = 'SUCCESS'", url)}
+
+
+def finish_and_check(run: Run, promoted_at: float) -> float:
+    """Wait until every workflow is final; check each result and the step records, and
+    that no body started after its step's checkpoint committed. Returns the time from
+    the promotion to the first checkpoint on the new primary."""
+    try:
+        wait_until(lambda: finished(run) == WORKFLOWS, FINISH, "every workflow final")
+    except AssertionError as exc:
+        left = run.sql(
+            "SELECT id, status, executor_id, epoch, queue_name, wait_kind FROM workflows "
+            "WHERE status IN ('PENDING', 'ENQUEUED') ORDER BY id"
+        )
+        raise AssertionError(f"{exc}; left: {left}") from None
+    rows = run.sql("SELECT id, status, output FROM workflows ORDER BY id")
+    assert len(rows) == WORKFLOWS
+    for workflow_id, status, output in rows:
+        n = int(workflow_id.removeprefix("c-"))
+        assert (status, output) == ("SUCCESS", expected(n)), workflow_id
+    steps = run.sql(
+        "SELECT workflow_id, step, kind, extract(epoch FROM completed_at)::float8, output "
+        "FROM operations"
+    )
+    recorded = {(w, s): (kind, done, out) for w, s, kind, done, out in steps}
+    bodies = run.bodies()
+    for workflow_id, step, _pid, started in bodies:
+        if (workflow_id, step) not in recorded:
+            continue  # a checkpoint a failover lost, of a run that went on (asynchronous)
+        kind, done, out = recorded[(workflow_id, step)]
+        assert kind == "step"
+        n = int(workflow_id.removeprefix("c-"))
+        assert out == n * 10 + step
+        # A body never starts once its checkpoint is committed (the ledger's clock and
+        # the server's are this machine's).
+        assert started < done, f"step {step} of {workflow_id} ran after its checkpoint"
+    # Every recorded step ran here.
+    assert set(recorded) <= {(w, s) for w, s, _p, _t in bodies}
+    after = [done for _k, done, _o in recorded.values() if done > promoted_at]
+    return min(after) - promoted_at
+
+
+@pytest.mark.parametrize("run", [True], indirect=True, ids=["synchronous"])
+def test_synchronous_standby_loses_nothing_and_reruns_nothing_committed(run: Run) -> None:
+    wait_until(lambda: finished(run) >= WORKFLOWS // 5, what="a fifth of the workflows done")
+    primary = run.pair.primary.url_for("chaos")
+    # What one transaction sees just before the crash, acknowledged by its own commit:
+    # a synchronous commit returns once the standby has flushed it, and with it all the
+    # WAL before it, so everything this snapshot saw is on the standby.
+    with psycopg.connect(primary) as conn:
+        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(SCHEMA)))
+        steps = conn.execute("SELECT workflow_id, step FROM operations")
+        seen_steps = {(w, s) for w, s in steps}
+        done = conn.execute("SELECT id FROM workflows WHERE status = 'SUCCESS'")
+        seen_done = {w for (w,) in done}
+        conn.execute("CREATE TABLE public.marker (at float8)")
+    assert 0 < len(seen_done) < WORKFLOWS
+    run.pair.fail_over()
+    promoted_at = time.time()
+    assert run.sql("SELECT count(*) FROM public.marker") == [(0,)]
+    resumed = finish_and_check(run, promoted_at)
+    print(f"\nsynchronous failover: first checkpoint {resumed:.3f} s after the promotion")
+
+    new_primary = run.pair.primary.url_for("chaos")
+    assert seen_steps <= operations(run, new_primary)
+    assert seen_done <= outcomes(run, new_primary)
+    # Every step recorded: no checkpoint was lost.
+    assert len(operations(run, new_primary)) == WORKFLOWS * STEPS
+    runs = collections.Counter((w, s) for w, s, _p, _t in run.bodies())
+    # A body whose checkpoint the snapshot saw never ran again; bodies are at-least-once
+    # only where a checkpoint was in flight at the crash (none acknowledged, none lost).
+    assert all(runs[key] == 1 for key in seen_steps)
+    assert set(runs) == {(f"c-{n}", s) for n in range(WORKFLOWS) for s in range(1, STEPS + 1)}
+
+
+@pytest.mark.parametrize("run", [False], indirect=True, ids=["asynchronous"])
+def test_asynchronous_standby_loses_the_last_commits_and_durably_runs_them_again(
+    run: Run,
+) -> None:
+    pair = run.pair
+    wait_until(lambda: finished(run) >= WORKFLOWS // 5, what="a fifth of the workflows done")
+    pair.caught_up()
+    pair.cut_replication()
+    primary, standby = pair.primary.url_for("chaos"), pair.standby.url_for("chaos")
+    kept_steps = operations(run, standby)
+
+    def lost() -> tuple[set[tuple[str, int]], set[str]] | None:
+        steps = operations(run, primary) - kept_steps
+        done = outcomes(run, primary) - outcomes(run, standby)
+        return (steps, done) if len(steps) >= 8 and len(done) >= 2 else None
+
+    lost_steps, lost_done = wait_until(lost, what="commits that only the primary has")
+    pair.fail_over()
+    promoted_at = time.time()
+    # Gone: the outcomes and checkpoints the standby never received.
+    assert not lost_done & outcomes(run, pair.primary.url_for("chaos"))
+    resumed = finish_and_check(run, promoted_at)
+    print(f"\nasynchronous failover: first checkpoint {resumed:.3f} s after the promotion")
+
+    runs = collections.Counter((w, s) for w, s, _p, _t in run.bodies())
+    # Every step of every workflow ran.
+    assert set(runs) == {(f"c-{n}", s) for n in range(WORKFLOWS) for s in range(1, STEPS + 1)}
+    # A workflow whose outcome was lost was replayed to finish again: each of its steps
+    # whose checkpoint was lost too ran again (the others were replayed from the record).
+    for workflow_id, step in lost_steps:
+        if workflow_id in lost_done:
+            assert runs[(workflow_id, step)] >= 2, f"step {step} of {workflow_id}"
+    again = sum(1 for key in lost_steps if runs[key] >= 2)
+    # A run that was going at the failover and wrote its next checkpoint before its
+    # executor saw the new timeline carried on from memory: the lost step is missing
+    # from its record (docs/deployment.md). A figure, not a guarantee either way.
+    holes = len(set(runs) - operations(run, pair.primary.url_for("chaos")))
+    print(
+        f"asynchronous failover: {len(lost_steps)} checkpoints and {len(lost_done)} "
+        f"outcomes lost; {again} lost steps ran again; {holes} left unrecorded"
+    )
