@@ -150,6 +150,27 @@ class Pair:
         self.primary, self.standby = self.standby, self.primary
         self.failovers += 1
 
+    def switch_over(self) -> None:
+        """A planned switchover: the primary is made read-only (and keeps running, its
+        sessions open), the standby catches up and is promoted; the roles swap. Only
+        for an asynchronous pair (a synchronous primary would wait for its standby)."""
+        assert not self.synchronous, "a synchronous primary would wait for its standby"
+        with psycopg.connect(self.primary.url_for("postgres"), autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+            conn.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + _CATCH_UP_TIMEOUT
+        while True:
+            with psycopg.connect(self.primary.url_for("postgres"), autocommit=True) as conn:
+                if conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",):
+                    break
+            if time.monotonic() > deadline:
+                raise ClusterError("the primary did not become read-only")
+            time.sleep(0.02)
+        self.caught_up()
+        self.standby.promote()
+        self.primary, self.standby = self.standby, self.primary
+        self.failovers += 1
+
     def rebuild(self) -> None:
         """The old primary, down since ``fail_over``, becomes a standby of the new one."""
         with contextlib.suppress(ClusterError):

@@ -245,3 +245,43 @@ def test_asynchronous_standby_loses_the_last_commits_and_durably_runs_them_again
         f"asynchronous failover: {len(lost_steps)} checkpoints and {len(lost_done)} "
         f"outcomes lost; {again} lost steps ran again; {holes} left unrecorded"
     )
+
+
+def test_a_primary_turned_read_only_under_open_connections_is_an_outage_ridden_out(
+    tmp_path: Path,
+) -> None:
+    """A switchover's first move makes the primary read-only while the app's pooled
+    connections to it stay open: their writes fail with read_only_sql_transaction
+    (25006). durably takes that as an outage and its fresh connections, by the
+    multi-host URL, reach the promoted standby."""
+    root = Path(tempfile.mkdtemp(prefix="fo-", dir="/tmp"))
+    try:
+        with Pair(root / "pg", synchronous=False) as pair:
+            app = durably.App(pair.url, schema=SCHEMA, lease=4.0)
+
+            @app.step()
+            def double(x: int) -> int:
+                return 2 * x
+
+            @app.workflow()
+            def twice(x: int) -> int:
+                return double(double(x))
+
+            with app:
+                assert twice(1) == 4  # the pool holds connections to the primary now
+                old = pair.primary.url_for("chaos")
+                pair.switch_over()
+                assert twice.options(id="after").start(5).result(timeout=FINISH) == 20
+            new = pair.primary.url_for("chaos")
+            assert run_sql(new, "SELECT status, output FROM workflows WHERE id = 'after'") == [
+                ("SUCCESS", 20)
+            ]
+            assert run_sql(old, "SELECT count(*) FROM workflows WHERE id = 'after'") == [(0,)]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_sql(url: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(SCHEMA)))
+        return conn.execute(query).fetchall()  # type: ignore[arg-type]

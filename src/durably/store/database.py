@@ -126,11 +126,12 @@ class PoolState(Generic[P, K]):
     def _transacting(self, conn: Any) -> Iterator[None]:
         """Around a transaction function: its own SQL errors are its own (a statement
         timeout is not an outage), but a connection that broke under it is ConnectionLost:
-        whether it committed is unknown."""
+        whether it committed is unknown. So is a server that takes no writes any more
+        (nothing committed): the transaction runs again on the primary."""
         try:
             yield
         except psycopg.Error as exc:
-            if conn.closed or conn.broken:
+            if conn.closed or conn.broken or self.dialect.read_only(exc):
                 raise self._failed(exc) from exc
             raise
 

@@ -21,6 +21,9 @@ from durably.store.notifications import Notifications
 
 # SQLSTATEs that mean "run the transaction again" (serialization failure, deadlock).
 _RETRYABLE = frozenset({"40001", "40P01"})
+# read_only_sql_transaction: the server no longer takes writes (a primary demoted or
+# fenced read-only in a switchover, a standby reached without target_session_attrs).
+_READ_ONLY = "25006"
 
 
 class Dialect:
@@ -44,8 +47,15 @@ class Dialect:
         raise NotImplementedError
 
     def connection_lost(self, exc: BaseException) -> bool:
-        """Whether a driver error means the link broke (the outcome may be unknown)."""
-        return isinstance(exc, psycopg.OperationalError)
+        """Whether a driver error means the link broke (the outcome may be unknown), or
+        that the server it reaches takes no writes: an outage either way, ridden out on
+        fresh connections, which a multi-host URL with ``target_session_attrs=read-write``
+        takes to whichever server is the primary now."""
+        return isinstance(exc, psycopg.OperationalError) or self.read_only(exc)
+
+    def read_only(self, exc: BaseException) -> bool:
+        """Whether a driver error means the server takes no writes (nothing committed)."""
+        return isinstance(exc, psycopg.Error) and exc.sqlstate == _READ_ONLY
 
     def retryable(self, exc: BaseException) -> bool:
         """Whether a driver error means "run the same transaction again"."""
