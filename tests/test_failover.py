@@ -186,11 +186,15 @@ def test_synchronous_standby_loses_nothing_and_reruns_nothing_committed(run: Run
         seen_done = {w for (w,) in done}
         conn.execute("CREATE TABLE public.marker (at float8)")
     assert 0 < len(seen_done) < WORKFLOWS
+    crashed_at = time.time()
     run.pair.fail_over()
     promoted_at = time.time()
     assert run.sql("SELECT count(*) FROM public.marker") == [(0,)]
     resumed = finish_and_check(run, promoted_at)
-    print(f"\nsynchronous failover: first checkpoint {resumed:.3f} s after the promotion")
+    print(
+        f"\nsynchronous failover: crash to promoted {promoted_at - crashed_at:.3f} s, first "
+        f"checkpoint {resumed:.3f} s after the promotion"
+    )
 
     new_primary = run.pair.primary.url_for("chaos")
     assert seen_steps <= operations(run, new_primary)
@@ -221,12 +225,16 @@ def test_asynchronous_standby_loses_the_last_commits_and_durably_runs_them_again
         return (steps, done) if len(steps) >= 8 and len(done) >= 2 else None
 
     lost_steps, lost_done = wait_until(lost, what="commits that only the primary has")
+    crashed_at = time.time()
     pair.fail_over()
     promoted_at = time.time()
     # Gone: the outcomes and checkpoints the standby never received.
     assert not lost_done & outcomes(run, pair.primary.url_for("chaos"))
     resumed = finish_and_check(run, promoted_at)
-    print(f"\nasynchronous failover: first checkpoint {resumed:.3f} s after the promotion")
+    print(
+        f"\nasynchronous failover: crash to promoted {promoted_at - crashed_at:.3f} s, first "
+        f"checkpoint {resumed:.3f} s after the promotion"
+    )
 
     runs = collections.Counter((w, s) for w, s, _p, _t in run.bodies())
     # Every step of every workflow ran.
@@ -253,7 +261,7 @@ def test_a_primary_turned_read_only_under_open_connections_is_an_outage_ridden_o
     """A switchover's first move makes the primary read-only while the app's pooled
     connections to it stay open: their writes fail with read_only_sql_transaction
     (25006). durably takes that as an outage and its fresh connections, by the
-    multi-host URL, reach the promoted standby."""
+    multi-host URL, reach the promoted standby; so does its LISTEN connection."""
     root = Path(tempfile.mkdtemp(prefix="fo-", dir="/tmp"))
     try:
         with Pair(root / "pg", synchronous=False) as pair:
@@ -272,6 +280,10 @@ def test_a_primary_turned_read_only_under_open_connections_is_an_outage_ridden_o
                 old = pair.primary.url_for("chaos")
                 pair.switch_over()
                 assert twice.options(id="after").start(5).result(timeout=FINISH) == 20
+                # The LISTEN connection, quiet on the old primary, moves too.
+                new = pair.primary.url_for("chaos")
+                listening = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %%'"
+                wait_until(lambda: run_sql(new, listening) == [(1,)], what="LISTEN on the new")
             new = pair.primary.url_for("chaos")
             assert run_sql(new, "SELECT status, output FROM workflows WHERE id = 'after'") == [
                 ("SUCCESS", 20)

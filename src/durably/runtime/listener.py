@@ -1,7 +1,9 @@
 """The LISTEN side of the keeper: turns the schema's notifications into local wake-ups.
 
 One connection listens on the schema's channel and reconnects with back-off when the
-link drops. Each payload is "<kind>:<subject>"; the kinds are ``store.notifications.Kind``.
+link drops, and also after any outage the other connections of this process met (the
+server it listens on may not be the primary any more). Each payload is
+"<kind>:<subject>"; the kinds are ``store.notifications.Kind``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Listener:
         self.queue_due = queue_due
         self.queue_at = queue_at
         self.missed = missed  # anything may have been sent while nobody listened
+        self._recoveries = 0  # the outages ended when this connection began to listen
 
     async def run(self) -> None:
         host = self.host
@@ -46,10 +49,11 @@ class Listener:
         while not self.pacer.stopping.is_set():
             try:
                 async with host.db.dialect.listen(
-                    host.db.url, host.statements.channel
+                    host.db.url, host.statements.channel, until=self._outage_since
                 ) as listening:
                     delay = FIRST_DELAY
                     outage.succeeded()
+                    self._recoveries = outage.recoveries
                     self.missed()
                     async for payload in listening:
                         self.dispatch(payload)
@@ -57,6 +61,10 @@ class Listener:
                 outage.failed(exc)
                 await self.pacer.pause(delay)
                 delay = min(MAX_DELAY, delay * 2)
+
+    def _outage_since(self) -> bool:
+        """Whether an outage ended since this connection began to listen."""
+        return self.host.db.outage.recoveries != self._recoveries
 
     def dispatch(self, payload: str) -> None:
         host = self.host

@@ -10,7 +10,7 @@ port needs is written down in docs/dialects.md.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar
 
@@ -42,8 +42,11 @@ class Dialect:
     listen_notify: ClassVar[bool]
     advisory_locks: ClassVar[bool]
 
-    def listen(self, url: str, channel: str) -> AbstractAsyncContextManager[AsyncIterable[str]]:
-        """A connection that yields the payloads sent on ``channel`` while it is open."""
+    def listen(
+        self, url: str, channel: str, until: Callable[[], bool] | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterable[str]]:
+        """A connection that yields the payloads sent on ``channel`` while it is open,
+        until ``until()`` returns True (asked about once a second)."""
         raise NotImplementedError
 
     def connection_lost(self, exc: BaseException) -> bool:
@@ -74,8 +77,10 @@ class PostgreSQL(Dialect):
     listen_notify = True
     advisory_locks = True
 
-    def listen(self, url: str, channel: str) -> Notifications:
-        return Notifications(url, channel)
+    def listen(
+        self, url: str, channel: str, until: Callable[[], bool] | None = None
+    ) -> Notifications:
+        return Notifications(url, channel, until)
 
 
 DIALECTS: tuple[Dialect, ...] = (PostgreSQL(),)

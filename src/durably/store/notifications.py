@@ -8,7 +8,7 @@ leave as ``ConnectionLost``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from enum import StrEnum
 from typing import Any
 
@@ -18,6 +18,8 @@ from psycopg import sql
 from durably.errors import ConnectionLost
 
 _CONNECT_TIMEOUT = 5
+# How often a quiet connection asks its ``until`` whether to stop listening, in seconds.
+_RECHECK = 1.0
 
 
 class Kind(StrEnum):
@@ -49,11 +51,17 @@ def channel_for(schema: str) -> str:
 
 
 class Notifications:
-    """``async with Notifications(url, channel) as n: async for payload in n: ...``"""
+    """``async with Notifications(url, channel) as n: async for payload in n: ...``
 
-    def __init__(self, url: str, channel: str) -> None:
+    The iteration ends when ``until()`` (asked about once a second) returns True: the
+    caller then listens again on a new connection, which a multi-host URL takes to the
+    primary of the moment (after a switchover, the old one may still be up, read-only,
+    with this connection open on it and nothing more to say)."""
+
+    def __init__(self, url: str, channel: str, until: Callable[[], bool] | None = None) -> None:
         self._url = url
         self._channel = channel
+        self._until = until
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
     async def __aenter__(self) -> Notifications:
@@ -74,8 +82,11 @@ class Notifications:
 
     async def __aiter__(self) -> AsyncIterator[str]:
         assert self._conn is not None, "use Notifications as an async context manager"
+        until = self._until
+        timeout = None if until is None else _RECHECK
         try:
-            async for notice in self._conn.notifies():
-                yield notice.payload
+            while until is None or not until():
+                async for notice in self._conn.notifies(timeout=timeout):
+                    yield notice.payload
         except psycopg.OperationalError as exc:
             raise ConnectionLost(f"the notification connection broke: {exc}") from exc

@@ -102,13 +102,15 @@ class _Metrics:
         )
         self.claimed = Counter(
             "durably_claims",
-            "Workflows this executor claimed, by why (queue, wakeup, own, takeover, abandoned)",
+            "Workflows this executor claimed, by why (queue, wakeup, own, takeover, abandoned, "
+            "orphaned)",
             ["origin"],
             registry=r,
         )
         self.recoveries = Counter(
             "durably_recoveries",
-            "Workflows recovered here (own leftovers, takeovers, abandoned runs)",
+            "Workflows recovered here (own leftovers, takeovers, abandoned runs, orphans after an "
+            "outage)",
             ["name", "reason"],
             registry=r,
         )
