@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from chaos.config import FAULTS, RunConfig
+from chaos.config import DEFAULT_FAULTS, FAULTS, RunConfig
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="a run with faults, then the checks and figures")
     run.add_argument("--duration", type=float, default=60.0, help="seconds of load and faults")
     run.add_argument("--seed", type=int, default=7)
-    run.add_argument("--faults", default=",".join(FAULTS),
+    run.add_argument("--faults", default=",".join(DEFAULT_FAULTS),
                      help=f"comma-separated, among {','.join(FAULTS)}; empty for none")  # fmt: skip
     run.add_argument("--workers", type=int, default=3)
     run.add_argument("--rate", type=float, default=4.0, help="driver starts per second")

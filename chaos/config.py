@@ -10,7 +10,10 @@ from pathlib import Path
 WF_SCHEMA = "chaos_wf"
 CHAOS_SCHEMA = "chaos"
 
-FAULTS = ("sigkill", "pg_restart", "terminate", "sigstop", "lost_reply")
+# Every fault kind; a run without --faults injects the defaults. ``failover`` runs the
+# database as a primary with a synchronous standby (chaos.replica) and is asked for by name.
+FAULTS = ("sigkill", "pg_restart", "terminate", "sigstop", "lost_reply", "failover")
+DEFAULT_FAULTS = ("sigkill", "pg_restart", "terminate", "sigstop", "lost_reply")
 
 # Worker settings: a short lease so takeovers happen within a run, park_after short
 # enough that the longer sleeps and waits park, a quick fallback poll.
@@ -39,7 +42,7 @@ class RunConfig:
 
     duration: float = 60.0
     seed: int = 7
-    faults: tuple[str, ...] = FAULTS
+    faults: tuple[str, ...] = DEFAULT_FAULTS
     workers: int = 3
     out: Path | None = None  # run directory (logs, report); a temp dir by default
     rate: float = 4.0  # driver starts per second (a start may be a group of workflows)

@@ -17,6 +17,7 @@ from chaos.fleet import Fleet
 from chaos.inject import Injector
 from chaos.load import Load
 from chaos.pg import Cluster
+from chaos.replica import Pair
 from chaos.retry import Conn, GaveUp
 
 log = logging.getLogger("chaos.drain")
@@ -36,7 +37,7 @@ def _acks_done(rundir: Path, fleet: Fleet) -> bool:
 
 
 def drain(
-    cluster: Cluster,
+    cluster: Cluster | Pair,
     fleet: Fleet,
     switches: Switches,
     injector: Injector,

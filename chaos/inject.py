@@ -19,6 +19,7 @@ from chaos.control import Switches
 from chaos.fleet import Fleet
 from chaos.pg import Cluster
 from chaos.plan import Action
+from chaos.replica import Pair
 from chaos.retry import Conn, GaveUp
 
 log = logging.getLogger("chaos.inject")
@@ -66,7 +67,9 @@ def cpu_seconds(pid: int | None) -> float | None:
 
 
 class Injector:
-    def __init__(self, cluster: Cluster, fleet: Fleet, switches: Switches, conn: Conn) -> None:
+    def __init__(
+        self, cluster: Cluster | Pair, fleet: Fleet, switches: Switches, conn: Conn
+    ) -> None:
         self.cluster = cluster
         self.fleet = fleet
         self.switches = switches
@@ -216,6 +219,23 @@ class Injector:
         detail = {"downtime": params["downtime"], "down_for": round(end - down, 3),
                   "worker_cpu_pct_while_down": cpu, **aim}  # fmt: skip
         return FaultRecord("pg_restart", start, end, "postgres", None, detail, inflight)
+
+    def _failover(self, params: dict[str, Any]) -> FaultRecord:
+        """The primary crashes and its synchronous standby is promoted (the fault's end);
+        then the old primary is rebuilt as the new standby, so that it can happen again."""
+        pair = self.cluster
+        assert isinstance(pair, Pair), "a failover needs a standby (chaos.replica.Pair)"
+        aim = self._aim(None, params)
+        start = time.time()
+        inflight = self.inflight()
+        crashed = pair.primary.root.name
+        pair.fail_over()
+        end = time.time()
+        pair.rebuild()
+        detail = {"crashed": crashed, "promoted": pair.primary.root.name,
+                  "promoted_after": round(end - start, 3),
+                  "standby_rebuilt_in": round(time.time() - end, 3), **aim}  # fmt: skip
+        return FaultRecord("failover", start, end, "postgres", None, detail, inflight)
 
     def _terminate(self, params: dict[str, Any]) -> FaultRecord:
         aim = self._aim(None, params)

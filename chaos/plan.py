@@ -50,6 +50,8 @@ def make_plan(seed: int, duration: float, faults: tuple[str, ...], workers: int)
         elif kind == "pg_restart":
             params = {"downtime": round(rng.uniform(0.5, 3.0), 2)}
             busy = params["downtime"]
+        elif kind == "failover":
+            busy = 3.0  # the old primary is rebuilt as the new standby meanwhile
         elif kind == "terminate":
             params = {"fraction": round(rng.uniform(0.2, 0.6), 2), "listen": rng.random() < 0.6,
                       "pick": rng.random()}  # fmt: skip

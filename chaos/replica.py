@@ -60,6 +60,17 @@ class Pair:
     def _both(self) -> tuple[Cluster, Cluster]:
         return self.primary, self.standby
 
+    # As a ``Cluster``, the pair is its primary (a pg_restart crashes and restarts it).
+
+    def crash(self) -> None:
+        self.primary.crash()
+
+    def start(self) -> None:
+        self.primary.start()
+
+    def is_running(self) -> bool:
+        return self.primary.is_running()
+
     # ------------------------------------------------------------------ lifecycle
 
     def create(self) -> None:

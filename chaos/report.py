@@ -19,12 +19,18 @@ SERIALIZATION_FAILURE = "could not serialize access"
 
 
 def serialization_failures(rundir: Path) -> int | None:
-    """How many serialization failures the server logged (None: no server log)."""
-    try:
-        text = (rundir / "pg" / "pg.log").read_text(errors="replace")
-    except OSError:
+    """How many serialization failures the servers logged (None: no server log): the
+    one server's ``pg/pg.log``, or both of a primary and standby (``pg/*/pg.log``)."""
+    logs = [rundir / "pg" / "pg.log", *sorted((rundir / "pg").glob("*/pg.log"))]
+    texts = []
+    for log in logs:
+        try:
+            texts.append(log.read_text(errors="replace"))
+        except OSError:
+            continue
+    if not texts:
         return None
-    return text.count(SERIALIZATION_FAILURE)
+    return sum(text.count(SERIALIZATION_FAILURE) for text in texts)
 
 
 def faults_inside_transactions(records: list[FaultRecord]) -> dict[str, list[int]]:

@@ -32,6 +32,7 @@ from chaos.lostreply import LostReplies
 from chaos.pg import Cluster
 from chaos.plan import make_plan
 from chaos.progress import measure, stats
+from chaos.replica import Pair
 from chaos.report import build
 from chaos.retry import Conn, retry
 from chaos.snapshot import Snapshot, load
@@ -115,7 +116,13 @@ def _execute(
 ) -> dict[str, Any]:
     plan = make_plan(cfg.seed, cfg.duration, cfg.faults, cfg.workers)
     (rundir / "plan.json").write_text(json.dumps([a.__dict__ for a in plan], indent=1))
-    with Cluster(rundir / "pg") as cluster:
+    # A failover needs a standby: a synchronous one, so that the guarantees hold.
+    server: Cluster | Pair = (
+        Pair(rundir / "pg", synchronous=True)
+        if "failover" in cfg.faults
+        else Cluster(rundir / "pg")
+    )
+    with server as cluster:
         conn = Conn(cluster.url, "chaos-driver")
         tables.create(conn)
         os.environ["PGAPPNAME"] = "chaos-client"  # the Client's connections, for terminate
