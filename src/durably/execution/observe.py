@@ -32,8 +32,8 @@ INPUTS_KEY = "telemetry"
 
 # Why a run began, in ``WorkflowContext.telemetry["origin"]``: None (started by this
 # process), "queue" (claimed from its queue), "wakeup" (woken from a wait in the
-# database), or the recovery kinds "own", "takeover", "abandoned", "orphaned".
-RECOVERY_ORIGINS = frozenset({"own", "takeover", "abandoned", "orphaned"})
+# database), or the recovery kinds "own", "takeover", "abandoned", "failover".
+RECOVERY_ORIGINS = frozenset({"own", "takeover", "abandoned", "failover"})
 
 
 class Observer:

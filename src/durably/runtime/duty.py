@@ -77,10 +77,6 @@ class KeeperHost(Runner, TypingProtocol):
         """Whether any run stopped here without an outcome."""
         ...
 
-    def running_here(self) -> list[str]:
-        """The IDs of the workflows that runs of this process hold now."""
-        ...
-
     def run_in_background(
         self,
         ctx: WorkflowContext,

@@ -476,10 +476,6 @@ class Engine:
         with self._lock:
             return bool(self._abandoned)
 
-    def running_here(self) -> list[str]:
-        with self._lock:
-            return list(self._active.keys() | self._local.keys())
-
     def take_abandoned(self) -> dict[str, int]:
         with self._lock:
             abandoned, self._abandoned = self._abandoned, {}
@@ -502,10 +498,15 @@ class Engine:
     def _register(self, ctx: WorkflowContext) -> None:
         """Make ``ctx`` the run of its workflow here. One process never runs a workflow
         twice at once: an older run stops before its next body (superseded), and ``ctx``
-        starts only once it has exited (``_await_predecessor``)."""
+        starts only once it has exited (``_await_predecessor``). A run that comes late
+        with an epoch below the one running here (a start whose row a claim took over
+        meanwhile, as after a failover) is the one superseded."""
         with self._lock:
             older = self._active.get(ctx.workflow_id)
             if older is not None and older is not ctx and not older.gone:
+                if older.epoch > ctx.epoch:
+                    ctx.superseded = True
+                    return
                 older.superseded = True
                 if older.exited is None:
                     older.exited = threading.Event()
@@ -619,9 +620,10 @@ class Engine:
         workflow_id = ctx.workflow_id
         if self.observers:
             observe.adopt(ctx)  # the trace of its start, here, before another thread runs it
-        with self._lock:
-            self._local[workflow_id] = future
         self._register(ctx)
+        if not ctx.superseded:  # a late run with a stale epoch keeps the newer's place
+            with self._lock:
+                self._local[workflow_id] = future
 
         def settle(result: Any = None, error: BaseException | None = None) -> None:
             with self._lock:

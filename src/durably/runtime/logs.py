@@ -147,9 +147,9 @@ RECOVERED = {
     "own": "recovering workflow %s (%s) left unfinished by this executor's last run",
     "takeover": "taking over workflow %s (%s) from an executor whose lease expired",
     "abandoned": "taking back workflow %s (%s), which stopped here without an outcome",
-    "orphaned": "taking back workflow %s (%s), owned here but run by nobody after an outage",
+    "failover": "taking back workflow %s (%s) after a failover of the database, to replay it",
 }
-Recovered = Literal["own", "takeover", "abandoned", "orphaned"]
+Recovered = Literal["own", "takeover", "abandoned", "failover"]
 
 
 def recovered(row: Claimed, why: Recovered) -> None:

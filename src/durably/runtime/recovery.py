@@ -3,12 +3,11 @@
 Four kinds, each in bounded batches so memory never grows with a backlog: this
 executor's own leftovers (after a restart under the same ID), those of executors whose
 lease expired (takeover), runs this process itself abandoned (a database outage
-outlasted their retries, or their inputs could not be loaded), and, after an outage,
-workflows owned here that no run here holds (a failover to a standby that lagged lost
-their last commits: an outcome, a park). After a failover (the server's WAL timeline
-moved on), every workflow owned here is claimed again, also those running here: what
-this process remembers may be more than the new primary has, so each run replays from
-the new primary's record and runs again the steps whose checkpoints it lost.
+outlasted their retries, or their inputs could not be loaded), and, after a failover
+(the server's WAL timeline moved on across an outage), every workflow owned here, also
+those running here: a standby that lagged lost the last commits (an outcome, a park, a
+checkpoint), so what this process remembers may be more than the new primary has, and
+each run replays from the new primary's record, running the lost steps again.
 """
 
 from __future__ import annotations
@@ -77,14 +76,13 @@ class Recovery:
         # Abandoned runs are taken back every lease/2 at most (a run that fails at once
         # must not spin through its recovery attempts).
         self.next_orphans = time.monotonic() + lease / 2
-        # Outages ended so far by the database's account: after each, look once for
-        # workflows owned here that nobody runs (``claim_orphaned``), rows last updated
-        # before ``orphans_before``; all of them, running or not, after a failover.
+        # Outages ended so far by the database's account: after each, the server's
+        # timeline is read again (``timeline_due``); when it moved on, every workflow
+        # owned here and last updated before ``failover_before`` is claimed anew.
         self.outages_seen = host.db.outage.recoveries
-        self.orphans_due = False
-        self.orphans_before: datetime | None = None
-        self.failed_over = False
+        self.timeline_due = False
         self.timeline: int | None = None  # the server's WAL timeline when last read
+        self.failover_before: datetime | None = None  # set while a failover's claims remain
 
     # ---------------------------------------------------------------- the duty
 
@@ -97,7 +95,9 @@ class Recovery:
         if self.own_before is not None or self.takeover_due or self.expired_left:
             return now
         if self.host.registry and (
-            self.orphans_due or self.host.db.outage.recoveries != self.outages_seen
+            self.timeline_due
+            or self.failover_before is not None
+            or self.host.db.outage.recoveries != self.outages_seen
         ):
             return now
         due = self.next_sweep
@@ -123,14 +123,15 @@ class Recovery:
         if recoveries != self.outages_seen:
             self.outages_seen = recoveries
             self.after_outage()
-        if self.orphans_due and self.host.registry:
-            if self.orphans_before is None:
+        if self.host.registry:
+            if self.timeline_due:
                 await self._read_timeline(adb)
-            await self._claim_orphaned(adb)
+            if self.failover_before is not None:
+                await self._claim_failed_over(adb, self.failover_before)
 
     def after_outage(self) -> None:
         self.takeover_due = True
-        self.orphans_due, self.orphans_before = True, None
+        self.timeline_due = True
 
     def expired_seen(self) -> None:
         """A heartbeat reported work of an executor whose lease expired."""
@@ -218,47 +219,41 @@ class Recovery:
             raise
 
     async def _read_timeline(self, adb: AsyncDatabase) -> None:
-        """After an outage: the database's time (the orphans' bound) and whether the
-        server's timeline moved on since the last reading (a failover)."""
+        """After an outage: whether the server's timeline moved on since the last
+        reading (a failover); if so, the claims of ``_claim_failed_over`` are due."""
         read = (await adb.run(self.host.statements.timeline()))[0]
-        if read.timeline is not None:
-            if self.timeline is not None and read.timeline != self.timeline:
-                self.failed_over = True
-                log.warning(
-                    "durably: the database failed over (WAL timeline %d -> %d); workflows "
-                    "owned here replay from the new primary's record",
-                    self.timeline,
-                    read.timeline,
-                )
-            self.timeline = read.timeline
-        self.orphans_before = read.now
+        self.timeline_due = False
+        if read.timeline is None:
+            return  # not known (a dialect without timelines): nothing to compare
+        if self.timeline is not None and read.timeline != self.timeline:
+            log.warning(
+                "durably: the database failed over (WAL timeline %d -> %d); workflows "
+                "owned here replay from the new primary's record",
+                self.timeline,
+                read.timeline,
+            )
+            self.failover_before = read.now
+        self.timeline = read.timeline
 
-    async def _claim_orphaned(self, adb: AsyncDatabase) -> None:
-        """Workflows owned here that no run here holds (all of them after a failover),
-        in batches while the capacity lasts (``orphans_due`` stays set until a batch
-        comes back short)."""
+    async def _claim_failed_over(self, adb: AsyncDatabase, before: datetime) -> None:
+        """Every workflow owned here, anew, in batches while the capacity lasts (the
+        claims are due until a batch comes back short)."""
         host = self.host
-        names = list(host.registry)
         limit = min(RECOVERY_BATCH, RECOVERY_CAPACITY - self.recovering)
-        before = self.orphans_before
-        if before is None:
-            return
         if limit <= 0:
             return  # no room now: once recoveries finish
         versions = host.versions
-        statement = host.statements.claim_orphaned(
+        statement = host.statements.claim_failed_over(
             host.executor_id,
-            names,
-            [] if self.failed_over else host.running_here(),
+            list(host.registry),
             limit,
             before,
             app_version=versions.current,
             versions=versions.recover,
         )
-        claimed = await self._claim(adb, statement, "orphaned")
-        self.orphans_due = len(claimed) == limit
-        if not self.orphans_due:
-            self.failed_over = False
+        claimed = await self._claim(adb, statement, "failover")
+        if len(claimed) < limit:
+            self.failover_before = None
 
     async def _claim(
         self, adb: AsyncDatabase, statement: Statement, why: Recovered

@@ -347,14 +347,14 @@ WITH claimed AS (
 SELECT * FROM claimed
 {fragment_claimed_before}
 
--- name: claim_orphaned
--- After an outage: take back this executor's unfinished workflows that no run of this
--- process holds (%(running)s: the IDs it runs now; after a failover, none, so that every
--- run here replays from what the new primary has). A failover to a standby that had not
--- received the last commits loses outcomes and parks this process wrote: their rows are
--- back as they were, PENDING and owned here, and nobody runs them. Oldest first, in
--- batches; only rows last updated before %(before)s (the outage's end), so that no
--- batch takes what an earlier one claimed.
+-- name: claim_failed_over
+-- After a failover (the server's WAL timeline moved on): take back every unfinished
+-- workflow of this executor under a new epoch, also those its runs hold now. A standby
+-- that had not received the last commits loses outcomes, parks and checkpoints this
+-- process wrote; what the process remembers may be more than the new primary has, so
+-- every run replays from the new primary's record (the runs going here are fenced out).
+-- Oldest first, in batches; only rows last updated before %(before)s (when the failover
+-- was seen), so that no batch takes what an earlier one claimed.
 WITH claimed AS (
     UPDATE {schema}.workflows w
     SET {fragment_recovery_set},
@@ -363,7 +363,6 @@ WITH claimed AS (
         SELECT id FROM {schema}.workflows
         WHERE executor_id = %(executor_id)s AND status = 'PENDING'
           AND name = ANY(%(names)s::text[])
-          AND id <> ALL(%(running)s::text[])
           AND (%(versions)s::text[] IS NULL OR app_version IS NULL
                OR app_version = ANY(%(versions)s::text[]))
           AND updated_at < %(before)s

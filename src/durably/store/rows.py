@@ -546,7 +546,7 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "release_executor": Released,
     "claim_own": Claimed,
     "claim_abandoned": Claimed,
-    "claim_orphaned": Claimed,
+    "claim_failed_over": Claimed,
     "take_over": Claimed,
     "list_workflows": StoredWorkflow,
     "list_workflows_statuses": StoredWorkflow,

@@ -111,7 +111,7 @@ class Statements:
             "send_from_workflow", "consume_message", "wait_deadline", "park", "wake_due",
             "set_event", "get_event", "get_all_events", "write_stream",
             "read_stream", "cancel", "cancel_expired", "resume", "fork", "record_operations",
-            "claim_abandoned", "claim_orphaned", "insert_workflows", "finish_workflows",
+            "claim_abandoned", "claim_failed_over", "insert_workflows", "finish_workflows",
             "lock_workflow",
             "load_operations_many", "served",
         ]  # fmt: skip
@@ -458,27 +458,24 @@ class Statements:
             },
         )
 
-    def claim_orphaned(
+    def claim_failed_over(
         self,
         executor_id: str,
         names: Sequence[str],
-        running: Sequence[str],
         limit: int,
         before: datetime,
         *,
         app_version: str | None = None,
         versions: Sequence[str] | None = None,
     ) -> Statement:
-        """This executor's unfinished workflows that none of its runs (``running``)
-        holds: after a failover that lost their last commits."""
+        """After a failover: every unfinished workflow of this executor, anew."""
         return bound(
-            self._sql["claim_orphaned"],
+            self._sql["claim_failed_over"],
             {
                 "app_version": app_version,
                 "versions": _versions(versions),
                 "executor_id": executor_id,
                 "names": list(names),
-                "running": list(running),
                 "limit": limit,
                 "before": before,
                 "channel": self.channel,

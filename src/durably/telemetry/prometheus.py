@@ -103,14 +103,14 @@ class _Metrics:
         self.claimed = Counter(
             "durably_claims",
             "Workflows this executor claimed, by why (queue, wakeup, own, takeover, abandoned, "
-            "orphaned)",
+            "failover)",
             ["origin"],
             registry=r,
         )
         self.recoveries = Counter(
             "durably_recoveries",
-            "Workflows recovered here (own leftovers, takeovers, abandoned runs, orphans after an "
-            "outage)",
+            "Workflows recovered here (own leftovers, takeovers, abandoned runs, replays after a "
+            "failover)",
             ["name", "reason"],
             registry=r,
         )
