@@ -13,10 +13,14 @@ the standby promoted (``pg_ctl promote``); the workers carry on against it.
 - Asynchronous standby: the standby is cut off first, so the primary's last commits
   exist only there and die with it (a standby that lags, made certain). Those commits
   are lost: finished workflows become unfinished again, checkpoints and claims vanish.
-  durably takes back what nobody runs any more and replays it, running the lost steps
-  again; every workflow still finishes with its result. (A run that was going at the
-  failover may carry on from memory past a lost checkpoint, leaving that step out of
-  its record: counted and printed, not asserted.)
+  Each worker sees the new WAL timeline and takes back every workflow it owns, which
+  replays from what survived, running the lost steps again; every workflow still
+  finishes with its result. (A run that wrote in the instant between its worker's
+  reconnection and its reading of the timeline may carry on from memory past a lost
+  checkpoint, leaving that step out of its record: counted and printed, not asserted.)
+- A primary turned read-only under open connections (a switchover's first move): its
+  read_only_sql_transaction errors count as an outage, and everything, the LISTEN
+  connection included, moves to the promoted standby.
 
 Each test prints how long the workers took to write again after the promotion.
 """
