@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -159,6 +160,7 @@ class Keeper:
         tasks: list[asyncio.Task[None]] = []
         try:
             adb = await host.async_db()
+            host.db.outage.when_ended(lambda: _call_soon(loop, self.nudge))
             tasks.append(loop.create_task(self.listener.run()))
             if host.serves:
                 # The first batch before launch returns; the rest as these finish.
@@ -220,6 +222,12 @@ class Keeper:
             return host.serves and host.lease.current() is None
         except LostOwnership:  # revoked: shutting down
             return True
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """``callback`` on ``loop`` soon, from any thread; nothing once the loop is closed."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback)
 
 
 def _local(when: datetime, db_now: datetime) -> datetime:

@@ -13,7 +13,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 log = logging.getLogger("durably")
 
@@ -45,6 +45,13 @@ class Outage:
         # Outages ended so far: connections of others sharing this account (opened
         # before the outage, unused during it) are suspect when it moves.
         self.recoveries = 0
+        self._ended: list[Callable[[], None]] = []
+
+    def when_ended(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from the thread of the call that succeeded) each time an
+        outage ends: the executor loop looks at once whether the server failed over."""
+        with self._lock:
+            self._ended.append(callback)
 
     @property
     def ongoing(self) -> bool:
@@ -73,6 +80,9 @@ class Outage:
             self._since, self._failures = None, 0
             if since is not None:
                 self.recoveries += 1
+            ended = list(self._ended) if since is not None else []
+        for callback in ended:
+            callback()
         if since is not None:
             log.warning(
                 "durably: %s answers again after %.1f s (%d failed calls during the outage)",
