@@ -1,5 +1,5 @@
 """The chaos suite as tests: each fault alone for about 60 s, all mixed for about 120 s,
-and the self-test that proves every check can fail.
+failovers to a standby for about 60 s, and the self-test that proves every check can fail.
 
 Each runs ``python -m chaos`` in a subprocess (its own PostgreSQL, its own workers) and
 asserts on its JSON report: zero invariant violations, a complete drain, and faults that
@@ -77,6 +77,8 @@ def explain(report: dict[str, Any]) -> str:
 
 RUNS = [pytest.param((fault,), 60, id=fault) for fault in FAULTS]
 RUNS.append(pytest.param(FAULTS, 120, id="mixed"))
+# A primary with a synchronous standby, crashed and failed over again and again.
+RUNS.append(pytest.param(("failover",), 60, id="failover"))
 
 
 @pytest.mark.chaos
