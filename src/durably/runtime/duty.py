@@ -91,6 +91,10 @@ class KeeperHost(Runner, TypingProtocol):
         """A run of the workflow here stops before its next step (it has a new owner)."""
         ...
 
+    def supersede_all_local(self) -> None:
+        """Every run here stops before its next step (the database failed over)."""
+        ...
+
     def cancel_local(self, workflow_id: str) -> None:
         """A run of the workflow here stops (it was cancelled)."""
         ...

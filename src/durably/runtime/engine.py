@@ -495,6 +495,13 @@ class Engine:
         if ctx is not None:
             ctx.superseded = True
 
+    def supersede_all_local(self) -> None:
+        """Every run here stops before its next step (a failover: each workflow it still
+        owns is claimed anew and replays from the new primary's record)."""
+        with self._lock:
+            for ctx in self._active.values():
+                ctx.superseded = True
+
     def _register(self, ctx: WorkflowContext) -> None:
         """Make ``ctx`` the run of its workflow here. One process never runs a workflow
         twice at once: an older run stops before its next body (superseded), and ``ctx``

@@ -233,6 +233,9 @@ class Recovery:
                 read.timeline,
             )
             self.failover_before = read.now
+            # No body starts here from what the process remembers: the runs stop, and
+            # the workflows they held are claimed anew (below) to replay here.
+            self.host.supersede_all_local()
         self.timeline = read.timeline
 
     async def _claim_failed_over(self, adb: AsyncDatabase, before: datetime) -> None:

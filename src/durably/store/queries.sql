@@ -353,12 +353,17 @@ SELECT * FROM claimed
 -- that had not received the last commits loses outcomes, parks and checkpoints this
 -- process wrote; what the process remembers may be more than the new primary has, so
 -- every run replays from the new primary's record (the runs going here are fenced out).
+-- They stay this executor's (queued work too: it ran here, and runs here again once the
+-- older run here has stopped), and no recovery attempt is counted: nothing crashed.
 -- Oldest first, in batches; only rows last updated before %(before)s (when the failover
--- was seen), so that no batch takes what an earlier one claimed.
+-- was seen), so that no batch takes what an earlier one claimed. A row that a run's
+-- write holds locked is waited for, not skipped: a batch that comes back short must
+-- mean that none is left (the run it would have skipped stops, superseded).
 WITH claimed AS (
     UPDATE {schema}.workflows w
-    SET {fragment_recovery_set},
-        executor_id = CASE WHEN w.queue_name IS NULL THEN %(executor_id)s END
+    SET claim_token = %(token)s, epoch = {fragment_next_epoch},
+        app_version = coalesce(w.app_version, %(app_version)s),
+        updated_at = clock_timestamp()
     WHERE w.id = ANY(ARRAY(
         SELECT id FROM {schema}.workflows
         WHERE executor_id = %(executor_id)s AND status = 'PENDING'
@@ -368,7 +373,7 @@ WITH claimed AS (
           AND updated_at < %(before)s
         ORDER BY created_at, id
         LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE
     ))
     {fragment_claim_returning}
 )
