@@ -31,7 +31,7 @@ class WorkflowContext:
     """The state of one execution of one workflow: identity, ownership and replay log."""
 
     __slots__ = (
-        "cancelled", "deadline", "engine", "epoch", "exited", "finished", "gone",
+        "bodies", "cancelled", "deadline", "engine", "epoch", "exited", "finished", "gone",
         "lease_generation", "name", "next_step", "predecessor", "recorded", "superseded", "task",
         "telemetry", "workflow_id",
     )  # fmt: skip
@@ -68,6 +68,9 @@ class WorkflowContext:
         # Made only when a newer run must wait for this one (under the engine's lock).
         self.exited: threading.Event | None = None
         self.gone = False  # this run has exited
+        # Step bodies of this run going now (under the engine's lock): a body started in
+        # a task of asyncio.gather may outlive its run, and a newer run waits for it too.
+        self.bodies = 0
         # What telemetry knows of this run (trace context, why it began): set only when
         # the engine has observers (see ``execution.observe``).
         self.telemetry: dict[str, Any] | None = None

@@ -32,6 +32,7 @@ from durably.store import borrowed
 from durably.store.statements import Statement
 
 if TYPE_CHECKING:
+    from durably.execution.context import WorkflowContext
     from durably.runtime.lease import Lease
     from durably.runtime.notifier import Notifier
     from durably.runtime.other_databases import OtherDatabases
@@ -57,6 +58,10 @@ class Runner(Host, TypingProtocol):
     def lease(self) -> Lease: ...
 
     async def async_db(self) -> AsyncDatabase: ...
+
+    def body_started(self) -> WorkflowContext | None: ...
+
+    def body_ended(self, ctx: WorkflowContext | None) -> None: ...
 
 
 def _engine(host: Host) -> Runner:
@@ -139,9 +144,17 @@ def _perform_sync(engine: Runner, effect: Any) -> Any:
             raise TypeError(
                 f"{effect.fn.__qualname__} is async; call it from an async workflow with await"
             )
-        return _transact_sync(engine, effect)
+        ctx = engine.body_started()
+        try:
+            return _transact_sync(engine, effect)
+        finally:
+            engine.body_ended(ctx)
     if kind is Call:
-        result = effect.fn(*effect.args, **effect.kwargs)
+        ctx = engine.body_started()
+        try:
+            result = effect.fn(*effect.args, **effect.kwargs)
+        finally:
+            engine.body_ended(ctx)
         if inspect.isawaitable(result):
             raise TypeError(
                 f"{effect.fn.__qualname__} is async; call it from an async workflow with await"
@@ -178,15 +191,27 @@ async def _perform_async(engine: Runner, db: AsyncDatabase, effect: Any) -> Any:
     if kind is Transact:  # an async function (a sync one is driven by drive_sync)
         if effect.database is not None:
             db = await engine.other_databases.for_loop(effect.database)
-        return await db.transact(
-            effect.name, effect.isolation, _body(engine, effect), effect.checkpoint, effect.pipeline
-        )
+        ctx = engine.body_started()
+        try:
+            return await db.transact(
+                effect.name,
+                effect.isolation,
+                _body(engine, effect),
+                effect.checkpoint,
+                effect.pipeline,
+            )
+        finally:
+            engine.body_ended(ctx)
     if kind is Call:
-        if inspect.iscoroutinefunction(effect.fn):
-            return await effect.fn(*effect.args, **effect.kwargs)
-        # A blocking function must not stall the event loop.
-        result = await asyncio.to_thread(effect.fn, *effect.args, **effect.kwargs)
-        return (await result) if inspect.isawaitable(result) else result
+        ctx = engine.body_started()
+        try:
+            if inspect.iscoroutinefunction(effect.fn):
+                return await effect.fn(*effect.args, **effect.kwargs)
+            # A blocking function must not stall the event loop.
+            result = await asyncio.to_thread(effect.fn, *effect.args, **effect.kwargs)
+            return (await result) if inspect.isawaitable(result) else result
+        finally:
+            engine.body_ended(ctx)
     if kind is Watch:
         return engine.notifier.generation(*effect.keys)
     if kind is Wait:

@@ -510,7 +510,7 @@ class Engine:
         meanwhile, as after a failover) is the one superseded."""
         with self._lock:
             older = self._active.get(ctx.workflow_id)
-            if older is not None and older is not ctx and not older.gone:
+            if older is not None and older is not ctx and (not older.gone or older.bodies):
                 if older.epoch > ctx.epoch:
                     ctx.superseded = True
                     return
@@ -522,10 +522,35 @@ class Engine:
 
     def _unregister(self, ctx: WorkflowContext) -> None:
         with self._lock:
-            if self._active.get(ctx.workflow_id) is ctx:
-                del self._active[ctx.workflow_id]
             ctx.gone = True
-            exited = ctx.exited
+            exited = self._forget(ctx)
+        if exited is not None:
+            exited.set()
+
+    def _forget(self, ctx: WorkflowContext) -> threading.Event | None:
+        """(Under the lock.) A run that exited and whose bodies all ended is no longer
+        the run of its workflow here; returns what a newer run waits on, to set."""
+        if not ctx.gone or ctx.bodies:
+            return None  # a body it started (in a task of gather) still runs
+        if self._active.get(ctx.workflow_id) is ctx:
+            del self._active[ctx.workflow_id]
+        return ctx.exited
+
+    def body_started(self) -> WorkflowContext | None:
+        """A step body of the current run starts (None: outside any workflow)."""
+        ctx = current_workflow.get()
+        if ctx is not None:
+            with self._lock:
+                ctx.bodies += 1
+        return ctx
+
+    def body_ended(self, ctx: WorkflowContext | None) -> None:
+        """The body ``body_started`` announced ended (its run may have exited before)."""
+        if ctx is None:
+            return
+        with self._lock:
+            ctx.bodies -= 1
+            exited = self._forget(ctx)
         if exited is not None:
             exited.set()
 
