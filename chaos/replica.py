@@ -31,6 +31,9 @@ REPLICATION = {
     "wal_keep_size": "'256MB'",
     "wal_sender_timeout": "'10s'",
     "wal_receiver_status_interval": "'1s'",
+    # A standby whose primary restarted streams again within a fraction of a second (the
+    # default waits 5 s, and a synchronous primary's commits wait as long).
+    "wal_retrieve_retry_interval": "'200ms'",
 }
 _CATCH_UP_TIMEOUT = 60.0
 
