@@ -99,8 +99,8 @@ class PoolState(Generic[P, K]):
         """A call met a broken connection: the pool is set aside until the database
         answers, and the outage is counted (logged once)."""
         self._pool_broken = True
-        self.outage.failed(exc)
         shown = scrub(str(exc).strip() or repr(exc), self.url)
+        self.outage.failed(ConnectionLost(shown))  # logged: the driver's text, scrubbed
         return ConnectionLost(f"the database connection failed: {shown}")
 
     @contextlib.contextmanager
