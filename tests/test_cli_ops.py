@@ -297,7 +297,7 @@ def test_migrate_grant_lets_a_worker_run_as_a_role_that_cannot_change_the_schema
     assert shown.returncode == 0, shown.stderr
     quoted = f'"{worker_role.name}"'
     assert f'GRANT USAGE ON SCHEMA "{schema}" TO {quoted};' in shown.stdout
-    assert f"-- grants of role {worker_role.name}" in shown.stdout
+    assert f"-- grants of role {worker_role.name!r}" in shown.stdout
     done = cli.run("migrate", "--grant", worker_role.name)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [

@@ -1,5 +1,5 @@
 -- Every statement durably runs, by name. A block starts with "-- name: <name>".
--- {schema} is the app's schema, quoted by psycopg.sql before use.
+-- The schema placeholder is the app's schema, quoted by psycopg.sql before use.
 
 -- name: insert_workflow
 -- Start a workflow owned by this executor; nothing is returned when the ID exists.
