@@ -182,7 +182,7 @@ def test_a_worker_role_runs_every_kind_of_work_and_can_change_nothing(
         assert [s.kind for s in app.list_steps("big")][:2] == ["step", "child"]
 
         # Queues: limits, priority, deduplication, a delay brought forward, debouncing.
-        handles = [plain.options(queue="limited", priority=p).start(f"p{p}") for p in (3, 1)]
+        handles = [plain.options(queue=limited.name, priority=p).start(f"p{p}") for p in (3, 1)]
         assert [h.result(timeout=30) for h in handles] == ["p3", "p1"]
         deduped = plain.options(queue="limited", dedup_key="k", id="dedup").start("d")
         assert deduped.result(timeout=30) == "d"
