@@ -415,6 +415,7 @@ def _by_check(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
+@pytest.mark.embedded_server  # its settings are the embedded PostgreSQL 18's own
 def test_doctor_finds_the_embedded_server_fit(
     cli: Cli, app: durably.App, schema: str, db: psycopg.Connection[Any]
 ) -> None:
