@@ -822,6 +822,9 @@ WITH resumed AS (
     UPDATE {schema}.workflows
     SET status = 'PENDING', executor_id = NULL, wake_at = clock_timestamp(), wait_kind = NULL,
         recovery_attempts = 0, deadline = NULL, completed_at = NULL, epoch = epoch + 1,
+        -- a delayed one is due now too (it wakes onto its queue, which claims only work
+        -- whose time has come)
+        available_at = NULL,
         updated_at = clock_timestamp()
     WHERE id = %(workflow_id)s
       AND status IN ('PENDING', 'CANCELLED', 'DEAD_LETTER', 'ENQUEUED', 'DELAYED')
