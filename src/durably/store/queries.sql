@@ -281,9 +281,14 @@ updated_at = clock_timestamp()
 -- index keeps every batch's cost its own whatever the backlog's length. A row skipped
 -- because it was locked is found by a last pass from the start (runtime.recovery).
 WITH previous AS MATERIALIZED (
-    -- (by primary key: with the ORDER BY below in the same query, the lookup is planned
-    -- as a walk of workflows_created)
-    SELECT created_at, id FROM {schema}.workflows WHERE id = ANY(%(after)s::text[])
+    -- One primary-key lookup per ID: the LIMIT keeps each a lookup of its own. As one
+    -- "id = ANY(...)" scan it may be planned as a walk of workflows_created (with the
+    -- ORDER BY below in the same query) or, by PostgreSQL 15, of the whole table.
+    SELECT p.created_at, p.id
+    FROM unnest(%(after)s::text[]) AS a(id)
+    CROSS JOIN LATERAL (
+        SELECT created_at, id FROM {schema}.workflows WHERE id = a.id LIMIT 1
+    ) p
 ), after AS (
     SELECT created_at, id FROM previous ORDER BY created_at DESC, id DESC LIMIT 1
 ), claimed AS (
