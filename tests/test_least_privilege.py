@@ -112,6 +112,15 @@ def test_the_printed_script_migrates_and_grants_and_drops_nothing(
     assert granted == (True, False, True, False, False)
     again = owner.run("migrate")
     assert again.stdout == f"schema {hostile.schema} is up to date\n", again.stderr
+    # Every command that reads or changes the schema names it safely too.
+    for command in (("workflows", "list"), ("queues",), ("schedules", "list"), ("doctor",)):
+        done = owner.run(*command)
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+    assert owner.run("gc", "--older-than", "1d").returncode == 0
+    for command in (("workflows", "show", "nothing-here"), ("cancel", "nothing-here")):
+        assert owner.refused(*command).endswith("no workflow with id 'nothing-here' exists")
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        assert canary_alive(admin, hostile.canary)
 
 
 def test_a_worker_role_runs_every_kind_of_work_and_can_change_nothing(
