@@ -163,9 +163,9 @@ def _system_user() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(SERVER_USER)
     except KeyError:
+        shell = "/usr/sbin/nologin"
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVER_USER],
-            check=True,
+            ["useradd", "--system", "--no-create-home", "--shell", shell, SERVER_USER], check=True
         )
         return pwd.getpwnam(SERVER_USER)
 
