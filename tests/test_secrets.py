@@ -257,6 +257,11 @@ def test_cli_commands_that_cannot_connect_never_show_the_password(url: str) -> N
     done = run_cli("workflows", "list", env={"DURABLY_DATABASE_URL": url})
     assert done.returncode == 1 and "cannot connect" in done.stderr
     assert_hidden(done.stdout, done.stderr)
+    # The demo names the database it connects to.
+    done = run_cli("demo", "--database-url", url, "--schema", "durably_demo_secret")
+    assert done.returncode == 1 and "[demo] connecting to " in done.stdout
+    assert "127.0.0.1" in done.stdout and "cannot connect" in done.stderr
+    assert_hidden(done.stdout, done.stderr)
 
 
 def test_cli_commands_on_a_live_server_never_show_the_password(role: Role, schema: str) -> None:
