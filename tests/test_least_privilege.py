@@ -46,7 +46,8 @@ class Setting:
 def hostile(pg_url: str) -> Iterator[Setting]:
     tag = uuid.uuid4().hex[:8]
     canary = f"c_{tag}"
-    schema = f"t_{tag}\n\"; DROP SCHEMA {canary} CASCADE; --\\'ü"
+    # After a newline, a statement: were the name ever put in a comment, it would run.
+    schema = f"t_{tag}\nDROP SCHEMA {canary} CASCADE; --\"\\'ü"
     role = f'w_{tag}"; DROP SCHEMA {canary} CASCADE; --'
     assert len(schema.encode()) <= 63 and len(role.encode()) <= 63
     parts = urlsplit(pg_url)
