@@ -26,6 +26,7 @@ from durably.store.dialect import dialect_for
 from durably.store.migrate import migrate, unapplied
 from durably.store.outage import RETRY_BUDGET, Outage, delays
 from durably.store.queue_statements import QueueStatements
+from durably.store.redaction import redact, scrub
 from durably.store.statements import Statement, Statements
 from durably.store.transact import Checkpoint, Transacted, transact_async, transact_sync
 
@@ -98,8 +99,9 @@ class PoolState(Generic[P, K]):
         """A call met a broken connection: the pool is set aside until the database
         answers, and the outage is counted (logged once)."""
         self._pool_broken = True
-        self.outage.failed(exc)
-        return ConnectionLost(f"the database connection failed: {str(exc).strip() or exc!r}")
+        shown = scrub(str(exc).strip() or repr(exc), self.url)
+        self.outage.failed(ConnectionLost(shown))  # logged: the driver's text, scrubbed
+        return ConnectionLost(f"the database connection failed: {shown}")
 
     @contextlib.contextmanager
     def _reporting(self, pool: object = None) -> Iterator[None]:
@@ -166,7 +168,7 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
                 self._prepare(conn)
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(
-                f"cannot connect to PostgreSQL at {_redact(url)}: {exc}".strip()
+                f"cannot connect to PostgreSQL at {redact(url)}: {scrub(str(exc), url)}".strip()
             ) from exc
         self.pool = self._new_pool()
         self._committer = SyncCommitter(lambda: psycopg.connect(url, **self._connect_kwargs))
@@ -439,13 +441,3 @@ class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommit
 
 class _PoolReplaced(Exception):
     """A call asked a pool for a connection after ``_mended`` replaced and closed it."""
-
-
-def _redact(url: str) -> str:
-    """A URL fit for an error message: the password is never shown."""
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "<unparseable URL>"
-    info.pop("password", None)
-    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})

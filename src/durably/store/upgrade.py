@@ -9,9 +9,9 @@ import psycopg
 
 from durably.errors import DatabaseUnavailable
 from durably.store import sqlfile
-from durably.store.database import _redact
 from durably.store.dialect import dialect_for
 from durably.store.migrate import migrate
+from durably.store.redaction import redact, scrub
 
 _CONNECT_TIMEOUT = 10
 
@@ -22,7 +22,7 @@ def connect(url: str) -> psycopg.Connection[Any]:
         return psycopg.connect(url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT)
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(
-            f"cannot connect to PostgreSQL at {_redact(url)}: {exc}".strip()
+            f"cannot connect to PostgreSQL at {redact(url)}: {scrub(str(exc), url)}".strip()
         ) from exc
 
 
