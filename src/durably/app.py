@@ -15,6 +15,7 @@ from durably.errors import ConfigurationError
 from durably.execution.retention import rules_of
 from durably.execution.specs import StepSpec, WorkflowSpec
 from durably.keywords import RetryPolicy, TransactionSettings, check_keywords
+from durably.names import check_name, check_schema
 from durably.outbox import Outbox
 from durably.queue_spec import QueueSpec
 from durably.queues import Queue
@@ -74,12 +75,11 @@ class App(Control, Scheduling, Outbox, Retention, Versions):
         app_version: str | None = None,
         recover_versions: RecoverVersions | None = None,
     ) -> None:
-        if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
-            raise ConfigurationError(f"schema must be a name of 1 to 63 bytes, got {schema!r}")
+        check_schema(schema, ConfigurationError)
         if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
             raise ConfigurationError(f"lease must be a positive number of seconds, got {lease!r}")
-        if executor_id is not None and (not isinstance(executor_id, str) or not executor_id):
-            raise ConfigurationError(f"executor_id must be a non-empty string, got {executor_id!r}")
+        if executor_id is not None:
+            check_name(executor_id, "executor_id", error=ConfigurationError)
         if url is not None and not isinstance(url, str):
             raise ConfigurationError(f"url must be a string, got {type(url).__name__}")
         if not isinstance(max_threads, int) or max_threads < 1:
@@ -274,8 +274,7 @@ class App(Control, Scheduling, Outbox, Retention, Versions):
     def use_executor_id(self, executor_id: str) -> None:
         """Run under ``executor_id`` (``durably worker --executor-id``); only before the
         app first connects, since its engine is named once."""
-        if not isinstance(executor_id, str) or not executor_id:
-            raise ConfigurationError(f"executor_id must be a non-empty string, got {executor_id!r}")
+        check_name(executor_id, "executor_id", error=ConfigurationError)
         with self._engine_lock:
             if self._engine is not None and self._engine.executor_id != executor_id:
                 raise ConfigurationError(

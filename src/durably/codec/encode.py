@@ -22,10 +22,14 @@ from decimal import Decimal
 from typing import Any
 
 from durably.codec.describe import join_path, segment, type_name
-from durably.errors import ValueEncodingError
+from durably.errors import ValueEncodingError, ValueTooLarge
 
 #: Deepest nesting of containers a stored value may have.
 MAX_DEPTH = 1000
+#: Largest stored form of one value (an argument list, a result, a message...), in bytes
+#: of UTF-8 JSON: well below PostgreSQL's 1 GB per field and 256 MB per jsonb document, so
+#: that one value cannot stall a checkpoint, a replay or the memory of every worker.
+MAX_VALUE_BYTES = 32 * 1024 * 1024
 
 #: JSON text of a str, without checking for NUL or lone surrogates.
 encode_str = json.encoder.encode_basestring
@@ -54,13 +58,22 @@ def json_dumps(value: object, root: str = "$") -> str:
     try:
         text = _fast_encode(value)
     except Exception:
-        return _SlowEncoder(root).encode(value)
+        return check_size(_SlowEncoder(root).encode(value), root)
     if (
         ("\\u0000" in text and _NUL_RE.search(text) is not None)
         or ('":' in text and _SUSPECT_KEY_RE.search(text[::-1]) is not None)
         or (not text.isascii() and not utf8_ok(text))
     ):
-        return _SlowEncoder(root).encode(value)
+        return check_size(_SlowEncoder(root).encode(value), root)
+    return check_size(text, root)
+
+
+def check_size(text: str, where: str = "$") -> str:
+    """``text``, if its UTF-8 form fits ``MAX_VALUE_BYTES``; ValueTooLarge if not."""
+    if len(text) > MAX_VALUE_BYTES // 4:  # shorter text fits whatever its characters
+        size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_VALUE_BYTES:
+            raise ValueTooLarge(where, size, MAX_VALUE_BYTES)
     return text
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from durably import codec as codec_module
 from durably.errors import ConfigurationError
+from durably.names import check_name
 
 _UNSET: Any = object()
 
@@ -63,6 +64,7 @@ class StepSpec:
     _hint: Any = field(default=_UNSET, repr=False)
 
     def __post_init__(self) -> None:
+        check_name(self.name, "step name", error=ConfigurationError)
         if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
             raise ConfigurationError(
                 f"step {self.name!r}: retries must be a whole number >= 0, got {self.retries!r}"
@@ -175,8 +177,7 @@ class WorkflowSpec:
                 f"workflow {self.name!r}: max_recovery_attempts must be a whole number >= 1, "
                 f"got {attempts!r}"
             )
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigurationError(f"workflow name must be a non-empty string, got {self.name!r}")
+        check_name(self.name, "workflow name", error=ConfigurationError)
         self.is_async = inspect.iscoroutinefunction(self.fn)
 
     def check_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -20,7 +20,12 @@ from typing import Any, Generic, TypeVar
 import psycopg
 import psycopg_pool
 
-from durably.errors import ConfigurationError, ConnectionLost, DatabaseUnavailable
+from durably.errors import (
+    ConfigurationError,
+    ConnectionLost,
+    DatabaseLimitExceeded,
+    DatabaseUnavailable,
+)
 from durably.store.committer import AsyncCommitter, Result, SyncCommitter, run_async, run_sync
 from durably.store.dialect import dialect_for
 from durably.store.migrate import migrate, unapplied
@@ -40,6 +45,15 @@ def _gave_up(budget: float, last: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable(
         f"the database did not answer within {budget:.0f} s ({last}); unfinished workflows "
         f"are left unrecorded and will be recovered"
+    )
+
+
+def _beyond_limit(exc: psycopg.Error) -> DatabaseLimitExceeded:
+    reason = (exc.diag.message_primary or str(exc)).strip()
+    return DatabaseLimitExceeded(
+        f"PostgreSQL refused to store this input: {reason} (SQLSTATE {exc.sqlstate}, a "
+        f"limit of the server); nothing was written. Shorten the names, keys or values "
+        f"involved and try again"
     )
 
 
@@ -111,6 +125,8 @@ class PoolState(Generic[P, K]):
         except psycopg.Error as exc:
             if self._replaced(pool, exc):
                 raise _PoolReplaced from exc
+            if self.dialect.limit_exceeded(exc):
+                raise _beyond_limit(exc) from exc
             if self.dialect.connection_lost(exc):
                 raise self._failed(exc) from exc
             raise

@@ -21,6 +21,9 @@ from durably.store.notifications import Notifications
 
 # SQLSTATEs that mean "run the transaction again" (serialization failure, deadlock).
 _RETRYABLE = frozenset({"40001", "40P01"})
+# The SQLSTATE class of "program limit exceeded" (an index row or a jsonb document too
+# large, too many columns...): the input is at fault, and running it again cannot help.
+_LIMIT_CLASS = "54"
 
 
 class Dialect:
@@ -45,7 +48,12 @@ class Dialect:
 
     def connection_lost(self, exc: BaseException) -> bool:
         """Whether a driver error means the link broke (the outcome may be unknown)."""
-        return isinstance(exc, psycopg.OperationalError)
+        return isinstance(exc, psycopg.OperationalError) and not self.limit_exceeded(exc)
+
+    def limit_exceeded(self, exc: BaseException) -> bool:
+        """Whether a driver error means the statement went past a limit of the server: bad
+        input, rolled back, never an outage (psycopg files it as an OperationalError)."""
+        return isinstance(exc, psycopg.Error) and (exc.sqlstate or "")[:2] == _LIMIT_CLASS
 
     def retryable(self, exc: BaseException) -> bool:
         """Whether a driver error means "run the same transaction again"."""
