@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -27,7 +28,7 @@ from durably.errors import (
     DatabaseUnavailable,
 )
 from durably.store.committer import AsyncCommitter, Result, SyncCommitter, run_async, run_sync
-from durably.store.dialect import dialect_for
+from durably.store.dialect import dialect_for, mask_password
 from durably.store.migrate import migrate, unapplied
 from durably.store.outage import RETRY_BUDGET, Outage, delays
 from durably.store.queue_statements import QueueStatements
@@ -36,6 +37,9 @@ from durably.store.transact import Checkpoint, Transacted, transact_async, trans
 
 # A retry connects afresh; during an outage that must fail fast, not hang.
 _RETRY_CONNECT_TIMEOUT = 5
+#: Seconds a new connection waits for the server unless the URL says otherwise
+#: (``?connect_timeout=N``, or ``$PGCONNECT_TIMEOUT``); libpq alone would wait 130 s.
+CONNECT_TIMEOUT = 10
 
 P = TypeVar("P", psycopg_pool.ConnectionPool[Any], psycopg_pool.AsyncConnectionPool[Any])
 K = TypeVar("K", SyncCommitter, AsyncCommitter)
@@ -75,7 +79,7 @@ class PoolState(Generic[P, K]):
         # Refuses a URL of another database before anything connects (or prints it).
         self.dialect = dialect_for(url)
         self.statements = Statements(schema, self.dialect)
-        self._connect_kwargs = dict(self.dialect.connect_kwargs)
+        self._connect_kwargs = {**self.dialect.connect_kwargs, **_default_timeout(url)}
         self._retry_kwargs = {**self._connect_kwargs, "connect_timeout": _RETRY_CONNECT_TIMEOUT}
         self.outage = outage
         self._max_size = max_size
@@ -177,12 +181,10 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
         self._fresh = threading.BoundedSemaphore(max_size)
         self.queue_statements = QueueStatements(schema, self.statements.channel, self.dialect)
         try:
-            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            with psycopg.connect(url, autocommit=True, **_default_timeout(url)) as conn:
                 self._prepare(conn)
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(
-                f"cannot connect to PostgreSQL at {_redact(url)}: {exc}".strip()
-            ) from exc
+            raise _unreachable(url, exc) from None
         self.pool = self._new_pool()
         self._committer = SyncCommitter(lambda: psycopg.connect(url, **self._connect_kwargs))
 
@@ -454,6 +456,27 @@ class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommit
 
 class _PoolReplaced(Exception):
     """A call asked a pool for a connection after ``_mended`` replaced and closed it."""
+
+
+def _default_timeout(url: str) -> dict[str, Any]:
+    """``connect_timeout=CONNECT_TIMEOUT``, unless the URL or the environment sets one."""
+    if os.environ.get("PGCONNECT_TIMEOUT"):
+        return {}
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(url).get("connect_timeout")
+    except psycopg.ProgrammingError:
+        given = None
+    return {} if given else {"connect_timeout": CONNECT_TIMEOUT}
+
+
+def _unreachable(url: str, exc: psycopg.OperationalError) -> DatabaseUnavailable:
+    """The first connection failed: one line naming the server (never its password) and
+    the driver's reason (its message spans lines: a hint, one line per address tried)."""
+    reason = " ".join(mask_password(str(exc), url).split()) or type(exc).__name__
+    return DatabaseUnavailable(
+        f"cannot connect to PostgreSQL at {_redact(url)}: {reason} (check the URL and that "
+        f"the server runs and accepts connections from here)"
+    )
 
 
 def _redact(url: str) -> str:
