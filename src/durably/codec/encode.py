@@ -97,8 +97,18 @@ def _isoformat(value: dt.date | dt.time) -> str:
     return value.isoformat()
 
 
+# Past about 142 years, float seconds cannot hold every microsecond of a timedelta.
+_EXACT_DAYS = 50_000
+
+
 def _seconds(value: dt.timedelta) -> float:
-    return value.total_seconds()
+    seconds = value.total_seconds()
+    if abs(value.days) > _EXACT_DAYS and dt.timedelta(seconds=seconds) != value:
+        raise ValueError(
+            f"{value!r} is too long to be stored as seconds to the microsecond; "
+            "round it to whole seconds"
+        )
+    return seconds
 
 
 # Checked in order with isinstance, for subclasses; exact types are looked up first.
@@ -200,7 +210,8 @@ class _SlowEncoder:
         if ident in self.active:
             raise self.fail(
                 f"cannot store value of type {type_name(value)!r} at {{path}}: "
-                "it contains itself (a reference cycle)"
+                "it contains itself (a reference cycle); JSON has no references: "
+                "store it without the cycle"
             )
         self.active.add(ident)
         return ident
@@ -284,7 +295,7 @@ class _SlowEncoder:
                     if len(stack) >= MAX_DEPTH:
                         raise self.fail(
                             f"cannot store value at {{path}}: it is nested deeper than "
-                            f"{MAX_DEPTH} levels"
+                            f"{MAX_DEPTH} levels; store it flatter (or as text you encode)"
                         )
                     if isinstance(value, dict):
                         out.append("{")
