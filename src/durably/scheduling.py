@@ -107,8 +107,8 @@ class Scheduling(ScheduleControl):
         def decorate(fn: Callable[P, R]) -> Workflow[P, R]:
             if callable(fn) and not isinstance(fn, Workflow):
                 # Checked before registering: a refused declaration leaves nothing behind.
-                _check_name(name or default_name(fn))
-                _check_signature(fn, name or default_name(fn))
+                _check_name(default_name(fn) if name is None else name)
+                _check_signature(fn, default_name(fn) if name is None else name)
             wf = declare_workflow(app, fn, name, max_recovery_attempts)
             definition = _Definition(wf.name, wf.name, parsed, catch_up)
             self._sched_declared()[wf.name] = definition

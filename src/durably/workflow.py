@@ -307,9 +307,9 @@ def declare_workflow(
     check_callable(fn, "workflow")
     spec = WorkflowSpec(
         fn,
-        name or default_name(fn),
+        default_name(fn) if name is None else name,
         max_recovery_attempts=max_recovery_attempts,
-        former=None if name else former_name(fn),
+        former=None if name is not None else former_name(fn),
     )
     claim_name(app._registry, spec, "workflow", name)
     app._registry[spec.name] = spec
@@ -326,7 +326,12 @@ def declare_step(
     """Make ``fn`` a step of ``app`` (what ``@app.step`` does); as for workflows, a second
     function under a taken name is refused: replay tells steps apart by name."""
     check_callable(fn, "step")
-    spec = StepSpec(fn, name or default_name(fn), former=None if name else former_name(fn), **retry)
+    spec = StepSpec(
+        fn,
+        default_name(fn) if name is None else name,
+        former=None if name is not None else former_name(fn),
+        **retry,
+    )
     claim_name(steps, spec, "step", name)
     steps[spec.name] = spec
     return Step(app, spec)
