@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+from math import inf
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
 
 from durably import codec as codec_module
@@ -76,8 +77,10 @@ class App(Control, Scheduling, Outbox, Retention, Versions):
         recover_versions: RecoverVersions | None = None,
     ) -> None:
         check_schema(schema, ConfigurationError)
-        if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
-            raise ConfigurationError(f"lease must be a positive number of seconds, got {lease!r}")
+        if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0 < lease < inf:
+            raise ConfigurationError(
+                f"lease must be a positive, finite number of seconds, got {lease!r}"
+            )
         if executor_id is not None:
             check_name(executor_id, "executor_id", error=ConfigurationError)
         if url is not None and not isinstance(url, str):
@@ -85,8 +88,14 @@ class App(Control, Scheduling, Outbox, Retention, Versions):
         if not isinstance(max_threads, int) or max_threads < 1:
             raise ConfigurationError(f"max_threads must be >= 1, got {max_threads!r}")
         for label, value in (("park_after", park_after), ("poll_interval", poll_interval)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ConfigurationError(f"{label} must be a number of seconds >= 0, got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 <= value < inf
+            ):
+                raise ConfigurationError(
+                    f"{label} must be a finite number of seconds >= 0, got {value!r}"
+                )
         if app_db is not None and (not isinstance(app_db, str) or not app_db):
             raise ConfigurationError(
                 f"app_db must be the PostgreSQL URL of the database transaction steps write "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,9 +75,13 @@ class StepSpec:
             ("backoff", self.backoff),
             ("max_delay", self.max_delay),
         ):
-            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or not 0 <= value < math.inf  # also refuses NaN
+            ):
                 raise ConfigurationError(
-                    f"step {self.name!r}: {label} must be a number >= 0, got {value!r}"
+                    f"step {self.name!r}: {label} must be a finite number >= 0, got {value!r}"
                 )
         if self.backoff < 1:
             raise ConfigurationError(
