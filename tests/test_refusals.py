@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -343,7 +344,7 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])  # closed again: nothing listens there
 
 
-def test_an_unreachable_server_at_launch_is_one_clear_line(cli: Any) -> None:
+def test_an_unreachable_server_at_launch_is_one_clear_line(cli: Any, tmp_path: Path) -> None:
     port = _closed_port()
     url = f"postgresql://worker:s3cret-pw@127.0.0.1:{port}/orders?connect_timeout=3"
     for make in (lambda: durably.App(url).launch(), lambda: durably.Client(url).list_workflows()):
@@ -356,3 +357,8 @@ def test_an_unreachable_server_at_launch_is_one_clear_line(cli: Any) -> None:
     durably.App(url).shutdown(grace=0)  # an app that never launched shuts down quietly
     line = cli.refused("workflows", "list", "--database-url", url, database=False)
     assert "cannot connect to PostgreSQL" in line and "s3cret-pw" not in line
+    (tmp_path / "unreachable_app.py").write_text(f"import durably\napp = durably.App({url!r})\n")
+    done = cli.run("worker", "unreachable_app:app", database=False, path=(str(tmp_path),))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("durably worker: cannot connect to PostgreSQL"), done.stderr
+    assert done.stderr.count("\n") == 1 and "s3cret-pw" not in done.stderr
