@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import durably
 from durably.codec import JsonCodec, PickleCodec
+from support import wait_until
 
 CODEC = JsonCodec()
 # No example database in the work tree; a failure prints its example and how to replay it.
@@ -217,43 +218,62 @@ def test_every_supported_value_round_trips_through_postgresql_jsonb(
 
 
 def test_a_workflow_stores_and_replays_each_supported_type(
-    make_app: Callable[..., durably.App],
+    make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
 ) -> None:
     """Through the tables: the argument is enqueued and loaded by a worker, the step's
-    result recorded, the workflow's result read back, each as its annotated type."""
-    app = make_app()
-    echoes = {hint: _declare_echo(app, hint) for hint, _ in SCALARS + COMPOUNDS}
+    result recorded; the workflow parks, and its replay takes the step's result from the
+    record (the step does not run again); the workflow's result is read back. Each comes
+    back as its annotated type."""
+    app = make_app(park_after=0)
+    runs: list[Any] = []
+    echoes = {hint: _declare_echo(app, hint, runs) for hint, _ in SCALARS + COMPOUNDS}
     queue = app.queue("echo")
     app.launch()
 
-    @settings(PROPERTY, max_examples=40)
+    @settings(PROPERTY, max_examples=30)
     @given(st.sampled_from(SCALARS + COMPOUNDS).flatmap(lambda p: st.tuples(st.just(p[0]), p[1])))
-    def stored_and_read_back(typed: tuple[object, Any]) -> None:
+    def stored_and_replayed(typed: tuple[object, Any]) -> None:
         hint, value = typed
+        runs.clear()
         handle = queue.enqueue(echoes[hint], value)
-        back = handle.result(timeout=30)
+        wait_until(lambda: parked(db, handle.id), what="the echo parked in recv")
+        app.send(handle.id, "go", topic="go")
+        back, message = handle.result(timeout=30)
+        assert message == "go" and len(runs) == 1  # replayed, the step not run again
         assert same(value, back), (hint, value, back)
-        (step,) = app.list_steps(handle.id)
-        assert step.name == f"step-{_name(hint)}"
+        assert same(value, runs[0]), (hint, value, runs[0])
+        assert [s.name for s in app.list_steps(handle.id)] == [f"step-{_name(hint)}", "recv:go"]
 
-    stored_and_read_back()
+    stored_and_replayed()
+
+
+def parked(db: psycopg.Connection[Any], workflow_id: str) -> bool:
+    """The workflow waits in the database for a message, owned by nobody."""
+    row = db.execute(
+        "SELECT 1 FROM workflows WHERE id = %s AND status = 'PENDING' "
+        "AND executor_id IS NULL AND wait_kind = 'recv'",
+        (workflow_id,),
+    ).fetchone()
+    return row is not None
 
 
 def _name(hint: object) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
-def _declare_echo(app: durably.App, hint: object) -> Any:
-    """A workflow that passes its argument through a step, both annotated with ``hint``."""
+def _declare_echo(app: durably.App, hint: object, runs: list[Any]) -> Any:
+    """A workflow that passes its argument through a step (whose runs are counted) and
+    then waits for a message: argument, step result and workflow result typed ``hint``."""
 
     def step(value: Any) -> Any:
+        runs.append(value)
         return value
 
     def flow(value: Any) -> Any:
-        return kept(value)
+        return [kept(value), durably.recv("go", timeout=60)]
 
     step.__annotations__ = {"value": hint, "return": hint}
-    flow.__annotations__ = {"value": hint, "return": hint}
+    flow.__annotations__ = {"value": hint, "return": tuple[hint, str]}
     kept = app.step(name=f"step-{_name(hint)}")(step)
     return app.workflow(name=f"echo-{_name(hint)}")(flow)
 
