@@ -148,6 +148,7 @@ def test_hostile_names_are_refused_clearly_and_nothing_is_written(
                 lambda bad=bad: app.step(name=bad)(lambda: None),
                 lambda bad=bad: app.create_schedule(bad, plain, "* * * * *"),
                 lambda bad=bad: durably.App(pg_url, schema=schema, executor_id=bad),
+                lambda bad=bad: durably.App(pg_url, schema=schema, name=bad),
             ):
                 with pytest.raises(durably.ConfigurationError) as refused:
                     call()

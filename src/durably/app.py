@@ -81,8 +81,9 @@ class App(Control, Scheduling, Outbox, Retention, Versions):
             raise ConfigurationError(
                 f"lease must be a positive, finite number of seconds, got {lease!r}"
             )
-        if executor_id is not None:
-            check_name(executor_id, "executor_id", error=ConfigurationError)
+        for label, given in (("name", name), ("executor_id", executor_id)):
+            if given is not None:
+                check_name(given, label, error=ConfigurationError)
         if url is not None and not isinstance(url, str):
             raise ConfigurationError(f"url must be a string, got {type(url).__name__}")
         if not isinstance(max_threads, int) or max_threads < 1:
