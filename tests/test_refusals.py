@@ -142,6 +142,41 @@ def test_the_size_limit_counts_bytes_and_a_value_at_the_limit_is_stored(app: dur
         size("é" * (MAX_VALUE_BYTES // 2))
 
 
+def test_a_huge_error_is_recorded_cut_short(
+    app: durably.App, db: psycopg.Connection[Any], pg_url: str, schema: str
+) -> None:
+    """An error cannot be refused (the step already failed): its record keeps at most
+    PART_LIMIT characters of the message and of the traceback, and leaves out args that
+    large. Read back elsewhere, it is a RecordedError with the message cut short."""
+    from durably.codec.errors import PART_LIMIT
+
+    @app.step(name="fetch")
+    def fetch() -> None:
+        raise RuntimeError("response body: " + "z" * (8 * PART_LIMIT))
+
+    @app.workflow(name="fetching")
+    def fetching() -> None:
+        fetch()
+
+    handle = fetching.start()
+    with pytest.raises(RuntimeError):
+        handle.result(timeout=30)
+    recorded = db.execute(
+        "SELECT max(octet_length(error::text)) FROM operations WHERE workflow_id = %s",
+        (handle.id,),
+    ).fetchone()
+    assert recorded is not None and 0 < recorded[0] < 3 * PART_LIMIT, recorded
+    client = durably.Client(pg_url, schema=schema)
+    try:
+        with pytest.raises(durably.RecordedError) as read_back:
+            client.handle(handle.id).result(timeout=30)
+    finally:
+        client.close()
+    message = str(read_back.value)
+    assert len(message) < 2 * PART_LIMIT, len(message)
+    assert message.endswith("more characters cut]"), message[-80:]
+
+
 # ---------------------------------------------------------------------------------------------
 # Durations, timeouts and cron
 # ---------------------------------------------------------------------------------------------
