@@ -134,6 +134,10 @@ def test_hostile_names_are_refused_clearly_and_nothing_is_written(
                 lambda bad=bad: queue.debounce(bad, 1.0, plain, "x"),
                 lambda bad=bad: client.enqueue(bad, "plain", "x"),
                 lambda bad=bad: client.send(bad, "m"),
+                lambda bad=bad: app.list_workflows(name=bad),
+                lambda bad=bad: app.list_workflows(queue=bad),
+                lambda bad=bad: app.list_workflows(ids=[bad]),
+                lambda bad=bad: app.list_steps(bad),
             ]
             if bad:  # the empty string is a topic of its own (None is another)
                 calls.append(lambda bad=bad: app.send("existing", "m", topic=bad))
