@@ -8,7 +8,9 @@ wrong password is one clear line that never shows the password, and the right on
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,9 +37,11 @@ def password_server(tmp_path: Path) -> Iterator[int]:
     if run_as is not None:  # running as root: the server runs as durably's system user
         make_install_usable(run_as)
         make_traversable(tmp_path, run_as)
-    data, sockets, log, pwfile = (tmp_path / n for n in ("data", "sock", "pg.log", "pw"))
+    data, log, pwfile = (tmp_path / n for n in ("data", "pg.log", "pw"))
+    data.mkdir(mode=0o700)
+    # A socket's path holds at most 107 bytes: pytest's directories are too deep for it.
+    sockets = Path(tempfile.mkdtemp(prefix="durably-pw-"))
     for directory in (data, sockets):
-        directory.mkdir(mode=0o700)
         chown(directory, run_as)
     pwfile.write_text(PASSWORD + "\n")
     log.touch()
@@ -56,6 +60,7 @@ def password_server(tmp_path: Path) -> Iterator[int]:
         yield port
     finally:
         run([*pg_ctl, "-m", "immediate", "stop"], run_as, tmp_path, timeout=90)
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 def test_a_wrong_password_at_launch_is_one_clear_line(password_server: int, cli: Any) -> None:
