@@ -360,15 +360,15 @@ def test_an_index_row_too_large_is_refused_at_once_and_never_retried(
 
 
 def test_the_connect_timeout_is_the_urls_else_ten_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
-    from durably.store.database import CONNECT_TIMEOUT, _default_timeout
+    from durably.store.database import CONNECT_TIMEOUT, connect_timeout
 
     monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
     assert CONNECT_TIMEOUT == 10
-    assert _default_timeout("postgresql://u@h/db") == {"connect_timeout": 10}
-    assert _default_timeout("postgresql://u@h/db?connect_timeout=3") == {}
-    assert _default_timeout("host=h dbname=db connect_timeout=3") == {}
+    assert connect_timeout("postgresql://u@h/db") == {"connect_timeout": 10}
+    assert connect_timeout("postgresql://u@h/db?connect_timeout=3") == {}
+    assert connect_timeout("host=h dbname=db connect_timeout=3") == {}
     monkeypatch.setenv("PGCONNECT_TIMEOUT", "4")
-    assert _default_timeout("postgresql://u@h/db") == {}
+    assert connect_timeout("postgresql://u@h/db") == {}
 
 
 def _closed_port() -> int:
@@ -390,8 +390,9 @@ def test_an_unreachable_server_at_launch_is_one_clear_line(cli: Any, tmp_path: P
         assert f"port={port}" in message and "Connection refused" in message, message
         assert refused.value.__cause__ is None and refused.value.__suppress_context__
     durably.App(url).shutdown(grace=0)  # an app that never launched shuts down quietly
-    line = cli.refused("workflows", "list", "--database-url", url, database=False)
-    assert "cannot connect to PostgreSQL" in line and "s3cret-pw" not in line
+    for command in (("workflows", "list"), ("migrate",)):
+        line = cli.refused(*command, "--database-url", url, database=False)
+        assert "cannot connect to PostgreSQL" in line and "s3cret-pw" not in line
     (tmp_path / "unreachable_app.py").write_text(f"import durably\napp = durably.App({url!r})\n")
     done = cli.run("worker", "unreachable_app:app", database=False, path=(str(tmp_path),))
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr

@@ -79,7 +79,7 @@ class PoolState(Generic[P, K]):
         # Refuses a URL of another database before anything connects (or prints it).
         self.dialect = dialect_for(url)
         self.statements = Statements(schema, self.dialect)
-        self._connect_kwargs = {**self.dialect.connect_kwargs, **_default_timeout(url)}
+        self._connect_kwargs = {**self.dialect.connect_kwargs, **connect_timeout(url)}
         self._retry_kwargs = {**self._connect_kwargs, "connect_timeout": _RETRY_CONNECT_TIMEOUT}
         self.outage = outage
         self._max_size = max_size
@@ -181,10 +181,10 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
         self._fresh = threading.BoundedSemaphore(max_size)
         self.queue_statements = QueueStatements(schema, self.statements.channel, self.dialect)
         try:
-            with psycopg.connect(url, autocommit=True, **_default_timeout(url)) as conn:
+            with psycopg.connect(url, autocommit=True, **connect_timeout(url)) as conn:
                 self._prepare(conn)
         except psycopg.OperationalError as exc:
-            raise _unreachable(url, exc) from None
+            raise unreachable(url, exc) from None
         self.pool = self._new_pool()
         self._committer = SyncCommitter(lambda: psycopg.connect(url, **self._connect_kwargs))
 
@@ -458,7 +458,7 @@ class _PoolReplaced(Exception):
     """A call asked a pool for a connection after ``_mended`` replaced and closed it."""
 
 
-def _default_timeout(url: str) -> dict[str, Any]:
+def connect_timeout(url: str) -> dict[str, Any]:
     """``connect_timeout=CONNECT_TIMEOUT``, unless the URL or the environment sets one."""
     if os.environ.get("PGCONNECT_TIMEOUT"):
         return {}
@@ -469,7 +469,7 @@ def _default_timeout(url: str) -> dict[str, Any]:
     return {} if given else {"connect_timeout": CONNECT_TIMEOUT}
 
 
-def _unreachable(url: str, exc: psycopg.OperationalError) -> DatabaseUnavailable:
+def unreachable(url: str, exc: psycopg.OperationalError) -> DatabaseUnavailable:
     """The first connection failed: one line naming the server (never its password) and
     the driver's reason (its message spans lines: a hint, one line per address tried)."""
     reason = " ".join(mask_password(str(exc), url).split()) or type(exc).__name__
