@@ -42,6 +42,43 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         shutil.rmtree(_OWN_TEMPROOT, ignore_errors=True)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--server-tests-only",
+        action="store_true",
+        help="run only the tests that use the shared test server (the pg_url fixture), less "
+        "those marked embedded_server: a second run of the suite against another "
+        "PostgreSQL named by DURABLY_TEST_DATABASE_URL (.ci/run does one on PostgreSQL 15). "
+        "The others are deselected, and counted as such, not skipped.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "embedded_server: needs durably's embedded PostgreSQL 18 itself (its settings, its "
+        "files), not just a server; left out of --server-tests-only runs",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--server-tests-only"):
+        return
+    if not os.environ.get("DURABLY_TEST_DATABASE_URL"):
+        raise pytest.UsageError(
+            "--server-tests-only runs the server tests against the server of "
+            "DURABLY_TEST_DATABASE_URL; set it (or use .ci/postgres.py, which does)"
+        )
+    keep: list[pytest.Item] = []
+    left: list[pytest.Item] = []
+    for item in items:
+        serves = "pg_url" in getattr(item, "fixturenames", ())
+        (keep if serves and not item.get_closest_marker("embedded_server") else left).append(item)
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     url = os.environ.get("DURABLY_TEST_DATABASE_URL")

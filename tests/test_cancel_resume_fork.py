@@ -376,6 +376,22 @@ def test_resume_of_a_finished_workflow_changes_nothing(
     assert snapshot(db) == before
 
 
+def test_resume_of_delayed_queued_work_starts_it_now(
+    app: durably.App, db: psycopg.Connection[Any]
+) -> None:
+    """DESIGN.md: resume "starts an ENQUEUED/DELAYED one now", an hour early included."""
+
+    @app.workflow
+    def later(x: int) -> int:
+        return x + 1
+
+    app.queue("resumed-later")
+    handle = later.options(queue="resumed-later", delay=3600).start(1)
+    assert handle.status() is durably.Status.DELAYED
+    app.resume(handle.id)
+    assert handle.result(timeout=30) == 2
+
+
 def test_resume_of_a_cancelled_parked_workflow(
     make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
 ) -> None:

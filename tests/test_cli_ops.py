@@ -297,7 +297,7 @@ def test_migrate_grant_lets_a_worker_run_as_a_role_that_cannot_change_the_schema
     assert shown.returncode == 0, shown.stderr
     quoted = f'"{worker_role.name}"'
     assert f'GRANT USAGE ON SCHEMA "{schema}" TO {quoted};' in shown.stdout
-    assert f"-- grants of role {worker_role.name}" in shown.stdout
+    assert f"-- grants of role {worker_role.name!r}" in shown.stdout
     done = cli.run("migrate", "--grant", worker_role.name)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
@@ -415,6 +415,7 @@ def _by_check(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
+@pytest.mark.embedded_server  # its settings are the embedded PostgreSQL 18's own
 def test_doctor_finds_the_embedded_server_fit(
     cli: Cli, app: durably.App, schema: str, db: psycopg.Connection[Any]
 ) -> None:

@@ -25,6 +25,7 @@ from durably.runtime.connect import open_database
 from durably.runtime.engine import Engine
 from durably.scheduling import Scheduling
 from durably.store.database import Database
+from durably.store.redaction import database_shown
 from durably.store.statements import Statement
 from durably.telemetry import Observer, observers_for
 from durably.transaction import Transaction, declare_transaction
@@ -410,6 +411,10 @@ class App(Control, Scheduling, Outbox, Retention, Versions):
             with self._engine_lock:
                 if self._engine is engine:
                     self._engine = None
+
+    def __repr__(self) -> str:
+        database = database_shown(self._url or os.environ.get("DURABLY_DATABASE_URL"))
+        return f"<durably.App name={self.name!r} schema={self.schema!r} on {database}>"
 
     def __enter__(self) -> App:
         self.launch()

@@ -36,6 +36,7 @@ from durably.runtime.connect import open_database
 from durably.runtime.engine import Engine
 from durably.runtime.served import check_enqueued
 from durably.schedule_control import ScheduleHandOver
+from durably.store.redaction import database_shown
 from durably.twins import Job, twins
 from durably.versions import Versions, client_scope
 from durably.workflow import WorkflowHandle
@@ -115,6 +116,10 @@ class Client(Control, ScheduleHandOver, Outbox, Retention, Versions):
             engine, self._engine = self._engine, None
         if engine is not None:
             engine.shutdown(grace=0)
+
+    def __repr__(self) -> str:
+        database = database_shown(self._url or os.environ.get("DURABLY_DATABASE_URL"))
+        return f"<durably.Client schema={self.schema!r} on {database}>"
 
     def __enter__(self) -> Client:
         return self

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 
 from durably.cli.common import CommandFailed, Where, connected, database_options, failures
 from durably.errors import DurablyError
+from durably.store.redaction import database_shown
 
 TOKEN_VARIABLE = "DURABLY_DASHBOARD_TOKEN"  # noqa: S105  # a variable name, not a secret
-
-
-def redacted(url: str | None) -> str:
-    """A database URL fit to print: without its password (or any query string)."""
-    if not url:
-        return "the embedded PostgreSQL"
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return urlunsplit(parts._replace(query=""))
-    user, _, host = parts.netloc.rpartition("@")
-    user = user.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}@{host}", query=""))
 
 
 @click.command("dashboard")
@@ -64,7 +52,7 @@ def dashboard_command(
     except DurablyError as exc:  # a refused address, or the extra is missing
         raise CommandFailed(str(exc)) from None
     where = Where(database_url, data_dir, schema)
-    shown = redacted(database_url or os.environ.get("DURABLY_DATABASE_URL"))
+    shown = database_shown(database_url or os.environ.get("DURABLY_DATABASE_URL"))
     mode = " (read-only)" if read_only else ""
     login = " (needs its token)" if token else ""
     announce = (

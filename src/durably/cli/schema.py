@@ -54,16 +54,18 @@ def migrate_command(
         if release is not None:
             release()
     if show_sql:
+        # Names in comments are shown as Python literals: a newline in a schema or role
+        # name must not end the comment and turn the rest into a statement of the script.
         if not pending and not grants:
-            click.echo(f"-- schema {schema} is up to date: nothing would run")
+            click.echo(f"-- schema {schema!r} is up to date: nothing would run")
             return 0
         click.echo("BEGIN;\n")  # migrate applies them in one transaction
         if not pending:
-            click.echo(f"-- schema {schema} is up to date\n")
+            click.echo(f"-- schema {schema!r} is up to date\n")
         for label, text in pending:
             click.echo(f"-- {label}\n{text}\n")
         if grants:
-            click.echo(f"-- grants of role {role}\n{grants}")
+            click.echo(f"-- grants of role {role!r}\n{grants}")
         click.echo("COMMIT;")
         return 0
     if applied and sys.stderr.isatty():

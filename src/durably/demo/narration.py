@@ -6,7 +6,6 @@ import json
 import sys
 from collections.abc import Callable
 from typing import TextIO
-from urllib.parse import urlsplit, urlunsplit
 
 import durably
 from durably.demo.children import DemoFailed, Worker
@@ -101,18 +100,3 @@ def summarize(
         )
     say(f"steps {done_before + 1}-{len(STEPS)} ran in worker 2 (pid {second.pid}).")
     return 0
-
-
-def redact(url: str) -> str:
-    """The URL with its password hidden."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<database url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -17,9 +17,10 @@ from typing import TextIO
 import durably
 from durably.demo import worker as worker_process
 from durably.demo.children import DemoFailed, Worker, poll
-from durably.demo.narration import Narrator, redact, summarize, workflow_status
+from durably.demo.narration import Narrator, summarize, workflow_status
 from durably.demo.workflows import APP_NAME, STEPS, WORKFLOW_NAME
 from durably.embedded import DEFAULT_DIR
+from durably.store.redaction import redact
 
 KILL_AFTER = 2
 """The worker is killed once this many steps are recorded."""

@@ -10,6 +10,7 @@ import psycopg
 from psycopg import sql
 
 from durably.errors import DatabaseUnavailable
+from durably.store.redaction import scrub
 
 _CONNECT_TIMEOUT = 5  # libpq's connect_timeout for these probes (libpq's minimum is 2)
 _TOO_MANY_CLIENTS = "53300"
@@ -33,4 +34,6 @@ def ensure_database(url: str, name: str) -> None:
             if found.fetchone() is None:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.Error as exc:
-        raise DatabaseUnavailable(f"cannot create the database {name!r}: {exc}") from exc
+        raise DatabaseUnavailable(
+            f"cannot create the database {name!r}: {scrub(str(exc), url)}"
+        ) from exc

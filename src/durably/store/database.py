@@ -28,10 +28,11 @@ from durably.errors import (
     DatabaseUnavailable,
 )
 from durably.store.committer import AsyncCommitter, Result, SyncCommitter, run_async, run_sync
-from durably.store.dialect import dialect_for, mask_password
+from durably.store.dialect import dialect_for
 from durably.store.migrate import migrate, unapplied
 from durably.store.outage import RETRY_BUDGET, Outage, delays
 from durably.store.queue_statements import QueueStatements
+from durably.store.redaction import redact, scrub
 from durably.store.statements import Statement, Statements
 from durably.store.transact import Checkpoint, Transacted, transact_async, transact_sync
 
@@ -116,8 +117,9 @@ class PoolState(Generic[P, K]):
         """A call met a broken connection: the pool is set aside until the database
         answers, and the outage is counted (logged once)."""
         self._pool_broken = True
-        self.outage.failed(exc)
-        return ConnectionLost(f"the database connection failed: {str(exc).strip() or exc!r}")
+        shown = scrub(str(exc).strip() or repr(exc), self.url)
+        self.outage.failed(ConnectionLost(shown))  # logged: the driver's text, scrubbed
+        return ConnectionLost(f"the database connection failed: {shown}")
 
     @contextlib.contextmanager
     def _reporting(self, pool: object = None) -> Iterator[None]:
@@ -472,18 +474,8 @@ def connect_timeout(url: str) -> dict[str, Any]:
 def unreachable(url: str, exc: psycopg.OperationalError) -> DatabaseUnavailable:
     """The first connection failed: one line naming the server (never its password) and
     the driver's reason (its message spans lines: a hint, one line per address tried)."""
-    reason = " ".join(mask_password(str(exc), url).split()) or type(exc).__name__
+    reason = " ".join(scrub(str(exc), url).split()) or type(exc).__name__
     return DatabaseUnavailable(
-        f"cannot connect to PostgreSQL at {_redact(url)}: {reason} (check the URL and that "
+        f"cannot connect to PostgreSQL at {redact(url)}: {reason} (check the URL and that "
         f"the server runs and accepts connections from here)"
     )
-
-
-def _redact(url: str) -> str:
-    """A URL fit for an error message: the password is never shown."""
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "<unparseable URL>"
-    info.pop("password", None)
-    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})

@@ -9,7 +9,6 @@ port needs is written down in docs/dialects.md.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar
@@ -18,6 +17,7 @@ import psycopg
 
 from durably.errors import ConfigurationError
 from durably.store.notifications import Notifications
+from durably.store.redaction import scrub
 
 # SQLSTATEs that mean "run the transaction again" (serialization failure, deadlock).
 _RETRYABLE = frozenset({"40001", "40P01"})
@@ -101,21 +101,8 @@ def dialect_for(url: str) -> Dialect:
     except psycopg.ProgrammingError as exc:
         # The driver's message may quote the whole URL, password and all.
         raise ConfigurationError(
-            f"the database URL is malformed: {mask_password(str(exc).strip(), url)} "
+            f"the database URL is malformed: {scrub(str(exc).strip(), url)} "
             f"(expected postgresql://user:password@host:port/database; percent-encode "
             f"special characters in the user name and password)"
         ) from None
     return dialect
-
-
-_URL_PASSWORD = re.compile(r"://[^/@:]*:([^@/]*)@")
-_KV_PASSWORD = re.compile(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
-
-
-def mask_password(text: str, url: str) -> str:
-    """``text`` with every occurrence of ``url``'s password replaced by ***."""
-    secrets = [m.group(1) for m in _URL_PASSWORD.finditer(url)]
-    secrets += [m.group(1).strip("'") for m in _KV_PASSWORD.finditer(url)]
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text

@@ -1,5 +1,5 @@
 -- What durably doctor reads of a server and of a schema: read-only, by name.
--- {schema} is the schema's quoted name; the other statements take it as a parameter.
+-- The schema placeholder is the schema's quoted name; other statements take it as a parameter.
 
 -- name: doctor_settings
 -- The server settings the checks look at (pg_settings: values in their base unit).

@@ -10,6 +10,7 @@ from psycopg.rows import kwargs_row
 
 from durably.errors import ConfigurationError
 from durably.store import sqlfile
+from durably.store.redaction import hide
 from durably.store.rows import AppliedMigration
 
 if TYPE_CHECKING:
@@ -54,9 +55,10 @@ def migrate(
                 )
                 applied_now.append(name)
     except psycopg.errors.InsufficientPrivilege as exc:
+        refused = hide(str(exc).strip(), [conn.info.password])
         raise ConfigurationError(
             f"schema {schema!r} is missing or out of date, and this role may not create or "
-            f"upgrade it ({str(exc).strip()}); run `durably migrate` as its owner first "
+            f"upgrade it ({refused}); run `durably migrate` as its owner first "
             f"(docs/cli.md, Least privilege)"
         ) from exc
     return applied_now

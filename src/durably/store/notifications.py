@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from durably.errors import ConnectionLost
+from durably.store.redaction import scrub
 
 _CONNECT_TIMEOUT = 5
 
@@ -64,7 +65,9 @@ class Notifications:
             await self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
         except psycopg.OperationalError as exc:
             await self.__aexit__()
-            raise ConnectionLost(f"cannot listen for notifications: {exc}") from exc
+            raise ConnectionLost(
+                f"cannot listen for notifications: {scrub(str(exc), self._url)}"
+            ) from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -78,4 +81,6 @@ class Notifications:
             async for notice in self._conn.notifies():
                 yield notice.payload
         except psycopg.OperationalError as exc:
-            raise ConnectionLost(f"the notification connection broke: {exc}") from exc
+            raise ConnectionLost(
+                f"the notification connection broke: {scrub(str(exc), self._url)}"
+            ) from exc

@@ -1,5 +1,5 @@
 -- Every statement durably runs, by name. A block starts with "-- name: <name>".
--- {schema} is the app's schema, quoted by psycopg.sql before use.
+-- The schema placeholder is the app's schema, quoted by psycopg.sql before use.
 
 -- name: insert_workflow
 -- Start a workflow owned by this executor; nothing is returned when the ID exists.
@@ -281,9 +281,14 @@ updated_at = clock_timestamp()
 -- index keeps every batch's cost its own whatever the backlog's length. A row skipped
 -- because it was locked is found by a last pass from the start (runtime.recovery).
 WITH previous AS MATERIALIZED (
-    -- (by primary key: with the ORDER BY below in the same query, the lookup is planned
-    -- as a walk of workflows_created)
-    SELECT created_at, id FROM {schema}.workflows WHERE id = ANY(%(after)s::text[])
+    -- One primary-key lookup per ID: the LIMIT keeps each a lookup of its own. As one
+    -- "id = ANY(...)" scan it may be planned as a walk of workflows_created (with the
+    -- ORDER BY below in the same query) or, by PostgreSQL 15, of the whole table.
+    SELECT p.created_at, p.id
+    FROM unnest(%(after)s::text[]) AS a(id)
+    CROSS JOIN LATERAL (
+        SELECT created_at, id FROM {schema}.workflows WHERE id = a.id LIMIT 1
+    ) p
 ), after AS (
     SELECT created_at, id FROM previous ORDER BY created_at DESC, id DESC LIMIT 1
 ), claimed AS (
@@ -822,6 +827,9 @@ WITH resumed AS (
     UPDATE {schema}.workflows
     SET status = 'PENDING', executor_id = NULL, wake_at = clock_timestamp(), wait_kind = NULL,
         recovery_attempts = 0, deadline = NULL, completed_at = NULL, epoch = epoch + 1,
+        -- a delayed one is due now too (it wakes onto its queue, which claims only work
+        -- whose time has come)
+        available_at = NULL,
         updated_at = clock_timestamp()
     WHERE id = %(workflow_id)s
       AND status IN ('PENDING', 'CANCELLED', 'DEAD_LETTER', 'ENQUEUED', 'DELAYED')

@@ -1,5 +1,5 @@
 -- Cron schedules (migration 0004): every statement of the scheduler, by name.
--- {schema} is the app's schema, quoted by psycopg.sql before use.
+-- The schema placeholder is the app's schema, quoted by psycopg.sql before use.
 
 -- name: schedule_upsert
 -- Create a schedule, or change its definition (workflow, cron, timezone, catch_up).

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
+from durably.errors import ConfigurationError
 from durably.store.notifications import Kind, channel_for
 
 if TYPE_CHECKING:
@@ -38,8 +39,33 @@ def names() -> list[str]:
     return [name for name in _blocks() if not name.startswith("fragment_")]
 
 
+# A dollar-quote delimiter ($$, $body$): function bodies of the migrations are quoted so.
+_DOLLAR_TAG = re.compile(r"\$\w*\$")
+
+
+def check_schema(schema: str) -> str:
+    """``schema`` if the statements can name it, quoted, anywhere they place it; else
+    ConfigurationError (before anything is sent to the server)."""
+    if "%" in schema:
+        # Statements run with parameters, and psycopg reads any % of their text, even in
+        # a quoted name, as the start of a placeholder.
+        raise ConfigurationError(
+            f"schema {schema!r} contains '%', which durably's statements cannot carry in a "
+            f"name (it would be read as a query parameter); choose a name without '%'"
+        )
+    tag = _DOLLAR_TAG.search(schema)
+    if tag is not None:
+        # A quoted name inside a dollar-quoted function body would end the body there.
+        raise ConfigurationError(
+            f"schema {schema!r} contains {tag.group()!r}, which would end the dollar-quoted "
+            f"function bodies of durably's migrations; choose a name without {tag.group()!r}"
+        )
+    return schema
+
+
 def render(template: str, schema: str, **fragments: str) -> str:
     """Substitute the quoted schema (and fixed SQL keywords) into a statement template."""
+    check_schema(schema)
     values: dict[str, sql.Composable] = {"schema": sql.Identifier(schema)}
     # Notification kinds are defined once (store.notifications.Kind): ``{kind_queued}``.
     values.update({f"kind_{kind.name.lower()}": sql.SQL(kind.literal()) for kind in Kind})

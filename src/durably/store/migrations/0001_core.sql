@@ -1,5 +1,6 @@
 -- durably core schema: workflows, their recorded operations, and live executors.
--- {schema} is replaced by the quoted schema name before this file runs.
+-- The schema's quoted name is put in for each schema placeholder before this file runs
+-- (never in a comment: a newline in the name would end the comment).
 
 CREATE TABLE {schema}.executors (
     id            text PRIMARY KEY,

@@ -1,6 +1,6 @@
 -- The least a worker's role needs on a schema that another role created and upgrades
 -- (durably migrate --grant ROLE): run in this order, in one transaction, after the
--- migrations. {schema} and {role} are identifiers, quoted by psycopg.sql before use.
+-- migrations. The schema and role placeholders are identifiers, quoted by psycopg.sql.
 -- Nothing here lets the role create, alter or drop anything: it owns nothing, and has no
 -- CREATE on the schema. The functions of the SQL API (0007) are not granted: a worker
 -- never calls them (grant EXECUTE on one to a role that should, docs/sql-api.md).
