@@ -13,7 +13,7 @@ PACKAGE = SRC / "durably"
 # Top to bottom. A module may import from its own layer and any layer below it.
 LAYERS = ("api", "runtime", "embedded", "execution", "store", "codec", "values")
 PACKAGES = {"runtime", "execution", "store", "embedded", "codec"}
-VALUES = {"errors", "status", "options", "queue_spec"}
+VALUES = {"errors", "status", "options", "queue_spec", "names"}
 
 # Modules allowed to talk to the database driver outside the store: none.
 DRIVER_OUTSIDE_STORE: set[str] = set()

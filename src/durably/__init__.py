@@ -10,6 +10,7 @@ from durably.client import Client
 from durably.codec import Codec, JsonCodec, PickleCodec
 from durably.errors import (
     ConfigurationError,
+    DatabaseLimitExceeded,
     DatabaseUnavailable,
     DuplicateWorkflow,
     DurablyError,
@@ -33,6 +34,7 @@ from durably.errors import (
     UnusableConnection,
     ValueDecodingError,
     ValueEncodingError,
+    ValueTooLarge,
     WorkflowCancelled,
     WorkflowConflict,
     WorkflowDeadLettered,
@@ -70,6 +72,7 @@ __all__ = [
     "Client",
     "Codec",
     "ConfigurationError",
+    "DatabaseLimitExceeded",
     "DatabaseUnavailable",
     "DuplicateWorkflow",
     "DurablyError",
@@ -102,6 +105,7 @@ __all__ = [
     "UnusableConnection",
     "ValueDecodingError",
     "ValueEncodingError",
+    "ValueTooLarge",
     "Workflow",
     "WorkflowCancelled",
     "WorkflowConflict",

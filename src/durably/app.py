@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+from math import inf
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
 
 from durably import codec as codec_module
@@ -15,6 +16,7 @@ from durably.errors import ConfigurationError
 from durably.execution.retention import rules_of
 from durably.execution.specs import StepSpec, WorkflowSpec
 from durably.keywords import RetryPolicy, TransactionSettings, check_keywords
+from durably.names import check_name, check_schema
 from durably.outbox import Outbox
 from durably.queue_spec import QueueSpec
 from durably.queues import Queue
@@ -75,19 +77,27 @@ class App(Control, Scheduling, Outbox, Retention, Versions):
         app_version: str | None = None,
         recover_versions: RecoverVersions | None = None,
     ) -> None:
-        if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
-            raise ConfigurationError(f"schema must be a name of 1 to 63 bytes, got {schema!r}")
-        if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
-            raise ConfigurationError(f"lease must be a positive number of seconds, got {lease!r}")
-        if executor_id is not None and (not isinstance(executor_id, str) or not executor_id):
-            raise ConfigurationError(f"executor_id must be a non-empty string, got {executor_id!r}")
+        check_schema(schema, ConfigurationError)
+        if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0 < lease < inf:
+            raise ConfigurationError(
+                f"lease must be a positive, finite number of seconds, got {lease!r}"
+            )
+        for label, given in (("name", name), ("executor_id", executor_id)):
+            if given is not None:
+                check_name(given, label, error=ConfigurationError)
         if url is not None and not isinstance(url, str):
             raise ConfigurationError(f"url must be a string, got {type(url).__name__}")
         if not isinstance(max_threads, int) or max_threads < 1:
             raise ConfigurationError(f"max_threads must be >= 1, got {max_threads!r}")
         for label, value in (("park_after", park_after), ("poll_interval", poll_interval)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ConfigurationError(f"{label} must be a number of seconds >= 0, got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 <= value < inf
+            ):
+                raise ConfigurationError(
+                    f"{label} must be a finite number of seconds >= 0, got {value!r}"
+                )
         if app_db is not None and (not isinstance(app_db, str) or not app_db):
             raise ConfigurationError(
                 f"app_db must be the PostgreSQL URL of the database transaction steps write "
@@ -275,8 +285,7 @@ class App(Control, Scheduling, Outbox, Retention, Versions):
     def use_executor_id(self, executor_id: str) -> None:
         """Run under ``executor_id`` (``durably worker --executor-id``); only before the
         app first connects, since its engine is named once."""
-        if not isinstance(executor_id, str) or not executor_id:
-            raise ConfigurationError(f"executor_id must be a non-empty string, got {executor_id!r}")
+        check_name(executor_id, "executor_id", error=ConfigurationError)
         with self._engine_lock:
             if self._engine is not None and self._engine.executor_id != executor_id:
                 raise ConfigurationError(

@@ -28,6 +28,7 @@ from durably.execution.protocol import Started
 from durably.execution.queueing import enqueue as enqueue_protocol
 from durably.execution.queueing import enqueue_many as enqueue_many_protocol
 from durably.execution.specs import WorkflowSpec
+from durably.names import check_schema
 from durably.options import WorkflowOptions, check_name
 from durably.outbox import Outbox
 from durably.retention import Retention
@@ -66,8 +67,7 @@ class Client(Control, ScheduleHandOver, Outbox, Retention, Versions):
         migrate: bool = True,
         app_version: str | None = None,
     ) -> None:
-        if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
-            raise ConfigurationError(f"schema must be a name of 1 to 63 bytes, got {schema!r}")
+        check_schema(schema, ConfigurationError)
         if url is not None and not isinstance(url, str):
             raise ConfigurationError(f"url must be a string, got {type(url).__name__}")
         self._url = url

@@ -87,6 +87,30 @@ class ValueEncodingError(DurablyError, TypeError):
     """A value cannot be stored: raised before anything is written."""
 
 
+class ValueTooLarge(ValueEncodingError):
+    """A value's stored form is larger than durably stores (``durably.codec.MAX_VALUE_BYTES``):
+    raised before anything is written."""
+
+    def __init__(self, where: str, size: int, limit: int) -> None:
+        self._set(
+            f"cannot store the value at {where}: its stored form is {size / 2**20:.1f} MiB, "
+            f"more than the {limit / 2**20:g} MiB durably stores per value "
+            f"(durably.codec.MAX_VALUE_BYTES); keep large data elsewhere (a file, an object "
+            f"store) and pass a reference to it",
+            where,
+            size,
+            limit,
+        )
+        self.where = where
+        self.size = size
+        self.limit = limit
+
+
+class DatabaseLimitExceeded(InvalidArgument):
+    """PostgreSQL refused a statement as beyond one of its limits (SQLSTATE class 54, such
+    as an index row too large): bad input, rolled back, and never retried as an outage."""
+
+
 class ValueDecodingError(DurablyError):
     """A stored value cannot be turned back into the type its hints ask for."""
 

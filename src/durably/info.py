@@ -12,6 +12,7 @@ from durably.execution.observe import INPUTS_KEY
 from durably.execution.specs import WorkflowSpec
 from durably.execution.versions import check_version
 from durably.keywords import WorkflowFilters
+from durably.names import check_name
 from durably.status import Status
 from durably.store.rows import StoredOperation, StoredWorkflow
 from durably.store.statements import Statement, Statements
@@ -93,10 +94,12 @@ def list_query(statements: Statements, **filters: Unpack[WorkflowFilters]) -> St
             except ValueError:
                 valid = ", ".join(s.value for s in Status)
                 raise InvalidArgument(f"unknown status {value!r}; use one of {valid}") from None
-    if name is not None and not isinstance(name, str):
-        raise InvalidArgument(f"name must be a string, got {type(name).__name__}")
+    if name is not None:
+        check_name(name, "name")
     if ids is not None and (isinstance(ids, str) or not all(isinstance(i, str) for i in ids)):
         raise InvalidArgument("ids must be a list of workflow id strings")
+    for one in ids or ():
+        check_name(one, "workflow id")
     bounds: dict[str, object] = {"created_after": created_after, "created_before": created_before}
     for label, bound in bounds.items():
         if bound is not None and not isinstance(bound, datetime):
@@ -106,8 +109,8 @@ def list_query(statements: Statements, **filters: Unpack[WorkflowFilters]) -> St
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise InvalidArgument(f"offset must be a whole number >= 0, got {offset!r}")
     queue, after = filters.get("queue"), filters.get("after")
-    if queue is not None and not isinstance(queue, str):
-        raise InvalidArgument(f"queue must be a string, got {type(queue).__name__}")
+    if queue is not None:
+        check_name(queue, "queue")
     if after is not None and not (
         isinstance(after, tuple)
         and len(after) == 2

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from durably import names
 from durably.errors import InvalidArgument
 
-MAX_ID_LENGTH = 512
+MAX_ID_LENGTH = names.MAX_NAME_CHARS
 MAX_PRIORITY = 2**31 - 1
 IfDuplicate = Literal["raise", "existing"]
 
@@ -60,23 +61,13 @@ class WorkflowOptions:
 
 
 def check_workflow_id(workflow_id: object) -> str:
-    """A workflow ID must be a non-empty string of printable text."""
-    if not isinstance(workflow_id, str):
-        raise InvalidArgument(f"a workflow id must be a string, got {type(workflow_id).__name__}")
-    if not workflow_id or len(workflow_id) > MAX_ID_LENGTH:
-        raise InvalidArgument(
-            f"a workflow id must have 1 to {MAX_ID_LENGTH} characters, got {len(workflow_id)}"
-        )
-    if "\x00" in workflow_id:
-        raise InvalidArgument("a workflow id cannot contain NUL characters")
-    return workflow_id
+    """A workflow ID: a name as ``durably.names`` allows (1 to 512 characters, no NUL)."""
+    return names.check_name(workflow_id, "workflow id")
 
 
 def check_name(value: object, what: str) -> str:
-    """Queue names and keys: non-empty strings without NUL characters."""
-    if not isinstance(value, str) or not value or "\x00" in value or len(value) > MAX_ID_LENGTH:
-        raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
-    return value
+    """Queue names and keys: names as ``durably.names`` allows."""
+    return names.check_name(value, what)
 
 
 def check_priority(priority: object) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from durably.errors import ConfigurationError
@@ -44,12 +45,12 @@ class QueueSpec:
                 and not isinstance(self.rate_limit[0], bool)
                 and self.rate_limit[0] >= 1
                 and isinstance(self.rate_limit[1], int | float)
-                and self.rate_limit[1] > 0
+                and 0 < self.rate_limit[1] < math.inf
             )
             if not ok:
                 raise ConfigurationError(
                     f"queue {self.name!r}: rate_limit must be (starts, seconds) with "
-                    f"starts >= 1 and seconds > 0, got {self.rate_limit!r}"
+                    f"starts >= 1 and a finite number of seconds > 0, got {self.rate_limit!r}"
                 )
         if not isinstance(self.priority, bool):
             raise ConfigurationError(f"queue {self.name!r}: priority must be True or False")

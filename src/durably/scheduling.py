@@ -36,6 +36,7 @@ from durably.errors import ConfigurationError, UnknownWorkflow
 from durably.errors import ScheduleNotFound as ScheduleNotFound  # re-exported
 from durably.execution.effects import Protocol, Read, Write
 from durably.execution.specs import WorkflowSpec, default_name
+from durably.names import check_name
 from durably.runtime.drivers import drive_sync
 from durably.runtime.scheduler import RECHECK, Cron, Scheduler, run_started, start_tick
 from durably.schedule_control import (
@@ -106,8 +107,8 @@ class Scheduling(ScheduleControl):
         def decorate(fn: Callable[P, R]) -> Workflow[P, R]:
             if callable(fn) and not isinstance(fn, Workflow):
                 # Checked before registering: a refused declaration leaves nothing behind.
-                _check_name(name or default_name(fn))
-                _check_signature(fn, name or default_name(fn))
+                _check_name(default_name(fn) if name is None else name)
+                _check_signature(fn, default_name(fn) if name is None else name)
             wf = declare_workflow(app, fn, name, max_recovery_attempts)
             definition = _Definition(wf.name, wf.name, parsed, catch_up)
             self._sched_declared()[wf.name] = definition
@@ -269,11 +270,7 @@ def _upsert(engine: Engine, definition: _Definition) -> Protocol[ScheduleInfo]:
 
 
 def _check_name(name: object) -> None:
-    if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH or "\x00" in name:
-        raise ConfigurationError(
-            f"a schedule name must be a string of 1 to {MAX_NAME_LENGTH} characters without "
-            f"NUL, got {name!r}"
-        )
+    check_name(name, "schedule name", max_chars=MAX_NAME_LENGTH, error=ConfigurationError)
 
 
 def _check_catch_up(catch_up: object) -> None:

@@ -63,7 +63,10 @@ def declare_transaction(
     if isinstance(fn, Transaction):
         raise ConfigurationError(f"{fn!r} is already durable; decorate the plain function")
     spec = TransactionSpec(
-        fn, name or default_name(fn), former=None if name else former_name(fn), **settings
+        fn,
+        default_name(fn) if name is None else name,
+        former=None if name is not None else former_name(fn),
+        **settings,
     )
     claim_name(steps, spec, "transaction", name)
     steps[spec.name] = spec

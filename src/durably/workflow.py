@@ -19,7 +19,7 @@ from durably.execution.observe import observed, stamp
 from durably.execution.protocol import Started, read_outcome, run_step, start_child, start_top
 from durably.execution.queueing import enqueue, enqueue_child
 from durably.execution.specs import StepSpec, WorkflowSpec, default_name, former_name
-from durably.options import IfDuplicate, WorkflowOptions
+from durably.options import IfDuplicate, WorkflowOptions, check_seconds
 from durably.runtime.drivers import drive_async, drive_sync
 from durably.runtime.engine import NOT_HERE
 from durably.status import Status
@@ -75,9 +75,9 @@ def _status(workflow_id: str, outcome: Outcome | None) -> Status:
 def _check_timeout(timeout: float | None) -> float | None:
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:
         raise InvalidArgument(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
-    return float(timeout)
+    return check_seconds(timeout, "timeout")  # None, not infinity, waits for ever
 
 
 class Workflow(Generic[P, R]):
@@ -307,9 +307,9 @@ def declare_workflow(
     check_callable(fn, "workflow")
     spec = WorkflowSpec(
         fn,
-        name or default_name(fn),
+        default_name(fn) if name is None else name,
         max_recovery_attempts=max_recovery_attempts,
-        former=None if name else former_name(fn),
+        former=None if name is not None else former_name(fn),
     )
     claim_name(app._registry, spec, "workflow", name)
     app._registry[spec.name] = spec
@@ -326,7 +326,12 @@ def declare_step(
     """Make ``fn`` a step of ``app`` (what ``@app.step`` does); as for workflows, a second
     function under a taken name is refused: replay tells steps apart by name."""
     check_callable(fn, "step")
-    spec = StepSpec(fn, name or default_name(fn), former=None if name else former_name(fn), **retry)
+    spec = StepSpec(
+        fn,
+        default_name(fn) if name is None else name,
+        former=None if name is not None else former_name(fn),
+        **retry,
+    )
     claim_name(steps, spec, "step", name)
     steps[spec.name] = spec
     return Step(app, spec)

@@ -94,7 +94,7 @@ def worker_command(
     over its workflows, claim queued work and fire schedules until SIGTERM/SIGINT; then
     stop claiming, let running work finish within --grace seconds, and hand the rest
     back."""
-    from durably.errors import ConfigurationError
+    from durably.errors import ConfigurationError, DurablyError
     from durably.worker import run_worker
 
     try:
@@ -104,3 +104,6 @@ def worker_command(
     except ConfigurationError as exc:
         click.echo(f"durably worker: {exc}", err=True)
         return 2
+    except DurablyError as exc:  # the database cannot be reached, say: one line
+        click.echo(f"durably worker: {exc}", err=True)
+        return 1

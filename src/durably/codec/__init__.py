@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from durably.codec.args import dumps_args, load_args, return_hint
 from durably.codec.encode import MAX_DEPTH as MAX_DEPTH
+from durably.codec.encode import MAX_VALUE_BYTES as MAX_VALUE_BYTES
 from durably.codec.errors import dump_error, load_error
 from durably.codec.jsoncodec import JsonCodec
 from durably.codec.pickling import PickleCodec

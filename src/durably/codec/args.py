@@ -15,7 +15,7 @@ from typing import Any, get_args, get_origin
 
 from durably.codec.decode import json_load, type_hints
 from durably.codec.describe import json_type, segment
-from durably.codec.encode import encode_str
+from durably.codec.encode import check_size, encode_str
 from durably.codec.jsoncodec import JsonCodec
 from durably.codec.protocol import Codec
 from durably.errors import ValueDecodingError, ValueEncodingError
@@ -37,7 +37,8 @@ def dumps_args(codec: Codec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> s
             named.append(encode_str(key) + ":" + codec.dumps(arg))
         except ValueEncodingError as exc:
             raise ValueEncodingError(f"argument $.kwargs{segment(key)}: {exc}") from exc
-    return '{"args":[' + ",".join(parts) + '],"kwargs":{' + ",".join(named) + "}}"
+    text = '{"args":[' + ",".join(parts) + '],"kwargs":{' + ",".join(named) + "}}"
+    return check_size(text)
 
 
 def load_args(

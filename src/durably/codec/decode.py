@@ -16,6 +16,7 @@ import datetime as dt
 import enum
 import inspect
 import itertools
+import re
 import types
 import typing
 import uuid
@@ -423,12 +424,30 @@ def _enum_decoder(cls: type[enum.Enum], hint: object) -> _Decoder:
     return decode
 
 
+# A UTC offset with a fraction of a second, as isoformat() writes it; Python 3.11's
+# fromisoformat() drops the fraction, moving the instant.
+_FRACTIONAL_OFFSET = re.compile(r"([+-])(\d\d):(\d\d):(\d\d)\.(\d{6})$")
+
+
+def _exact_offset(value: Any, text: str) -> Any:
+    """``value`` parsed from ``text``, with the fraction of its UTC offset put back."""
+    if len(text) < 16 or text[-7] != "." or not isinstance(value, dt.datetime | dt.time):
+        return value
+    found = _FRACTIONAL_OFFSET.search(text)
+    if found is None or value.tzinfo is None:
+        return value
+    sign = -1 if found.group(1) == "-" else 1
+    hours, minutes, seconds, micros = (int(found.group(i)) for i in range(2, 6))
+    offset = dt.timedelta(hours=hours, minutes=minutes, seconds=seconds, microseconds=micros)
+    return value.replace(tzinfo=dt.timezone(sign * offset))
+
+
 def _iso_decoder(cls: type[dt.date] | type[dt.time], hint: object) -> _Decoder:
     def decode(data: Any) -> Any:
         if type(data) is not str:
             raise _Mismatch(hint, data)
         try:
-            return cls.fromisoformat(data)
+            return _exact_offset(cls.fromisoformat(data), data)
         except ValueError as exc:
             if issubclass(cls, dt.date) and not issubclass(cls, dt.datetime):
                 try:  # a datetime stored where the hint says date

@@ -22,10 +22,14 @@ from decimal import Decimal
 from typing import Any
 
 from durably.codec.describe import join_path, segment, type_name
-from durably.errors import ValueEncodingError
+from durably.errors import ValueEncodingError, ValueTooLarge
 
 #: Deepest nesting of containers a stored value may have.
 MAX_DEPTH = 1000
+#: Largest stored form of one value (an argument list, a result, a message...), in bytes
+#: of UTF-8 JSON: well below PostgreSQL's 1 GB per field and 256 MB per jsonb document, so
+#: that one value cannot stall a checkpoint, a replay or the memory of every worker.
+MAX_VALUE_BYTES = 32 * 1024 * 1024
 
 #: JSON text of a str, without checking for NUL or lone surrogates.
 encode_str = json.encoder.encode_basestring
@@ -54,13 +58,22 @@ def json_dumps(value: object, root: str = "$") -> str:
     try:
         text = _fast_encode(value)
     except Exception:
-        return _SlowEncoder(root).encode(value)
+        return check_size(_SlowEncoder(root).encode(value), root)
     if (
         ("\\u0000" in text and _NUL_RE.search(text) is not None)
         or ('":' in text and _SUSPECT_KEY_RE.search(text[::-1]) is not None)
         or (not text.isascii() and not utf8_ok(text))
     ):
-        return _SlowEncoder(root).encode(value)
+        return check_size(_SlowEncoder(root).encode(value), root)
+    return check_size(text, root)
+
+
+def check_size(text: str, where: str = "$") -> str:
+    """``text``, if its UTF-8 form fits ``MAX_VALUE_BYTES``; ValueTooLarge if not."""
+    if len(text) > MAX_VALUE_BYTES // 4:  # shorter text fits whatever its characters
+        size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_VALUE_BYTES:
+            raise ValueTooLarge(where, size, MAX_VALUE_BYTES)
     return text
 
 
@@ -84,8 +97,18 @@ def _isoformat(value: dt.date | dt.time) -> str:
     return value.isoformat()
 
 
+# Past about 142 years, float seconds cannot hold every microsecond of a timedelta.
+_EXACT_DAYS = 50_000
+
+
 def _seconds(value: dt.timedelta) -> float:
-    return value.total_seconds()
+    seconds = value.total_seconds()
+    if abs(value.days) > _EXACT_DAYS and dt.timedelta(seconds=seconds) != value:
+        raise ValueError(
+            f"{value!r} is too long to be stored as seconds to the microsecond; "
+            "round it to whole seconds"
+        )
+    return seconds
 
 
 # Checked in order with isinstance, for subclasses; exact types are looked up first.
@@ -187,7 +210,8 @@ class _SlowEncoder:
         if ident in self.active:
             raise self.fail(
                 f"cannot store value of type {type_name(value)!r} at {{path}}: "
-                "it contains itself (a reference cycle)"
+                "it contains itself (a reference cycle); JSON has no references: "
+                "store it without the cycle"
             )
         self.active.add(ident)
         return ident
@@ -271,7 +295,7 @@ class _SlowEncoder:
                     if len(stack) >= MAX_DEPTH:
                         raise self.fail(
                             f"cannot store value at {{path}}: it is nested deeper than "
-                            f"{MAX_DEPTH} levels"
+                            f"{MAX_DEPTH} levels; store it flatter (or as text you encode)"
                         )
                     if isinstance(value, dict):
                         out.append("{")

@@ -12,6 +12,11 @@ from durably.codec.encode import encode_str, json_dumps, utf8_ok
 from durably.errors import RecordedError
 
 _TRACEBACK_ATTR = "__durably_traceback__"
+# A recorded error keeps at most this many characters of its message, of its traceback
+# and of each of its args and attributes: a longer message or traceback is cut, a longer
+# arg or attribute left out (an error carrying a whole HTTP response body, say, must not
+# make a multi-megabyte row that every replay reads).
+PART_LIMIT = 1024 * 1024
 
 
 def dump_error(exc: BaseException) -> str:
@@ -81,9 +86,16 @@ def _safe_text(text: str) -> str:
 
 def _try_dumps(value: object) -> str | None:
     try:
-        return json_dumps(value)
+        text = json_dumps(value)
     except Exception:
         return None
+    return text if len(text) <= PART_LIMIT else None
+
+
+def _cut(text: str) -> str:
+    if len(text) <= PART_LIMIT:
+        return text
+    return text[:PART_LIMIT] + f"... [{len(text) - PART_LIMIT} more characters cut]"
 
 
 def _dump_error(exc: BaseException) -> str:
@@ -104,8 +116,8 @@ def _dump_error(exc: BaseException) -> str:
         args_text = _try_dumps(list(exc.args))
     record = {
         "type": _safe_text(type_name),
-        "message": _safe_text(message),
-        "traceback": _safe_text(trace),
+        "message": _safe_text(_cut(message)),
+        "traceback": _safe_text(_cut(trace)),
     }
     text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))[:-1]
     text += ',"args":' + (args_text or "null")

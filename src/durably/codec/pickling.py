@@ -8,7 +8,7 @@ from typing import Any
 
 from durably.codec.decode import json_load
 from durably.codec.describe import type_name
-from durably.codec.encode import b64
+from durably.codec.encode import b64, check_size
 from durably.errors import ValueDecodingError, ValueEncodingError
 
 _PICKLE_KEY = "$pickle"
@@ -36,7 +36,7 @@ class PickleCodec:
             raise ValueEncodingError(
                 f"cannot pickle value of type {type_name(value)!r}: {type(exc).__name__}: {exc}"
             ) from exc
-        return '{"' + _PICKLE_KEY + '":"' + b64(raw) + '"}'
+        return check_size('{"' + _PICKLE_KEY + '":"' + b64(raw) + '"}')
 
     def load(self, data: object, hint: object = None) -> Any:
         """Unpickle a stored value (this runs code: see the class warning).

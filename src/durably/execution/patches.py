@@ -9,23 +9,18 @@ the question consumes no position, so the old code's operations keep their numbe
 
 from __future__ import annotations
 
-from durably.errors import InvalidArgument
 from durably.execution.context import WorkflowContext
 from durably.execution.effects import Protocol
 from durably.execution.protocol import guard, record
+from durably.names import check_name
 from durably.options import now
 
 KIND = "patch"
 
 
 def check_patch_name(name: object) -> str:
-    """A patch name is a non-empty string without NUL characters."""
-    if not isinstance(name, str) or not name or "\x00" in name:
-        raise InvalidArgument(
-            f"a patch name must be a non-empty string naming the change (such as "
-            f"'new-pricing'), got {name!r}"
-        )
-    return name
+    """A patch name (such as 'new-pricing'): a name as ``durably.names`` allows."""
+    return check_name(name, "patch name")
 
 
 def decide(ctx: WorkflowContext, name: str) -> tuple[bool, int | None]:

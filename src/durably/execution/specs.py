@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any
 
 from durably import codec as codec_module
 from durably.errors import ConfigurationError
+from durably.names import check_name
 
 _UNSET: Any = object()
 
@@ -63,6 +65,7 @@ class StepSpec:
     _hint: Any = field(default=_UNSET, repr=False)
 
     def __post_init__(self) -> None:
+        check_name(self.name, "step name", error=ConfigurationError)
         if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
             raise ConfigurationError(
                 f"step {self.name!r}: retries must be a whole number >= 0, got {self.retries!r}"
@@ -72,9 +75,13 @@ class StepSpec:
             ("backoff", self.backoff),
             ("max_delay", self.max_delay),
         ):
-            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or not 0 <= value < math.inf  # also refuses NaN
+            ):
                 raise ConfigurationError(
-                    f"step {self.name!r}: {label} must be a number >= 0, got {value!r}"
+                    f"step {self.name!r}: {label} must be a finite number >= 0, got {value!r}"
                 )
         if self.backoff < 1:
             raise ConfigurationError(
@@ -175,8 +182,7 @@ class WorkflowSpec:
                 f"workflow {self.name!r}: max_recovery_attempts must be a whole number >= 1, "
                 f"got {attempts!r}"
             )
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigurationError(f"workflow name must be a non-empty string, got {self.name!r}")
+        check_name(self.name, "workflow name", error=ConfigurationError)
         self.is_async = inspect.iscoroutinefunction(self.fn)
 
     def check_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

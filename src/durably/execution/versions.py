@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from durably.errors import InvalidArgument
+from durably.names import check_name
 
 if TYPE_CHECKING:
     from durably.execution.specs import WorkflowSpec
@@ -66,7 +67,7 @@ def check_version(value: object, label: str = "app_version") -> str:
         )
     if len(value) > MAX_LENGTH:
         raise InvalidArgument(f"{label} must be at most {MAX_LENGTH} characters, got {len(value)}")
-    return value
+    return check_name(value, label)  # no NUL, valid UTF-8
 
 
 def code_version(workflows: Mapping[str, WorkflowSpec], steps: Iterable[str]) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from durably.errors import InvalidArgument, WorkflowNotFound
+from durably.errors import WorkflowNotFound
 from durably.execution.context import WorkflowContext
 from durably.execution.effects import Atomic, Protocol, Read, Wait, Watch, Write
 from durably.execution.protocol import (
@@ -26,6 +26,7 @@ from durably.execution.protocol import (
     read_outcome,
     record,
 )
+from durably.names import check_name
 from durably.options import now
 from durably.status import Status
 from durably.store.notifications import Kind
@@ -41,17 +42,13 @@ _TIMED_OUT = json.dumps({"timeout": True})
 
 
 def check_topic(topic: object) -> str | None:
-    if topic is not None and not isinstance(topic, str):
-        raise InvalidArgument(f"topic must be a string or None, got {type(topic).__name__}")
-    if topic is not None and "\x00" in topic:
-        raise InvalidArgument("topic cannot contain NUL characters")
-    return topic
+    """A topic: None (a topic of its own), or a name (the empty string is one)."""
+    return None if topic is None else check_name(topic, "topic", allow_empty=True)
 
 
 def check_key(key: object, what: str = "key") -> str:
-    if not isinstance(key, str) or not key or "\x00" in key:
-        raise InvalidArgument(f"{what} must be a non-empty string, got {key!r}")
-    return key
+    """An event or stream key, or an idempotency key: a name as ``durably.names`` allows."""
+    return check_name(key, what)
 
 
 def park(

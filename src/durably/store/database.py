@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -20,7 +21,12 @@ from typing import Any, Generic, TypeVar
 import psycopg
 import psycopg_pool
 
-from durably.errors import ConfigurationError, ConnectionLost, DatabaseUnavailable
+from durably.errors import (
+    ConfigurationError,
+    ConnectionLost,
+    DatabaseLimitExceeded,
+    DatabaseUnavailable,
+)
 from durably.store.committer import AsyncCommitter, Result, SyncCommitter, run_async, run_sync
 from durably.store.dialect import dialect_for
 from durably.store.migrate import migrate, unapplied
@@ -32,6 +38,9 @@ from durably.store.transact import Checkpoint, Transacted, transact_async, trans
 
 # A retry connects afresh; during an outage that must fail fast, not hang.
 _RETRY_CONNECT_TIMEOUT = 5
+#: Seconds a new connection waits for the server unless the URL says otherwise
+#: (``?connect_timeout=N``, or ``$PGCONNECT_TIMEOUT``); libpq alone would wait 130 s.
+CONNECT_TIMEOUT = 10
 
 P = TypeVar("P", psycopg_pool.ConnectionPool[Any], psycopg_pool.AsyncConnectionPool[Any])
 K = TypeVar("K", SyncCommitter, AsyncCommitter)
@@ -41,6 +50,15 @@ def _gave_up(budget: float, last: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable(
         f"the database did not answer within {budget:.0f} s ({last}); unfinished workflows "
         f"are left unrecorded and will be recovered"
+    )
+
+
+def _beyond_limit(exc: psycopg.Error) -> DatabaseLimitExceeded:
+    reason = (exc.diag.message_primary or str(exc)).strip()
+    return DatabaseLimitExceeded(
+        f"PostgreSQL refused to store this input: {reason} (SQLSTATE {exc.sqlstate}, a "
+        f"limit of the server); nothing was written. Shorten the names, keys or values "
+        f"involved and try again"
     )
 
 
@@ -62,7 +80,7 @@ class PoolState(Generic[P, K]):
         # Refuses a URL of another database before anything connects (or prints it).
         self.dialect = dialect_for(url)
         self.statements = Statements(schema, self.dialect)
-        self._connect_kwargs = dict(self.dialect.connect_kwargs)
+        self._connect_kwargs = {**self.dialect.connect_kwargs, **connect_timeout(url)}
         self._retry_kwargs = {**self._connect_kwargs, "connect_timeout": _RETRY_CONNECT_TIMEOUT}
         self.outage = outage
         self._max_size = max_size
@@ -113,6 +131,8 @@ class PoolState(Generic[P, K]):
         except psycopg.Error as exc:
             if self._replaced(pool, exc):
                 raise _PoolReplaced from exc
+            if self.dialect.limit_exceeded(exc):
+                raise _beyond_limit(exc) from exc
             if self.dialect.connection_lost(exc):
                 raise self._failed(exc) from exc
             raise
@@ -164,12 +184,10 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
         self._fresh = threading.BoundedSemaphore(max_size)
         self.queue_statements = QueueStatements(schema, self.statements.channel, self.dialect)
         try:
-            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            with psycopg.connect(url, autocommit=True, **connect_timeout(url)) as conn:
                 self._prepare(conn)
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(
-                f"cannot connect to PostgreSQL at {redact(url)}: {scrub(str(exc), url)}".strip()
-            ) from exc
+            raise unreachable(url, exc) from None
         self.pool = self._new_pool()
         self._committer = SyncCommitter(lambda: psycopg.connect(url, **self._connect_kwargs))
 
@@ -441,3 +459,24 @@ class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommit
 
 class _PoolReplaced(Exception):
     """A call asked a pool for a connection after ``_mended`` replaced and closed it."""
+
+
+def connect_timeout(url: str) -> dict[str, Any]:
+    """``connect_timeout=CONNECT_TIMEOUT``, unless the URL or the environment sets one."""
+    if os.environ.get("PGCONNECT_TIMEOUT"):
+        return {}
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(url).get("connect_timeout")
+    except psycopg.ProgrammingError:
+        given = None
+    return {} if given else {"connect_timeout": CONNECT_TIMEOUT}
+
+
+def unreachable(url: str, exc: psycopg.OperationalError) -> DatabaseUnavailable:
+    """The first connection failed: one line naming the server (never its password) and
+    the driver's reason (its message spans lines: a hint, one line per address tried)."""
+    reason = " ".join(scrub(str(exc), url).split()) or type(exc).__name__
+    return DatabaseUnavailable(
+        f"cannot connect to PostgreSQL at {redact(url)}: {reason} (check the URL and that "
+        f"the server runs and accepts connections from here)"
+    )

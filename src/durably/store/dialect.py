@@ -21,6 +21,9 @@ from durably.store.redaction import scrub
 
 # SQLSTATEs that mean "run the transaction again" (serialization failure, deadlock).
 _RETRYABLE = frozenset({"40001", "40P01"})
+# The SQLSTATE class of "program limit exceeded" (an index row or a jsonb document too
+# large, too many columns...): the input is at fault, and running it again cannot help.
+_LIMIT_CLASS = "54"
 # read_only_sql_transaction: the server no longer takes writes (a primary demoted or
 # fenced read-only in a switchover, a standby reached without target_session_attrs).
 _READ_ONLY = "25006"
@@ -53,8 +56,15 @@ class Dialect:
         """Whether a driver error means the link broke (the outcome may be unknown), or
         that the server it reaches takes no writes: an outage either way, ridden out on
         fresh connections, which a multi-host URL with ``target_session_attrs=read-write``
-        takes to whichever server is the primary now."""
+        takes to whichever server is the primary now. A server limit exceeded is neither."""
+        if self.limit_exceeded(exc):
+            return False
         return isinstance(exc, psycopg.OperationalError) or self.read_only(exc)
+
+    def limit_exceeded(self, exc: BaseException) -> bool:
+        """Whether a driver error means the statement went past a limit of the server: bad
+        input, rolled back, never an outage (psycopg files it as an OperationalError)."""
+        return isinstance(exc, psycopg.Error) and (exc.sqlstate or "")[:2] == _LIMIT_CLASS
 
     def read_only(self, exc: BaseException) -> bool:
         """Whether a driver error means the server takes no writes (nothing committed)."""

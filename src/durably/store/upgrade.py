@@ -7,23 +7,18 @@ from typing import Any
 
 import psycopg
 
-from durably.errors import DatabaseUnavailable
 from durably.store import sqlfile
+from durably.store.database import connect_timeout, unreachable
 from durably.store.dialect import dialect_for
 from durably.store.migrate import migrate
-from durably.store.redaction import redact, scrub
-
-_CONNECT_TIMEOUT = 10
 
 
 def connect(url: str) -> psycopg.Connection[Any]:
     dialect_for(url)  # a URL that is not PostgreSQL's is refused with ConfigurationError
     try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT)
+        return psycopg.connect(url, autocommit=True, **connect_timeout(url))
     except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(
-            f"cannot connect to PostgreSQL at {redact(url)}: {scrub(str(exc), url)}".strip()
-        ) from exc
+        raise unreachable(url, exc) from None
 
 
 def apply_migrations(
