@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from psycopg import sql
+
 T = TypeVar("T")
 
 DEADLINE = 30.0
@@ -77,3 +79,15 @@ class Cli:
         assert done.stdout == ""
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
         return done.stderr.strip()
+
+
+def contents(db: Any) -> dict[str, list[Any]]:
+    """Every row of the tables a refused call could write (not the executors' heartbeats):
+    equal before and after, the call changed nothing."""
+    found = {}
+    for table in ("workflows", "operations", "messages", "events", "streams", "schedules"):
+        query = sql.SQL("SELECT to_jsonb(t)::text FROM {} t ORDER BY 1").format(
+            sql.Identifier(table)
+        )
+        found[table] = [row[0] for row in db.execute(query)]
+    return found

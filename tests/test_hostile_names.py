@@ -15,6 +15,7 @@ from psycopg import sql
 import durably
 from durably.names import MAX_NAME_BYTES, MAX_NAME_CHARS
 from durably.scheduling import MAX_NAME_LENGTH as MAX_SCHEDULE_NAME
+from support import contents
 
 # Stored as they are: each is the workflow ID, queue, topic, event key, stream key,
 # step name, patch name, dedup key, idempotency key and schedule name (up to 200
@@ -49,17 +50,6 @@ def tables(db: psycopg.Connection[Any], schema: str) -> set[str]:
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
     )
     return {row[0] for row in rows}
-
-
-def contents(db: psycopg.Connection[Any]) -> dict[str, list[Any]]:
-    """Every row of the tables a refused call could touch (not the executors' heartbeats)."""
-    found = {}
-    for table in ("workflows", "operations", "messages", "events", "streams", "schedules"):
-        query = sql.SQL("SELECT to_jsonb(t)::text FROM {} t ORDER BY 1").format(
-            sql.Identifier(table)
-        )
-        found[table] = [row[0] for row in db.execute(query)]
-    return found
 
 
 def test_hostile_names_are_stored_and_read_back_identical(

@@ -21,23 +21,13 @@ from durably.codec import MAX_VALUE_BYTES
 from durably.store.database import Database
 from durably.store.dialect import PostgreSQL
 from durably.store.statements import Statement
+from support import contents
 
 NAN, INF = float("nan"), float("inf")
 
 
 class Opaque:
     """No stored form."""
-
-
-def contents(db: psycopg.Connection[Any]) -> dict[str, list[Any]]:
-    """Every row of the tables a refused call could write (not the executors' heartbeats)."""
-    found = {}
-    for table in ("workflows", "operations", "messages", "events", "streams", "schedules"):
-        query = sql.SQL("SELECT to_jsonb(t)::text FROM {} t ORDER BY 1").format(
-            sql.Identifier(table)
-        )
-        found[table] = [row[0] for row in db.execute(query)]
-    return found
 
 
 # ---------------------------------------------------------------------------------------------

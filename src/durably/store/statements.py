@@ -469,19 +469,8 @@ class Statements:
         versions: Sequence[str] | None = None,
     ) -> Statement:
         """After a failover: every unfinished workflow of this executor, anew."""
-        return bound(
-            self._sql["claim_failed_over"],
-            {
-                "app_version": app_version,
-                "versions": _versions(versions),
-                "executor_id": executor_id,
-                "names": list(names),
-                "limit": limit,
-                "before": before,
-                "channel": self.channel,
-                "token": token(),
-                "retry": False,
-            },
+        return self._claim_named(
+            "claim_failed_over", executor_id, names, limit, app_version, versions, before=before
         )
 
     def release_executor(self, executor_id: str, incarnation: str) -> Statement:
@@ -497,8 +486,21 @@ class Statements:
         app_version: str | None = None,
         versions: Sequence[str] | None = None,
     ) -> Statement:
+        return self._claim_named("take_over", executor_id, names, limit, app_version, versions)
+
+    def _claim_named(
+        self,
+        query: str,
+        executor_id: str,
+        names: Sequence[str],
+        limit: int,
+        app_version: str | None,
+        versions: Sequence[str] | None,
+        **more: Any,
+    ) -> Statement:
+        """A claim of up to ``limit`` workflows of ``names`` for ``executor_id``."""
         return bound(
-            self._sql["take_over"],
+            self._sql[query],
             {
                 "app_version": app_version,
                 "versions": _versions(versions),
@@ -508,6 +510,7 @@ class Statements:
                 "channel": self.channel,
                 "token": token(),
                 "retry": False,
+                **more,
             },
         )
 
