@@ -191,6 +191,7 @@ def test_negative_nan_infinite_and_absurd_durations_are_refused(
             lambda bad=bad: flow.options(queue="timed", delay=bad).start(),
             lambda bad=bad: queue.debounce("k", bad, flow),
             lambda bad=bad: finished.result(timeout=bad),
+            lambda bad=bad: app.shutdown(grace=bad),
         ]
         for call in calls:
             with pytest.raises(durably.InvalidArgument) as refused:
@@ -212,6 +213,7 @@ def test_negative_nan_infinite_and_absurd_durations_are_refused(
     with pytest.raises(durably.InvalidArgument, match="timezone-aware"):
         flow.options(queue="timed", delay=dt.datetime(2030, 1, 1)).start()
     assert contents(db) == before
+    assert flow.start().result(timeout=30) is None  # a refused shutdown stopped nothing
 
 
 def test_workflow_waits_refuse_bad_durations_in_the_workflow(app: durably.App) -> None:

@@ -16,7 +16,8 @@ from durably.errors import ConfigurationError
 from durably.execution.retention import rules_of
 from durably.execution.specs import StepSpec, WorkflowSpec
 from durably.keywords import RetryPolicy, TransactionSettings, check_keywords
-from durably.names import check_name, check_schema
+from durably.names import check_name
+from durably.options import check_seconds
 from durably.outbox import Outbox
 from durably.queue_spec import QueueSpec
 from durably.queues import Queue
@@ -26,6 +27,7 @@ from durably.runtime.engine import Engine
 from durably.scheduling import Scheduling
 from durably.store.database import Database
 from durably.store.redaction import database_shown
+from durably.store.sqlfile import check_schema
 from durably.store.statements import Statement
 from durably.telemetry import Observer, observers_for
 from durably.transaction import Transaction, declare_transaction
@@ -77,7 +79,7 @@ class App(Control, Scheduling, Outbox, Retention, Versions):
         app_version: str | None = None,
         recover_versions: RecoverVersions | None = None,
     ) -> None:
-        check_schema(schema, ConfigurationError)
+        check_schema(schema)
         if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0 < lease < inf:
             raise ConfigurationError(
                 f"lease must be a positive, finite number of seconds, got {lease!r}"
@@ -401,6 +403,7 @@ class App(Control, Scheduling, Outbox, Retention, Versions):
 
     def shutdown(self, grace: float = 10.0) -> None:
         """Stop background work, waiting up to ``grace`` s for running workflows."""
+        grace = check_seconds(grace, "shutdown's grace")
         with self._engine_lock:
             engine = self._engine
         if engine is not None:

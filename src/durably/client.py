@@ -28,7 +28,6 @@ from durably.execution.protocol import Started
 from durably.execution.queueing import enqueue as enqueue_protocol
 from durably.execution.queueing import enqueue_many as enqueue_many_protocol
 from durably.execution.specs import WorkflowSpec
-from durably.names import check_schema
 from durably.options import WorkflowOptions, check_name
 from durably.outbox import Outbox
 from durably.retention import Retention
@@ -37,6 +36,7 @@ from durably.runtime.engine import Engine
 from durably.runtime.served import check_enqueued
 from durably.schedule_control import ScheduleHandOver
 from durably.store.redaction import database_shown
+from durably.store.sqlfile import check_schema
 from durably.twins import Job, twins
 from durably.versions import Versions, client_scope
 from durably.workflow import WorkflowHandle
@@ -67,7 +67,7 @@ class Client(Control, ScheduleHandOver, Outbox, Retention, Versions):
         migrate: bool = True,
         app_version: str | None = None,
     ) -> None:
-        check_schema(schema, ConfigurationError)
+        check_schema(schema)
         if url is not None and not isinstance(url, str):
             raise ConfigurationError(f"url must be a string, got {type(url).__name__}")
         self._url = url

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from psycopg import sql
 
 from durably.errors import ConfigurationError
+from durably.names import check_schema as check_name_of_schema
 from durably.store.notifications import Kind, channel_for
 
 if TYPE_CHECKING:
@@ -43,9 +44,11 @@ def names() -> list[str]:
 _DOLLAR_TAG = re.compile(r"\$\w*\$")
 
 
-def check_schema(schema: str) -> str:
-    """``schema`` if the statements can name it, quoted, anywhere they place it; else
-    ConfigurationError (before anything is sent to the server)."""
+def check_schema(schema: object) -> str:
+    """``schema`` if it is a name PostgreSQL can hold and the statements can name it,
+    quoted, anywhere they place it; else ConfigurationError (before anything is sent to
+    the server: App and Client check it when they are made)."""
+    schema = check_name_of_schema(schema, ConfigurationError)
     if "%" in schema:
         # Statements run with parameters, and psycopg reads any % of their text, even in
         # a quoted name, as the start of a placeholder.
