@@ -63,9 +63,13 @@ def park(
     if ctx.deadline is not None and (wake_at is None or ctx.deadline < wake_at):
         wake_at = ctx.deadline  # woken at its deadline to be cancelled
     statements = ctx.engine.statements
-    # Lock the row whose change would wake us (ours for a message, the target's for an
-    # event) so that a send or set_event racing with this park is seen by one side.
-    lock = statements.lock_workflow(target if kind == "event" and target else ctx.workflow_id)
+    # Lock what would wake us, so that a send or set_event racing with this park is seen
+    # by one side: our row for a message; for an event, the target's events (its row may
+    # not exist yet: a waiter can park before the workflow it waits for is started).
+    if kind == "event" and target:
+        lock = statements.lock_events(target)
+    else:
+        lock = statements.lock_workflow(ctx.workflow_id)
     park_statement = statements.park(
         workflow_id=ctx.workflow_id,
         epoch=ctx.epoch,
@@ -275,6 +279,9 @@ def set_event(
         yield from guard(ctx)
     rows = yield Atomic(
         (
+            # the events first, then the row: a park waiting for this event takes the
+            # events' lock alone, a message's send the row alone (one order, no deadlock)
+            ctx.engine.statements.lock_events(ctx.workflow_id),
             ctx.engine.statements.lock_workflow(ctx.workflow_id),
             ctx.engine.statements.set_event(
                 workflow_id=ctx.workflow_id,

@@ -710,6 +710,16 @@ RETURNING wait_deadline
 -- both lock the row first, so each one's next statement sees the other's commit.
 SELECT id FROM {schema}.workflows WHERE id = %(workflow_id)s FOR NO KEY UPDATE
 
+-- name: lock_events
+-- Serialises a park waiting for an event of a workflow with every set_event of that
+-- workflow, also before the workflow exists (a waiter may park before its target is
+-- started, when there is no row to lock): both take this lock on the target's ID first,
+-- so the park sees the event or set_event sees the parked waiter and wakes it. Keyed by
+-- the schema's channel too; another schema's equal key only waits a moment.
+SELECT true AS locked FROM (
+    SELECT pg_advisory_xact_lock(hashtextextended(%(channel)s || ':' || %(workflow_id)s, 0))
+) gate
+
 -- name: park
 -- Release a waiting workflow: any executor wakes it at wake_at, or earlier when what it
 -- waits for arrives. If that already arrived, it is not parked (parked = false).

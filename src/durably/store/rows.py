@@ -253,6 +253,12 @@ class Locked(NamedTuple):
     id: str
 
 
+class EventsLocked(NamedTuple):
+    """The events of a workflow locked for the rest of the transaction."""
+
+    locked: bool
+
+
 class Parking(NamedTuple):
     """Whether a waiting workflow was released (False: what it waits for has come)."""
 
@@ -560,6 +566,7 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "consume_message": Consumed,
     "wait_deadline": WaitDeadline,
     "lock_workflow": Locked,
+    "lock_events": EventsLocked,
     "park": Parking,
     "wake_due": Claimed,
     "set_event": EventSet,

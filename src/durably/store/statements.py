@@ -112,7 +112,7 @@ class Statements:
             "set_event", "get_event", "get_all_events", "write_stream",
             "read_stream", "cancel", "cancel_expired", "resume", "fork", "record_operations",
             "claim_abandoned", "claim_failed_over", "insert_workflows", "finish_workflows",
-            "lock_workflow",
+            "lock_workflow", "lock_events",
             "load_operations_many", "served",
         ]  # fmt: skip
         # Notifications of this schema: short and fixed-length whatever the schema name.
@@ -570,6 +570,12 @@ class Statements:
 
     def lock_workflow(self, workflow_id: str) -> Statement:
         return bound(self._sql["lock_workflow"], {"workflow_id": workflow_id})
+
+    def lock_events(self, workflow_id: str) -> Statement:
+        """Until commit: no set_event of ``workflow_id`` and no park waiting for one."""
+        return bound(
+            self._sql["lock_events"], {"workflow_id": workflow_id, "channel": self.channel}
+        )
 
     def watch(self, workflow_id: str) -> Statement:
         return bound(self._sql["watch"], {"workflow_id": workflow_id})
