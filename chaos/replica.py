@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
+from psycopg import sql
 
 from chaos.pg import DATABASE, SUPERUSER, Cluster, ClusterError
 from durably.embedded.binaries import binary, run
@@ -95,9 +96,9 @@ class Pair:
             raise ClusterError(f"pg_basebackup failed:\n{done.stdout}")
         standby.configure()
         standby.start()
-        names = "'*'" if self.synchronous else "''"
+        names = sql.Literal("*" if self.synchronous else "")
         with psycopg.connect(self.primary.url_for("postgres"), autocommit=True) as conn:
-            conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = {names}")
+            conn.execute(sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(names))
             conn.execute("SELECT pg_reload_conf()")
         self.wait_streaming()
 

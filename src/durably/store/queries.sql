@@ -170,9 +170,15 @@ RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempt
           CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, {kind_queued} || w.queue_name)
           END AS notified
 
--- name: clock
--- The database's time (launch recovery takes what was left before it).
-SELECT clock_timestamp() AS now
+-- name: fragment_own_pending
+-- (A fragment.) This executor's unfinished workflows of the names and versions it runs,
+-- last updated before the claim's own start: what its own recovery and a failover's
+-- claims take.
+executor_id = %(executor_id)s AND status = 'PENDING'
+  AND name = ANY(%(names)s::text[])
+  AND (%(versions)s::text[] IS NULL OR app_version IS NULL
+       OR app_version = ANY(%(versions)s::text[]))
+  AND updated_at < %(before)s
 
 -- name: timeline
 -- The database's time, and the WAL timeline the server writes on (the first 8 hex digits
@@ -319,11 +325,7 @@ WITH previous AS MATERIALIZED (
         -- updated before this launch began: neither claimed by an earlier batch of it
         -- nor started by this process since
         SELECT id FROM {schema}.workflows
-        WHERE executor_id = %(executor_id)s AND status = 'PENDING'
-          AND name = ANY(%(names)s::text[])
-          AND (%(versions)s::text[] IS NULL OR app_version IS NULL
-               OR app_version = ANY(%(versions)s::text[]))
-          AND updated_at < %(before)s
+        WHERE {fragment_own_pending}
           AND (created_at, id) > (coalesce((SELECT created_at FROM after), '-infinity'),
                                   coalesce((SELECT id FROM after), ''))
         ORDER BY created_at, id
@@ -371,11 +373,7 @@ WITH claimed AS (
         updated_at = clock_timestamp()
     WHERE w.id = ANY(ARRAY(
         SELECT id FROM {schema}.workflows
-        WHERE executor_id = %(executor_id)s AND status = 'PENDING'
-          AND name = ANY(%(names)s::text[])
-          AND (%(versions)s::text[] IS NULL OR app_version IS NULL
-               OR app_version = ANY(%(versions)s::text[]))
-          AND updated_at < %(before)s
+        WHERE {fragment_own_pending}
         ORDER BY created_at, id
         LIMIT %(limit)s
         FOR UPDATE

@@ -182,12 +182,6 @@ class BatchFinished(NamedTuple):
     notified: int
 
 
-class Clock(NamedTuple):
-    """The database's time."""
-
-    now: datetime
-
-
 class Timeline(NamedTuple):
     """The database's time, and the WAL timeline its server writes on (None: unknown)."""
 
@@ -547,7 +541,6 @@ ROW_TYPES: dict[str, type[tuple[Any, ...]]] = {
     "inspect_operation": Inspected,
     "load_operations_many": StoredOperation,
     "get_outcome": Outcome,
-    "clock": Clock,
     "timeline": Timeline,
     "release_executor": Released,
     "claim_own": Claimed,

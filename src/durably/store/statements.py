@@ -105,7 +105,7 @@ class Statements:
             "insert_workflow", "start_child", "record_operation", "inspect_operation",
             "record_transaction_operation", "gc_workflows", "gc_executors", "claim_chore",
             "get_outcome", "heartbeat", "strangers",
-            "remove_executor", "clock", "timeline", "claim_own", "take_over",
+            "remove_executor", "timeline", "claim_own", "take_over",
             "release_executor",
             "list_operations", "finish_workflow_notify", "watch", "send_message",
             "send_from_workflow", "consume_message", "wait_deadline", "park", "wake_due",
@@ -399,9 +399,6 @@ class Statements:
         """Whether a live executor serves ``name`` (on ``queue``), recovering ``version``."""
         return bound(self._sql["served"], {"name": name, "queue": queue, "version": version})
 
-    def clock(self) -> Statement:
-        return bound(self._sql["clock"], {})
-
     def timeline(self) -> Statement:
         """The database's time and the server's WAL timeline (a failover changes it)."""
         return bound(self._sql["timeline"], {})
@@ -420,20 +417,15 @@ class Statements:
         """Own leftovers of ``versions`` (None: any), oldest first, after the rows of
         ``after`` (the IDs the previous batch claimed); those without a version take
         ``app_version`` (so do the other recovery claims)."""
-        return bound(
-            self._sql["claim_own"],
-            {
-                "app_version": app_version,
-                "versions": _versions(versions),
-                "executor_id": executor_id,
-                "before": before,
-                "after": list(after),
-                "names": list(names),
-                "limit": limit,
-                "channel": self.channel,
-                "token": token(),
-                "retry": False,
-            },
+        return self._claim_named(
+            "claim_own",
+            executor_id,
+            names,
+            limit,
+            app_version,
+            versions,
+            before=before,
+            after=list(after),
         )
 
     def claim_abandoned(
