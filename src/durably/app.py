@@ -16,7 +16,7 @@ from durably.errors import ConfigurationError
 from durably.execution.retention import rules_of
 from durably.execution.specs import StepSpec, WorkflowSpec
 from durably.keywords import RetryPolicy, TransactionSettings, check_keywords
-from durably.names import check_name
+from durably.names import check_name, schema_or_default
 from durably.options import check_seconds
 from durably.outbox import Outbox
 from durably.queue_spec import QueueSpec
@@ -65,7 +65,7 @@ class App(Control, Scheduling, Outbox, Retention, Versions):
         url: str | None = None,
         *,
         name: str | None = None,
-        schema: str = "durably",
+        schema: str | None = None,
         executor_id: str | None = None,
         codec: codec_module.Codec | None = None,
         lease: float = DEFAULT_LEASE,
@@ -79,7 +79,7 @@ class App(Control, Scheduling, Outbox, Retention, Versions):
         app_version: str | None = None,
         recover_versions: RecoverVersions | None = None,
     ) -> None:
-        check_schema(schema)
+        schema = check_schema(schema_or_default(schema))
         if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0 < lease < inf:
             raise ConfigurationError(
                 f"lease must be a positive, finite number of seconds, got {lease!r}"

@@ -28,6 +28,7 @@ from durably.execution.protocol import Started
 from durably.execution.queueing import enqueue as enqueue_protocol
 from durably.execution.queueing import enqueue_many as enqueue_many_protocol
 from durably.execution.specs import WorkflowSpec
+from durably.names import schema_or_default
 from durably.options import WorkflowOptions, check_name
 from durably.outbox import Outbox
 from durably.retention import Retention
@@ -61,13 +62,13 @@ class Client(Control, ScheduleHandOver, Outbox, Retention, Versions):
         self,
         url: str | None = None,
         *,
-        schema: str = "durably",
+        schema: str | None = None,
         codec: codec_module.Codec | None = None,
         data_dir: str | os.PathLike[str] | None = None,
         migrate: bool = True,
         app_version: str | None = None,
     ) -> None:
-        check_schema(schema)
+        schema = check_schema(schema_or_default(schema))
         if url is not None and not isinstance(url, str):
             raise ConfigurationError(f"url must be a string, got {type(url).__name__}")
         self._url = url

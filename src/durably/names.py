@@ -9,6 +9,8 @@ SQL text, is always quoted as an identifier.
 
 from __future__ import annotations
 
+import os
+
 from durably.errors import DurablyError, InvalidArgument
 
 #: Longest name or key, in characters.
@@ -64,6 +66,17 @@ def check_name(
             f"{MAX_NAME_BYTES} are stored; shorten it (a hash of a long key, say)"
         )
     return value
+
+
+DEFAULT_SCHEMA = "durably"
+
+
+def schema_or_default(schema: str | None) -> str:
+    """The schema given, else ``$DURABLY_SCHEMA``, else ``durably``: one environment
+    variable points the App, the Client and the CLI of a deployment at one schema."""
+    if schema is not None:
+        return schema
+    return os.environ.get("DURABLY_SCHEMA") or DEFAULT_SCHEMA
 
 
 def check_schema(schema: object, error: type[DurablyError]) -> str:

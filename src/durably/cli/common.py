@@ -55,7 +55,8 @@ def database_options(command: F) -> F:
         "--schema",
         default="durably",
         show_default=True,
-        help="schema holding durably's tables",
+        envvar="DURABLY_SCHEMA",
+        help="schema holding durably's tables (or $DURABLY_SCHEMA)",
     )(command)
     command = click.option(
         "--data-dir",
