@@ -177,3 +177,24 @@ def procs(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Any]:
 def cli(pg_url: str, schema: str) -> Cli:
     """The ``durably`` command as a real process on this test's schema."""
     return Cli(pg_url, schema)
+
+
+@pytest.fixture
+def example(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Any]:
+    """``example("slug")``: a program of examples/ run as real processes on this test's
+    schema (tests/examples_harness.py), its processes killed at the test's end."""
+    from examples_harness import Example
+
+    made: list[Example] = []
+
+    def make(slug: str, **extra_env: str) -> Example:
+        workdir = tmp_path / slug
+        workdir.mkdir(exist_ok=True)
+        made.append(Example(slug, pg_url, schema, workdir, dict(extra_env)))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for one in made:
+            one.close()
