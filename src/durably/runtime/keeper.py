@@ -119,6 +119,8 @@ class Keeper:
             self.dispatch.due.add(queue)
         if survey.expired:
             self.recovery.expired_seen()
+        if survey.timeline is not None:
+            self.recovery.timeline_seen(survey.timeline)
         self._kick.set()
 
     def evicted(self, survey: Survey) -> None:

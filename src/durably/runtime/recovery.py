@@ -137,6 +137,13 @@ class Recovery:
         """A heartbeat reported work of an executor whose lease expired."""
         self.takeover_due = True
 
+    def timeline_seen(self, timeline: int) -> None:
+        """A heartbeat read the server's timeline: if it is not the one last read, the
+        database failed over, perhaps without a statement of this process failing across
+        it (its connections idle, replaced by the pool): check, as after an outage."""
+        if self.timeline is not None and timeline != self.timeline:
+            self.timeline_due = True
+
     # ---------------------------------------------------------------- claims
 
     async def start(self, adb: AsyncDatabase) -> None:

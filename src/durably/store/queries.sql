@@ -42,7 +42,7 @@ RETURNING id, epoch, deadline
 -- is its own timeout or its parent's deadline, whichever comes first.
 WITH parent AS (
     SELECT id, deadline FROM {schema}.workflows
-    WHERE id = %(parent_id)s AND epoch = %(epoch)s AND status = 'PENDING'
+    WHERE id = %(parent_id)s AND epoch = %(epoch)s AND epoch >= {fragment_epoch_floor} AND status = 'PENDING'
     FOR SHARE
 ), child AS (
     INSERT INTO {schema}.workflows
@@ -83,7 +83,7 @@ INSERT INTO {schema}.operations
 SELECT w.id, %(step)s, %(name)s, %(kind)s, %(output)s::jsonb, %(error)s::jsonb,
        %(child_id)s, %(started_at)s, w.epoch, %(attempts)s::int
 FROM {schema}.workflows w
-WHERE w.id = %(workflow_id)s AND w.epoch = %(epoch)s AND w.status = 'PENDING'
+WHERE w.id = %(workflow_id)s AND w.epoch = %(epoch)s AND w.epoch >= {fragment_epoch_floor} AND w.status = 'PENDING'
 FOR SHARE OF w
 ON CONFLICT DO NOTHING
 
@@ -97,7 +97,7 @@ WITH written AS (
     SELECT w.id, %(step)s, %(name)s, %(kind)s, %(output)s::jsonb, NULL, NULL,
            %(started_at)s, w.epoch, %(attempts)s::int
     FROM {schema}.workflows w
-    WHERE w.id = %(workflow_id)s AND w.epoch = %(epoch)s AND w.status = 'PENDING'
+    WHERE w.id = %(workflow_id)s AND w.epoch = %(epoch)s AND w.epoch >= {fragment_epoch_floor} AND w.status = 'PENDING'
     FOR SHARE OF w
     ON CONFLICT DO NOTHING
     RETURNING 1
@@ -117,7 +117,7 @@ FROM json_to_recordset(%(rows)s::json)
      AS u(workflow_id text, epoch bigint, step int, name text, kind text, output text,
           error text, child_id text, started_at timestamptz, attempts int)
 JOIN {schema}.workflows w
-  ON w.id = u.workflow_id AND w.epoch = u.epoch AND w.status = 'PENDING'
+  ON w.id = u.workflow_id AND w.epoch = u.epoch AND w.epoch >= {fragment_epoch_floor} AND w.status = 'PENDING'
 FOR SHARE OF w
 ON CONFLICT DO NOTHING
 RETURNING workflow_id, step
@@ -142,15 +142,24 @@ SELECT name, status, output, error, recovery_attempts
 FROM {schema}.workflows
 WHERE id = %(workflow_id)s
 
+-- name: fragment_epoch_floor
+-- (A fragment.) The lowest epoch of the server's WAL timeline: (timeline - 1) * 2^32, so 0
+-- on timeline 1 and above every epoch of earlier timelines on a promoted standby (which
+-- writes on timeline 2, 3, ...). Workflows made on a timeline start at its floor
+-- (migration 0016), claims hand out epochs above it (fragment_next_epoch), and every
+-- checkpoint is fenced by it: a run that claimed its workflow before a failover is
+-- fenced out on the new primary even when the claim itself was replicated, because the
+-- checkpoints it wrote just before the failover may have been lost with the old
+-- primary; writing on would leave a hole in its step list. Its workflow is claimed anew
+-- (claim_failed_over) and replays from what the new primary holds.
+((('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint - 1) << 32)
+
 -- name: fragment_next_epoch
--- (A fragment.) The epoch of a claim: the next one, or, on a server that failed over (a
--- promoted standby writes on WAL timeline 2, 3, ...), at least (timeline - 1) * 2^32.
--- A failover to a standby that lagged loses the last claims, and with them the epochs
--- they handed out; a claim on the new timeline never hands one out again, so a run that
--- still holds a lost epoch is fenced out. On timeline 1 it is always epoch + 1.
-greatest(w.epoch + 1,
-         (('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint - 1)
-         << 32)
+-- (A fragment.) The epoch of a claim: the next one, and never below the timeline's floor
+-- (fragment_epoch_floor): a failover to a standby that lagged loses the last claims, and
+-- with them the epochs they handed out; a claim on the new timeline never hands one out
+-- again. On timeline 1 it is always epoch + 1.
+greatest(w.epoch + 1, {fragment_epoch_floor})
 
 -- name: fragment_claimed_before
 -- (A fragment, placed into the claims below.) Ends a claim whose CTE ``claimed`` took
@@ -257,7 +266,10 @@ SELECT
                             AND w.name = ANY(%(names)s::text[])
                             AND (%(versions)s::text[] IS NULL OR w.app_version IS NULL
                                  OR w.app_version = ANY(%(versions)s::text[])))) AS expired,
-    clock_timestamp() AS now
+    clock_timestamp() AS now,
+    -- the WAL timeline (see timeline): a beat that finds it moved makes the worker check
+    -- for a failover even when none of its statements failed across it
+    ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint AS timeline
 FROM (SELECT 1) AS one
 LEFT JOIN holder ON true
 
@@ -574,7 +586,7 @@ WITH done AS (
     SET status = %(status)s, output = %(output)s::jsonb, error = %(error)s::jsonb,
         completed_at = clock_timestamp(), updated_at = clock_timestamp(),
         wake_at = NULL, wait_kind = NULL, deadline = NULL
-    WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
+    WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND epoch >= {fragment_epoch_floor} AND status = 'PENDING'
     RETURNING id
 ), watched AS (
     DELETE FROM {schema}.watchers w USING done WHERE w.workflow_id = done.id
@@ -592,7 +604,7 @@ WITH done AS (
         wake_at = NULL, wait_kind = NULL, deadline = NULL
     FROM json_to_recordset(%(rows)s::json)
          AS u(workflow_id text, epoch bigint, status text, output text, error text)
-    WHERE w.id = u.workflow_id AND w.epoch = u.epoch AND w.status = 'PENDING'
+    WHERE w.id = u.workflow_id AND w.epoch = u.epoch AND w.epoch >= {fragment_epoch_floor} AND w.status = 'PENDING'
     RETURNING w.id
 ), watched AS (
     DELETE FROM {schema}.watchers w USING done WHERE w.workflow_id = done.id
@@ -632,7 +644,7 @@ SELECT (SELECT count(*) FROM dest) AS found, (SELECT count(*) FROM ins) AS inser
 -- A message sent by a workflow: recorded as its operation, exactly once (fenced).
 WITH me AS (
     SELECT id FROM {schema}.workflows
-    WHERE id = %(sender_id)s AND epoch = %(epoch)s AND status = 'PENDING'
+    WHERE id = %(sender_id)s AND epoch = %(epoch)s AND epoch >= {fragment_epoch_floor} AND status = 'PENDING'
     FOR SHARE
 ), dest AS (
     SELECT id FROM {schema}.workflows WHERE id = %(workflow_id)s
@@ -665,7 +677,7 @@ SELECT (SELECT count(*) FROM me) AS owned, (SELECT count(*) FROM dest) AS found,
 -- lost), nothing is consumed and that operation is returned: the same message again.
 WITH me AS (
     SELECT id FROM {schema}.workflows
-    WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
+    WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND epoch >= {fragment_epoch_floor} AND status = 'PENDING'
     FOR SHARE
 ), earlier AS (
     SELECT o.name, o.kind, o.output FROM {schema}.operations o, me
@@ -700,7 +712,7 @@ SELECT (SELECT count(*) FROM me) AS owned,
 UPDATE {schema}.workflows
 SET wait_deadline = CASE WHEN wait_step = %(step)s THEN wait_deadline ELSE %(deadline)s END,
     wait_step = %(step)s
-WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
+WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND epoch >= {fragment_epoch_floor} AND status = 'PENDING'
 RETURNING wait_deadline
 
 -- name: lock_workflow
@@ -737,7 +749,7 @@ FROM (
             WHERE workflow_id = %(wait_target)s AND key = %(wait_topic)s)
         ELSE false END AS now
 ) ready
-WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
+WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND epoch >= {fragment_epoch_floor} AND status = 'PENDING'
 RETURNING NOT ready.now AS parked
 
 -- name: wake_due
@@ -775,7 +787,7 @@ SELECT * FROM claimed
 -- true, fenced; wakes workflows parked waiting for it, and notifies readers.
 WITH me AS (
     SELECT id FROM {schema}.workflows
-    WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
+    WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND epoch >= {fragment_epoch_floor} AND status = 'PENDING'
     FOR SHARE
 ), ev AS (
     INSERT INTO {schema}.events (workflow_id, key, step, value)
@@ -814,7 +826,7 @@ ORDER BY key, step DESC
 -- Append to a stream (or close it), recorded as the workflow's operation, fenced.
 WITH me AS (
     SELECT id FROM {schema}.workflows
-    WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
+    WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND epoch >= {fragment_epoch_floor} AND status = 'PENDING'
     FOR SHARE
 ), entry AS (
     INSERT INTO {schema}.streams (workflow_id, key, step, value, closed)

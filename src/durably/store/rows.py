@@ -429,6 +429,7 @@ class Survey(NamedTuple):
     ready_queues: list[str]
     expired: bool
     now: datetime
+    timeline: int | None  # the server's WAL timeline (a failover moves it on)
 
 
 class Stranger(NamedTuple):

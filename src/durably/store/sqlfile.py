@@ -88,16 +88,24 @@ class Query(str):
 def _fragments(schema: str) -> dict[str, str]:
     """Blocks named ``fragment_*``: shared pieces placed into statements as
     ``{fragment_*}``, so a piece of SQL several statements need is written once. A
-    fragment may hold fragments that hold none (``{fragment_next_epoch}``)."""
+    fragment may hold other fragments (``{fragment_next_epoch}`` holds the timeline's
+    floor); each is rendered once those it holds are."""
     blocks = {name: text for name, text in _blocks().items() if name.startswith("fragment_")}
-    leaves = {
-        name: render(text, schema) for name, text in blocks.items() if "{fragment_" not in text
-    }
-    return {
-        name: leaves.get(name)
-        or render(text, schema, **{k: v for k, v in leaves.items() if "{" + k + "}" in text})
-        for name, text in blocks.items()
-    }
+    done: dict[str, str] = {}
+    while len(done) < len(blocks):
+        ready = {
+            name: text
+            for name, text in blocks.items()
+            if name not in done
+            and all("{" + other + "}" not in text or other in done for other in blocks)
+        }
+        if not ready:
+            raise RuntimeError(f"fragments hold each other: {sorted(set(blocks) - set(done))}")
+        for name, text in ready.items():
+            done[name] = render(
+                text, schema, **{k: v for k, v in done.items() if "{" + k + "}" in text}
+            )
+    return done
 
 
 def fragment(name: str, schema: str) -> str:
