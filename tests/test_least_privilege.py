@@ -111,6 +111,17 @@ def test_the_printed_script_migrates_and_grants_and_drops_nothing(
             },
         ).fetchone()
     assert granted == (True, False, True, False, False)
+    # A table a later migration adds (made by the same owner) is the role's to use at once.
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("CREATE TABLE {}.later (a int)").format(sql.Identifier(hostile.schema))
+        )
+    with psycopg.connect(hostile.url, autocommit=True) as worker:
+        later = sql.SQL("{}.later").format(sql.Identifier(hostile.schema))
+        worker.execute(sql.SQL("INSERT INTO {} VALUES (1)").format(later))
+        assert worker.execute(sql.SQL("SELECT a FROM {}").format(later)).fetchall() == [(1,)]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            worker.execute(sql.SQL("DROP TABLE {}").format(later))
     again = owner.run("migrate")
     assert again.stdout == f"schema {hostile.schema} is up to date\n", again.stderr
     # Every command that reads or changes the schema names it safely too.
