@@ -130,7 +130,9 @@ def test_the_printed_script_migrates_and_grants_and_drops_nothing(
         assert done.returncode == 0, (command, done.stdout, done.stderr)
     assert owner.run("gc", "--older-than", "1d").returncode == 0
     for command in (("workflows", "show", "nothing-here"), ("cancel", "nothing-here")):
-        assert owner.refused(*command).endswith("no workflow with id 'nothing-here' exists")
+        assert owner.refused(*command).endswith(
+            "no workflow with id 'nothing-here' exists [docs/errors.md#workflownotfound]"
+        )
     with psycopg.connect(pg_url, autocommit=True) as admin:
         assert canary_alive(admin, hostile.canary)
 
@@ -318,4 +320,8 @@ def test_schema_names_the_statements_cannot_carry_are_refused_before_connecting(
             make(pg_url, schema=schema)  # refused when made, not at the first call
     found = db.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))
     assert found.fetchone() == (0,)
-    assert Cli(pg_url, schema).refused("migrate").endswith("choose a name without " + says)
+    assert (
+        Cli(pg_url, schema)
+        .refused("migrate")
+        .endswith("choose a name without " + says + " [docs/errors.md#configurationerror]")
+    )
