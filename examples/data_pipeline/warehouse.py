@@ -4,18 +4,25 @@
 the body ran and before its checkpoint committed runs it again), so the warehouse does
 what a real one does with a load ID: it remembers every idempotency key it accepted and
 ignores a second load under the same key. ``loads.ledger`` gets one line per accepted
-load (the exactly-once effect); ``attempts.ledger`` one line per call (at least once)."""
+load (the exactly-once effect); ``attempts.ledger`` one line per call (at least once).
+To show why the key matters, the warehouse loses its reply to the first load of about
+one key in six after storing it (deterministic: by a checksum of the key)."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 import time
+import zlib
 from pathlib import Path
 
 LOADS = Path("loads.ledger")
 ATTEMPTS = Path("attempts.ledger")
 LOCK = Path("warehouse.lock")
+
+
+class LoadTimeout(Exception):
+    """No reply came: the load may or may not have been stored."""
 
 
 def _append(path: Path, line: str) -> None:
@@ -27,18 +34,21 @@ def _append(path: Path, line: str) -> None:
         os.close(fd)
 
 
+def _keys(path: Path, field: int) -> list[str]:
+    """The keys recorded in a ledger (field ``field`` of each line)."""
+    return [line.split()[field] for line in path.read_text().splitlines()] if path.exists() else []
+
+
 def load(key: str, chunk: str, records: int, total: int) -> bool:
     """Store ``chunk``'s aggregate under ``key``; False if that key was loaded before."""
     time.sleep(0.05)  # a network round trip
-    _append(ATTEMPTS, chunk)
     with LOCK.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # check-and-write as one, across processes
-        seen = (
-            {line.split(" ", 1)[0] for line in LOADS.read_text().splitlines()}
-            if LOADS.exists()
-            else set()
-        )
-        if key in seen:
+        _append(ATTEMPTS, f"{chunk} {key}")
+        first_try = _keys(ATTEMPTS, 1).count(key) == 1
+        if key in _keys(LOADS, 0):
             return False
         _append(LOADS, f"{key} {chunk} {records} {total}")
-        return True
+    if first_try and zlib.crc32(key.encode()) % 6 == 0:
+        raise LoadTimeout(f"load {key}: stored, but the reply was lost")
+    return True
