@@ -23,6 +23,10 @@ app = durably.App(executor_id="data-pipeline")
 chunks_queue = app.queue("chunks", concurrency=4, rate_limit=(10, 1.0))
 
 
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")  # one write per line: chunks run in threads side by side
+
+
 @app.step(retries=3, interval=0.2)
 def aggregate_chunk(index: int) -> dict[str, int]:
     """Read one chunk, sum it, and load the sum into the warehouse.
@@ -34,8 +38,7 @@ def aggregate_chunk(index: int) -> dict[str, int]:
     name = f"chunk-{index:02d}"
     fresh = warehouse.load(durably.step_key(), name, len(amounts), total)
     note = "" if fresh else " (already loaded: the warehouse ignored the repeat)"
-    # One write per line: chunks run in threads side by side.
-    sys.stdout.write(f"  {name}: {len(amounts)} records, sum {total}{note}\n")
+    say(f"  {name}: {len(amounts)} records, sum {total}{note}")
     return {"records": len(amounts), "total": total}
 
 
@@ -66,7 +69,7 @@ def run(dataset: str, chunks: int) -> None:
     """Start the pipeline, or attach to the one already recorded under this ID."""
     with app:
         handle = pipeline.options(id=f"pipeline-{dataset}").start(chunks)
-        print(f"pipeline {handle.id}: {chunks} chunks on queue 'chunks' (4 at once, 10/s)")
+        say(f"pipeline {handle.id}: {chunks} chunks on queue 'chunks' (4 at once, 10/s)")
         shown = None
         while True:
             try:
@@ -75,12 +78,12 @@ def run(dataset: str, chunks: int) -> None:
             except durably.ResultTimeout:
                 progress = app.get_event(handle.id, "progress", timeout=0)
                 if progress != shown:
-                    print(f"progress: {progress}")
+                    say(f"progress: {progress}")
                     shown = progress
-        print(f"progress: {app.get_event(handle.id, 'progress', timeout=0)}")
+        say(f"progress: {app.get_event(handle.id, 'progress', timeout=0)}")
         expected = records.expected_total(chunks)
-        print(f"aggregate: {result['records']} records, sum {result['total']}")
-        print("correct" if result["total"] == expected else f"WRONG: expected {expected}")
+        say(f"aggregate: {result['records']} records, sum {result['total']}")
+        say("correct" if result["total"] == expected else f"WRONG: expected {expected}")
 
 
 def show_progress(workflow_id: str) -> None:
@@ -91,7 +94,7 @@ def show_progress(workflow_id: str) -> None:
         except durably.WorkflowNotFound:
             status = "not started"
         progress = client.get_event(workflow_id, "progress", timeout=0)
-        print(f"{workflow_id}: {status}, {progress or 'no progress yet'}")
+        say(f"{workflow_id}: {status}, {progress or 'no progress yet'}")
 
 
 def main(argv: list[str]) -> None:
