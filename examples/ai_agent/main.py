@@ -130,13 +130,15 @@ def main() -> None:
     if args.command == "run":
         run()
     elif args.command == "tail":
-        for line in durably.Client().read_stream(AGENT_ID, "progress"):
-            print(line, flush=True)
+        with durably.Client() as client:
+            for line in client.read_stream(AGENT_ID, "progress"):
+                print(line, flush=True)
     else:
         # The key makes a repeated command deliver one answer.
         answer = {"approved": not args.deny}
         key = f"{AGENT_ID}:approval"
-        durably.Client().send(AGENT_ID, answer, topic="approval", idempotency_key=key)
+        with durably.Client() as client:
+            client.send(AGENT_ID, answer, topic="approval", idempotency_key=key)
         print("denied" if args.deny else "approved")
 
 
