@@ -18,9 +18,9 @@ def test_agent_killed_mid_run_resumes_pays_each_call_once_and_books_after_approv
     ex = example("ai_agent")
     paid, requests = ex.workdir / "paid_calls.log", ex.workdir / "requests.log"
 
+    tail = ex.start("main.py", "tail", log="tail")  # a second process follows the stream
     first = ex.start("main.py", log="first")
     ex.wait_for_output(f"started agent {AGENT_ID}", log="first")
-    tail = ex.start("main.py", "tail", log="tail")  # a second process follows the stream
     wait_for_lines(paid, 3)
     ex.kill(first)
 

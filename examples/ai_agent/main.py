@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import time
 from typing import Any
 
 import fake_service
@@ -82,9 +83,9 @@ def agent(task: str) -> dict[str, Any]:
 
     answer = "stopped: the budget ran out"
     while calls < MAX_CALLS and cents < MAX_CENTS:
-        step = ask_model(messages)
-        calls, cents = calls + 1, cents + step["cost_cents"]
-        reply = step["reply"]
+        out = ask_model(messages)
+        calls, cents = calls + 1, cents + out["cost_cents"]
+        reply = out["reply"]
         messages.append({"role": "assistant", "content": reply["text"]})
         if reply["tool"] is None:
             answer = reply["text"]
@@ -101,10 +102,10 @@ def agent(task: str) -> dict[str, Any]:
                 messages.append({"role": "tool", "name": tool, "content": "denied by a human"})
                 continue
             progress(f"{tool} approved")
-        step = run_tool(tool, reply["args"])
-        calls, cents = calls + 1, cents + step["cost_cents"]
-        messages.append({"role": "tool", "name": tool, "content": json.dumps(step["result"])})
-        progress(f"{tool} -> {json.dumps(step['result'])}")
+        out = run_tool(tool, reply["args"])
+        calls, cents = calls + 1, cents + out["cost_cents"]
+        messages.append({"role": "tool", "name": tool, "content": json.dumps(out["result"])})
+        progress(f"{tool} -> {json.dumps(out['result'])}")
     progress(f"done: {answer}")
     durably.close_stream("progress")
     return {"answer": answer, "calls": calls, "cents": cents}
@@ -131,6 +132,8 @@ def main() -> None:
         run()
     elif args.command == "tail":
         with durably.Client() as client:
+            while not client.list_workflows(ids=[AGENT_ID]):  # like tail -F: wait for it
+                time.sleep(0.5)
             for line in client.read_stream(AGENT_ID, "progress"):
                 print(line, flush=True)
     else:

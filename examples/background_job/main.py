@@ -94,7 +94,7 @@ def main() -> None:
     if args.command == "status":
         with durably.Client() as client:
             progress = client.get_event(job_id, "progress", timeout=0)
-        print(json.dumps(progress) if progress else f"{job_id} has not started")
+        print(json.dumps(progress) if progress else f"{job_id}: no batch done yet")
         return
     with app:
         before = app.list_workflows(ids=[job_id])
