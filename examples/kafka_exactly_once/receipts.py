@@ -27,10 +27,11 @@ def append(path: Path, line: str) -> None:
 
 def send(key: str, text: str) -> None:
     """Mail the receipt ``text`` unless a receipt with ``key`` was sent already."""
-    time.sleep(LATENCY)
+    time.sleep(LATENCY / 2)  # the request on its way
     append(REQUESTS, f"{key} {text}")
     with Path("receipts.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the check for the key and the send are one
         seen = SENT.read_text().splitlines() if SENT.exists() else []
         if not any(line.endswith(f" key={key}") for line in seen):
             append(SENT, f"{text} key={key}")
+    time.sleep(LATENCY / 2)  # the reply on its way back: a consumer killed now never gets it
