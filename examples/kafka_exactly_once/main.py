@@ -40,6 +40,14 @@ class Payment:
     cents: int
 
 
+def decode(value: bytes | None) -> Payment:
+    """A message's value as a Payment. A value that is not one raises, and the consumer
+    dead-letters its message (a workflow in ERROR saying why) instead of booking it."""
+    if value is None:
+        raise ValueError("a message without a value")
+    return Payment(**json.loads(value))
+
+
 def say(line: str) -> None:
     sys.stdout.write(line + "\n")  # one write per line: workflows run side by side
 
@@ -90,9 +98,8 @@ def consume(bootstrap: str, until: int) -> None:
     }
     # ordered: an account's payments (one partition, by key) are booked in offset order.
     payments = app.kafka_consumer(
-        config, broker.TOPIC, book_payment, ordered=True, batch_size=50,
-        value_decoder=lambda value: Payment(**json.loads(value)),
-    )  # fmt: skip
+        config, broker.TOPIC, book_payment, ordered=True, batch_size=50, value_decoder=decode
+    )
     with app:
         create_tables()  # outside a workflow: a plain transaction, run each time
         with payments:
