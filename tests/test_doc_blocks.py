@@ -60,7 +60,12 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{Path(self.path).relative_to(ROOT)}:{self.line}"
+        return f"{shown(Path(self.path))}:{self.line}"
+
+
+def shown(page: Path) -> str:
+    """A page's path as a person finds it: from the repository's root."""
+    return str(page.relative_to(ROOT)) if page.is_relative_to(ROOT) else str(page)
 
 
 def pages() -> list[Path]:
@@ -85,11 +90,11 @@ def blocks_of(page: Path) -> list[Block]:
         ):
             end += 1
         if end == len(lines):
-            raise ValueError(f"{page.relative_to(ROOT)}:{at + 1}: a fence that never closes")
+            raise ValueError(f"{shown(page)}:{at + 1}: a fence that never closes")
         marker = MARKER.match(lines[at - 1]) if at else None
         if marker is not None and lang != "python":
             raise ValueError(
-                f"{page.relative_to(ROOT)}:{at}: a {marker['kind']} marker before a "
+                f"{shown(page)}:{at}: a {marker['kind']} marker before a "
                 f"{lang or 'plain'} block: only python blocks run"
             )
         if lang == "python":
@@ -104,7 +109,7 @@ def _dedent(text: str, indent: str) -> str:
 
 
 def _block(page: Path, fence_at: int, body: list[str], marker: re.Match[str] | None) -> Block:
-    where = f"{page.relative_to(ROOT)}:{fence_at}"
+    where = f"{shown(page)}:{fence_at}"
     not_run = raises = None
     if marker is not None:
         what = marker["what"].strip()
@@ -113,7 +118,6 @@ def _block(page: Path, fence_at: int, body: list[str], marker: re.Match[str] | N
                 raise ValueError(f"{where}: a not-run marker must say why")
             not_run = what
         elif not re.fullmatch(r"[A-Za-z_][\w.]*", what):
-            raises = None
             raise ValueError(f"{where}: a raises marker names one exception class, got {what!r}")
         else:
             raises = what.rpartition(".")[2]
@@ -136,7 +140,7 @@ def test_page_blocks_run(page: Path, pg_url: str, schema: str, tmp_path: Path) -
     for block in blocks:
         if block.not_run is not None:
             print(f"not run: {block.where}: {block.not_run}")
-    print(f"{page.relative_to(ROOT)}: {len(runnable)} run, {len(blocks) - len(runnable)} not run")
+    print(f"{shown(page)}: {len(runnable)} run, {len(blocks) - len(runnable)} not run")
     if not runnable:
         return
     # The page's own tables go into the test's schema: it must exist before durably
@@ -174,7 +178,7 @@ def test_page_blocks_run(page: Path, pg_url: str, schema: str, tmp_path: Path) -
         started = [line for line in err.splitlines() if line.startswith(PROGRESS)]
         running = started[-1][len(PROGRESS) :] if started else "(before the first block)"
         pytest.fail(
-            f"{page.relative_to(ROOT)}: the blocks did not finish within {PAGE_DEADLINE:.0f} s; "
+            f"{shown(page)}: the blocks did not finish within {PAGE_DEADLINE:.0f} s; "
             f"running: {running}\n{_tail(out, err)}"
         )
     assert child.returncode == 0, _tail(out, err)
@@ -190,6 +194,48 @@ def test_markers_are_well_formed() -> None:
     """Every page parses: fences close, markers sit before python blocks and say why."""
     for page in pages():
         blocks_of(page)
+
+
+def test_the_runner_reads_markers_and_names_the_failing_line(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "Text.\n\n```python\nx = 1\n```\n\n<!-- not-run: needs a broker -->\n"
+        "```python\nconnect()\n```\n\n1. A list:\n\n   <!-- raises: ZeroDivisionError -->\n"
+        "   ```python\n   x / 0\n   ```\n\n```sh\nls\n```\n\n```python\n\ny = x + 1\n"
+        "assert y == 3, y\n```\n",
+        encoding="utf-8",
+    )
+    blocks = blocks_of(page)
+    assert [(b.line, b.not_run, b.raises) for b in blocks] == [
+        (4, None, None),
+        (9, "needs a broker", None),
+        (16, None, "ZeroDivisionError"),
+        (24, None, None),
+    ]
+    assert blocks[2].source == "x / 0\n"
+    spec = tmp_path / "blocks.json"
+    spec.write_text(json.dumps([asdict(b) for b in blocks if b.not_run is None]))
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), str(spec)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert f'File "{page}", line 26' in done.stderr, done.stderr
+    assert "assert y == 3, y" in done.stderr  # the page's own line, shown
+    assert f"the block at {page}:24 failed" in done.stderr
+    for bad, why in (
+        ("<!-- not-run: -->\n```python\npass\n```\n", "must say why"),
+        ("<!-- raises: -->\n```python\npass\n```\n", "one exception class"),
+        ("<!-- not-run: shell -->\n```sh\nls\n```\n", "only python blocks run"),
+        ("```python\npass\n", "never closes"),
+    ):
+        page.write_text(bad, encoding="utf-8")
+        with pytest.raises(ValueError, match=why):
+            blocks_of(page)
 
 
 # ----------------------------------------------------------------- the driver process
@@ -236,7 +282,7 @@ def _summary() -> None:
         blocks = blocks_of(page)
         if blocks:
             skipped = sum(block.not_run is not None for block in blocks)
-            print(f"{page.relative_to(ROOT)}: {len(blocks) - skipped} run, {skipped} not run")
+            print(f"{shown(page)}: {len(blocks) - skipped} run, {skipped} not run")
             for block in blocks:
                 if block.not_run is not None:
                     print(f"  not run: {block.where}: {block.not_run}")
