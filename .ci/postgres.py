@@ -4,7 +4,8 @@
     python3 .ci/postgres.py [--version 15] [--bin DIR] -- COMMAND [ARGS...]
 
 Initialises a cluster in a temporary directory from the binaries of Debian's
-``postgresql-VERSION`` package (/usr/lib/postgresql/VERSION/bin), starts it on a free
+``postgresql-VERSION`` package (/usr/lib/postgresql/VERSION/bin) or of ``--bin DIR``
+(such as .ci/npm_postgres.py's, for versions Debian does not package), starts it on a free
 TCP port of 127.0.0.1 with password (scram-sha-256) authentication, creates the database
 ``durably``, runs COMMAND with ``DURABLY_TEST_DATABASE_URL`` pointing at it (the tests'
 conftest.py then uses it instead of the embedded PostgreSQL 18), stops the server and
@@ -66,7 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupted)
     with Server(bindir) as url:
         env = dict(os.environ, DURABLY_TEST_DATABASE_URL=url)
-        print(f"postgres.py: PostgreSQL {args.version} on {_shown(url)}", file=sys.stderr)
+        version = subprocess.run(
+            [str(bindir / "postgres"), "--version"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        print(f"postgres.py: {version} on {_shown(url)}", file=sys.stderr)
         return subprocess.run(command, env=env, check=False).returncode
 
 
@@ -108,9 +112,12 @@ class Server:
             self._run("pg_ctl", "stop", "-D", str(self.data), "-m", "fast", "-w", check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [str(self.bindir / args[0]), *args[1:]],
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=START_TIMEOUT,
@@ -137,6 +144,14 @@ class Server:
             conf.write(f"unix_socket_directories = '{self.root}'\n")
             for name, value in SETTINGS.items():
                 conf.write(f"{name} = '{value}'\n")
+        psql = self.bindir / "psql"
+        if not psql.exists():
+            # A bare server build (initdb, pg_ctl, postgres: the npm package's) has no
+            # psql: the database is made by the server in single-user mode, before start.
+            self._run(
+                "postgres", "--single", "-D", str(self.data), "postgres",
+                stdin=f"CREATE DATABASE {DATABASE};\n",
+            )  # fmt: skip
         for _attempt in range(3):  # another process may take the free port first
             port = _free_port()
             done = self._run(
@@ -149,10 +164,15 @@ class Server:
             self._run("pg_ctl", "start", "-D", str(self.data), "-l", str(self.log))
         self.started = True
         base = f"postgresql://{SUPERUSER}:{self.password}@127.0.0.1:{port}"
+        if not psql.exists():
+            return f"{base}/{DATABASE}"
         # pg_ctl -w returned once the server accepts connections.
-        psql = [str(self.bindir / "psql"), f"{base}/postgres", "-v", "ON_ERROR_STOP=1", "-qc"]
+        psql_command = [str(psql), f"{base}/postgres", "-v", "ON_ERROR_STOP=1", "-qc"]
         done = subprocess.run(
-            [*psql, f"CREATE DATABASE {DATABASE}"], capture_output=True, text=True, check=False
+            [*psql_command, f"CREATE DATABASE {DATABASE}"],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode != 0:
             raise SystemExit(f"postgres.py: CREATE DATABASE failed: {done.stderr}")

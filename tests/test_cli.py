@@ -171,7 +171,9 @@ def test_bad_input_is_one_line_and_changes_nothing(cli: Cli, made: Made) -> None
         "recorded step is 2; use 1 to 2"
     )
     line = cli.refused("cancel", "no-such-id")
-    assert line == "durably cancel: no workflow with id 'no-such-id' exists"
+    assert line == (
+        "durably cancel: no workflow with id 'no-such-id' exists [docs/errors.md#workflownotfound]"
+    )
     assert "no workflow with id 'nope'" in cli.refused("workflows", "show", "nope")
     # Refused before connecting (exit code 2: bad usage).
     line = cli.refused("workflows", "list", "--created-after", "yesterday", code=2, database=False)

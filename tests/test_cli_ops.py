@@ -224,11 +224,17 @@ def test_schedule_commands_refuse_bad_input_and_change_nothing(
     before = state()
     for command in ("pause", "resume", "trigger"):
         line = cli.refused("schedules", command, "nope")
-        assert line == f"durably schedules {command}: no schedule named 'nope' exists"
+        assert line == (
+            f"durably schedules {command}: no schedule named 'nope' exists "
+            "[docs/errors.md#schedulenotfound]"
+        )
     line = cli.refused(
         "schedules", "backfill", "nope", "--start", "2025-01-01", "--end", "2025-01-02"
     )
-    assert line == "durably schedules backfill: no schedule named 'nope' exists"
+    assert line == (
+        "durably schedules backfill: no schedule named 'nope' exists "
+        "[docs/errors.md#schedulenotfound]"
+    )
     too_many = cli.refused(
         "schedules", "backfill", "hourly", "--start", "2020-01-01", "--end", "2025-01-01"
     )
@@ -377,7 +383,8 @@ def test_migrate_grant_refuses_an_unknown_role(
         line = cli.refused(*args, f"{schema}_nobody")
         assert line == (
             f"durably migrate: role '{schema}_nobody' does not exist; create it first (CREATE "
-            f"ROLE ... LOGIN PASSWORD ...), then run migrate --grant again"
+            f"ROLE ... LOGIN PASSWORD ...), then run migrate --grant again "
+            "[docs/errors.md#configurationerror]"
         )
     found = db.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))
     assert found.fetchone() == (0,)  # nothing was migrated either

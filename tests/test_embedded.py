@@ -396,3 +396,20 @@ def test_under_root_server_runs_as_durably_user(data_dir: Path) -> None:
     finally:
         server.release()
     assert is_stopped(data_dir)
+
+
+def test_a_script_that_never_closes_its_client_leaves_quietly(data_dir: Path) -> None:
+    """The client is closed at exit before the embedded server it started stops, so no
+    warning of an unreachable database is printed on the way out."""
+    script = (
+        "import sys, durably\n"
+        "client = durably.Client(data_dir=sys.argv[1])\n"
+        "print(client.get_event('nobody', 'key', timeout=0))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(data_dir)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, "None\n"), done.stderr
+    assert "unreachable" not in done.stderr, done.stderr
+    assert is_stopped(data_dir)

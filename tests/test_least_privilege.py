@@ -111,6 +111,17 @@ def test_the_printed_script_migrates_and_grants_and_drops_nothing(
             },
         ).fetchone()
     assert granted == (True, False, True, False, False)
+    # A table a later migration adds (made by the same owner) is the role's to use at once.
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("CREATE TABLE {}.later (a int)").format(sql.Identifier(hostile.schema))
+        )
+    with psycopg.connect(hostile.url, autocommit=True) as worker:
+        later = sql.SQL("{}.later").format(sql.Identifier(hostile.schema))
+        worker.execute(sql.SQL("INSERT INTO {} VALUES (1)").format(later))
+        assert worker.execute(sql.SQL("SELECT a FROM {}").format(later)).fetchall() == [(1,)]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            worker.execute(sql.SQL("DROP TABLE {}").format(later))
     again = owner.run("migrate")
     assert again.stdout == f"schema {hostile.schema} is up to date\n", again.stderr
     # Every command that reads or changes the schema names it safely too.
@@ -119,7 +130,9 @@ def test_the_printed_script_migrates_and_grants_and_drops_nothing(
         assert done.returncode == 0, (command, done.stdout, done.stderr)
     assert owner.run("gc", "--older-than", "1d").returncode == 0
     for command in (("workflows", "show", "nothing-here"), ("cancel", "nothing-here")):
-        assert owner.refused(*command).endswith("no workflow with id 'nothing-here' exists")
+        assert owner.refused(*command).endswith(
+            "no workflow with id 'nothing-here' exists [docs/errors.md#workflownotfound]"
+        )
     with psycopg.connect(pg_url, autocommit=True) as admin:
         assert canary_alive(admin, hostile.canary)
 
@@ -307,4 +320,8 @@ def test_schema_names_the_statements_cannot_carry_are_refused_before_connecting(
             make(pg_url, schema=schema)  # refused when made, not at the first call
     found = db.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))
     assert found.fetchone() == (0,)
-    assert Cli(pg_url, schema).refused("migrate").endswith("choose a name without " + says)
+    assert (
+        Cli(pg_url, schema)
+        .refused("migrate")
+        .endswith("choose a name without " + says + " [docs/errors.md#configurationerror]")
+    )

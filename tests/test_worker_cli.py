@@ -174,7 +174,7 @@ def test_a_bad_log_level_is_one_clear_line(fleet: Fleet) -> None:
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert done.stderr == (
         "durably worker: --log-level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL "
-        "(got 'LOUD')\n"
+        "(got 'LOUD') [docs/errors.md#configurationerror]\n"
     )
 
 

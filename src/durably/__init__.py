@@ -10,6 +10,7 @@ from durably.client import Client
 from durably.codec import Codec, JsonCodec, PickleCodec
 from durably.errors import (
     ConfigurationError,
+    ConnectionLost,
     DatabaseLimitExceeded,
     DatabaseUnavailable,
     DuplicateWorkflow,
@@ -72,6 +73,7 @@ __all__ = [
     "Client",
     "Codec",
     "ConfigurationError",
+    "ConnectionLost",
     "DatabaseLimitExceeded",
     "DatabaseUnavailable",
     "DuplicateWorkflow",

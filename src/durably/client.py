@@ -11,6 +11,7 @@ schedules too, and triggers or backfills their ticks for the workers to run
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import uuid
@@ -109,6 +110,9 @@ class Client(Control, ScheduleHandOver, Outbox, Retention, Versions):
                 # Only the notification listener runs: waits wake on NOTIFY.
                 engine.launch()
                 self._engine = engine
+                # A script that never closes its client still leaves quietly: closed
+                # before an embedded server it shares stops (atexit runs last-first).
+                atexit.register(self.close)
             return self._engine
 
     def close(self) -> None:
@@ -116,6 +120,7 @@ class Client(Control, ScheduleHandOver, Outbox, Retention, Versions):
         with self._lock:
             engine, self._engine = self._engine, None
         if engine is not None:
+            atexit.unregister(self.close)
             engine.shutdown(grace=0)
 
     def __repr__(self) -> str:

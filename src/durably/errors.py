@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+#: The page that explains every error, one section each (its anchor: the class name in
+#: lower case); every message ends with a pointer to its section.
+ERRORS_PAGE = "docs/errors.md"
+
 
 class DurablyError(Exception):
-    """Root of every error raised by durably itself."""
+    """Root of every error raised by durably itself. Its message says what was wrong and
+    what to do, and ends with where the docs explain it: ``[docs/errors.md#name]``."""
 
     _message: str | None = None
 
@@ -17,7 +22,15 @@ class DurablyError(Exception):
         self.args = args
 
     def __str__(self) -> str:
-        return self._message if self._message is not None else super().__str__()
+        text = self._message if self._message is not None else super().__str__()
+        return text if self.docs is None else f"{text} [{self.docs}]"
+
+    @property
+    def docs(self) -> str | None:
+        """Where this error is explained: its section of the errors page."""
+        # A subclass made elsewhere points to the section of the class it extends.
+        documented = next(c for c in type(self).__mro__ if c.__module__ == __name__)
+        return f"{ERRORS_PAGE}#{documented.__name__.lower()}"
 
 
 class ConfigurationError(DurablyError):
@@ -269,6 +282,11 @@ class RecordedError(DurablyError):
         self.type_name = type_name
         self.message = message
         self.traceback = traceback
+
+    @property
+    def docs(self) -> None:
+        """None: the message is the recorded error's own, shown as it was."""
+        return None
 
 
 class LostOwnership(DurablyError):

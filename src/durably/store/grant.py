@@ -15,7 +15,14 @@ from durably.store.upgrade import connect
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 # The grants, in the order they run.
-GRANTS = ("grant_schema_usage", "grant_tables", "revoke_migrations_writes", "grant_sequences")
+GRANTS = (
+    "grant_schema_usage",
+    "grant_tables",
+    "revoke_migrations_writes",
+    "grant_sequences",
+    "grant_future_tables",
+    "grant_future_sequences",
+)
 
 
 class RoleFacts(NamedTuple):

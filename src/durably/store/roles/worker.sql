@@ -23,6 +23,16 @@ REVOKE INSERT, UPDATE, DELETE ON {schema}.migrations FROM {role}
 -- Take the next value of the schema's sequences (message IDs).
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}
 
+-- name: grant_future_tables
+-- The same rights on tables a later version of durably creates here, when the role that
+-- runs its migrations is the one running these grants (default privileges belong to the
+-- role that creates the objects): an upgrade needs no new grant.
+ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}
+
+-- name: grant_future_sequences
+-- And on its later sequences.
+ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT USAGE ON SEQUENCES TO {role}
+
 -- name: role_facts
 -- Whether the role exists, and whether grants would mean anything for it (a superuser
 -- or the schema's owner has every right anyway).
