@@ -76,6 +76,13 @@ def pages() -> list[Path]:
 def blocks_of(page: Path) -> list[Block]:
     """The python blocks of ``page`` with their markers; ValueError for a malformed one."""
     lines = page.read_text(encoding="utf-8").splitlines()
+    for number, text in enumerate(lines, 1):
+        following = FENCE.match(lines[number]) if number < len(lines) else None
+        if MARKER.match(text) and following is None:
+            raise ValueError(
+                f"{shown(page)}:{number}: a marker must be on the line just before its "
+                f"block's opening fence"
+            )
     found: list[Block] = []
     at = 0
     while at < len(lines):
@@ -96,6 +103,10 @@ def blocks_of(page: Path) -> list[Block]:
             raise ValueError(
                 f"{shown(page)}:{at}: a {marker['kind']} marker before a "
                 f"{lang or 'plain'} block: only python blocks run"
+            )
+        if lang in ("py", "python3", "pycon", "ipython"):
+            raise ValueError(
+                f"{shown(page)}:{at + 1}: write ```python (a {lang} block would not be run)"
             )
         if lang == "python":
             body = [_dedent(text, indent) for text in lines[at + 1 : end]]
@@ -227,11 +238,26 @@ def test_the_runner_reads_markers_and_names_the_failing_line(tmp_path: Path) -> 
     assert f'File "{page}", line 26' in done.stderr, done.stderr
     assert "assert y == 3, y" in done.stderr  # the page's own line, shown
     assert f"the block at {page}:24 failed" in done.stderr
+    # A raises marker whose block raises nothing, or something else, fails the page.
+    for code, said in (("pass\n", "should raise KeyError"), ("1 / 0\n", "(expected KeyError)")):
+        wrong = Block(str(page), 1, code, raises="KeyError")
+        spec.write_text(json.dumps([asdict(wrong)]))
+        done = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), str(spec)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1 and said in done.stderr, done.stderr
     for bad, why in (
         ("<!-- not-run: -->\n```python\npass\n```\n", "must say why"),
         ("<!-- raises: -->\n```python\npass\n```\n", "one exception class"),
         ("<!-- not-run: shell -->\n```sh\nls\n```\n", "only python blocks run"),
         ("```python\npass\n", "never closes"),
+        ("<!-- not-run: far -->\n\n```python\npass\n```\n", "the line just before"),
+        ("```py\npass\n```\n", "write ```python"),
     ):
         page.write_text(bad, encoding="utf-8")
         with pytest.raises(ValueError, match=why):
