@@ -36,17 +36,17 @@ class WorkflowInfo:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
-    # Whether a live worker (heartbeat within its lease) registers this workflow's name
-    # and, for queued work, listens to its queue; None when not known. Unfinished work
-    # that is not served waits until such a worker runs.
-    # A workflow with an app_version is served only by a worker that recovers that
-    # version (its own, or one of its recover_versions; docs/upgrades.md).
     served: bool | None = None
-    # The queue it was enqueued on; None when it was started directly.
+    """Whether a live worker (heartbeat within its lease) registers this workflow's name
+    and, for queued work, listens to its queue; None when not known. Unfinished work
+    that is not served waits until such a worker runs. A workflow with an app_version is
+    served only by a worker that recovers that version (its own, or one of its
+    recover_versions; docs/upgrades.md)."""
     queue: str | None = None
-    # The application version that started it (docs/upgrades.md); None while queued and
-    # not started yet (any version may start it), or when started before versions existed.
+    """The queue it was enqueued on; None when it was started directly."""
     app_version: str | None = None
+    """The application version that started it (docs/upgrades.md); None while queued and
+    not started yet (any version may start it), or when started before versions existed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +61,8 @@ class StepInfo:
     child_id: str | None
     started_at: datetime
     completed_at: datetime
-    # Runs of a step's or transaction's body before this outcome (its retries + 1).
     attempts: int = 1
+    """Runs of a step's or transaction's body before this outcome (its retries + 1)."""
 
 
 def error_fields(error: BaseException | None) -> dict[str, str] | None:

@@ -34,6 +34,9 @@ class Transaction(Generic[P, R]):
         return f"<durably transaction {self.spec.name!r}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function in a database transaction, its connection passed first. In
+        a workflow the same transaction writes the step's checkpoint (exactly once);
+        outside any workflow it runs once and nothing is recorded."""
         ctx = active_workflow()
         if ctx is None or ctx.engine is not self._app._engine:
             engine = self._app.engine

@@ -93,6 +93,7 @@ class Workflow(Generic[P, R]):
 
     @property
     def name(self) -> str:
+        """The name it is registered, recorded and enqueued under."""
         return self.spec.name
 
     def __repr__(self) -> str:
@@ -132,6 +133,10 @@ class Workflow(Generic[P, R]):
     # ---- call: run durably and return the result
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the workflow durably and return its result (an ``async def`` workflow
+        gives a coroutine to await). The arguments are checked against its signature
+        before anything is written. Called from a workflow, it is a child with the ID
+        ``<parent>-<step>``."""
         # Everything that numbers the call happens now, before any await, so that
         # concurrent children (asyncio.gather) replay with the same step numbers.
         engine, begin = self._begin(args, kwargs)
@@ -286,6 +291,9 @@ class Step(Generic[P, R]):
         return f"<durably step {self.spec.name!r}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the step. In a workflow it takes the next step number, runs with its
+        retry policy and records its result (replayed, not run again, after a crash);
+        outside any workflow it is a plain call of the function."""
         ctx = active_workflow()
         if ctx is None or ctx.engine is not self._app._engine:
             return self.spec.fn(*args, **kwargs)  # type: ignore[no-any-return]
