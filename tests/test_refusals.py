@@ -390,3 +390,44 @@ def test_an_unreachable_server_at_launch_is_one_clear_line(cli: Any, tmp_path: P
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith("durably worker: cannot connect to PostgreSQL"), done.stderr
     assert done.stderr.count("\n") == 1 and "s3cret-pw" not in done.stderr
+
+
+def test_a_step_of_another_app_is_refused_in_a_workflow_never_run_unrecorded(
+    make_app: Callable[..., durably.App], db: Any
+) -> None:
+    app, other = make_app(), make_app(name="other")
+    ran: list[str] = []
+
+    @other.step
+    def elsewhere() -> str:
+        ran.append("step")
+        return "done"
+
+    @other.transaction
+    def written(conn: Any) -> int:
+        ran.append("transaction")
+        return 1
+
+    @app.workflow
+    def calls_a_step() -> str:
+        return elsewhere()
+
+    @app.workflow
+    def calls_a_transaction() -> int:
+        return written()
+
+    with app:
+        for workflow, kind, name in (
+            (calls_a_step, "step", "elsewhere"),
+            (calls_a_transaction, "transaction", "written"),
+        ):
+            handle = workflow.options(id=f"calls-{kind}").start()
+            with pytest.raises(
+                durably.ConfigurationError,
+                match=f"{kind} '[^']*{name}' is declared on another App than workflow 'calls-{kind}'",
+            ):
+                handle.result(timeout=30)
+    assert ran == []
+    assert db.execute("SELECT count(*) FROM operations").fetchone() == (0,)
+    # Outside any workflow both are plain calls, as always.
+    assert elsewhere() == "done"

@@ -8,12 +8,11 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from durably.app_core import AppCore
 from durably.errors import ConfigurationError
-from durably.execution.context import active_workflow
 from durably.execution.observe import observed
 from durably.execution.specs import StepSpec, TransactionSpec, default_name, former_name
 from durably.execution.transactions import run_alone, run_transaction
 from durably.runtime.drivers import drive_async, drive_sync
-from durably.workflow import check_callable, claim_name
+from durably.workflow import check_callable, claim_name, workflow_of
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,12 +36,11 @@ class Transaction(Generic[P, R]):
         """Run the function in a database transaction, its connection passed first. In
         a workflow the same transaction writes the step's checkpoint (exactly once);
         outside any workflow it runs once and nothing is recorded."""
-        ctx = active_workflow()
-        if ctx is None or ctx.engine is not self._app._engine:
-            engine = self._app.engine
+        ctx = workflow_of(self._app, "transaction", self.spec.name)
+        engine = self._app.engine  # in a workflow: the one running it (workflow_of)
+        if ctx is None:
             protocol = run_alone(engine, self.spec, args, kwargs)
         else:
-            engine = ctx.engine
             # Numbered now, in the caller's task, as every durable operation is.
             position = ctx.take_step()
             protocol = run_transaction(ctx, position, self.spec, args, kwargs)

@@ -294,8 +294,8 @@ class Step(Generic[P, R]):
         """Run the step. In a workflow it takes the next step number, runs with its
         retry policy and records its result (replayed, not run again, after a crash);
         outside any workflow it is a plain call of the function."""
-        ctx = active_workflow()
-        if ctx is None or ctx.engine is not self._app._engine:
+        ctx = workflow_of(self._app, "step", self.spec.name)
+        if ctx is None:
             return self.spec.fn(*args, **kwargs)  # type: ignore[no-any-return]
         # The number is taken now, in the caller's task, so concurrent steps replay alike.
         position = ctx.take_step()
@@ -305,6 +305,19 @@ class Step(Generic[P, R]):
         if self.spec.is_async:
             return drive_async(ctx.engine, protocol)  # type: ignore[return-value]
         return drive_sync(ctx.engine, protocol)  # type: ignore[no-any-return]
+
+
+def workflow_of(app: AppCore, kind: str, name: str) -> WorkflowContext | None:
+    """The workflow a step or transaction of ``app`` is called in (None: outside any).
+    A workflow of another App cannot record it: refused, never run unrecorded."""
+    ctx = active_workflow()
+    if ctx is None or ctx.engine is app._engine:
+        return ctx
+    raise ConfigurationError(
+        f"{kind} {name!r} is declared on another App than workflow {ctx.workflow_id!r} "
+        f"that calls it, whose App could not record it; declare the {kind} on the "
+        f"workflow's App (one App per database schema and process)"
+    )
 
 
 def declare_workflow(
