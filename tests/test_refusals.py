@@ -424,7 +424,8 @@ def test_a_step_of_another_app_is_refused_in_a_workflow_never_run_unrecorded(
             handle = workflow.options(id=f"calls-{kind}").start()
             with pytest.raises(
                 durably.ConfigurationError,
-                match=f"{kind} '[^']*{name}' is declared on another App than workflow 'calls-{kind}'",
+                match=f"{kind} '[^']*{name}' is declared on another App than "
+                f"workflow 'calls-{kind}'",
             ):
                 handle.result(timeout=30)
     assert ran == []
