@@ -123,6 +123,30 @@ def test_live_executor_takes_over_workflow_of_killed_executor(
     assert len(operations(db, "wf-takeover")) == 3
 
 
+def test_a_workflow_that_progresses_between_crashes_is_never_dead_lettered(
+    workers: Workers, db: psycopg.Connection[Any]
+) -> None:
+    # Each run records one more step and then kills its worker: five crashes, more than
+    # max_recovery_attempts (2), but each recovery went on from further along.
+    worker = workers.spawn("march-exec", max_recovery_attempts=2)
+    worker.send(op="start", wf="marching", id="wf-march", args=[5])
+    crashes = 0
+    while True:
+        assert worker.wait_exit() == -signal.SIGKILL
+        crashes += 1
+        assert workflow_row(db, "wf-march")["status"] == "PENDING"
+        worker = workers.spawn("march-exec", max_recovery_attempts=2, ready=False)
+        if crashes == 5:
+            break
+    worker.send(op="wait", id="wf-march", timeout=30)
+    assert worker.expect("result", id="wf-march")["value"] == 5
+    row = workflow_row(db, "wf-march")
+    assert (row["status"], row["recovery_attempts"]) == ("SUCCESS", 1)
+    counts = workers.counts()
+    assert [counts[f"advance{i}"] for i in range(1, 6)] == [1] * 5  # recorded once each
+    assert [counts[f"die{i}"] for i in range(1, 6)] == [1] * 5
+
+
 def test_workflow_that_keeps_crashing_its_worker_is_dead_lettered(
     workers: Workers, db: psycopg.Connection[Any], make_app: Any
 ) -> None:

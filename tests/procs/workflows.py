@@ -122,6 +122,28 @@ def build(
         suicide()
         return "unreachable"
 
+    @app.step(name="advance")
+    def advance(i: int) -> int:
+        ran(f"advance{i}")
+        return i
+
+    @app.step(name="die_once")
+    def die_once(i: int) -> None:
+        # Kills its process the first time it runs for ``i`` (a marker file remembers).
+        marker = Path(effects).with_name(f"died-{i}")
+        if not marker.exists():
+            marker.touch()
+            ran(f"die{i}")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    @app.workflow(name="marching", max_recovery_attempts=max_recovery_attempts)
+    def marching(n: int) -> int:
+        # Every run records one step more, then its worker dies: progress each time.
+        for i in range(1, n + 1):
+            advance(i)
+            die_once(i)
+        return n
+
     @app.workflow(name="once")
     def once(x: int) -> str:
         # The body itself counts its executions (a body may replay, a step never reruns).
@@ -150,5 +172,5 @@ def build(
             raise
         return [inserted, s1(x)]
 
-    workflows = (three, fenced, doomed, once, txflow)
+    workflows = (three, fenced, doomed, marching, once, txflow)
     return Deployment(app, {wf.name: wf for wf in workflows})

@@ -296,16 +296,27 @@ ORDER BY s.name
 -- Only this engine's row: a process whose ID was taken over leaves the new holder's.
 DELETE FROM {schema}.executors WHERE id = %(id)s AND incarnation = %(incarnation)s
 
+-- name: fragment_progressed
+-- (A fragment.) Whether the workflow recorded an operation since its row last changed
+-- (its last claim, at the latest): a recovery after progress is not one more attempt of
+-- a workflow that keeps killing its worker.
+EXISTS (SELECT 1 FROM {schema}.operations o
+        WHERE o.workflow_id = w.id AND o.completed_at > w.updated_at)
+
 -- name: fragment_recovery_set
 -- What every recovery claim sets: a new epoch and attempt (dead-lettered past the attempts
--- allowed). Queued work goes back on its queue, keeping its place, so that it is claimed
--- again within the queue's limits by a worker that listens to that queue; the statement
--- says who owns the rest.
+-- allowed). Attempts count recoveries in a row without progress: a workflow that records
+-- a step between them starts counting again at 1, so a job that runs for weeks across
+-- deploys, failovers and crashes is never set aside for having been recovered often.
+-- Queued work goes back on its queue, keeping its place, so that it is claimed again
+-- within the queue's limits by a worker that listens to that queue; the statement says
+-- who owns the rest.
 claim_token = %(token)s, epoch = {fragment_next_epoch},
-recovery_attempts = w.recovery_attempts + 1,
+recovery_attempts = CASE WHEN {fragment_progressed} THEN 1 ELSE w.recovery_attempts + 1 END,
 -- work recorded before versions existed takes the version of the code that recovers it
 app_version = coalesce(w.app_version, %(app_version)s),
-status = CASE WHEN w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
+status = CASE WHEN NOT {fragment_progressed}
+                   AND w.recovery_attempts + 1 > w.max_recovery_attempts THEN 'DEAD_LETTER'
               WHEN w.queue_name IS NOT NULL THEN 'ENQUEUED'
               ELSE w.status END,
 updated_at = clock_timestamp()
