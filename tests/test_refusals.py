@@ -432,3 +432,40 @@ def test_a_step_of_another_app_is_refused_in_a_workflow_never_run_unrecorded(
     assert db.execute("SELECT count(*) FROM operations").fetchone() == (0,)
     # Outside any workflow both are plain calls, as always.
     assert elsewhere() == "done"
+
+
+def test_a_workflow_started_in_a_step_needs_an_id_so_a_retry_starts_it_once(
+    app: durably.App, db: Any
+) -> None:
+    @app.workflow
+    def notify(who: str) -> str:
+        return f"told {who}"
+
+    attempts: list[int] = []
+
+    @app.step
+    def careless() -> str:
+        return notify.start("ann").id
+
+    @app.step(retries=1, interval=0.0)
+    def careful() -> str:
+        attempts.append(1)
+        handle = notify.options(id=f"{durably.step_key()}-notify").start("bob")
+        if len(attempts) == 1:
+            raise RuntimeError("the step fails after starting it, and runs again")
+        return handle.result(timeout=30)
+
+    @app.workflow
+    def parent_careless() -> str:
+        return careless()
+
+    @app.workflow
+    def parent_careful() -> str:
+        return careful()
+
+    with pytest.raises(durably.ConfigurationError, match="started in a step without an ID"):
+        parent_careless()
+    assert parent_careful() == "told bob"
+    assert len(attempts) == 2
+    started = db.execute("SELECT inputs FROM workflows WHERE name LIKE %s", ("%notify",))
+    assert len(started.fetchall()) == 1  # bob's, once: ann's was never started

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 from durably import codec as codec_module
 from durably.app_core import AppCore
 from durably.errors import ConfigurationError, InvalidArgument, WorkflowNotFound
-from durably.execution.context import WorkflowContext, active_workflow
+from durably.execution.context import WorkflowContext, active_workflow, in_step
 from durably.execution.effects import Protocol
 from durably.execution.observe import observed, stamp
 from durably.execution.protocol import Started, read_outcome, run_step, start_child, start_top
@@ -242,6 +242,15 @@ class Workflow(Generic[P, R]):
             if engine.observers:
                 starting = observed(parent, position, self.spec.name, "child", starting)
             return engine, starting
+        if self._options.id is None and in_step.get() is not None:
+            # A step body runs again after a crash or a failed attempt: a new random ID
+            # each time would start the workflow once per attempt, unseen.
+            raise ConfigurationError(
+                f"workflow {self.spec.name!r} started in a step without an ID would start "
+                f"again, as another workflow, each time the step runs again; give it one "
+                f"made from the step's key: "
+                f".options(id=f\"{{durably.step_key()}}-{self.spec.name}\")"
+            )
         workflow_id = self._options.id if self._options.id is not None else str(uuid.uuid4())
         # Encoding happens here, before anything is written: bad input changes nothing.
         inputs = codec_module.dumps_args(engine.codec, args, kwargs)
