@@ -469,3 +469,18 @@ def test_a_workflow_started_in_a_step_needs_an_id_so_a_retry_starts_it_once(
     assert len(attempts) == 2
     started = db.execute("SELECT inputs FROM workflows WHERE name LIKE %s", ("%notify",))
     assert len(started.fetchall()) == 1  # bob's, once: ann's was never started
+
+
+def test_a_workflow_only_call_in_a_step_says_it_was_in_a_step(app: durably.App) -> None:
+    @app.step
+    def streams() -> None:
+        durably.write_stream("words", "hello")
+
+    @app.workflow
+    def writer() -> None:
+        streams()
+
+    with pytest.raises(durably.NotInWorkflow, match=r"write_stream\(\) was called in a step"):
+        writer()
+    with pytest.raises(durably.NotInWorkflow, match="can only be called inside a workflow"):
+        durably.write_stream("words", "hello")

@@ -116,5 +116,12 @@ def require_workflow(operation: str) -> WorkflowContext:
     """The running workflow, or a clear error naming the operation that needs one."""
     ctx = active_workflow()
     if ctx is None:
+        if in_step.get() is not None:
+            # A step's body may run more than once; only the workflow's body is replayed
+            # in order, so only it may record this.
+            raise NotInWorkflow(
+                f"durably.{operation}() was called in a step; call it from the body of the "
+                f"workflow (with a value the step returned), which records it once"
+            )
         raise NotInWorkflow(f"durably.{operation}() can only be called inside a workflow")
     return ctx
