@@ -443,7 +443,7 @@ def test_enqueued_before_any_worker_ever_ran_runs_once_when_one_starts(
         worker = Worker(pg_url, schema, effects, tmp_path / "worker.log")
         try:
             worker.expect("READY")
-            assert handle.result(timeout=DEADLINE) == "hello early bird"
+            assert client.handle(handle.id).result(timeout=DEADLINE) == "hello early bird"
             assert client.handle(ranked.id).result(timeout=DEADLINE) == "hello ranked bird"
             assert client.handle("second").result(timeout=DEADLINE) == "hello second"
             assert worker.stop() == 0

@@ -364,13 +364,23 @@ class Engine:
                     extra=_left_fields(self.executor_id, running),
                 )
             return
-        if unfinished or running:
+        if running:
             log.warning(
                 "durably: executor %s shut down with %d workflow(s) unfinished (running "
                 "here: %s); released: other workers take them over now",
                 self.executor_id,
                 max(unfinished, len(running)),
                 name_runs(running),
+                extra=_left_fields(self.executor_id, running),
+            )
+        elif unfinished:
+            # Their runs here ended without an outcome (interrupted, or given up at the
+            # grace's end): the work is the database's to hand on.
+            log.warning(
+                "durably: executor %s shut down leaving %d workflow(s) unfinished; "
+                "released: other workers take them over now",
+                self.executor_id,
+                unfinished,
                 extra=_left_fields(self.executor_id, running),
             )
 

@@ -87,6 +87,7 @@ class PoolState(Generic[P, K]):
         self._lock = threading.Lock()
         self._pool_broken = False
         self._recoveries_seen = outage.recoveries
+        self.closed = False  # closed for good: every call is refused (``_suspect``)
 
     def _pool_options(self) -> dict[str, Any]:
         # No check as connections are handed out: psycopg-pool's check loop waits, with a
@@ -106,7 +107,13 @@ class PoolState(Generic[P, K]):
     def _suspect(self) -> bool:
         """True when the pool is set aside: after a broken connection here, or after an
         outage seen by another user of the same account (this pool's connections may
-        have died unnoticed)."""
+        have died unnoticed). Every call asks first, so a closed store refuses it here:
+        without that, a closed pool reads as an outage, ridden out on fresh connections."""
+        if self.closed:
+            raise ConfigurationError(
+                "this App or Client was shut down and its connections are closed; use a "
+                "handle of one that is open (app.handle(id) or client.handle(id))"
+            )
         if self.outage.recoveries != self._recoveries_seen:
             self._recoveries_seen = self.outage.recoveries
             self._pool_broken = True
@@ -324,6 +331,7 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
         return result
 
     def close(self) -> None:
+        self.closed = True
         self._committer.close()
         self.pool.close()
 
@@ -453,6 +461,7 @@ class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommit
         return result
 
     async def close(self) -> None:
+        self.closed = True
         await self._committer.close()
         await self.pool.close()
 
