@@ -249,7 +249,7 @@ class Workflow(Generic[P, R]):
                 f"workflow {self.spec.name!r} started in a step without an ID would start "
                 f"again, as another workflow, each time the step runs again; give it one "
                 f"made from the step's key: "
-                f".options(id=f\"{{durably.step_key()}}-{self.spec.name}\")"
+                f'.options(id=f"{{durably.step_key()}}-{self.spec.name}")'
             )
         workflow_id = self._options.id if self._options.id is not None else str(uuid.uuid4())
         # Encoding happens here, before anything is written: bad input changes nothing.
