@@ -198,3 +198,14 @@ def example(pg_url: str, schema: str, tmp_path: Path) -> Iterator[Any]:
     finally:
         for one in made:
             one.close()
+
+
+@pytest.fixture
+def own_schema(pg_url: str, schema: str) -> Iterator[str]:
+    """A schema for an example's own tables (a shop's, a bank's), dropped after the test."""
+    name = f"{schema}_own"
+    yield name
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(name))
+        )

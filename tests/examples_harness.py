@@ -11,6 +11,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
 
 from support import DEADLINE, ROOT, wait_until
 
@@ -131,4 +135,11 @@ def wait_for_lines(path: Path, at_least: int, timeout: float = DEADLINE) -> list
     )
 
 
-__all__: Sequence[str] = ("Example", "counted", "lines", "wait_for_lines")
+def rows(pg_url: str, schema: str, query: str) -> list[tuple[Any, ...]]:
+    """The rows of ``query`` run with ``schema`` first on the search path."""
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(schema)))
+        return [tuple(row) for row in conn.execute(query).fetchall()]
+
+
+__all__: Sequence[str] = ("Example", "counted", "lines", "rows", "wait_for_lines")

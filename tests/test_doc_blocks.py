@@ -207,6 +207,18 @@ def test_markers_are_well_formed() -> None:
         blocks_of(page)
 
 
+def run_spec(spec: Path) -> subprocess.CompletedProcess[str]:
+    """This file run as the runner on the blocks listed in ``spec``, in its directory."""
+    return subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), str(spec)],
+        cwd=spec.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_the_runner_reads_markers_and_names_the_failing_line(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text(
@@ -226,14 +238,7 @@ def test_the_runner_reads_markers_and_names_the_failing_line(tmp_path: Path) -> 
     assert blocks[2].source == "x / 0\n"
     spec = tmp_path / "blocks.json"
     spec.write_text(json.dumps([asdict(b) for b in blocks if b.not_run is None]))
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), str(spec)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_spec(spec)
     assert done.returncode == 1
     assert f'File "{page}", line 26' in done.stderr, done.stderr
     assert "assert y == 3, y" in done.stderr  # the page's own line, shown
@@ -242,14 +247,7 @@ def test_the_runner_reads_markers_and_names_the_failing_line(tmp_path: Path) -> 
     for code, said in (("pass\n", "should raise KeyError"), ("1 / 0\n", "(expected KeyError)")):
         wrong = Block(str(page), 1, code, raises="KeyError")
         spec.write_text(json.dumps([asdict(wrong)]))
-        done = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), str(spec)],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_spec(spec)
         assert done.returncode == 1 and said in done.stderr, done.stderr
     for bad, why in (
         ("<!-- not-run: -->\n```python\npass\n```\n", "must say why"),

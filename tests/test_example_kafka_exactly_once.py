@@ -8,37 +8,17 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from typing import Any
 
-import psycopg
-import pytest
-from psycopg import sql
-
-from examples_harness import lines, wait_for_lines
+from examples_harness import lines, rows, wait_for_lines
 
 TOTAL = 200
 
 
-@pytest.fixture
-def bank_schema(pg_url: str, schema: str) -> Iterator[str]:
-    """The bank's own tables get a schema of their own, dropped after the test."""
-    name = f"{schema}_bank"
-    yield name
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
-
-
-def rows(pg_url: str, schema: str, query: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(pg_url) as conn:
-        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(schema)))
-        return [tuple(row) for row in conn.execute(query).fetchall()]
-
-
 def test_kafka_payments_are_booked_exactly_once_across_a_consumer_kill(
-    example: Any, pg_url: str, schema: str, bank_schema: str
+    example: Any, pg_url: str, schema: str, own_schema: str
 ) -> None:
-    ex = example("kafka_exactly_once", BANK_SCHEMA=bank_schema)
+    ex = example("kafka_exactly_once", BANK_SCHEMA=own_schema)
     receipts = ex.workdir / "receipts.ledger"
 
     broker = ex.start("main.py", "broker", log="broker")
@@ -62,7 +42,7 @@ def test_kafka_payments_are_booked_exactly_once_across_a_consumer_kill(
     # The bank's table has no unique constraint: one row per payment is the transaction
     # step's doing, the row committed with the step's checkpoint.
     entries = rows(
-        pg_url, bank_schema, "SELECT payment, account, cents, message FROM entries ORDER BY seq"
+        pg_url, own_schema, "SELECT payment, account, cents, message FROM entries ORDER BY seq"
     )
     payments = [f"p-{n:04d}" for n in range(TOTAL)]
     assert Counter(e[0] for e in entries) == dict.fromkeys(payments, 1)
@@ -82,7 +62,7 @@ def test_kafka_payments_are_booked_exactly_once_across_a_consumer_kill(
     sums: Counter[str] = Counter()
     for _, account, cents, _ in entries:
         sums[account] += cents
-    assert dict(rows(pg_url, bank_schema, "SELECT account, cents FROM balances")) == sums
+    assert dict(rows(pg_url, own_schema, "SELECT account, cents FROM balances")) == sums
 
     # The mailer sent one receipt per payment (its key makes a repeated request a no-op),
     # each with the balance right after that payment: the recorded result of `book`.

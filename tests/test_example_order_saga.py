@@ -6,38 +6,18 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
-import psycopg
-import pytest
-from psycopg import sql
-
-from examples_harness import lines, wait_for_lines
+from examples_harness import lines, rows, wait_for_lines
 
 ORDERS = {"o-1": 3900, "o-2": 2400, "o-3": 5800, "o-4": 11700, "o-5": 3600, "o-6": 2900}
 REFUSED = "o-4"  # its address is in a country the carrier does not deliver to
 
 
-@pytest.fixture
-def shop_schema(pg_url: str, schema: str) -> Iterator[str]:
-    """The user's own tables get a schema of their own, dropped after the test."""
-    name = f"{schema}_shop"
-    yield name
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
-
-
-def rows(pg_url: str, shop: str, query: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(pg_url) as conn:
-        conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(shop)))
-        return [tuple(row) for row in conn.execute(query).fetchall()]
-
-
 def test_order_saga_survives_sigkill_with_each_effect_once(
-    example: Any, pg_url: str, schema: str, shop_schema: str
+    example: Any, pg_url: str, schema: str, own_schema: str
 ) -> None:
-    ex = example("order_saga", SHOP_SCHEMA=shop_schema)
+    ex = example("order_saga", SHOP_SCHEMA=own_schema)
     payments = ex.workdir / "payments.ledger"
 
     first = ex.start("main.py", log="first")
@@ -45,7 +25,7 @@ def test_order_saga_survives_sigkill_with_each_effect_once(
     ex.kill(first)
     assert len(lines(ex.workdir / "shipments.ledger")) < 5, "every order shipped before the kill"
     # The killed run had committed these orders' rows (and their checkpoints) already.
-    recorded = rows(pg_url, shop_schema, "SELECT ref FROM orders")
+    recorded = rows(pg_url, own_schema, "SELECT ref FROM orders")
     assert len(recorded) >= 2
 
     out = ex.run("main.py", log="second")
@@ -54,7 +34,7 @@ def test_order_saga_survives_sigkill_with_each_effect_once(
         assert re.search(rf"^order-{ref} \(\w+\): {expected}: ", out, re.MULTILINE), out
 
     # The user's table: one row per order, in its final status.
-    orders = rows(pg_url, shop_schema, "SELECT ref, status, cents FROM orders ORDER BY ref")
+    orders = rows(pg_url, own_schema, "SELECT ref, status, cents FROM orders ORDER BY ref")
     assert orders == [
         (ref, "cancelled" if ref == REFUSED else "shipped", cents) for ref, cents in ORDERS.items()
     ]
@@ -72,11 +52,11 @@ def test_order_saga_survives_sigkill_with_each_effect_once(
     assert requests["charge"] > len(ORDERS)  # lost replies were retried with their key
 
     # The stock: each order reserved once, only the refused one released, once.
-    moves = rows(pg_url, shop_schema, "SELECT ref, kind, count(*) FROM stock_moves GROUP BY 1, 2")
+    moves = rows(pg_url, own_schema, "SELECT ref, kind, count(*) FROM stock_moves GROUP BY 1, 2")
     assert sorted(moves) == sorted(
         [(ref, "reserve", 1) for ref in ORDERS] + [(REFUSED, "release", 1)]
     )
-    stock = dict(rows(pg_url, shop_schema, "SELECT sku, available FROM stock"))
+    stock = dict(rows(pg_url, own_schema, "SELECT sku, available FROM stock"))
     assert stock == {"kettle": 10 - 1, "mug": 50 - 4 - 6, "teapot": 10 - 2 - 1}
 
     # The carrier: one parcel per shipped order, none for the refused one.
