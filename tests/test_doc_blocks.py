@@ -1,18 +1,20 @@
-"""Every ```python block of README.md and docs/**/*.md runs: one test per page.
+"""Every ```python and ```sql block of README.md and docs/**/*.md runs: one test per page.
 
-A page's python blocks run in order, in one namespace, in one fresh Python process whose
+A page's blocks run in order, python ones in one namespace, in one fresh Python process whose
 ``DURABLY_DATABASE_URL`` and ``DURABLY_SCHEMA`` name the test server and this test's
 schema (so ``durably.App()`` uses them), whose working directory is a temporary one, and
 whose ``search_path`` (``PGOPTIONS``) is that schema, so tables a page makes for its
 examples stay in the schema and go with it. A block may ``await`` at its top level, as in
-``python -m asyncio``: it then runs in an event loop of its own.
+``python -m asyncio``: it then runs in an event loop of its own. A sql block runs as one
+script on a connection of its own, the schema ``durably`` it names being the test's.
 
 The line before a block's opening fence may hold a marker:
 
 - ``<!-- not-run: why -->``: the block is not run (it needs a Kafka broker, it is a
-  signature); the why is required and reported;
+  signature, it creates a role of the whole server); the why is required and reported;
 - ``<!-- raises: ExceptionName -->``: the block must raise exactly that exception (by its
-  class name), which is then caught and the page goes on.
+  class name; for sql, psycopg's, e.g. ``RaiseException``), which is then caught and the
+  page goes on.
 
 A failure names the block's file and line; the traceback's lines are the page's own.
 ``python tests/test_doc_blocks.py --summary`` prints each page's count of blocks run
@@ -44,6 +46,8 @@ PAGE_DEADLINE = 60.0
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>`{3,}|~{3,})\s*(?P<lang>[\w+-]*)[^\n]*$")
 MARKER = re.compile(r"^\s*<!--\s*(?P<kind>not-run|raises)\s*:?(?P<what>.*?)-->\s*$")
+# The languages of the blocks that run.
+RUN = ("python", "sql")
 # What the driver writes on stderr before each block, so a deadline names the block.
 PROGRESS = "doc-block> "
 
@@ -57,6 +61,7 @@ class Block:
     source: str  # dedented to the fence's indentation; as many lines as on the page
     not_run: str | None = None  # the why of a not-run marker
     raises: str | None = None  # the exception's class name of a raises marker
+    lang: str = "python"  # or "sql"
 
     @property
     def where(self) -> str:
@@ -99,18 +104,18 @@ def blocks_of(page: Path) -> list[Block]:
         if end == len(lines):
             raise ValueError(f"{shown(page)}:{at + 1}: a fence that never closes")
         marker = MARKER.match(lines[at - 1]) if at else None
-        if marker is not None and lang != "python":
+        if marker is not None and lang not in RUN:
             raise ValueError(
                 f"{shown(page)}:{at}: a {marker['kind']} marker before a "
-                f"{lang or 'plain'} block: only python blocks run"
+                f"{lang or 'plain'} block: only python and sql blocks run"
             )
         if lang in ("py", "python3", "pycon", "ipython"):
             raise ValueError(
                 f"{shown(page)}:{at + 1}: write ```python (a {lang} block would not be run)"
             )
-        if lang == "python":
+        if lang in RUN:
             body = [_dedent(text, indent) for text in lines[at + 1 : end]]
-            found.append(_block(page, at, body, marker))
+            found.append(_block(page, at, body, marker, lang))
         at = end + 1
     return found
 
@@ -119,7 +124,9 @@ def _dedent(text: str, indent: str) -> str:
     return text[len(indent) :] if text.startswith(indent) else text.lstrip()
 
 
-def _block(page: Path, fence_at: int, body: list[str], marker: re.Match[str] | None) -> Block:
+def _block(
+    page: Path, fence_at: int, body: list[str], marker: re.Match[str] | None, lang: str
+) -> Block:
     where = f"{shown(page)}:{fence_at}"
     not_run = raises = None
     if marker is not None:
@@ -132,14 +139,14 @@ def _block(page: Path, fence_at: int, body: list[str], marker: re.Match[str] | N
             raise ValueError(f"{where}: a raises marker names one exception class, got {what!r}")
         else:
             raises = what.rpartition(".")[2]
-    return Block(str(page), fence_at + 2, "\n".join(body) + "\n", not_run, raises)
+    return Block(str(page), fence_at + 2, "\n".join(body) + "\n", not_run, raises, lang)
 
 
 def _pages_with_blocks() -> list[Path]:
     with_blocks = []
     for page in pages():
         text = page.read_text(encoding="utf-8")
-        if re.search(r"^[ \t]*(`{3,}|~{3,})\s*python", text, re.M):
+        if re.search(r"^[ \t]*(`{3,}|~{3,})\s*(python|sql)\s*$", text, re.M):
             with_blocks.append(page)
     return with_blocks
 
@@ -252,7 +259,7 @@ def test_the_runner_reads_markers_and_names_the_failing_line(tmp_path: Path) -> 
     for bad, why in (
         ("<!-- not-run: -->\n```python\npass\n```\n", "must say why"),
         ("<!-- raises: -->\n```python\npass\n```\n", "one exception class"),
-        ("<!-- not-run: shell -->\n```sh\nls\n```\n", "only python blocks run"),
+        ("<!-- not-run: shell -->\n```sh\nls\n```\n", "only python and sql blocks run"),
         ("```python\npass\n", "never closes"),
         ("<!-- not-run: far -->\n\n```python\npass\n```\n", "the line just before"),
         ("```py\npass\n```\n", "write ```python"),
@@ -287,6 +294,9 @@ def _drive(spec: Path) -> int:
 
 
 def _run(block: Block, namespace: dict[str, Any]) -> None:
+    if block.lang == "sql":
+        _run_sql(block)
+        return
     # Blank lines in front: the code's line numbers are the page's.
     code = compile(
         "\n" * (block.line - 1) + block.source,
@@ -299,6 +309,20 @@ def _run(block: Block, namespace: dict[str, Any]) -> None:
         asyncio.run(eval(code, namespace))  # top-level await: a coroutine to run
     else:
         exec(code, namespace)
+
+
+def _run_sql(block: Block) -> None:
+    """The block as one script (several statements, one round trip), in autocommit, on
+    the test's database; ``durably.`` and ``SCHEMA durably`` name the test's schema."""
+    schema = '"' + os.environ["DURABLY_SCHEMA"].replace('"', '""') + '"'
+    script = re.sub(r"\bdurably\.(?=\w)", schema + ".", block.source)
+    script = re.sub(r"\bSCHEMA durably\b", "SCHEMA " + schema, script)
+    with psycopg.connect(os.environ["DURABLY_DATABASE_URL"], autocommit=True) as conn:
+        try:
+            conn.execute(script.encode())
+        except psycopg.Error as error:
+            print(f"{block.where}: {type(error).__name__}: {error}", file=sys.stderr)
+            raise
 
 
 def _summary() -> None:

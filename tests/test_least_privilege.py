@@ -29,7 +29,7 @@ import pytest
 from psycopg import sql
 
 import durably
-from support import Cli, wait_until
+from support import ROOT, Cli, wait_until
 
 PASSWORD = "w0rker-pw"
 
@@ -325,3 +325,18 @@ def test_schema_names_the_statements_cannot_carry_are_refused_before_connecting(
         .refused("migrate")
         .endswith("choose a name without " + says + " [docs/errors.md#configurationerror]")
     )
+
+
+def test_the_grants_docs_cli_md_shows_are_the_ones_granted() -> None:
+    from durably.store.grant import grant_statements
+
+    page = (ROOT / "docs" / "cli.md").read_text()
+    shown = page.split("hand (the statements live in", 1)[1].split("```sql\n", 1)[1]
+    shown_lines = shown.split("```", 1)[0].splitlines()
+    granted = [
+        line.replace('"', "") + ";"
+        for statement in grant_statements("durably", "durably_worker")
+        for line in statement.as_string(None).splitlines()
+        if not line.startswith("--")
+    ]
+    assert shown_lines == granted
