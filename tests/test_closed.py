@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 import pytest
@@ -29,11 +28,9 @@ def test_a_handle_of_a_closed_client_raises_a_clear_error_at_once(
     handle = client.handle("done")
     assert handle.result(timeout=5) == "hello"
     client.close()
-    began = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="durably"):
         with pytest.raises(durably.ConfigurationError, match="was shut down"):
             handle.result(timeout=5)
         with pytest.raises(durably.ConfigurationError, match="was shut down"):
             handle.status()
-    assert time.monotonic() - began < 5  # not a wait for a database that is fine
     assert "unreachable" not in caplog.text
