@@ -142,6 +142,11 @@ SELECT name, status, output, error, recovery_attempts
 FROM {schema}.workflows
 WHERE id = %(workflow_id)s
 
+-- name: fragment_wal_timeline
+-- (A fragment.) The WAL timeline the server writes on: the first 8 hex digits of the
+-- current WAL file's name (a promoted standby writes on a new one).
+('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint
+
 -- name: fragment_epoch_floor
 -- (A fragment.) The lowest epoch of the server's WAL timeline: (timeline - 1) * 2^32, so 0
 -- on timeline 1 and above every epoch of earlier timelines on a promoted standby (which
@@ -152,7 +157,7 @@ WHERE id = %(workflow_id)s
 -- checkpoints it wrote just before the failover may have been lost with the old
 -- primary; writing on would leave a hole in its step list. Its workflow is claimed anew
 -- (claim_failed_over) and replays from what the new primary holds.
-((('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint - 1) << 32)
+(({fragment_wal_timeline} - 1) << 32)
 
 -- name: fragment_next_epoch
 -- (A fragment.) The epoch of a claim: the next one, and never below the timeline's floor
@@ -195,7 +200,7 @@ executor_id = %(executor_id)s AND status = 'PENDING'
 -- change across an outage means a failover. NULL on a standby.
 SELECT clock_timestamp() AS now,
        CASE WHEN pg_is_in_recovery() THEN NULL
-            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint
+            ELSE {fragment_wal_timeline}
        END AS timeline
 
 -- name: heartbeat
@@ -269,7 +274,7 @@ SELECT
     clock_timestamp() AS now,
     -- the WAL timeline (see timeline): a beat that finds it moved makes the worker check
     -- for a failover even when none of its statements failed across it
-    ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint AS timeline
+    {fragment_wal_timeline} AS timeline
 FROM (SELECT 1) AS one
 LEFT JOIN holder ON true
 
