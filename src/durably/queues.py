@@ -31,6 +31,7 @@ class Queue:
         self._app = app
         self.spec = spec
         self.name = spec.name
+        """The queue's name: what ``options(queue=...)`` and ``client.enqueue`` take."""
 
     def __repr__(self) -> str:
         return f"<durably queue {self.name!r}>"
