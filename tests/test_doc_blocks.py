@@ -104,7 +104,9 @@ def blocks_of(page: Path) -> list[Block]:
         if end == len(lines):
             raise ValueError(f"{shown(page)}:{at + 1}: a fence that never closes")
         marker = MARKER.match(lines[at - 1]) if at else None
-        if marker is not None and lang not in RUN:
+        # A console transcript may be marked not-run too (tests/test_doc_console.py).
+        console_not_run = lang == "console" and marker is not None and marker["kind"] == "not-run"
+        if marker is not None and lang not in RUN and not console_not_run:
             raise ValueError(
                 f"{shown(page)}:{at}: a {marker['kind']} marker before a "
                 f"{lang or 'plain'} block: only python and sql blocks run"
