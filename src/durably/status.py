@@ -9,7 +9,8 @@ class Status(StrEnum):
     """Where a workflow stands. A string enum: ``Status.SUCCESS == "SUCCESS"``."""
 
     PENDING = "PENDING"
-    """Started and not finished: running, or parked in a wait (sleep, recv, get_event)."""
+    """Not queued and not finished: running, parked in a wait (sleep, recv, get_event),
+    or waiting for a worker to recover it or take it up."""
     ENQUEUED = "ENQUEUED"
     """On a queue, ready to run, waiting for a worker and for the queue's limits."""
     DELAYED = "DELAYED"

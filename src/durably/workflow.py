@@ -121,7 +121,8 @@ class Workflow(Generic[P, R]):
         if_duplicate: IfDuplicate | None = None,
     ) -> Workflow[P, R]:
         """This workflow with options for the next start: ``id`` (an idempotency key),
-        ``timeout`` (seconds, absolute once started), and for queued work ``queue``,
+        ``timeout`` (seconds; a deadline fixed at the start, past which the workflow is
+        cancelled), and for queued work ``queue``,
         ``priority`` (1..2**31-1, lower first), ``dedup_key``, ``partition_key``,
         ``delay`` (seconds or an aware datetime) and ``if_duplicate`` ('raise' or
         'existing')."""
