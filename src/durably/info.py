@@ -28,6 +28,7 @@ class WorkflowInfo:
     name: str
     """The name its workflow function is registered under."""
     status: Status
+    """Where it stands now (a ``Status``, which compares equal to its name)."""
     inputs: Any
     """Its arguments as stored: ``{"args": [...], "kwargs": {...}}``."""
     output: Any
