@@ -21,8 +21,9 @@ server that the test creates and drops (``WITH (FORCE)``, so nothing is left beh
 - DBOS Transact: ``python shop.py`` with ``DBOS_SYSTEM_DATABASE_URL`` naming that database.
 - Celery: the worker of the block's ``# shell:`` comment (``celery -A shop worker ...``) as
   a real process, with kombu's SQLAlchemy transport as the broker and Celery's database
-  result backend, both on that database; then ``python shop.py``. The worker's process
-  group is killed at the end.
+  result backend, both on that database; once it logs that it is ready (it has made
+  kombu's tables then: made by two processes at once, they can collide), ``python
+  shop.py``. The worker's process group is killed at the end.
 - Procrastinate: the block's ``schema --apply`` command, ``python shop.py`` (which defers
   the first job), then the block's worker command as a real process, until it prints the
   line (the last job prints it); the worker is killed at the end.
@@ -89,7 +90,7 @@ def framework(block: Block) -> str:
 
 def venv_home(requirements: str) -> Path:
     """The cache directory of the venv for ``requirements`` on this Python."""
-    key = f"{sys.implementation.cache_tag} {platform.machine()} {requirements}"
+    key = f"{sys.base_prefix} {sys.implementation.cache_tag} {platform.machine()} {requirements}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     name = re.split(r"[\[=]", requirements.split()[0])[0].lower()
     return CACHE / f"{name}-{digest}"
@@ -109,11 +110,12 @@ def ensure_venv(requirements: str) -> Path:
         shutil.rmtree(home, ignore_errors=True)  # a build that was cut short
         # The venv gets no pip of its own when this interpreter has one to lend
         # (pip --python), which saves seconds per venv.
-        lend = importlib.util.find_spec("pip") is not None
-        create = [sys.executable, "-m", "venv", *(["--without-pip"] if lend else []), str(home)]
-        pip = [sys.executable, "-m", "pip", "--python", str(python)] if lend else [
-            str(python), "-m", "pip"
-        ]  # fmt: skip
+        if importlib.util.find_spec("pip") is not None:
+            create = [sys.executable, "-m", "venv", "--without-pip", str(home)]
+            pip = [sys.executable, "-m", "pip", "--python", str(python)]
+        else:
+            create = [sys.executable, "-m", "venv", str(home)]
+            pip = [str(python), "-m", "pip"]
         install = [*pip, "install", "--quiet", "--disable-pip-version-check"]
         started = time.monotonic()
         for argv in (create, [*install, *requirements.split()]):
@@ -143,9 +145,12 @@ def venvs() -> dict[str, Path]:
 
 class Process:
     """A program's process in a session of its own; its stdout lines are collected by a
-    thread (so they can be waited for), its stderr goes to a file."""
+    thread (so they can be waited for), its stderr goes to a file, or to stdout too with
+    ``merged``."""
 
-    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, argv: list[str], cwd: Path, env: dict[str, str], log: Path, merged: bool
+    ) -> None:
         self.argv = argv
         self.log = log
         self.lines: list[str] = []
@@ -156,7 +161,7 @@ class Process:
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
-            stderr=self._stderr,
+            stderr=subprocess.STDOUT if merged else self._stderr,
             text=True,
             start_new_session=True,
         )
@@ -169,9 +174,10 @@ class Process:
             self._fresh.put(line.rstrip("\n"))
         self._fresh.put(None)
 
-    def wait_for_line(self, wanted: str, deadline: float) -> bool:
-        """True once the process has printed ``wanted``; False at its exit or the deadline."""
-        while wanted not in self.lines:
+    def wait_for(self, wanted: Callable[[str], bool], deadline: float) -> bool:
+        """True once the process has printed a line that is ``wanted``; False at its exit
+        or the deadline."""
+        while not any(map(wanted, self.lines)):
             try:
                 line = self._fresh.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
@@ -216,9 +222,9 @@ class Run:
         self.env = env
         self.procs: list[Process] = []
 
-    def start(self, *args: str) -> Process:
+    def start(self, *args: str, merged: bool = False) -> Process:
         log = self.workdir / f"stderr-{len(self.procs)}.log"
-        proc = Process([str(self.python), *args], self.workdir, self.env, log)
+        proc = Process([str(self.python), *args], self.workdir, self.env, log, merged)
         self.procs.append(proc)
         return proc
 
@@ -285,7 +291,11 @@ def run_dbos(block: Block, run: Run, database_url: str, wanted: str) -> None:
 def run_celery(block: Block, run: Run, database_url: str, wanted: str) -> None:
     run.env["CELERY_BROKER_URL"] = "sqla+" + sqlalchemy_url(database_url)
     run.env["CELERY_RESULT_BACKEND"] = "db+" + sqlalchemy_url(database_url)
-    worker = run.start("-m", "celery", *command(block, "celery", "worker"))
+    worker = run.start("-m", "celery", *command(block, "celery", "worker"), merged=True)
+    # Ready: it has made kombu's tables in the empty database. (Made by the program
+    # and the worker at once, they can collide: kombu does not retry.)
+    ready = worker.wait_for(lambda line: line.endswith(" ready."), time.monotonic() + RUN_DEADLINE)
+    assert ready, f"the worker did not start:\n{run.report()}"
     lines = run.complete("shop.py").lines
     assert worker.popen.poll() is None, f"the worker stopped:\n{run.report()}"
     assert lines and lines[-1] == wanted, run.report()
@@ -296,7 +306,7 @@ def run_procrastinate(block: Block, run: Run, database_url: str, wanted: str) ->
     run.complete("-m", "procrastinate", *command(block, "procrastinate", "schema"))
     run.complete("shop.py")
     worker = run.start("-m", "procrastinate", *command(block, "procrastinate", "worker"))
-    assert worker.wait_for_line(wanted, time.monotonic() + RUN_DEADLINE), run.report()
+    assert worker.wait_for(wanted.__eq__, time.monotonic() + RUN_DEADLINE), run.report()
 
 
 RUNNERS: dict[str, Callable[[Block, Run, str, str], None]] = {
