@@ -54,6 +54,11 @@ MARKER = re.compile(r"^\s*<!--\s*(?P<kind>not-run|raises|runs-with)\s*:?(?P<what
 PINNED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?==[A-Za-z0-9.+!_-]+")
 # The languages of the blocks that run.
 RUN = ("python", "sql")
+# Blocks of commands or of other languages: each is run by a test of its own
+# (``console`` transcripts of ``$ durably``: tests/test_doc_console.py; the ``js`` block
+# of docs/sql-api.md: tests/test_doc_node.py) or says why it is not.
+COMMANDS = ("sh", "bash", "shell", "console", "go", "js")
+RUN_ELSEWHERE = {"console": "test_doc_console.py", "js": "test_doc_node.py"}
 # What the driver writes on stderr before each block, so a deadline names the block.
 PROGRESS = "doc-block> "
 
@@ -111,10 +116,14 @@ def blocks_of(page: Path) -> list[Block]:
         if end == len(lines):
             raise ValueError(f"{shown(page)}:{at + 1}: a fence that never closes")
         marker = MARKER.match(lines[at - 1]) if at else None
-        if marker is not None and lang not in RUN:
+        # Commands and other languages may be marked not-run (test_every_command_block_
+        # is_run_or_says_why); only the blocks run here can be expected to raise.
+        not_run = marker is not None and marker["kind"] == "not-run" and lang in COMMANDS
+        if marker is not None and lang not in RUN and not not_run:
             raise ValueError(
                 f"{shown(page)}:{at}: a {marker['kind']} marker before a "
-                f"{lang or 'plain'} block: only python and sql blocks run"
+                f"{lang or 'plain'} block: only python and sql blocks run (and a command "
+                f"block, {', '.join(COMMANDS)}, may be marked not-run)"
             )
         if lang in ("py", "python3", "pycon", "ipython"):
             raise ValueError(
@@ -125,6 +134,40 @@ def blocks_of(page: Path) -> list[Block]:
             found.append(_block(page, at, body, marker, lang))
         at = end + 1
     return found
+
+
+def unexplained_commands(page: Path) -> list[str]:
+    """Where ``page`` has a command block no test runs and no marker explains."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    found = []
+    fenced: str | None = None  # the fence of the block we are in
+    for number, text in enumerate(lines, 1):
+        opening = FENCE.match(text)
+        if fenced is not None:
+            if re.fullmatch(rf"[ \t]*{re.escape(fenced[0])}{{{len(fenced)},}}\s*", text):
+                fenced = None
+            continue
+        if opening is None:
+            continue
+        fenced = opening["ticks"]
+        lang = opening["lang"]
+        marker = MARKER.match(lines[number - 2]) if number > 1 else None
+        if lang not in COMMANDS or (marker is not None and marker["kind"] == "not-run"):
+            continue
+        if lang == "console" and any(line.startswith("$ durably") for line in lines[number:]):
+            continue  # test_doc_console.py runs it, or refuses it with its reason
+        if lang == "js" and page.name == "sql-api.md":
+            continue  # test_doc_node.py
+        found.append(
+            f"{shown(page)}:{number}: a ```{lang} block no test runs: run it, or say why "
+            f"not with <!-- not-run: why --> on the line before"
+        )
+    return found
+
+
+def test_every_command_block_is_run_or_says_why() -> None:
+    missing = [where for page in pages() for where in unexplained_commands(page)]
+    assert not missing, "\n".join(missing)
 
 
 def _dedent(text: str, indent: str) -> str:
@@ -287,7 +330,8 @@ def test_the_runner_reads_markers_and_names_the_failing_line(tmp_path: Path) -> 
     for bad, why in (
         ("<!-- not-run: -->\n```python\npass\n```\n", "must say why"),
         ("<!-- raises: -->\n```python\npass\n```\n", "one exception class"),
-        ("<!-- not-run: shell -->\n```sh\nls\n```\n", "only python and sql blocks run"),
+        ("<!-- raises: KeyError -->\n```sh\nls\n```\n", "only python and sql blocks run"),
+        ("<!-- not-run: shell -->\n```text\nls\n```\n", "only python and sql blocks run"),
         ("```python\npass\n", "never closes"),
         ("<!-- not-run: far -->\n\n```python\npass\n```\n", "the line just before"),
         ("```py\npass\n```\n", "write ```python"),

@@ -122,4 +122,3 @@ def test_js_block_runs(pg_url: str, schema: str, tmp_path: Path) -> None:
         assert seen["unknown"] == "no workflow no-such-workflow"
         result = app.handle(seen["id"]).result(timeout=30)
     assert result == {"approved": True}
-

@@ -385,8 +385,9 @@ def test_partition_key_is_stored(world: World, api: Api) -> None:
 
 
 def test_notifications_are_those_of_a_python_enqueue(world: World, api: Api, pg_url: str) -> None:
-    """Idle workers listen on the schema's channel: the SQL functions notify on it, with
-    the payloads of store/queues.sql and store/queries.sql."""
+    """Every process of an app listens on the schema's channel: the SQL functions notify
+    on it (a Python enqueue notifies its queue's channel, tests/test_queue_channels.py),
+    with the payloads of store/queues.sql and store/queries.sql."""
     channel = Statements(api.schema).channel
     with psycopg.connect(pg_url, autocommit=True) as listener:
         listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))

@@ -48,6 +48,18 @@ class App(Control, Scheduling, Outbox, Retention, Versions):
 
     ``url`` is a PostgreSQL URL; without one, ``$DURABLY_DATABASE_URL`` is used, else an
     embedded PostgreSQL 18 is started in ``data_dir`` (default ``./.durably``).
+    ``schema``: where durably's tables are (default ``$DURABLY_SCHEMA``, else ``durably``),
+    created or upgraded on first use. ``name``: a label recorded with this process's
+    executor. ``executor_id``: this process's identity, under which its unfinished work is
+    recovered (default: a new one per process; docs/concepts/leases-and-fencing.md).
+    ``codec``: how values are stored (default ``JsonCodec()``). ``lease``: seconds after
+    which another worker takes over the work of a process that stopped renewing (default
+    15). ``max_threads``: sync workflows run at once on background threads (default 64;
+    more wait for one). ``park_after``: a wait longer than this many seconds parks the
+    workflow in the database instead of holding a thread (default 10;
+    docs/concepts/parking.md). ``poll_interval``: seconds between looks for work, the
+    fallback for a lost notification (default 5). ``telemetry``: an observer, a list of
+    them, or True for every installed kind (docs/telemetry.md).
     ``app_db``: the URL of another database that transaction steps run in by default
     (their checkpoints then go into a small table there; see docs/transactions.md).
     ``retention``: finished workflows older than this (a timedelta, or one per finished
@@ -109,15 +121,22 @@ class App(Control, Scheduling, Outbox, Retention, Versions):
         self._retention = rules_of(retention)
         # Where transaction steps run when they name no database (None: the app's own).
         self.app_db = app_db
+        """The URL transaction steps run in when they name no database (None: the app's)."""
         self.park_after = float(park_after)
+        """Seconds of wait past which a workflow parks in the database (``App(park_after=)``)."""
         self.poll_interval = max(0.05, float(poll_interval))
+        """Seconds between looks for work when no notification comes (at least 0.05)."""
         self.name = name
+        """The label given as ``App(name=...)``, recorded with this process's executor."""
         self.schema = schema
+        """The PostgreSQL schema of durably's tables."""
         self._url = url
         self._data_dir = data_dir
         self._executor_id = executor_id
         self.codec: codec_module.Codec = codec or codec_module.JsonCodec()
+        """How values are stored (``JsonCodec`` unless ``App(codec=...)``)."""
         self.lease = float(lease)
+        """Seconds an executor's lease lasts after its last renewal (``App(lease=...)``)."""
         self._max_threads = max_threads
         self._registry: dict[str, WorkflowSpec] = {}
         self._step_specs: dict[str, StepSpec] = {}  # by name: two functions may not share one
@@ -152,6 +171,8 @@ class App(Control, Scheduling, Outbox, Retention, Versions):
         It is registered and recorded under ``name``, by default the function's qualified
         name (``process_order``, ``Billing.charge``): the same whether its module is
         imported or run as a script, and the name a ``Client`` enqueues it by.
+        ``max_recovery_attempts``: how often in a row it may be recovered after its worker
+        died without recording a step in between, before it is set aside as DEAD_LETTER.
         """
 
         def decorate(func: Callable[P, R]) -> Workflow[P, R]:
@@ -402,7 +423,8 @@ class App(Control, Scheduling, Outbox, Retention, Versions):
         return kafka_consumer(self, config, topics, workflow, **options)
 
     def shutdown(self, grace: float = 10.0) -> None:
-        """Stop background work, waiting up to ``grace`` s for running workflows."""
+        """Stop claiming work, wait up to ``grace`` s for running workflows, then release
+        the unfinished ones to other workers (the end of ``with app:`` does this)."""
         grace = check_seconds(grace, "shutdown's grace")
         with self._engine_lock:
             engine = self._engine

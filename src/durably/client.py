@@ -52,7 +52,9 @@ class Client(Control, ScheduleHandOver, Outbox, Retention, Versions):
     """Start and observe workflows by name, from any process (sync, with ``_async`` twins).
 
     ``url``: a PostgreSQL URL; without one, ``$DURABLY_DATABASE_URL``, else the embedded
-    server of ``data_dir`` (default ``./.durably``), exactly as for ``App``.
+    server of ``data_dir`` (default ``./.durably``), exactly as for ``App``. ``schema`` and
+    ``codec`` must be those of the workers' App (defaults: ``$DURABLY_SCHEMA``, else
+    ``durably``; ``JsonCodec()``). Close it with ``close()`` or a ``with`` block.
     ``migrate=False``: never create or upgrade the schema (a ``ConfigurationError`` names
     a schema that is missing or behind); the command line opens its Clients so.
     ``app_version``: pin what this client enqueues to workers recovering that version
@@ -74,9 +76,11 @@ class Client(Control, ScheduleHandOver, Outbox, Retention, Versions):
             raise ConfigurationError(f"url must be a string, got {type(url).__name__}")
         self._url = url
         self.schema = schema
+        """The PostgreSQL schema of durably's tables."""
         self._data_dir = data_dir
         self._migrate = migrate
         self.codec: codec_module.Codec = codec or codec_module.JsonCodec()
+        """How values are stored: the same codec as the workers' App."""
         self._registry: dict[str, WorkflowSpec] = {}
         self._engine: Engine | None = None
         self._lock = threading.Lock()

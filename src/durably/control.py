@@ -115,8 +115,10 @@ class Control(AppCore):
         *,
         idempotency_key: str | None = None,
     ) -> Job[None]:
-        """Send a message to a workflow (exactly once from inside a workflow; the same
-        ``idempotency_key`` delivers once from anywhere)."""
+        """Send a message to a workflow, for its ``durably.recv(topic)`` (``topic`` None:
+        the default topic). Exactly once from inside a workflow; the same
+        ``idempotency_key`` delivers once from anywhere. ``WorkflowNotFound`` if no
+        workflow has that ID."""
         check_workflow_id(workflow_id)
         topic = check_topic(topic)
         if idempotency_key is not None:
@@ -223,7 +225,8 @@ class Control(AppCore):
         self, workflow_id: str, from_step: int, *, new_id: str | None = None
     ) -> WorkflowHandle[Any]:
         """A new workflow with the same inputs whose operations before ``from_step`` are
-        copied (not re-run) and which runs again from there."""
+        copied (not re-run) and which runs again from there, in the background; returns
+        its handle. ``new_id``: its ID (default: a new UUID)."""
         return drive_sync(self.engine, self._fork(workflow_id, from_step, new_id))
 
     async def fork_async(
@@ -255,7 +258,9 @@ class Control(AppCore):
     def _wait_first(
         self, handles: Sequence[WorkflowHandle[Any]], timeout: float | None = None
     ) -> Job[WorkflowHandle[Any] | None]:
-        """The first of ``handles`` to finish (None if none did within ``timeout``)."""
+        """The first of ``handles`` to finish (None if none did within ``timeout``). Not
+        recorded inside a workflow: a replay may get another handle (see
+        docs/concepts/determinism.md)."""
         if not handles or not all(isinstance(h, WorkflowHandle) for h in handles):
             raise InvalidArgument("wait_first takes a non-empty list of workflow handles")
         deadline = _deadline(timeout)

@@ -24,18 +24,29 @@ class WorkflowInfo:
     live worker serves it."""
 
     id: str
+    """The workflow ID."""
     name: str
+    """The name its workflow function is registered under."""
     status: Status
     inputs: Any
+    """Its arguments as stored: ``{"args": [...], "kwargs": {...}}``."""
     output: Any
+    """Its result, once it is SUCCESS; else None."""
     error: BaseException | None
+    """Its recorded error, once it is ERROR; else None."""
     executor_id: str | None
+    """The executor that owns it, or that finished it; None while no executor holds it
+    (queued, parked, cancelled)."""
     recovery_attempts: int
+    """Recoveries since it last recorded a step (docs/concepts/leases-and-fencing.md)."""
     parent_id: str | None
+    """The workflow that started it, for a child; else None."""
     forked_from: str | None
+    """The workflow it was forked from (``app.fork``); else None."""
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    """When it finished; None while unfinished."""
     served: bool | None = None
     """Whether a live worker (heartbeat within its lease) registers this workflow's name
     and, for queued work, listens to its queue; None when not known. Unfinished work
@@ -54,11 +65,20 @@ class StepInfo:
     """One recorded operation of a workflow."""
 
     step: int
+    """Its step number in the workflow, from 1, in call order."""
     name: str
+    """The step's, transaction's or child's name; for a wait or a message, what it is on
+    (``recv:TOPIC``, ``send:TARGET``, the event or stream key, the patch name)."""
     kind: str
+    """``step``, ``transaction``, ``child`` (called, started or enqueued), ``sleep``,
+    ``recv``, ``send``, ``set_event``, ``get_event``, ``write_stream``, ``close_stream``
+    or ``patch``."""
     output: Any
+    """What it returned (replayed ever after); None after an error."""
     error: BaseException | None
+    """The error it ended with (raised again on replay); else None."""
     child_id: str | None
+    """The child workflow's ID, for kind ``child``; else None."""
     started_at: datetime
     completed_at: datetime
     attempts: int = 1

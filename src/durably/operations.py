@@ -110,9 +110,12 @@ def _sleep(seconds: float) -> tuple[Job[None] | None, float]:
 
 
 def recv(topic: str | None = None, timeout: float = 60) -> Any:
-    """Receive the oldest unconsumed message of ``topic`` sent to this workflow.
+    """Receive the oldest unconsumed message of ``topic`` sent to this workflow
+    (``app.send``), in the workflow's body.
 
-    Returns None when ``timeout`` (durable: it survives restarts) passes first.
+    Returns None when ``timeout`` seconds (durable: it survives restarts) pass first; a
+    long wait parks the workflow (docs/concepts/parking.md). The message comes back as
+    plain JSON: no type hint rebuilds it.
     """
     return drive_sync(*_recv("recv", topic, timeout))
 
@@ -133,7 +136,8 @@ def _recv(operation: str, topic: str | None, timeout: float) -> Job[Any]:
 
 
 def set_event(key: str, value: Any) -> None:
-    """Publish ``value`` as the latest value of this workflow's event ``key``."""
+    """Publish ``value`` as the latest value of this workflow's event ``key``, for
+    ``app.get_event`` to read. In a step it is set as part of that step."""
     drive_sync(*_set_event("set_event", key, value))
 
 

@@ -31,6 +31,7 @@ class Queue:
         self._app = app
         self.spec = spec
         self.name = spec.name
+        """The queue's name: what ``options(queue=...)`` and ``client.enqueue`` take."""
 
     def __repr__(self) -> str:
         return f"<durably queue {self.name!r}>"
@@ -86,7 +87,8 @@ class Queue:
         **kwargs: Any,
     ) -> Job[WorkflowHandle[Any]]:
         """Run ``wf`` once ``period`` s after the last call with this ``key``, with the
-        latest arguments; with ``max_wait``, no later than that long after the first call."""
+        latest arguments; with ``max_wait``, no later than that long after the first call.
+        Every call of a burst returns the handle of that one run."""
         check_name(key, "debounce key")
         period = check_seconds(period, "period")
         if max_wait is not None:

@@ -41,13 +41,17 @@ class WorkflowHandle(Generic[R]):
     def __init__(self, engine: Engine, workflow_id: str, hint: Any = None) -> None:
         self._engine = engine
         self.id = workflow_id
+        """The workflow's ID: ``app.handle(id)`` or ``client.handle(id)`` gives this handle
+        again, in any process."""
         self._hint = hint
 
     def __repr__(self) -> str:
         return f"WorkflowHandle(id={self.id!r})"
 
     def result(self, timeout: float | None = None) -> R:
-        """Wait for the workflow to finish; return its result or raise its recorded error."""
+        """Wait for the workflow to finish; return its result or raise its recorded error.
+        ``timeout``: seconds to wait (None: no limit), then ``ResultTimeout``; the workflow
+        goes on."""
         return self._engine.wait_outcome(self.id, self._hint, _check_timeout(timeout))  # type: ignore[no-any-return]
 
     async def result_async(self, timeout: float | None = None) -> R:
@@ -117,7 +121,8 @@ class Workflow(Generic[P, R]):
         if_duplicate: IfDuplicate | None = None,
     ) -> Workflow[P, R]:
         """This workflow with options for the next start: ``id`` (an idempotency key),
-        ``timeout`` (seconds, absolute once started), and for queued work ``queue``,
+        ``timeout`` (seconds; a deadline fixed at the start, past which the workflow is
+        cancelled), and for queued work ``queue``,
         ``priority`` (1..2**31-1, lower first), ``dedup_key``, ``partition_key``,
         ``delay`` (seconds or an aware datetime) and ``if_duplicate`` ('raise' or
         'existing')."""

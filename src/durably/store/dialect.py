@@ -9,7 +9,7 @@ port needs is written down in docs/dialects.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar
 
@@ -46,9 +46,9 @@ class Dialect:
     advisory_locks: ClassVar[bool]
 
     def listen(
-        self, url: str, channel: str, until: Callable[[], bool] | None = None
+        self, url: str, channels: Sequence[str], until: Callable[[], bool] | None = None
     ) -> AbstractAsyncContextManager[AsyncIterable[str]]:
-        """A connection that yields the payloads sent on ``channel`` while it is open,
+        """A connection that yields the payloads sent on ``channels`` while it is open,
         until ``until()`` returns True (asked about once a second)."""
         raise NotImplementedError
 
@@ -88,9 +88,9 @@ class PostgreSQL(Dialect):
     advisory_locks = True
 
     def listen(
-        self, url: str, channel: str, until: Callable[[], bool] | None = None
+        self, url: str, channels: Sequence[str], until: Callable[[], bool] | None = None
     ) -> Notifications:
-        return Notifications(url, channel, until)
+        return Notifications(url, channels, until)
 
 
 DIALECTS: tuple[Dialect, ...] = (PostgreSQL(),)

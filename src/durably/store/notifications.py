@@ -8,7 +8,7 @@ leave as ``ConnectionLost``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -51,17 +51,27 @@ def channel_for(schema: str) -> str:
     return "durably_" + hashlib.sha256(schema.encode()).hexdigest()[:16]
 
 
+def queue_channel(channel: str, queue: str) -> str:
+    """The channel on which work put on ``queue`` is announced (the kinds QUEUED and
+    DELAYED): only the processes serving the queue listen to it, so enqueues do not wake
+    every listener of the schema. The SQL function ``queue_channel`` of migration 0018
+    computes the same name."""
+    return f"{channel}_{hashlib.sha256(queue.encode()).hexdigest()[:16]}"
+
+
 class Notifications:
-    """``async with Notifications(url, channel) as n: async for payload in n: ...``
+    """``async with Notifications(url, channels) as n: async for payload in n: ...``
 
     The iteration ends when ``until()`` (asked about once a second) returns True: the
     caller then listens again on a new connection, which a multi-host URL takes to the
     primary of the moment (after a switchover, the old one may still be up, read-only,
     with this connection open on it and nothing more to say)."""
 
-    def __init__(self, url: str, channel: str, until: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self, url: str, channels: Sequence[str], until: Callable[[], bool] | None = None
+    ) -> None:
         self._url = url
-        self._channel = channel
+        self._channels = tuple(channels)
         self._until = until
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
@@ -70,7 +80,8 @@ class Notifications:
             self._conn = await psycopg.AsyncConnection.connect(
                 self._url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT
             )
-            await self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            listen = [sql.SQL("LISTEN {}").format(sql.Identifier(c)) for c in self._channels]
+            await self._conn.execute(sql.SQL("; ").join(listen))
         except psycopg.OperationalError as exc:
             await self.__aexit__()
             raise ConnectionLost(

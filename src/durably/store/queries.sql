@@ -176,12 +176,19 @@ FROM {schema}.workflows
 WHERE %(retry)s AND claim_token = %(token)s AND status = 'PENDING'
   AND executor_id = %(executor_id)s AND id NOT IN (SELECT id FROM claimed)
 
+-- name: fragment_queue_channel
+-- (A fragment.) The channel on which work put on the queue ``queue_name`` is announced:
+-- the schema's channel, '_' and 16 hex digits of the name's SHA-256 (as
+-- store.notifications.queue_channel). Only the processes serving the queue listen to it.
+(%(channel)s || '_' || left(encode(sha256(convert_to(queue_name, 'UTF8')), 'hex'), 16))
+
 -- name: fragment_claim_returning
 -- (A fragment.) What a claim of workflows returns (store.rows.Claimed); work put back
 -- on its queue notifies the queue's workers.
 RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempts,
           w.deadline, w.queue_name,
-          CASE WHEN w.status = 'ENQUEUED' THEN pg_notify(%(channel)s, {kind_queued} || w.queue_name)
+          CASE WHEN w.status = 'ENQUEUED'
+               THEN pg_notify({fragment_queue_channel}, {kind_queued} || w.queue_name)
           END AS notified
 
 -- name: fragment_own_pending

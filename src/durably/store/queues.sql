@@ -41,14 +41,16 @@ WITH ins AS (
             %(available_at)s, clock_timestamp(), %(parent_id)s, %(parent_step)s,
             %(app_version)s)
     ON CONFLICT DO NOTHING
-    RETURNING id, status, available_at
+    RETURNING id, status, available_at, queue_name
 )
--- Workers are told of ready work at once, and of delayed work's due time (t:). The
--- queue need not be declared yet: its work waits for the first worker that declares it.
+-- The queue's workers are told of ready work at once, and of delayed work's due time
+-- (t:), on the queue's channel. The queue need not be declared yet: its work waits for
+-- the first worker that declares it.
 SELECT id, status,
-       CASE WHEN status = 'ENQUEUED' THEN pg_notify(%(channel)s, {kind_queued} || %(queue)s)
-            ELSE pg_notify(%(channel)s,
-                           {kind_delayed} || extract(epoch FROM available_at) || ':' || %(queue)s)
+       CASE WHEN status = 'ENQUEUED'
+            THEN pg_notify({fragment_queue_channel}, {kind_queued} || queue_name)
+            ELSE pg_notify({fragment_queue_channel},
+                           {kind_delayed} || extract(epoch FROM available_at) || ':' || queue_name)
        END AS notified,
        EXISTS (SELECT 1 FROM {schema}.queues WHERE name = %(queue)s) AS queue_declared
 FROM ins
@@ -84,10 +86,11 @@ WITH given AS (
     ON CONFLICT DO NOTHING
     RETURNING id, status, queue_name, available_at
 ), ready AS (
-    SELECT pg_notify(%(channel)s, {kind_queued} || queue_name)
+    SELECT pg_notify({fragment_queue_channel},
+                     {kind_queued} || queue_name)
     FROM (SELECT DISTINCT queue_name FROM ins WHERE status = 'ENQUEUED') AS q
 ), due AS (
-    SELECT pg_notify(%(channel)s,
+    SELECT pg_notify({fragment_queue_channel},
                      {kind_delayed} || extract(epoch FROM available_at) || ':' || queue_name)
     FROM (SELECT DISTINCT queue_name, available_at FROM ins WHERE status = 'DELAYED') AS d
 )
@@ -271,8 +274,9 @@ WITH changed AS (
     RETURNING queue_name, status, available_at
 )
 SELECT status,
-       CASE WHEN status = 'ENQUEUED' THEN pg_notify(%(channel)s, {kind_queued} || queue_name)
-            ELSE pg_notify(%(channel)s,
+       CASE WHEN status = 'ENQUEUED'
+            THEN pg_notify({fragment_queue_channel}, {kind_queued} || queue_name)
+            ELSE pg_notify({fragment_queue_channel},
                            {kind_delayed} || extract(epoch FROM available_at) || ':' || queue_name)
        END AS notified,
        queue_name
@@ -297,7 +301,8 @@ DO UPDATE SET
                          w.enqueued_at + make_interval(secs => %(max_wait)s::float8)),
     updated_at = clock_timestamp()
 RETURNING id, available_at,
-          pg_notify(%(channel)s, {kind_delayed} || extract(epoch FROM w.available_at) || ':' || w.queue_name)
+          pg_notify({fragment_queue_channel},
+                    {kind_delayed} || extract(epoch FROM w.available_at) || ':' || w.queue_name)
               AS notified
 
 -- name: rate_window_opens

@@ -38,5 +38,7 @@ class ContextFilter(logging.Filter):
 
 
 def log_context() -> ContextFilter:
-    """A filter to add to a logging handler: see ``ContextFilter``."""
+    """A logging filter that adds ``workflow_id``, ``workflow_name``, ``step`` and
+    ``step_name`` to every record logged in a workflow or step (None elsewhere), for a
+    format to show: ``handler.addFilter(durably.log_context())``."""
     return ContextFilter()
