@@ -14,7 +14,11 @@ The line before a block's opening fence may hold a marker:
   signature, it creates a role of the whole server); the why is required and reported;
 - ``<!-- raises: ExceptionName -->``: the block must raise exactly that exception (by its
   class name; for sql, psycopg's, e.g. ``RaiseException``), which is then caught and the
-  page goes on.
+  page goes on;
+- ``<!-- runs-with: dbos==3.4.0 -->``: the block is another framework's program (the
+  pinned pip requirements it needs, separated by spaces); it is not run here, in
+  durably's process, but by tests/test_doc_competitors.py, in a virtual environment of
+  its own made for those requirements.
 
 A failure names the block's file and line; the traceback's lines are the page's own.
 ``python tests/test_doc_blocks.py --summary`` prints each page's count of blocks run
@@ -45,7 +49,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGE_DEADLINE = 60.0
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>`{3,}|~{3,})\s*(?P<lang>[\w+-]*)[^\n]*$")
-MARKER = re.compile(r"^\s*<!--\s*(?P<kind>not-run|raises)\s*:?(?P<what>.*?)-->\s*$")
+MARKER = re.compile(r"^\s*<!--\s*(?P<kind>not-run|raises|runs-with)\s*:?(?P<what>.*?)-->\s*$")
+# One pinned pip requirement of a runs-with marker: name, extras, ``==`` and a version.
+PINNED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?==[A-Za-z0-9.+!_-]+")
 # The languages of the blocks that run.
 RUN = ("python", "sql")
 # Blocks of commands or of other languages: each is run by a test of its own
@@ -67,6 +73,7 @@ class Block:
     not_run: str | None = None  # the why of a not-run marker
     raises: str | None = None  # the exception's class name of a raises marker
     lang: str = "python"  # or "sql"
+    runs_with: str | None = None  # the requirements of a runs-with marker, space-separated
 
     @property
     def where(self) -> str:
@@ -171,18 +178,26 @@ def _block(
     page: Path, fence_at: int, body: list[str], marker: re.Match[str] | None, lang: str
 ) -> Block:
     where = f"{shown(page)}:{fence_at}"
-    not_run = raises = None
+    not_run = raises = runs_with = None
     if marker is not None:
         what = marker["what"].strip()
         if marker["kind"] == "not-run":
             if not what:
                 raise ValueError(f"{where}: a not-run marker must say why")
             not_run = what
+        elif marker["kind"] == "runs-with":
+            if lang != "python" or not what or not all(map(PINNED.fullmatch, what.split())):
+                raise ValueError(
+                    f"{where}: a runs-with marker goes before a python block and names "
+                    f"pinned pip requirements (name==version), got {what!r}"
+                )
+            runs_with = " ".join(what.split())
         elif not re.fullmatch(r"[A-Za-z_][\w.]*", what):
             raise ValueError(f"{where}: a raises marker names one exception class, got {what!r}")
         else:
             raises = what.rpartition(".")[2]
-    return Block(str(page), fence_at + 2, "\n".join(body) + "\n", not_run, raises, lang)
+    source = "\n".join(body) + "\n"
+    return Block(str(page), fence_at + 2, source, not_run, raises, lang, runs_with)
 
 
 def _pages_with_blocks() -> list[Path]:
@@ -197,11 +212,14 @@ def _pages_with_blocks() -> list[Path]:
 @pytest.mark.parametrize("page", _pages_with_blocks(), ids=lambda page: str(page.relative_to(ROOT)))
 def test_page_blocks_run(page: Path, pg_url: str, schema: str, tmp_path: Path) -> None:
     blocks = blocks_of(page)
-    runnable = [block for block in blocks if block.not_run is None]
+    runnable = [block for block in blocks if block.not_run is None and block.runs_with is None]
+    elsewhere = [block for block in blocks if block.runs_with is not None]
     for block in blocks:
         if block.not_run is not None:
             print(f"not run: {block.where}: {block.not_run}")
-    print(f"{shown(page)}: {len(runnable)} run, {len(blocks) - len(runnable)} not run")
+        elif block.runs_with is not None:
+            print(f"run by test_doc_competitors.py: {block.where}: {block.runs_with}")
+    print(f"{shown(page)}: {_counts(len(blocks), len(runnable), len(elsewhere))}")
     if not runnable:
         return
     # The page's own tables go into the test's schema: it must exist before durably
@@ -246,6 +264,11 @@ def test_page_blocks_run(page: Path, pg_url: str, schema: str, tmp_path: Path) -
     print(_tail(out, err))  # shown with -rP: what the blocks printed and logged
 
 
+def _counts(blocks: int, run: int, elsewhere: int) -> str:
+    other = f", {elsewhere} run with another framework" if elsewhere else ""
+    return f"{run} run{other}, {blocks - run - elsewhere} not run"
+
+
 def _tail(out: str, err: str) -> str:
     # The progress lines stay: they say which block logged what.
     return f"--- stdout\n{out[-4000:]}\n--- stderr\n{err[-12000:]}"
@@ -275,19 +298,24 @@ def test_the_runner_reads_markers_and_names_the_failing_line(tmp_path: Path) -> 
         "Text.\n\n```python\nx = 1\n```\n\n<!-- not-run: needs a broker -->\n"
         "```python\nconnect()\n```\n\n1. A list:\n\n   <!-- raises: ZeroDivisionError -->\n"
         "   ```python\n   x / 0\n   ```\n\n```sh\nls\n```\n\n```python\n\ny = x + 1\n"
-        "assert y == 3, y\n```\n",
+        "assert y == 3, y\n```\n\n<!-- runs-with: celery[sqlalchemy]==5.7.0  kombu==5.7.0 -->\n"
+        "```python\nfrom celery import Celery\n```\n",
         encoding="utf-8",
     )
     blocks = blocks_of(page)
-    assert [(b.line, b.not_run, b.raises) for b in blocks] == [
-        (4, None, None),
-        (9, "needs a broker", None),
-        (16, None, "ZeroDivisionError"),
-        (24, None, None),
+    assert [(b.line, b.not_run, b.raises, b.runs_with) for b in blocks] == [
+        (4, None, None, None),
+        (9, "needs a broker", None, None),
+        (16, None, "ZeroDivisionError", None),
+        (24, None, None, None),
+        (31, None, None, "celery[sqlalchemy]==5.7.0 kombu==5.7.0"),
     ]
     assert blocks[2].source == "x / 0\n"
     spec = tmp_path / "blocks.json"
-    spec.write_text(json.dumps([asdict(b) for b in blocks if b.not_run is None]))
+    # As the page's test does: a runs-with block is left to tests/test_doc_competitors.py.
+    spec.write_text(
+        json.dumps([asdict(b) for b in blocks if b.not_run is None and b.runs_with is None])
+    )
     done = run_spec(spec)
     assert done.returncode == 1
     assert f'File "{page}", line 26' in done.stderr, done.stderr
@@ -307,6 +335,9 @@ def test_the_runner_reads_markers_and_names_the_failing_line(tmp_path: Path) -> 
         ("```python\npass\n", "never closes"),
         ("<!-- not-run: far -->\n\n```python\npass\n```\n", "the line just before"),
         ("```py\npass\n```\n", "write ```python"),
+        ("<!-- runs-with: celery -->\n```python\npass\n```\n", "pinned pip requirements"),
+        ("<!-- runs-with: -->\n```python\npass\n```\n", "pinned pip requirements"),
+        ("<!-- runs-with: dbos==3.4.0 -->\n```sql\nSELECT 1;\n```\n", "before a python block"),
     ):
         page.write_text(bad, encoding="utf-8")
         with pytest.raises(ValueError, match=why):
@@ -374,10 +405,14 @@ def _summary() -> None:
         blocks = blocks_of(page)
         if blocks:
             skipped = sum(block.not_run is not None for block in blocks)
-            print(f"{shown(page)}: {len(blocks) - skipped} run, {skipped} not run")
+            elsewhere = sum(block.runs_with is not None for block in blocks)
+            run = len(blocks) - skipped - elsewhere
+            print(f"{shown(page)}: {_counts(len(blocks), run, elsewhere)}")
             for block in blocks:
                 if block.not_run is not None:
                     print(f"  not run: {block.where}: {block.not_run}")
+                elif block.runs_with is not None:
+                    print(f"  run with {block.runs_with}: {block.where}")
 
 
 if __name__ == "__main__":
