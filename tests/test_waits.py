@@ -524,6 +524,77 @@ def test_wait_first_is_woken_by_a_notification(
     assert a.result(timeout=10) == "A"
 
 
+def test_wait_first_in_a_workflow_replays_its_recorded_answer(
+    make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
+) -> None:
+    """A replay asks wait_first again when both children have finished: it must get the
+    child the first run saw finish first, not the first of the list that is finished."""
+    app = make_app(park_after=0)
+
+    @app.workflow(name="gated")
+    def gated(topic: str) -> Any:
+        return durably.recv(topic, timeout=60)
+
+    @app.workflow(name="race")
+    def race() -> list[Any]:
+        a = gated.options(id="race-a").start("go")
+        b = gated.options(id="race-b").start("go")
+        first = app.wait_first([a, b], timeout=60)
+        assert first is not None
+        again = durably.recv("again", timeout=60)  # parks: the workflow is replayed
+        return [first.id, again]
+
+    app.launch()
+    handle = race.options(id="race").start()
+    wait_until(lambda: watched(db, "race-a", "race-b"), what="wait_first watching")
+    app.send("race-b", "B", topic="go")
+    wait_until(lambda: parked(db, "race", "recv"), what="the race parked after wait_first")
+    app.send("race-a", "A", topic="go")
+    assert app.handle("race-a").result(timeout=30) == "A"
+    app.send("race", "now", topic="again")
+    assert handle.result(timeout=30) == ["race-b", "now"]
+    kinds = [(step.kind, step.name) for step in app.list_steps("race")]
+    assert kinds == [
+        ("child", "gated"), ("child", "gated"), ("wait_first", "wait_first"), ("recv", "recv:again")
+    ]  # fmt: skip
+
+
+def test_wait_first_recorded_before_it_was_recorded_replays_live(
+    make_app: Callable[..., durably.App], db: psycopg.Connection[Any]
+) -> None:
+    """An execution recorded by a version whose wait_first took no position (the next
+    operation holds the one after the children) replays it live, and its later
+    operations keep their numbers, as durably.patched does for old executions."""
+    app = make_app(park_after=0)
+
+    @app.step(name="after")
+    def after() -> str:
+        return "stepped"
+
+    @app.workflow(name="quick")
+    def quick() -> str:
+        return "done"
+
+    @app.workflow(name="old")
+    def old() -> list[Any]:
+        child = quick.options(id="old-child").start()
+        first = app.wait_first([child], timeout=60)
+        assert first is not None
+        return [first.id, after(), durably.recv("again", timeout=60)]
+
+    app.launch()
+    handle = old.options(id="old").start()
+    wait_until(lambda: parked(db, "old", "recv"), what="old parked in recv")
+    # As the earlier version recorded it: no wait_first at step 2, the rest moved up.
+    db.execute("DELETE FROM operations WHERE workflow_id = 'old' AND step = 2")
+    for step in (3, 4):
+        db.execute("UPDATE operations SET step = %s WHERE workflow_id = 'old' AND step = %s",
+                   (step - 1, step))  # fmt: skip
+    app.send("old", "now", topic="again")
+    assert handle.result(timeout=30) == ["old-child", "stepped", "now"]
+    assert [step.kind for step in app.list_steps("old")] == ["child", "step", "recv"]
+
+
 def test_result_from_another_process_is_woken_by_a_notification(
     app: durably.App, db: psycopg.Connection[Any], procs: Procs, slow_fallback: None
 ) -> None:

@@ -22,10 +22,12 @@ from durably.execution.waits import (
     check_key,
     check_topic,
     first_finished,
+    first_finished_in_workflow,
     get_event_in_workflow,
     get_event_outside,
     next_stream_entries,
     send_outside,
+    wait_first_position,
 )
 from durably.execution.waits import (
     send as send_in_workflow,
@@ -259,13 +261,21 @@ class Control(AppCore):
     def _wait_first(
         self, handles: Sequence[WorkflowHandle[Any]], timeout: float | None = None
     ) -> Job[WorkflowHandle[Any] | None]:
-        """The first of ``handles`` to finish (None if none did within ``timeout``). Not
-        recorded inside a workflow: a replay may get another handle (see
-        docs/concepts/determinism.md)."""
+        """The first of ``handles`` to finish (None if none did within ``timeout``).
+        Inside a workflow the answer is recorded: a replay gets the same handle, even
+        after the others finished too."""
         if not handles or not all(isinstance(h, WorkflowHandle) for h in handles):
             raise InvalidArgument("wait_first takes a non-empty list of workflow handles")
         deadline = _deadline(timeout)
-        return self.engine, _first_of(self.engine, handles, deadline)
+        engine = self.engine
+        ids = [h.id for h in handles]
+        ctx = active_workflow()
+        if ctx is not None and ctx.engine is engine:
+            found, position = wait_first_position(ctx)
+            waiting = first_finished_in_workflow(ctx, found, position, ids, deadline)
+        else:
+            waiting = first_finished(engine, ids, deadline)
+        return engine, _handle_of(handles, waiting)
 
     wait_first, wait_first_async = twins(_wait_first)
 
@@ -332,10 +342,10 @@ def _all_events(engine: Engine, workflow_id: str) -> Protocol[dict[str, Any]]:
     return dict((yield Read(engine.statements.get_all_events(workflow_id))))
 
 
-def _first_of(
-    engine: Engine, handles: Sequence[WorkflowHandle[Any]], deadline: datetime | None
+def _handle_of(
+    handles: Sequence[WorkflowHandle[Any]], waiting: Protocol[str | None]
 ) -> Protocol[WorkflowHandle[Any] | None]:
-    first = yield from first_finished(engine, [h.id for h in handles], deadline)
+    first = yield from waiting
     return next((h for h in handles if h.id == first), None)
 
 

@@ -72,8 +72,8 @@ class StepInfo:
     (``recv:TOPIC``, ``send:TARGET``, the event or stream key, the patch name)."""
     kind: str
     """``step``, ``transaction``, ``child`` (called, started or enqueued), ``sleep``,
-    ``recv``, ``send``, ``set_event``, ``get_event``, ``write_stream``, ``close_stream``
-    or ``patch``."""
+    ``recv``, ``send``, ``set_event``, ``get_event``, ``write_stream``, ``close_stream``,
+    ``wait_first`` (its output names the first to finish) or ``patch``."""
     output: Any
     """What it returned (replayed ever after); None after an error."""
     error: BaseException | None

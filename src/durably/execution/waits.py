@@ -15,8 +15,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from durably.errors import WorkflowNotFound
-from durably.execution.context import WorkflowContext
+from durably.errors import NonDeterminismError, WorkflowNotFound
+from durably.execution.context import Recorded, WorkflowContext
 from durably.execution.effects import Atomic, Protocol, Read, Wait, Watch, Write
 from durably.execution.protocol import (
     Parked,
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 # a lost notification costs at most this much latency, never correctness.
 POLL_INTERVAL = 1.0
 _TIMED_OUT = json.dumps({"timeout": True})
+# The kind (and name) of the operation a workflow's wait_first records.
+WAIT_FIRST = "wait_first"
 
 
 def check_topic(topic: object) -> str | None:
@@ -429,3 +431,42 @@ def first_finished(
             if remaining <= 0:
                 return None
         yield Wait(keys, since, remaining)
+
+
+def wait_first_position(ctx: WorkflowContext) -> tuple[Recorded | None, int | None]:
+    """Where a workflow's ``wait_first`` records its answer, decided when it is called:
+    (what an earlier run recorded there, or None; the position, or None for an
+    execution recorded before wait_first was recorded, which replays it live and
+    unrecorded, as it ran then, so that its later operations keep their numbers)."""
+    found = ctx.peek()
+    if found is not None and found.kind == WAIT_FIRST:
+        return found, ctx.take_step()
+    if not ctx.past_history():
+        return None, None
+    return None, ctx.take_step()
+
+
+def first_finished_in_workflow(
+    ctx: WorkflowContext,
+    found: Recorded | None,
+    position: int | None,
+    workflow_ids: list[str],
+    deadline: datetime | None,
+) -> Protocol[str | None]:
+    """``wait_first`` in a workflow's body: the first run's answer is recorded, and a
+    replay gets it again whatever has finished since (None: none did by the deadline)."""
+    if found is not None:
+        first: str | None = found.output["first"]
+        if first is not None and first not in workflow_ids:
+            raise NonDeterminismError(
+                ctx.workflow_id, found.step, f"{WAIT_FIRST} -> {first}",
+                f"{WAIT_FIRST} of {workflow_ids}",
+            )  # fmt: skip
+        return first
+    started = now()
+    first = yield from first_finished(ctx.engine, workflow_ids, deadline)
+    if position is not None:
+        yield from guard(ctx)
+        output = json.dumps({"first": first})
+        yield from record(ctx, position, WAIT_FIRST, WAIT_FIRST, started, output=output)
+    return first
