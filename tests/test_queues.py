@@ -502,7 +502,8 @@ def test_delay_is_listed_and_set_delay_runs_it_sooner(
     assert app.set_delay("d1", 10) is False  # it already ran
     assert app.set_delay("d2", datetime.now(UTC)) is True
     assert d2.result(timeout=10) == "done d2"
-    assert app.set_delay("no-such-workflow", 0) is False
+    with pytest.raises(durably.WorkflowNotFound):
+        app.set_delay("no-such-workflow", 0)
 
 
 def test_delay_until_an_absolute_time(app: durably.App, db: psycopg.Connection[Any]) -> None:

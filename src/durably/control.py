@@ -217,8 +217,8 @@ class Control(AppCore):
 
     def _set_delay(self, workflow_id: str, delay: float | datetime) -> Job[bool]:
         """Change when a queued, waiting workflow may start (seconds from now, or an
-        aware datetime); False if it is not waiting on a queue: it already started, or no
-        workflow has that ID (no ``WorkflowNotFound`` here)."""
+        aware datetime); False if it is no longer waiting on a queue (it started),
+        ``WorkflowNotFound`` if no workflow has that ID."""
         check_workflow_id(workflow_id)
         return self.engine, set_delay(self.engine, workflow_id, delay)
 

@@ -8,11 +8,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from durably import codec as codec_module
-from durably.errors import DuplicateWorkflow, InvalidArgument, WorkflowConflict
+from durably.errors import DuplicateWorkflow, InvalidArgument, WorkflowConflict, WorkflowNotFound
 from durably.execution import observe
 from durably.execution.context import WorkflowContext
 from durably.execution.effects import Protocol, Read, Write
-from durably.execution.protocol import Started, check_recorded, guard, record
+from durably.execution.protocol import Started, check_recorded, guard, read_outcome, record
 from durably.execution.specs import WorkflowSpec
 from durably.options import WorkflowOptions, delay_until, now
 
@@ -204,6 +204,11 @@ def debounce(
 
 
 def set_delay(engine: Host, workflow_id: str, delay: float | Any) -> Protocol[bool]:
-    """Move the start of a waiting (ENQUEUED or DELAYED) workflow; False if it started."""
+    """Move the start of a waiting (ENQUEUED or DELAYED) workflow; False if it started,
+    ``WorkflowNotFound`` if there is no such workflow (a mistyped ID is not "started")."""
     rows = yield Write(engine.queue_statements.set_delay(workflow_id, delay_until(delay)))
-    return bool(rows)
+    if rows:
+        return True
+    if (yield from read_outcome(engine, workflow_id)) is None:
+        raise WorkflowNotFound(workflow_id)
+    return False
