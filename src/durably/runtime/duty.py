@@ -103,7 +103,8 @@ class KeeperHost(Runner, TypingProtocol):
 def served_queues(host: KeeperHost) -> list[str]:
     """The queues this executor claims from: the app's, or those it was launched with."""
     listening = host.listen_queues
-    return [name for name in host.queues if listening is None or name in listening]
+    # A snapshot first: the app may declare a queue from another thread meanwhile.
+    return [name for name in list(host.queues) if listening is None or name in listening]
 
 
 class Duty(TypingProtocol):

@@ -151,7 +151,7 @@ class Keeper:
     def _missed(self) -> None:
         """The listener (re)connected: anything sent while it was away is looked for."""
         self.kick()
-        for queue in self.host.queues:
+        for queue in list(self.host.queues):  # declared from other threads too
             self.dispatch.queue_due(queue)
 
     # ---------------------------------------------------------------- the loop
