@@ -481,7 +481,7 @@ def test_delay_is_listed_and_set_delay_runs_it_sooner(
     app.queue("later")
     gates.open("d1", "d2")
     d1 = gated.options(queue="later", id="d1", delay=3600).start("d1")
-    d2 = gated.options(queue="later", id="d2", delay=3600).start("d2")
+    d2 = gated.options(queue="later", id="d2", delay=timedelta(hours=1)).start("d2")
     assert d1.status() is durably.Status.DELAYED
     listed = app.list_workflows(status="DELAYED")
     assert [(w.id, w.status) for w in listed] == [
@@ -492,9 +492,10 @@ def test_delay_is_listed_and_set_delay_runs_it_sooner(
 
     with pytest.raises(durably.InvalidArgument):
         app.set_delay("d1", datetime.now() + timedelta(seconds=1))  # naive
-    with pytest.raises(durably.InvalidArgument):
-        app.set_delay("d1", -1)
-    assert app.set_delay("d1", 7200) is True  # later still
+    for negative in (-1, timedelta(seconds=-1)):
+        with pytest.raises(durably.InvalidArgument, match="negative|>= 0"):
+            app.set_delay("d1", negative)
+    assert app.set_delay("d1", timedelta(hours=2)) is True  # later still
     assert d1.status() is durably.Status.DELAYED
 
     assert app.set_delay("d1", 0) is True

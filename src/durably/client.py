@@ -16,7 +16,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from durably import codec as codec_module
@@ -148,7 +148,7 @@ class Client(Control, ScheduleHandOver, Outbox, Retention, Versions):
         priority: int | None = None,
         dedup_key: str | None = None,
         partition_key: str | None = None,
-        delay: float | datetime | None = None,
+        delay: float | timedelta | datetime | None = None,
         timeout: float | None = None,
         **kwargs: Any,
     ) -> Job[WorkflowHandle[Any]]:
@@ -194,7 +194,7 @@ class Client(Control, ScheduleHandOver, Outbox, Retention, Versions):
         ids: Sequence[str] | None = None,
         priority: int | None = None,
         partition_key: str | None = None,
-        delay: float | datetime | None = None,
+        delay: float | timedelta | datetime | None = None,
         timeout: float | None = None,
     ) -> Job[list[WorkflowHandle[Any]]]:
         """Put many runs of ``workflow_name`` on ``queue_name`` at once; their handles, in

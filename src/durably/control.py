@@ -215,9 +215,9 @@ class Control(AppCore):
         yield Write(self.engine.statements.resume(workflow_id))
         return handle
 
-    def _set_delay(self, workflow_id: str, delay: float | datetime) -> Job[bool]:
-        """Change when a queued, waiting workflow may start (seconds from now, or an
-        aware datetime); False if it is no longer waiting on a queue (it started),
+    def _set_delay(self, workflow_id: str, delay: float | timedelta | datetime) -> Job[bool]:
+        """Change when a queued, waiting workflow may start (seconds or a timedelta from
+        now, or an aware datetime); False if it is no longer waiting on a queue (it started),
         ``WorkflowNotFound`` if no workflow has that ID."""
         check_workflow_id(workflow_id)
         return self.engine, set_delay(self.engine, workflow_id, delay)

@@ -24,7 +24,7 @@ class WorkflowOptions:
     priority: int | None = None
     dedup_key: str | None = None
     partition_key: str | None = None
-    delay: float | datetime | None = None
+    delay: float | timedelta | datetime | None = None
     if_duplicate: IfDuplicate = "raise"
 
     def validate(self) -> None:
@@ -82,7 +82,12 @@ def check_priority(priority: object) -> int:
 
 
 def delay_until(delay: object) -> datetime:
-    """A delay in seconds from now, or an absolute time (timezone-aware)."""
+    """A delay from now (seconds, or a ``timedelta``), or an absolute time
+    (timezone-aware)."""
+    if isinstance(delay, timedelta):
+        if delay < timedelta(0):
+            raise InvalidArgument(f"delay must not be negative, got {delay!r}")
+        delay = delay.total_seconds()
     if isinstance(delay, datetime):
         if delay.tzinfo is None:
             raise InvalidArgument(
@@ -91,7 +96,8 @@ def delay_until(delay: object) -> datetime:
         return delay
     if isinstance(delay, bool) or not isinstance(delay, int | float) or not delay >= 0:
         raise InvalidArgument(
-            f"delay must be a number of seconds >= 0 or an aware datetime, got {delay!r}"
+            f"delay must be a number of seconds >= 0, a timedelta or an aware datetime, "
+            f"got {delay!r}"
         )
     return now() + timedelta(seconds=check_seconds(delay, "delay"))
 

@@ -16,7 +16,7 @@ import inspect
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeAlias, TypeVar
 
 from durably import codec as codec_module
@@ -115,7 +115,7 @@ class Outbox(AppCore):
         priority: int | None = None,
         dedup_key: str | None = None,
         partition_key: str | None = None,
-        delay: float | datetime | None = None,
+        delay: float | timedelta | datetime | None = None,
         timeout: float | None = None,
         **kwargs: Any,
     ) -> Borrowing[str]:

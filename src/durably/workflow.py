@@ -7,7 +7,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from durably import codec as codec_module
@@ -117,14 +117,14 @@ class Workflow(Generic[P, R]):
         priority: int | None = None,
         dedup_key: str | None = None,
         partition_key: str | None = None,
-        delay: float | datetime | None = None,
+        delay: float | timedelta | datetime | None = None,
         if_duplicate: IfDuplicate | None = None,
     ) -> Workflow[P, R]:
         """This workflow with options for the next start: ``id`` (an idempotency key),
         ``timeout`` (seconds; a deadline fixed at the start, past which the workflow is
         cancelled), and for queued work ``queue``,
         ``priority`` (1..2**31-1, lower first), ``dedup_key``, ``partition_key``,
-        ``delay`` (seconds or an aware datetime) and ``if_duplicate`` ('raise' or
+        ``delay`` (seconds, a timedelta or an aware datetime) and ``if_duplicate`` ('raise' or
         'existing')."""
         given: dict[str, Any] = {
             "id": id, "timeout": timeout, "queue": queue, "priority": priority,
