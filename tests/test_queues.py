@@ -493,7 +493,7 @@ def test_delay_is_listed_and_set_delay_runs_it_sooner(
     with pytest.raises(durably.InvalidArgument):
         app.set_delay("d1", datetime.now() + timedelta(seconds=1))  # naive
     for negative in (-1, timedelta(seconds=-1)):
-        with pytest.raises(durably.InvalidArgument, match="negative|>= 0"):
+        with pytest.raises(durably.InvalidArgument, match=r"negative|>= 0"):
             app.set_delay("d1", negative)
     assert app.set_delay("d1", timedelta(hours=2)) is True  # later still
     assert d1.status() is durably.Status.DELAYED

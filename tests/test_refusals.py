@@ -188,7 +188,10 @@ def test_negative_nan_infinite_and_absurd_durations_are_refused(
             lambda bad=bad: app.get_event("x", "k", timeout=bad),
             lambda bad=bad: list(app.read_stream("x", "k", timeout=bad)),
             lambda bad=bad: flow.options(timeout=bad).start(),
-            lambda bad=bad: flow.options(queue="timed", delay=bad).start(),
+            # A delay may be a timedelta: a negative one is what is refused there.
+            lambda bad=bad: flow.options(
+                queue="timed", delay=-bad if isinstance(bad, dt.timedelta) else bad
+            ).start(),
             lambda bad=bad: queue.debounce("k", bad, flow),
             lambda bad=bad: finished.result(timeout=bad),
             lambda bad=bad: app.shutdown(grace=bad),
