@@ -70,6 +70,7 @@ class Listener:
                 delay = min(MAX_DELAY, delay * 2)
 
     def _served(self) -> tuple[str, ...]:
+        """The queues whose channels to listen on: those this process claims from."""
         host = self.host
         return tuple(sorted(served_queues(host))) if host.serves else ()
 

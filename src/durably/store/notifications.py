@@ -54,8 +54,9 @@ def channel_for(schema: str) -> str:
 def queue_channel(channel: str, queue: str) -> str:
     """The channel on which work put on ``queue`` is announced (the kinds QUEUED and
     DELAYED): only the processes serving the queue listen to it, so enqueues do not wake
-    every listener of the schema. The SQL function ``queue_channel`` of migration 0018
-    computes the same name."""
+    every listener of the schema. The statements name it with ``fragment_queue_channel``
+    (store/queries.sql), which computes the same; tests/test_queue_channels.py holds the
+    two to each other."""
     return f"{channel}_{hashlib.sha256(queue.encode()).hexdigest()[:16]}"
 
 
