@@ -22,8 +22,9 @@ Level = Literal["ok", "warn", "fail"]
 LEVELS: tuple[Level, ...] = ("ok", "warn", "fail")
 
 # Connections one worker process may open at most: its pool (16), its async pool (8),
-# the group-commit connections (sync and async) and the notification listener.
-CONNECTIONS_PER_WORKER = 16 + 8 + 3
+# two group-commit connections each for sync and async (the workflows' writes, and the
+# callers' starts and enqueues) and the notification listener.
+CONNECTIONS_PER_WORKER = 16 + 8 + 4 + 1
 # The tables every step, queue claim or wait writes: their vacuum state is always shown.
 HOT_TABLES = ("workflows", "operations", "executors", "messages", "events", "streams")
 # A table whose dead rows pass both is not vacuumed fast enough.

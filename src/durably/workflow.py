@@ -198,7 +198,7 @@ class Workflow(Generic[P, R]):
         return await drive_async(*self._start(args, kwargs))
 
     def _start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job[WorkflowHandle[Any]]:
-        engine, begin = self._begin(args, kwargs)
+        engine, begin = self._begin(args, kwargs, background=True)
         # Taken before the statement that creates the run: see ``_context``.
         generation = engine.lease.generation
         return engine, self._started(engine, begin, generation, args, kwargs)
@@ -218,9 +218,10 @@ class Workflow(Generic[P, R]):
         return WorkflowHandle(engine, started.workflow_id, self.spec.return_hint)
 
     def _begin(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], *, background: bool = False
     ) -> tuple[Engine, Protocol[Started]]:
-        """Number the call (inside a workflow) and prepare the protocol that starts it."""
+        """Number the call (inside a workflow) and prepare the protocol that starts it.
+        ``background``: the caller gets a handle, not the result (``start``)."""
         # Before anything is numbered or written: arguments the function cannot take are
         # refused here, in the caller, instead of failing inside a stored workflow.
         self.spec.check_args(args, kwargs)
@@ -265,7 +266,9 @@ class Workflow(Generic[P, R]):
         if options.queue is not None:
             queued = enqueue(engine, self.spec, options, workflow_id, inputs)
             return engine, noting_undeclared(engine, options.queue, queued)
-        return engine, start_top(engine, self.spec, workflow_id, inputs, options.timeout)
+        return engine, start_top(
+            engine, self.spec, workflow_id, inputs, options.timeout, for_caller=background
+        )
 
 
 # Queues (per schema) this process said are not declared yet: once each, not per enqueue.

@@ -31,7 +31,7 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
     type=click.IntRange(min=1),
     default=None,
     metavar="N",
-    help="connections each worker may open (default: durably's most, 27)",
+    help="connections each worker may open (default: durably's most, 29)",
 )
 @click.option(
     "--session-age",

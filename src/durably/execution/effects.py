@@ -37,9 +37,13 @@ class Sleep:
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """Run a write statement through group commit."""
+    """Run a write statement through group commit.
+
+    ``for_caller``: a start or enqueue whose caller waits only for it (it gets a handle
+    back): it never queues behind a batch of the running workflows' checkpoints."""
 
     statement: Statement
+    for_caller: bool = False
 
 
 @dataclass(frozen=True, slots=True)

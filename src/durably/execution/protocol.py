@@ -97,11 +97,15 @@ def start_top(
     workflow_id: str,
     inputs: str,
     timeout: float | None = None,
+    *,
+    for_caller: bool = False,
 ) -> Protocol[Started]:
     """Create a top-level workflow row, owned by this executor.
 
     Returns its ID and fencing epoch when this call created it; the epoch is None when
     the ID already existed (the caller then attaches to it instead of running it again).
+    ``for_caller``: a start in the background, whose caller waits only for this row
+    (``Write.for_caller``).
     """
     try:
         rows = yield Write(
@@ -114,7 +118,8 @@ def start_top(
                 codec=engine.codec.name,
                 timeout=timeout,
                 app_version=engine.versions.current,
-            )
+            ),
+            for_caller=for_caller,
         )
     except DatabaseUnavailable:
         # It may exist, owned here and run by nobody: the executor loop takes it back.

@@ -56,7 +56,8 @@ def enqueue(
     assert options.queue is not None
     yield from check_priority(engine, options.queue, options.priority)
     statement = _enqueue_statement(engine, spec, options, workflow_id, inputs, parent)
-    rows = yield Write(statement)
+    # Enqueued by a caller (not a workflow's child): it waits only for its handle.
+    rows = yield Write(statement, for_caller=parent is None)
     if rows:
         return Started(workflow_id, None, queue_declared=rows[0].queue_declared)
     return (yield from _attach(engine, spec, options, workflow_id, inputs, parent))
@@ -135,7 +136,7 @@ def enqueue_many(
             _enqueue_statement(engine, spec, options, workflow_id, inputs, None)
             for workflow_id, inputs in chunk
         ]
-        rows = yield Write(engine.queue_statements.enqueue_many(statements))
+        rows = yield Write(engine.queue_statements.enqueue_many(statements), for_caller=True)
         made = {row.id: row for row in rows}
         for workflow_id, inputs in chunk:
             row = made.pop(workflow_id, None)

@@ -131,6 +131,8 @@ def _perform_sync(engine: Runner, effect: Any) -> Any:
         db = engine.db if kind is not Read or effect.database is None else _other(engine, effect)
         try:
             if kind is Write:
+                if effect.for_caller:
+                    return db.write_for_caller(effect.statement)
                 return db.write(effect.statement)
             if kind is Read:
                 return db.run(effect.statement)
@@ -180,6 +182,8 @@ async def _perform_async(engine: Runner, db: AsyncDatabase, effect: Any) -> Any:
     if kind is Write or kind is Read or kind is Atomic:
         try:
             if kind is Write:
+                if effect.for_caller:
+                    return await db.write_for_caller(effect.statement)
                 return await db.write(effect.statement)
             if kind is Read:
                 return await db.run(effect.statement)

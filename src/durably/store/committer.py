@@ -232,6 +232,11 @@ class GroupCommit(Generic[C]):
         # Told each batch's size after it ran (telemetry; None: nobody listens).
         self.on_batch: Callable[[int], None] | None = None
 
+    @property
+    def busy(self) -> bool:
+        """True while a batch is in flight: a write submitted now waits for it to end."""
+        return self._leading
+
     def invalidate(self) -> None:
         """The database was away: the next batch connects afresh instead of failing on a
         connection that died meanwhile."""
