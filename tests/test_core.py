@@ -624,9 +624,9 @@ def test_replay_reads_the_history_once_and_never_per_step(
         calls["run"] += 1
         return run(statement)
 
-    def counting_write(statement: Any) -> Any:
+    def counting_write(statement: Any, **kw: Any) -> Any:
         calls["write"] += 1
-        return write(statement)
+        return write(statement, **kw)
 
     db.run, db.write = counting_run, counting_write  # type: ignore[method-assign]
     second.launch()

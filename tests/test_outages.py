@@ -241,16 +241,16 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
         async_original = getattr(AsyncDatabase, method)
 
         def sync_wrapper(
-            self: Database, *args: Any, _f: Any = sync_original, _m: str = method
+            self: Database, *args: Any, _f: Any = sync_original, _m: str = method, **kw: Any
         ) -> Any:
             rec.add(Attempt("call", _m, threading.get_ident(), self.outage, _names(args)))
-            return _f(self, *args)
+            return _f(self, *args, **kw)
 
         async def async_wrapper(
-            self: AsyncDatabase, *args: Any, _f: Any = async_original, _m: str = method
+            self: AsyncDatabase, *args: Any, _f: Any = async_original, _m: str = method, **kw: Any
         ) -> Any:
             rec.add(Attempt("call", _m, threading.get_ident(), self.outage, _names(args)))
-            return await _f(self, *args)
+            return await _f(self, *args, **kw)
 
         monkeypatch.setattr(Database, method, sync_wrapper)
         monkeypatch.setattr(AsyncDatabase, method, async_wrapper)

@@ -131,9 +131,7 @@ def _perform_sync(engine: Runner, effect: Any) -> Any:
         db = engine.db if kind is not Read or effect.database is None else _other(engine, effect)
         try:
             if kind is Write:
-                if effect.for_caller:
-                    return db.write_for_caller(effect.statement)
-                return db.write(effect.statement)
+                return db.write(effect.statement, for_caller=effect.for_caller)
             if kind is Read:
                 return db.run(effect.statement)
             return db.run_transaction(effect.statements)
@@ -182,9 +180,7 @@ async def _perform_async(engine: Runner, db: AsyncDatabase, effect: Any) -> Any:
     if kind is Write or kind is Read or kind is Atomic:
         try:
             if kind is Write:
-                if effect.for_caller:
-                    return await db.write_for_caller(effect.statement)
-                return await db.write(effect.statement)
+                return await db.write(effect.statement, for_caller=effect.for_caller)
             if kind is Read:
                 return await db.run(effect.statement)
             return await db.run_transaction(effect.statements)

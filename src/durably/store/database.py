@@ -73,7 +73,7 @@ class PoolState(Generic[P, K]):
 
     pool: P
     # Group commit of the running workflows' writes, and a second one for the writes of
-    # callers that wait only for their own (``write_for_caller``).
+    # callers that wait only for their own (``write(..., for_caller=True)``).
     _committer: K
     _callers: K
 
@@ -111,13 +111,13 @@ class PoolState(Generic[P, K]):
         self._committer.invalidate()
         self._callers.invalidate()
 
-    def _committer_for_caller(self) -> K:
-        """Where a caller's start or enqueue goes: into the running workflows' group
-        commit when no batch is in flight there (its connection is the one kept warm),
-        else to a group commit of callers' writes on a connection of its own. Queued
-        behind the checkpoints of a busy worker, one ``start()`` in a loop took 2.6 ms
-        each, and 500 such starts were the whole cost of running them."""
-        return self._callers if self._committer.busy else self._committer
+    def _committer_for(self, for_caller: bool) -> K:
+        """Where a write goes. A caller's start or enqueue goes into the running
+        workflows' group commit when no batch is in flight there (its connection is the
+        one kept warm), else to a group commit of callers' writes on a connection of its
+        own. Queued behind the checkpoints of a busy worker, one ``start()`` in a loop
+        took 2.6 ms each, and 500 such starts were the whole cost of running them."""
+        return self._callers if for_caller and self._committer.busy else self._committer
 
     def _suspect(self) -> bool:
         """True when the pool is set aside: after a broken connection here, or after an
@@ -256,18 +256,13 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
             except _PoolReplaced:
                 continue
 
-    def write(self, statement: Statement) -> Result:
-        """Run a write, sharing its commit with concurrent writes (group commit)."""
+    def write(self, statement: Statement, *, for_caller: bool = False) -> Result:
+        """Run a write, sharing its commit with concurrent writes (group commit).
+        ``for_caller``: its caller waits only for it (a start, an enqueue), and it is
+        never queued behind the running workflows' checkpoints."""
         self._suspect()
         with self._reporting():
-            return self._committer.submit(statement)
-
-    def write_for_caller(self, statement: Statement) -> Result:
-        """A write whose caller waits only for it (a start, an enqueue): group-committed,
-        but never queued behind the running workflows' checkpoints."""
-        self._suspect()
-        with self._reporting():
-            return self._committer_for_caller().submit(statement)
+            return self._committer_for(for_caller).submit(statement)
 
     def transact(
         self,
@@ -405,17 +400,11 @@ class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommit
             except _PoolReplaced:
                 continue
 
-    async def write(self, statement: Statement) -> Result:
-        """Run a write, sharing its commit with concurrent writes (group commit)."""
+    async def write(self, statement: Statement, *, for_caller: bool = False) -> Result:
+        """Async twin of Database.write."""
         self._suspect()
         with self._reporting():
-            return await self._committer.submit(statement)
-
-    async def write_for_caller(self, statement: Statement) -> Result:
-        """Async twin of Database.write_for_caller."""
-        self._suspect()
-        with self._reporting():
-            return await self._committer_for_caller().submit(statement)
+            return await self._committer_for(for_caller).submit(statement)
 
     async def transact(
         self,
