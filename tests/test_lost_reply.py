@@ -295,6 +295,52 @@ def test_park(parking_app: durably.App, db: psycopg.Connection[Any], lose: Dropp
     dropped(lose, "park")
 
 
+def test_park_settled_after_what_it_waits_for_arrived(
+    parking_app: durably.App, db: psycopg.Connection[Any], lose: Dropper
+) -> None:
+    """The park committed, its reply was lost, and the event arrived before the retry.
+    The retry must report the park it made: the run unwinds and is claimed again. Were it
+    to find the event and carry on, the workflow would run with no owner, free for any
+    executor to claim on the next wake: two bodies of one step at once."""
+    target = f"target-{uuid.uuid4().hex[:6]}"
+    owners: list[object] = []
+
+    @parking_app.step
+    def owner() -> object:
+        row = db.execute(
+            "SELECT executor_id FROM workflows WHERE id = %s", (durably.workflow_id(),)
+        ).fetchone()
+        owners.append(row and row[0])
+        return "ran"
+
+    @parking_app.workflow
+    def waiter() -> object:
+        value = parking_app.get_event(target, "stage", timeout=30)
+        owner()
+        return value
+
+    def deliver(names: Sequence[str]) -> bool:
+        # What a set_event of the target does, between the park's commit and its retry.
+        if not lose(names):
+            return False
+        db.execute(
+            "INSERT INTO events (workflow_id, key, step, value) VALUES (%s, 'stage', 0, '\"set\"')",
+            (target,),
+        )
+        db.execute(
+            "UPDATE workflows SET wake_at = clock_timestamp() WHERE wait_kind = 'event'"
+            " AND executor_id IS NULL AND status = 'PENDING' AND wait_target = %s",
+            (target,),
+        )
+        return True
+
+    faults.install(deliver)
+    lose.arm("park")
+    assert waiter.start().result(timeout=30) == "set"
+    dropped(lose, "park")
+    assert owners and all(o is not None for o in owners), owners
+
+
 def test_wake_due_runs_what_it_claimed(
     parking_app: durably.App, db: psycopg.Connection[Any], lose: Dropper
 ) -> None:

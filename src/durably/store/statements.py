@@ -666,6 +666,7 @@ class Statements:
                 "wait_kind": wait_kind,
                 "wait_target": wait_target,
                 "wait_topic": wait_topic,
+                "retry": False,
             },
         )
 
