@@ -412,6 +412,45 @@ def test_claim_queued_for_many(
 # ------------------------------------------------------------------ control
 
 
+def test_resume_retried_does_not_fence_out_the_run_it_started(
+    app: durably.App, db: psycopg.Connection[Any], lose: Dropper
+) -> None:
+    """The resume committed, its reply was lost, and an executor claimed the workflow
+    before the retry. The retry must not resume it again: that would fence out the run
+    the first attempt started while its step may be running, and start another."""
+
+    @app.workflow
+    def paused() -> str:
+        return "done"
+
+    handle = paused.options(id=f"res-{uuid.uuid4().hex[:6]}").start()
+    assert handle.result(timeout=30) == "done"
+    db.execute("UPDATE workflows SET status = 'CANCELLED' WHERE id = %s", (handle.id,))
+    claimed: list[int] = []
+
+    def claim_between(names: Sequence[str]) -> bool:
+        # What a wake_due of another executor does, between the commit and the retry.
+        if not lose(names):
+            return False
+        row = db.execute(
+            "UPDATE workflows SET executor_id = 'elsewhere', epoch = epoch + 1, wake_at = NULL"
+            " WHERE id = %s RETURNING epoch",
+            (handle.id,),
+        ).fetchone()
+        assert row is not None
+        claimed.append(row[0])
+        return True
+
+    faults.install(claim_between)
+    lose.arm("resume")
+    app.resume(handle.id)
+    dropped(lose, "resume")
+    row = db.execute(
+        "SELECT executor_id, epoch FROM workflows WHERE id = %s", (handle.id,)
+    ).fetchone()
+    assert row == ("elsewhere", claimed[0])
+
+
 def test_fork_returns_its_copy(
     app: durably.App, db: psycopg.Connection[Any], lose: Dropper
 ) -> None:

@@ -37,6 +37,7 @@ from durably.keywords import WorkflowFilters, check_keywords
 from durably.options import check_seconds, check_workflow_id, now
 from durably.queue_stats import QueueStats, check_minutes, read_queue_stats
 from durably.runtime.drivers import drive_async, drive_sync
+from durably.store.rows import Outcome
 from durably.store.statements import Statement
 from durably.twins import Job, twins
 from durably.workflow import WorkflowHandle
@@ -60,10 +61,15 @@ class Control(AppCore):
     # ---------------------------------------------------------------- handles
 
     def _find(self, workflow_id: str) -> Protocol[WorkflowHandle[Any]]:
+        handle, _ = yield from self._found(workflow_id)
+        return handle
+
+    def _found(self, workflow_id: str) -> Protocol[tuple[WorkflowHandle[Any], Outcome]]:
         rows = yield Read(self.engine.statements.get_outcome(workflow_id))
         if not rows:
             raise WorkflowNotFound(workflow_id)
-        return WorkflowHandle(self.engine, workflow_id, self._hint(rows[0].name))
+        row: Outcome = rows[0]
+        return WorkflowHandle(self.engine, workflow_id, self._hint(row.name)), row
 
     def _handle(self, workflow_id: str) -> Job[WorkflowHandle[Any]]:
         """A handle for an existing workflow; WorkflowNotFound if there is none."""
@@ -211,8 +217,8 @@ class Control(AppCore):
     resume, resume_async = twins(_resume)
 
     def _resumed(self, workflow_id: str) -> Protocol[WorkflowHandle[Any]]:
-        handle = yield from self._find(workflow_id)
-        yield Write(self.engine.statements.resume(workflow_id))
+        handle, row = yield from self._found(workflow_id)
+        yield Write(self.engine.statements.resume(workflow_id, row.epoch))
         return handle
 
     def _set_delay(self, workflow_id: str, delay: float | timedelta | datetime) -> Job[bool]:

@@ -138,7 +138,7 @@ WHERE workflow_id = ANY(%(ids)s::text[])
 ORDER BY workflow_id, step
 
 -- name: get_outcome
-SELECT name, status, output, error, recovery_attempts
+SELECT name, status, output, error, recovery_attempts, epoch
 FROM {schema}.workflows
 WHERE id = %(workflow_id)s
 
@@ -932,6 +932,8 @@ SELECT count(pg_notify(%(channel)s, {kind_cancelled} || id)) AS cancelled FROM c
 -- Run a cancelled, dead-lettered or stuck (PENDING) workflow again from its last
 -- checkpoint: it becomes parked and due now (a new epoch fences out any run still going),
 -- so any executor that knows it picks it up; queued work that waits starts now.
+-- Retried after a lost reply, it acts only if the workflow is still at the epoch read
+-- before the first attempt: a run that began after that attempt is not fenced out.
 WITH resumed AS (
     UPDATE {schema}.workflows w
     SET status = 'PENDING', executor_id = NULL, wake_at = clock_timestamp(), wait_kind = NULL,
@@ -943,6 +945,7 @@ WITH resumed AS (
         updated_at = clock_timestamp()
     WHERE id = %(workflow_id)s
       AND status IN ('PENDING', 'CANCELLED', 'DEAD_LETTER', 'ENQUEUED', 'DELAYED')
+      AND (NOT %(retry)s OR epoch = %(epoch)s)
     RETURNING id
 )
 SELECT id, pg_notify(%(channel)s, {kind_resumed} || id) AS notified FROM resumed

@@ -90,6 +90,7 @@ class Outcome(NamedTuple):
     output: Any
     error: Any
     recovery_attempts: int
+    epoch: int  # of its current run; a resume retried after a lost reply compares it
 
 
 class Claimed(NamedTuple):

@@ -786,8 +786,12 @@ class Statements:
     def cancel_expired(self) -> Statement:
         return bound(self._sql["cancel_expired"], {"channel": self.channel})
 
-    def resume(self, workflow_id: str) -> Statement:
-        return bound(self._sql["resume"], {"workflow_id": workflow_id, "channel": self.channel})
+    def resume(self, workflow_id: str, epoch: int) -> Statement:
+        """Run it again from its last checkpoint; ``epoch``: as read before (see .sql)."""
+        return bound(
+            self._sql["resume"],
+            {"workflow_id": workflow_id, "epoch": epoch, "channel": self.channel, "retry": False},
+        )
 
     def fork(self, workflow_id: str, new_id: str, from_step: int) -> Statement:
         return bound(
