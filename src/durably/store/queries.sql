@@ -757,36 +757,33 @@ SELECT true AS locked FROM (
 -- Release a waiting workflow: any executor wakes it at wake_at, or earlier when what it
 -- waits for arrives. If that already arrived, it is not parked (parked = false).
 -- Retried after a lost reply, a park that finds the workflow already released by this
--- run (no owner, same epoch) reports that park and changes nothing: what it waits for may
--- have arrived since (its wake is due now), and carrying on would run it unowned.
-WITH before AS (
-    SELECT true AS parked FROM {schema}.workflows
-    WHERE %(retry)s AND id = %(workflow_id)s AND epoch = %(epoch)s AND status = 'PENDING'
-      AND executor_id IS NULL
-), parking AS (
-    UPDATE {schema}.workflows
-    SET executor_id = CASE WHEN ready.now THEN executor_id END,
-        wake_at = CASE WHEN ready.now THEN NULL ELSE %(wake_at)s::timestamptz END,
-        wait_kind = %(wait_kind)s, wait_target = %(wait_target)s, wait_topic = %(wait_topic)s,
-        updated_at = clock_timestamp()
+-- run (no owner, same epoch) reports that park and keeps its wake-up time: what it waits
+-- for may have arrived since (its wake is due now), and carrying on would run it unowned.
+UPDATE {schema}.workflows
+SET executor_id = CASE WHEN ready.now THEN executor_id END,
+    wake_at = CASE WHEN ready.released THEN wake_at
+                   WHEN ready.now THEN NULL ELSE %(wake_at)s::timestamptz END,
+    wait_kind = %(wait_kind)s, wait_target = %(wait_target)s, wait_topic = %(wait_topic)s,
+    updated_at = clock_timestamp()
+FROM (
+    SELECT released, NOT released AND CASE %(wait_kind)s
+        WHEN 'recv' THEN EXISTS (
+            SELECT 1 FROM {schema}.messages
+            WHERE workflow_id = %(workflow_id)s AND consumed_at IS NULL
+              AND topic IS NOT DISTINCT FROM %(wait_topic)s)
+        WHEN 'event' THEN EXISTS (
+            SELECT 1 FROM {schema}.events
+            WHERE workflow_id = %(wait_target)s AND key = %(wait_topic)s)
+        ELSE false END AS now
     FROM (
-        SELECT CASE %(wait_kind)s
-            WHEN 'recv' THEN EXISTS (
-                SELECT 1 FROM {schema}.messages
-                WHERE workflow_id = %(workflow_id)s AND consumed_at IS NULL
-                  AND topic IS NOT DISTINCT FROM %(wait_topic)s)
-            WHEN 'event' THEN EXISTS (
-                SELECT 1 FROM {schema}.events
-                WHERE workflow_id = %(wait_target)s AND key = %(wait_topic)s)
-            ELSE false END AS now
-    ) ready
-    WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND epoch >= {fragment_epoch_floor} AND status = 'PENDING'
-      AND NOT EXISTS (SELECT 1 FROM before)
-    RETURNING NOT ready.now AS parked
-)
-SELECT parked FROM before
-UNION ALL
-SELECT parked FROM parking
+        SELECT %(retry)s AND EXISTS (
+            SELECT 1 FROM {schema}.workflows
+            WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND executor_id IS NULL
+        ) AS released
+    ) first_attempt
+) ready
+WHERE id = %(workflow_id)s AND epoch = %(epoch)s AND epoch >= {fragment_epoch_floor} AND status = 'PENDING'
+RETURNING ready.released OR NOT ready.now AS parked
 
 -- name: wake_due
 -- Claim parked workflows that are due (timer passed, or woken by a message or event).
