@@ -82,6 +82,7 @@ class Client(Control, ScheduleHandOver, Outbox, Retention, Versions):
         self.codec: codec_module.Codec = codec or codec_module.JsonCodec()
         """How values are stored: the same codec as the workers' App."""
         self._registry: dict[str, WorkflowSpec] = {}
+        self._specs: dict[str, WorkflowSpec] = {}
         self._engine: Engine | None = None
         self._lock = threading.Lock()
         self._version_scope = client_scope(app_version)
@@ -174,7 +175,7 @@ class Client(Control, ScheduleHandOver, Outbox, Retention, Versions):
         options.validate()
         engine = self.engine
         inputs = codec_module.dumps_args(engine.codec, args, kwargs)  # before any write
-        spec = WorkflowSpec(_unregistered, workflow_name)
+        spec = self._spec(workflow_name)
         workflow_id = id or str(uuid.uuid4())
         if engine.observers:
             inputs = stamp(engine, workflow_id, workflow_name, "enqueue", inputs, queue_name)
@@ -184,6 +185,14 @@ class Client(Control, ScheduleHandOver, Outbox, Retention, Versions):
         return engine, _as_handle(engine, starting, workflow_name, queue_name)
 
     enqueue, enqueue_async = twins(_enqueue)
+
+    def _spec(self, workflow_name: str) -> WorkflowSpec:
+        """The stand-in spec of a workflow this client enqueues by name (made once a name:
+        making one reads the signature of its stand-in function)."""
+        spec = self._specs.get(workflow_name)
+        if spec is None:
+            spec = self._specs[workflow_name] = WorkflowSpec(_unregistered, workflow_name)
+        return spec
 
     def _enqueue_many(
         self,
@@ -210,7 +219,7 @@ class Client(Control, ScheduleHandOver, Outbox, Retention, Versions):
         given = as_runs(runs)
         engine = self.engine
         encoded = encode_runs(given, ids, options, engine.codec)  # before any write
-        spec = WorkflowSpec(_unregistered, workflow_name)
+        spec = self._spec(workflow_name)
         encoded = stamped(engine, encoded, workflow_name, queue_name)
         queued = enqueue_many_protocol(engine, spec, options, encoded)
         return engine, _as_handles(engine, queued, workflow_name, queue_name)

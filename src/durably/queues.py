@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,19 +33,32 @@ class Queue:
         self.spec = spec
         self.name = spec.name
         """The queue's name: what ``options(queue=...)`` and ``client.enqueue`` take."""
+        # Each workflow as bound to this queue, made once: ``options()`` builds a new
+        # Workflow, which cost an enqueue as much as encoding its arguments.
+        self._bound: weakref.WeakKeyDictionary[Workflow[Any, Any], Workflow[Any, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __repr__(self) -> str:
         return f"<durably queue {self.name!r}>"
 
     def enqueue(self, wf: Workflow[Any, Any], *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
         """Put ``wf(*args, **kwargs)`` on this queue; returns its handle at once."""
-        return _workflow(wf).options(queue=self.name).start(*args, **kwargs)
+        return self._on_queue(wf).start(*args, **kwargs)
 
     async def enqueue_async(
         self, wf: Workflow[Any, Any], *args: Any, **kwargs: Any
     ) -> WorkflowHandle[Any]:
         """Async twin of ``enqueue``."""
-        return await _workflow(wf).options(queue=self.name).start_async(*args, **kwargs)
+        return await self._on_queue(wf).start_async(*args, **kwargs)
+
+    def _on_queue(self, wf: Workflow[Any, Any]) -> Workflow[Any, Any]:
+        """``wf`` with this queue as its option (its other options kept)."""
+        workflow = _workflow(wf)
+        bound = self._bound.get(workflow)
+        if bound is None:
+            bound = self._bound[workflow] = workflow.options(queue=self.name)
+        return bound
 
     def _enqueue_many(
         self,
@@ -62,7 +76,7 @@ class Queue:
         once: far cheaper per run than as many enqueues. Inside a workflow, each run is
         enqueued as a child of its own, in order.
         """
-        workflow = _workflow(wf).options(queue=self.name)
+        workflow = self._on_queue(wf)
         spec = workflow.spec
         engine = self._app.engine
         engine.ensure_launched()

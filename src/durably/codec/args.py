@@ -20,9 +20,13 @@ from durably.codec.jsoncodec import JsonCodec
 from durably.codec.protocol import Codec
 from durably.errors import ValueDecodingError, ValueEncodingError
 
+_NO_ARGS = '{"args":[],"kwargs":{}}'
+
 
 def dumps_args(codec: Codec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """JSON text of ``{"args": [...], "kwargs": {...}}``, each argument encoded by ``codec``."""
+    if not args and not kwargs:
+        return _NO_ARGS  # every codec writes no arguments the same way
     if isinstance(codec, JsonCodec):
         return codec.dumps({"args": list(args), "kwargs": kwargs})
     parts: list[str] = []

@@ -31,8 +31,40 @@ def _blocks() -> dict[str, str]:
         for i in range(1, len(parts), 2):
             if parts[i] in blocks:
                 raise RuntimeError(f"statement {parts[i]!r} is defined twice ({entry.name})")
-            blocks[parts[i]] = parts[i + 1].strip()
+            blocks[parts[i]] = compact(parts[i + 1])
     return blocks
+
+
+def compact(text: str) -> str:
+    """``text`` without its comments and with each run of whitespace made one space,
+    outside quotes. psycopg parses a statement's placeholders on every execution unless
+    its text is at most 4 KiB (then the parse is cached): the longest claims are over
+    that only because of their comments and indentation. The server, the wire and
+    ``pg_stat_statements`` get less text too."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in "'\"":
+            end = text.find(ch, i + 1)
+            while end != -1 and text.startswith(ch, end + 1):  # '' or "" inside quotes
+                end = text.find(ch, end + 2)
+            if end == -1:
+                raise RuntimeError(f"unterminated quote in SQL: {text[i : i + 40]!r}")
+            out.append(text[i : end + 1])
+            i = end + 1
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            i = n if end == -1 else end
+            out.append(" ")
+        elif ch.isspace():
+            out.append(" ")
+            while i < n and text[i].isspace():
+                i += 1
+        else:
+            out.append(ch)
+            i += 1
+    return re.sub(r" {2,}", " ", "".join(out)).strip()
 
 
 def names() -> list[str]:
@@ -117,7 +149,8 @@ def fragment(name: str, schema: str) -> str:
 def statement(name: str, schema: str, dialect: Dialect | None = None, **fragments: str) -> Query:
     """The statement called ``name`` in the .sql files (or the dialect's own version of
     it), rendered for ``schema``."""
-    template = (dialect.overrides.get(name) if dialect is not None else None) or _blocks()[name]
+    override = dialect.overrides.get(name) if dialect is not None else None
+    template = compact(override) if override else _blocks()[name]
     shared = {k: v for k, v in _fragments(schema).items() if "{" + k + "}" in template}
     query = Query(render(template, schema, **shared, **fragments))
     query.name = name
