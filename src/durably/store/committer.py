@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 import psycopg
 from psycopg.rows import kwargs_row, tuple_row
 
-from durably.store import faults
+from durably.store import faults, oneshot
 from durably.store.statements import Statement
 
 Result = Any  # rowcount (int) or rows (list of named rows), as the statement asks
@@ -82,8 +82,10 @@ async def _execute_async(
 
 def _send_sync(
     conn: psycopg.Connection[Any], statements: Sequence[Statement], transaction: bool
-) -> list[psycopg.Cursor[Any]]:
+) -> list[Any]:
     if not transaction:
+        if oneshot.AVAILABLE:
+            return [oneshot.run_sync(conn, st) for st in statements]
         return [_execute(conn, st) for st in statements]
     with conn.pipeline(), conn.transaction():
         return [_execute(conn, st) for st in statements]
@@ -91,18 +93,31 @@ def _send_sync(
 
 async def _send_async(
     conn: psycopg.AsyncConnection[Any], statements: Sequence[Statement], transaction: bool
-) -> list[psycopg.AsyncCursor[Any]]:
+) -> list[Any]:
     if not transaction:
+        if oneshot.AVAILABLE:
+            return [await oneshot.run_async(conn, st) for st in statements]
         return [await _execute_async(conn, st) for st in statements]
     async with conn.pipeline(), conn.transaction():
         return [await _execute_async(conn, st) for st in statements]
 
 
+def _read_sync(st: Statement, sent: Any) -> Result:
+    if isinstance(sent, oneshot.Outcome):
+        return sent.result
+    return sent.fetchall() if st.returns == "rows" else sent.rowcount
+
+
+async def _read_async(st: Statement, sent: Any) -> Result:
+    if isinstance(sent, oneshot.Outcome):
+        return sent.result
+    return await sent.fetchall() if st.returns == "rows" else sent.rowcount
+
+
 def _receive_sync(
     conn: psycopg.Connection[Any], statements: Sequence[Statement], cursors: list[Any]
 ) -> list[Result]:
-    pairs = zip(statements, cursors, strict=True)
-    results = [cur.fetchall() if st.returns == "rows" else cur.rowcount for st, cur in pairs]
+    results = [_read_sync(st, cur) for st, cur in zip(statements, cursors, strict=True)]
     faults.after_commit(conn, _names(statements))
     return results
 
@@ -110,8 +125,7 @@ def _receive_sync(
 async def _receive_async(
     conn: psycopg.AsyncConnection[Any], statements: Sequence[Statement], cursors: list[Any]
 ) -> list[Result]:
-    pairs = zip(statements, cursors, strict=True)
-    results = [await cur.fetchall() if st.returns == "rows" else cur.rowcount for st, cur in pairs]
+    results = [await _read_async(st, cur) for st, cur in zip(statements, cursors, strict=True)]
     await faults.after_commit_async(conn, _names(statements))
     return results
 
