@@ -83,9 +83,11 @@ async def _execute_async(
 def _send_sync(
     conn: psycopg.Connection[Any], statements: Sequence[Statement], transaction: bool
 ) -> list[Any]:
+    if oneshot.AVAILABLE:
+        if transaction:
+            return list(oneshot.run_sync(conn, statements))
+        return [oneshot.run_sync(conn, [st])[0] for st in statements]
     if not transaction:
-        if oneshot.AVAILABLE:
-            return [oneshot.run_sync(conn, st) for st in statements]
         return [_execute(conn, st) for st in statements]
     with conn.pipeline(), conn.transaction():
         return [_execute(conn, st) for st in statements]
@@ -94,9 +96,11 @@ def _send_sync(
 async def _send_async(
     conn: psycopg.AsyncConnection[Any], statements: Sequence[Statement], transaction: bool
 ) -> list[Any]:
+    if oneshot.AVAILABLE:
+        if transaction:
+            return list(await oneshot.run_async(conn, statements))
+        return [(await oneshot.run_async(conn, [st]))[0] for st in statements]
     if not transaction:
-        if oneshot.AVAILABLE:
-            return [await oneshot.run_async(conn, st) for st in statements]
         return [await _execute_async(conn, st) for st in statements]
     async with conn.pipeline(), conn.transaction():
         return [await _execute_async(conn, st) for st in statements]

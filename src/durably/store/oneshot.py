@@ -1,24 +1,28 @@
-"""One statement on an autocommit connection without a cursor: psycopg's own dumpers and
-loaders, about half the Python of ``cursor.execute`` (a step is one such statement).
+"""Statements on an autocommit connection without cursors: psycopg's own dumpers and
+loaders, half the Python of ``cursor.execute`` (a step is one statement, a batch a few).
 
-Each checkpoint, finish and enqueue that commits alone runs here. A psycopg cursor costs
-about 70 microseconds of Python for one prepared statement, of which only the dumping,
-the round trip and the loading are needed: this does those, with the same adapters, so
-values go in and come out exactly as through a cursor. Statements run prepared under
-names of this module's own (``_durably_N``), one set per connection.
+A psycopg cursor costs about 70 microseconds of Python for one prepared statement, and a
+batch's pipeline and transaction blocks as much again. Only the dumping, the round trip
+and the loading are needed: this does those with the same adapters, so values go in and
+come out exactly as through a cursor. The statements of one call go out in one libpq
+pipeline ending in one Sync: PostgreSQL runs what lies between two Syncs as one
+transaction (committed at the Sync, rolled back whole if any fails), so a group-commit
+batch needs no BEGIN and COMMIT. Statements run prepared under names of this module's
+own (``_durably_N``), kept per connection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import errors, pq
 from psycopg.adapt import Transformer
-from psycopg.generators import execute as _execute_gen
+from psycopg.generators import fetch_many, send
 
 from durably.store.statements import Statement
 
@@ -33,13 +37,11 @@ except ImportError:  # pragma: no cover - a psycopg that moved it: cursors, as b
 _prepared: weakref.WeakKeyDictionary[Any, dict[tuple[bytes, tuple[int, ...]], bytes]] = (
     weakref.WeakKeyDictionary()
 )
-
 # Names are never reused on a connection, even after its set was dropped.
 _numbers = itertools.count()
 
-# The server forgot a statement prepared here (DISCARD ALL or DEALLOCATE on this
-# connection): prepared again, once.
-_FORGOTTEN = errors.InvalidSqlStatementName
+_FATAL = pq.ExecStatus.FATAL_ERROR
+_SYNCED = pq.ExecStatus.PIPELINE_SYNC
 
 
 class Outcome:
@@ -52,16 +54,17 @@ class Outcome:
 
 
 class _Call:
-    """One run of a statement: its parameters dumped, the name it runs prepared under."""
+    """One statement of a run: its parameters dumped, the name it runs prepared under."""
 
-    __slots__ = ("key", "name", "query", "tx")
+    __slots__ = ("key", "name", "query", "statement", "tx")
 
     def __init__(self, conn: Any, st: Statement) -> None:
+        self.statement = st
         self.tx = Transformer(conn)
         self.query = PostgresQuery(self.tx)
         self.query.convert(st.sql, st.params)
         self.name: bytes | None = None  # None: unnamed, planned each time
-        self.key: tuple[bytes, tuple[int, ...]] | None = None  # set: prepare it first
+        self.key: tuple[bytes, tuple[int, ...]] | None = None  # set: to prepare first
         if st.prepare:
             names = _prepared.setdefault(conn, {})
             key = (self.query.query, tuple(self.query.types or ()))
@@ -70,16 +73,10 @@ class _Call:
                 self.name = f"_durably_{next(_numbers)}".encode()
                 self.key = key
 
-    def send_prepare(self, pgconn: Any) -> None:
-        pgconn.send_prepare(self.name, self.query.query, param_types=self.query.types)
-
-    def prepared(self, conn: Any, res: Any, encoding: str) -> None:
-        _check(res, encoding)
-        assert self.key is not None and self.name is not None
-        _prepared.setdefault(conn, {})[self.key] = self.name
-
     def send(self, pgconn: Any) -> None:
         query = self.query
+        if self.key is not None:
+            pgconn.send_prepare(self.name, query.query, param_types=query.types)
         if self.name is None:
             pgconn.send_query_params(
                 query.query, query.params, param_formats=query.formats, param_types=query.types
@@ -87,9 +84,9 @@ class _Call:
         else:
             pgconn.send_query_prepared(self.name, query.params, param_formats=query.formats)
 
-    def read(self, res: Any, st: Statement, encoding: str) -> Any:
+    def read(self, res: Any, encoding: str) -> Any:
         """The statement's result, as a cursor would give it."""
-        _check(res, encoding)
+        st = self.statement
         if st.returns != "rows":
             count = res.command_tuples
             return -1 if count is None else count
@@ -107,45 +104,95 @@ class _Call:
         return self.tx.load_rows(0, res.ntuples, make)
 
 
-def _check(res: Any, encoding: str) -> None:
-    if res.status == pq.ExecStatus.FATAL_ERROR:
-        raise errors.error_from_result(res, encoding=encoding)
+Gen = Generator[Any, Any, list[Any]]
 
 
-def run_sync(conn: psycopg.Connection[Any], st: Statement) -> Outcome:
-    """Run ``st`` alone on ``conn`` (autocommit): it committed when this returns."""
+def _exchange(conn: Any, calls: list[_Call]) -> Gen:
+    """Send every call in one pipeline ending in one Sync and read every reply: the
+    last result of each call (its execution), None for one that did not run."""
+    pgconn = conn.pgconn
+    pgconn.enter_pipeline_mode()
+    clean = False
+    try:
+        for call in calls:
+            call.send(pgconn)
+        pgconn.pipeline_sync()
+        yield from send(pgconn)
+        replies: list[Any] = []
+        errors_seen: list[Any] = []
+        for call in calls:
+            for _ in range(2 if call.key is not None else 1):
+                res = _one((yield from fetch_many(pgconn)))
+                if res.status == _FATAL:
+                    errors_seen.append(res)
+            replies.append(res)
+        # Then the Sync's reply, after the commit's error if the commit failed.
+        for _ in range(3):
+            got = yield from fetch_many(pgconn)
+            errors_seen.extend(res for res in got if res.status == _FATAL)
+            if got and got[-1].status == _SYNCED:
+                break
+        else:
+            raise psycopg.OperationalError("durably: no reply to the end of a pipeline")
+        clean = True
+    finally:
+        if clean:
+            pgconn.exit_pipeline_mode()
+        else:
+            # Interrupted with replies unread (a broken link, a cancelled task): the
+            # connection is closed, so that its owner replaces it, never reusing one
+            # whose next reply would answer the wrong statement.
+            with contextlib.suppress(Exception):
+                pgconn.finish()
+    if errors_seen:
+        raise errors.error_from_result(errors_seen[0], encoding=conn.info.encoding)
+    for call in calls:
+        if call.key is not None:
+            _prepared.setdefault(conn, {})[call.key] = call.name  # type: ignore[assignment]
+    return replies
+
+
+def _one(results: list[Any]) -> Any:
+    """The one result a statement of a pipeline has (or a lost link, said so)."""
+    if len(results) != 1:
+        raise psycopg.OperationalError(
+            f"durably: {len(results)} results for one statement of a pipeline"
+        )
+    return results[0]
+
+
+def _outcomes(conn: Any, calls: list[_Call], replies: list[Any]) -> list[Outcome]:
     encoding = conn.info.encoding
+    return [Outcome(call.read(res, encoding)) for call, res in zip(calls, replies, strict=True)]
+
+
+def run_sync(conn: psycopg.Connection[Any], statements: Sequence[Statement]) -> list[Outcome]:
+    """Run ``statements`` on ``conn`` (autocommit) as one transaction: committed when
+    this returns, or not at all when it raises a database error."""
     with conn.lock:
         for attempt in (0, 1):
-            call = _Call(conn, st)
+            calls = [_Call(conn, st) for st in statements]
             try:
-                if call.key is not None:
-                    call.send_prepare(conn.pgconn)
-                    call.prepared(conn, conn.wait(_execute_gen(conn.pgconn))[-1], encoding)
-                call.send(conn.pgconn)
-                return Outcome(call.read(conn.wait(_execute_gen(conn.pgconn))[-1], st, encoding))
-            except _FORGOTTEN:
+                return _outcomes(conn, calls, conn.wait(_exchange(conn, calls)))
+            except errors.InvalidSqlStatementName:
+                # The server forgot what was prepared here (DISCARD ALL, DEALLOCATE): it
+                # ran nothing; prepared again, once.
                 if attempt:
                     raise
                 _prepared.pop(conn, None)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def run_async(conn: psycopg.AsyncConnection[Any], st: Statement) -> Outcome:
+async def run_async(
+    conn: psycopg.AsyncConnection[Any], statements: Sequence[Statement]
+) -> list[Outcome]:
     """Async twin of run_sync."""
-    encoding = conn.info.encoding
     async with conn.lock:
         for attempt in (0, 1):
-            call = _Call(conn, st)
+            calls = [_Call(conn, st) for st in statements]
             try:
-                if call.key is not None:
-                    call.send_prepare(conn.pgconn)
-                    results = await conn.wait(_execute_gen(conn.pgconn))
-                    call.prepared(conn, results[-1], encoding)
-                call.send(conn.pgconn)
-                results = await conn.wait(_execute_gen(conn.pgconn))
-                return Outcome(call.read(results[-1], st, encoding))
-            except _FORGOTTEN:
+                return _outcomes(conn, calls, await conn.wait(_exchange(conn, calls)))
+            except errors.InvalidSqlStatementName:
                 if attempt:
                     raise
                 _prepared.pop(conn, None)
