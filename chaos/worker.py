@@ -127,7 +127,8 @@ def main(argv: list[str]) -> int:
     rundir = Path(cfg["rundir"])
     slot, inc = int(cfg["slot"]), int(cfg["incarnation"])
     logging.basicConfig(
-        level=logging.INFO,
+        # CHAOS_LOG_LEVEL=DEBUG also logs each run that stops here (another owner, say)
+        level=os.environ.get("CHAOS_LOG_LEVEL", "INFO"),
         format=f"%(asctime)s w{slot}.{inc} pid{os.getpid()} %(name)s %(levelname)s %(message)s",
     )
     stop = threading.Event()

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -289,6 +290,49 @@ def test_a_primary_turned_read_only_under_open_connections_is_an_outage_ridden_o
                 ("SUCCESS", 20)
             ]
             assert run_sql(old, "SELECT count(*) FROM workflows WHERE id = 'after'") == [(0,)]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_start_on_the_new_primary_while_the_failover_is_noticed_runs_to_its_end() -> None:
+    """A workflow started on the new primary after the worker read the new timeline, and
+    whose run registered before the worker stopped the runs of the old one, goes on: its
+    epoch is the new timeline's. (Chaos found it once left PENDING, owned by a live worker
+    that never ran it: the runs were stopped by when they registered, and only rows
+    written before the timeline was read were claimed anew.)"""
+    root = Path(tempfile.mkdtemp(prefix="fo-", dir="/tmp"))
+    try:
+        with Pair(root / "pg", synchronous=True) as pair:
+            app = durably.App(pair.url, schema=SCHEMA, lease=4.0)
+
+            @app.step()
+            def double(x: int) -> int:
+                return 2 * x
+
+            @app.workflow()
+            def twice(x: int) -> int:
+                return double(double(x))
+
+            with app:
+                assert twice(1) == 4
+                engine = app.engine
+                fence = engine.fence_below
+                started: list[Any] = []
+
+                def start_then_fence(floor: int) -> None:
+                    # Called by the keeper once it read the new timeline: a start made
+                    # now has its row on the new primary and registers before the fence.
+                    if floor > 0 and not started:
+                        with ThreadPoolExecutor(1) as pool:
+                            handle = pool.submit(twice.options(id="between").start, 5)
+                            started.append(handle.result(timeout=FINISH))
+                    fence(floor)
+
+                engine.fence_below = start_then_fence  # type: ignore[method-assign]
+                pair.fail_over()
+                wait_until(lambda: bool(started), FINISH, "a start while the failover is seen")
+                assert started[0].result(timeout=FINISH) == 20
+                assert engine.epoch_floor == 1 << 32
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

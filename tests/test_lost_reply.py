@@ -426,6 +426,12 @@ def test_resume_retried_does_not_fence_out_the_run_it_started(
     handle = paused.options(id=f"res-{uuid.uuid4().hex[:6]}").start()
     assert handle.result(timeout=30) == "done"
     db.execute("UPDATE workflows SET status = 'CANCELLED' WHERE id = %s", (handle.id,))
+    # The other executor is live (fresh heartbeat, long lease): no heartbeat of this app
+    # may take the workflow over from it while the retry waits.
+    db.execute(
+        "INSERT INTO executors (id, hostname, pid, lease_seconds) "
+        "VALUES ('elsewhere', 'elsewhere', 1, 3600) ON CONFLICT (id) DO NOTHING"
+    )
     claimed: list[int] = []
 
     def claim_between(names: Sequence[str]) -> bool:

@@ -36,6 +36,12 @@ class Host(Protocol):
     def park_after(self) -> float: ...
 
     @property
+    def epoch_floor(self) -> int:
+        """The lowest epoch of the database's timeline as last read: a run below it was
+        claimed before a failover (0 until one is seen)."""
+        ...
+
+    @property
     def queues(self) -> Mapping[str, QueueSpec]: ...
 
     @property

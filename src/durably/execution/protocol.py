@@ -68,6 +68,11 @@ def hold_lease(ctx: WorkflowContext) -> Protocol[None]:
             f"workflow {ctx.workflow_id!r} was started again in this process (epoch "
             f"{ctx.epoch} is superseded); this run stops before its next step"
         )
+    if ctx.epoch < ctx.engine.epoch_floor:
+        raise LostOwnership(
+            f"workflow {ctx.workflow_id!r} was claimed before the database failed over "
+            f"(epoch {ctx.epoch}); it replays from the new primary's record"
+        )
     if generation == ctx.lease_generation:
         return
     rows = yield Read(ctx.engine.statements.inspect_operation(ctx.workflow_id, 0))

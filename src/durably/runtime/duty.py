@@ -91,8 +91,8 @@ class KeeperHost(Runner, TypingProtocol):
         """A run of the workflow here stops before its next step (it has a new owner)."""
         ...
 
-    def supersede_all_local(self) -> None:
-        """Every run here stops before its next step (the database failed over)."""
+    def fence_below(self, floor: int) -> None:
+        """Every run here below ``floor`` stops before its next step (a failover)."""
         ...
 
     def cancel_local(self, workflow_id: str) -> None:

@@ -134,6 +134,9 @@ class Engine:
         self._active: dict[str, WorkflowContext] = {}
         # Runs that stopped here without an outcome: workflow ID -> the epoch they held.
         self._abandoned: dict[str, int] = {}
+        # The lowest epoch of the database's WAL timeline as last read: a run below it
+        # was claimed before a failover and stops before its next step (see fence_below).
+        self.epoch_floor = 0
         # Databases other than the app's that transaction steps write to.
         self.other_databases = OtherDatabases(db.schema)
         self._async_dbs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncDatabase] = (
@@ -505,12 +508,13 @@ class Engine:
         if ctx is not None:
             ctx.superseded = True
 
-    def supersede_all_local(self) -> None:
-        """Every run here stops before its next step (a failover: each workflow it still
-        owns is claimed anew and replays from the new primary's record)."""
-        with self._lock:
-            for ctx in self._active.values():
-                ctx.superseded = True
+    def fence_below(self, floor: int) -> None:
+        """Every run here with an epoch below ``floor`` stops before its next step (a
+        failover: each workflow it still owns is claimed anew and replays from the new
+        primary's record). Decided by the epoch, not by when the run registered: a start
+        whose row the new primary made (at the floor) goes on, one that registers late
+        with an epoch from before the failover stops too (``hold_lease``)."""
+        self.epoch_floor = max(self.epoch_floor, floor)
 
     def _register(self, ctx: WorkflowContext) -> None:
         """Make ``ctx`` the run of its workflow here. One process never runs a workflow

@@ -78,11 +78,11 @@ class Recovery:
         self.next_orphans = time.monotonic() + lease / 2
         # Outages ended so far by the database's account: after each, the server's
         # timeline is read again (``timeline_due``); when it moved on, every workflow
-        # owned here and last updated before ``failover_before`` is claimed anew.
+        # owned here with an epoch below the new timeline's floor is claimed anew.
         self.outages_seen = host.db.outage.recoveries
         self.timeline_due = False
         self.timeline: int | None = None  # the server's WAL timeline when last read
-        self.failover_before: datetime | None = None  # set while a failover's claims remain
+        self.failover_due = False  # set while a failover's claims remain
 
     # ---------------------------------------------------------------- the duty
 
@@ -96,7 +96,7 @@ class Recovery:
             return now
         if self.host.registry and (
             self.timeline_due
-            or self.failover_before is not None
+            or self.failover_due
             or self.host.db.outage.recoveries != self.outages_seen
         ):
             return now
@@ -126,8 +126,8 @@ class Recovery:
         if self.host.registry:
             if self.timeline_due:
                 await self._read_timeline(adb)
-            if self.failover_before is not None:
-                await self._claim_failed_over(adb, self.failover_before)
+            if self.failover_due:
+                await self._claim_failed_over(adb)
 
     def after_outage(self) -> None:
         self.takeover_due = True
@@ -154,6 +154,8 @@ class Recovery:
         read = (await adb.run(self.host.statements.timeline()))[0]
         self.own_before, self.timeline = read.now, read.timeline
         self.launched_at = self.own_before
+        if read.epoch_floor is not None:
+            self.host.fence_below(read.epoch_floor)
         await self.claim_own(adb)
 
     async def claim_own(self, adb: AsyncDatabase) -> None:
@@ -239,13 +241,15 @@ class Recovery:
                 self.timeline,
                 read.timeline,
             )
-            self.failover_before = read.now
-            # No body starts here from what the process remembers: the runs stop, and
-            # the workflows they held are claimed anew (below) to replay here.
-            self.host.supersede_all_local()
+            self.failover_due = True
+        if read.epoch_floor is not None:
+            # No body starts here from what the process remembers of a run claimed
+            # before the failover: those runs stop, and the workflows they held are
+            # claimed anew (below) to replay here.
+            self.host.fence_below(read.epoch_floor)
         self.timeline = read.timeline
 
-    async def _claim_failed_over(self, adb: AsyncDatabase, before: datetime) -> None:
+    async def _claim_failed_over(self, adb: AsyncDatabase) -> None:
         """Every workflow owned here, anew, in batches while the capacity lasts (the
         claims are due until a batch comes back short)."""
         host = self.host
@@ -257,13 +261,12 @@ class Recovery:
             host.executor_id,
             list(host.registry),
             limit,
-            before,
             app_version=versions.current,
             versions=versions.recover,
         )
         claimed = await self._claim(adb, statement, "failover")
         if len(claimed) < limit:
-            self.failover_before = None
+            self.failover_due = False
 
     async def _claim(
         self, adb: AsyncDatabase, statement: Statement, why: Recovered

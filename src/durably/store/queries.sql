@@ -192,14 +192,12 @@ RETURNING w.id, w.name, w.status, w.inputs, w.epoch, w.codec, w.recovery_attempt
           END AS notified
 
 -- name: fragment_own_pending
--- (A fragment.) This executor's unfinished workflows of the names and versions it runs,
--- last updated before the claim's own start: what its own recovery and a failover's
--- claims take.
+-- (A fragment.) This executor's unfinished workflows of the names and versions it runs:
+-- what its own recovery and a failover's claims take.
 executor_id = %(executor_id)s AND status = 'PENDING'
   AND name = ANY(%(names)s::text[])
   AND (%(versions)s::text[] IS NULL OR app_version IS NULL
        OR app_version = ANY(%(versions)s::text[]))
-  AND updated_at < %(before)s
 
 -- name: timeline
 -- The database's time, and the WAL timeline the server writes on (the first 8 hex digits
@@ -208,7 +206,10 @@ executor_id = %(executor_id)s AND status = 'PENDING'
 SELECT clock_timestamp() AS now,
        CASE WHEN pg_is_in_recovery() THEN NULL
             ELSE {fragment_wal_timeline}
-       END AS timeline
+       END AS timeline,
+       CASE WHEN pg_is_in_recovery() THEN NULL
+            ELSE {fragment_epoch_floor}
+       END AS epoch_floor
 
 -- name: heartbeat
 -- Register this executor or renew its lease, and say in the same round trip what is
@@ -361,6 +362,7 @@ WITH previous AS MATERIALIZED (
         -- nor started by this process since
         SELECT id FROM {schema}.workflows
         WHERE {fragment_own_pending}
+          AND updated_at < %(before)s
           AND (created_at, id) > (coalesce((SELECT created_at FROM after), '-infinity'),
                                   coalesce((SELECT id FROM after), ''))
         ORDER BY created_at, id
@@ -391,16 +393,17 @@ SELECT * FROM claimed
 
 -- name: claim_failed_over
 -- After a failover (the server's WAL timeline moved on): take back every unfinished
--- workflow of this executor under a new epoch, also those its runs hold now. A standby
--- that had not received the last commits loses outcomes, parks and checkpoints this
--- process wrote; what the process remembers may be more than the new primary has, so
--- every run replays from the new primary's record (the runs going here are fenced out).
+-- workflow of this executor whose epoch is from an earlier timeline, also those its
+-- runs hold now. A standby that had not received the last commits loses outcomes, parks
+-- and checkpoints this process wrote; what the process remembers of such a run may be
+-- more than the new primary has, so it replays from the new primary's record (the runs
+-- going here are fenced out by the timeline's floor). Work started or claimed on the new
+-- timeline has an epoch at or above the floor: its run read the new primary and goes on.
 -- They stay this executor's (queued work too: it ran here, and runs here again once the
 -- older run here has stopped), and no recovery attempt is counted: nothing crashed.
--- Oldest first, in batches; only rows last updated before %(before)s (when the failover
--- was seen), so that no batch takes what an earlier one claimed. A row that a run's
--- write holds locked is waited for, not skipped: a batch that comes back short must
--- mean that none is left (the run it would have skipped stops, superseded).
+-- Oldest first, in batches; a claimed row is above the floor, so no batch takes what an
+-- earlier one claimed. A row that a run's write holds locked is waited for, not
+-- skipped: a batch that comes back short must mean that none is left.
 WITH claimed AS (
     UPDATE {schema}.workflows w
     SET claim_token = %(token)s, epoch = {fragment_next_epoch},
@@ -409,6 +412,7 @@ WITH claimed AS (
     WHERE w.id = ANY(ARRAY(
         SELECT id FROM {schema}.workflows
         WHERE {fragment_own_pending}
+          AND epoch < {fragment_epoch_floor}
         ORDER BY created_at, id
         LIMIT %(limit)s
         FOR UPDATE

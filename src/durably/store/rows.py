@@ -188,6 +188,7 @@ class Timeline(NamedTuple):
 
     now: datetime
     timeline: int | None
+    epoch_floor: int | None  # the timeline's lowest epoch: every run below it is fenced
 
 
 class StoredWorkflow(NamedTuple):

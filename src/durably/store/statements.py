@@ -455,14 +455,14 @@ class Statements:
         executor_id: str,
         names: Sequence[str],
         limit: int,
-        before: datetime,
         *,
         app_version: str | None = None,
         versions: Sequence[str] | None = None,
     ) -> Statement:
-        """After a failover: every unfinished workflow of this executor, anew."""
+        """After a failover: every unfinished workflow of this executor with an epoch
+        from an earlier timeline, anew."""
         return self._claim_named(
-            "claim_failed_over", executor_id, names, limit, app_version, versions, before=before
+            "claim_failed_over", executor_id, names, limit, app_version, versions
         )
 
     def release_executor(self, executor_id: str, incarnation: str) -> Statement:
