@@ -75,6 +75,22 @@ def test_values_come_back_as_through_a_cursor(conn: Any, prepare: bool, row: Any
     assert (first.names if row else first[5]) == ["a", "b c", 'd"e']
 
 
+def test_a_batch_of_different_rows_reads_each_as_its_own(conn: Any) -> None:
+    """The statements of a batch share the connection's dumpers and loaders: each result
+    is still read with the types of its own columns."""
+    mixed = Statement(MIXED, PARAMS, "rows", row=Mixed)
+    texts = Statement(
+        query("SELECT %(a)s::text AS a, %(b)s::int8 AS b"), {"a": "7", "b": 7}, "rows"
+    )
+    insert = Statement(query("INSERT INTO t VALUES (%(i)s)"), {"i": 9})
+    for _ in range(2):  # prepared in the batch, then reused
+        got = [o.result for o in oneshot.run_sync(conn, [texts, mixed, texts, insert])]
+        assert got[0] == got[2] == [("7", 7)]
+        assert got[1] == through_a_cursor(conn, mixed)
+        assert got[3] == 1
+        conn.execute("DELETE FROM t")
+
+
 def test_a_rowcount_as_through_a_cursor(conn: Any) -> None:
     insert = Statement(query("INSERT INTO t SELECT generate_series(1, %(n)s)"), {"n": 3})
     [outcome] = oneshot.run_sync(conn, [insert])
