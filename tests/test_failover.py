@@ -29,6 +29,7 @@ Each test prints how long the workers took to write again after the promotion.
 from __future__ import annotations
 
 import collections
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -263,35 +264,21 @@ def test_a_primary_turned_read_only_under_open_connections_is_an_outage_ridden_o
     connections to it stay open: their writes fail with read_only_sql_transaction
     (25006). durably takes that as an outage and its fresh connections, by the
     multi-host URL, reach the promoted standby; so does its LISTEN connection."""
-    root = Path(tempfile.mkdtemp(prefix="fo-", dir="/tmp"))
-    try:
-        with Pair(root / "pg", synchronous=False) as pair:
-            app = durably.App(pair.url, schema=SCHEMA, lease=4.0)
-
-            @app.step()
-            def double(x: int) -> int:
-                return 2 * x
-
-            @app.workflow()
-            def twice(x: int) -> int:
-                return double(double(x))
-
-            with app:
-                assert twice(1) == 4  # the pool holds connections to the primary now
-                old = pair.primary.url_for("chaos")
-                pair.switch_over()
-                assert twice.options(id="after").start(5).result(timeout=FINISH) == 20
-                # The LISTEN connection, quiet on the old primary, moves too.
-                new = pair.primary.url_for("chaos")
-                listening = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %%'"
-                wait_until(lambda: run_sql(new, listening) == [(1,)], what="LISTEN on the new")
+    with in_process(synchronous=False) as (pair, app, twice):
+        with app:
+            assert twice(1) == 4  # the pool holds connections to the primary now
+            old = pair.primary.url_for("chaos")
+            pair.switch_over()
+            assert twice.options(id="after").start(5).result(timeout=FINISH) == 20
+            # The LISTEN connection, quiet on the old primary, moves too.
             new = pair.primary.url_for("chaos")
-            assert run_sql(new, "SELECT status, output FROM workflows WHERE id = 'after'") == [
-                ("SUCCESS", 20)
-            ]
-            assert run_sql(old, "SELECT count(*) FROM workflows WHERE id = 'after'") == [(0,)]
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+            listening = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %%'"
+            wait_until(lambda: run_sql(new, listening) == [(1,)], what="LISTEN on the new")
+        new = pair.primary.url_for("chaos")
+        assert run_sql(new, "SELECT status, output FROM workflows WHERE id = 'after'") == [
+            ("SUCCESS", 20)
+        ]
+        assert run_sql(old, "SELECT count(*) FROM workflows WHERE id = 'after'") == [(0,)]
 
 
 def test_a_start_on_the_new_primary_while_the_failover_is_noticed_runs_to_its_end() -> None:
@@ -300,9 +287,35 @@ def test_a_start_on_the_new_primary_while_the_failover_is_noticed_runs_to_its_en
     epoch is the new timeline's. (Chaos found it once left PENDING, owned by a live worker
     that never ran it: the runs were stopped by when they registered, and only rows
     written before the timeline was read were claimed anew.)"""
+    with in_process(synchronous=True) as (pair, app, twice), app:
+        assert twice(1) == 4
+        engine = app.engine
+        fence = engine.fence_below
+        started: list[Any] = []
+
+        def start_then_fence(floor: int) -> None:
+            # Called by the keeper once it read the new timeline: a start made
+            # now has its row on the new primary and registers before the fence.
+            if floor > 0 and not started:
+                with ThreadPoolExecutor(1) as pool:
+                    handle = pool.submit(twice.options(id="between").start, 5)
+                    started.append(handle.result(timeout=FINISH))
+            fence(floor)
+
+        engine.fence_below = start_then_fence  # type: ignore[method-assign]
+        pair.fail_over()
+        wait_until(lambda: bool(started), FINISH, "a start while the failover is seen")
+        assert started[0].result(timeout=FINISH) == 20
+        assert engine.epoch_floor == 1 << 32
+
+
+@contextlib.contextmanager
+def in_process(synchronous: bool) -> Iterator[tuple[Pair, durably.App, Any]]:
+    """A primary and its standby, and an app in this process (not launched) with
+    ``twice(x)``: a workflow of two steps that each double."""
     root = Path(tempfile.mkdtemp(prefix="fo-", dir="/tmp"))
     try:
-        with Pair(root / "pg", synchronous=True) as pair:
+        with Pair(root / "pg", synchronous=synchronous) as pair:
             app = durably.App(pair.url, schema=SCHEMA, lease=4.0)
 
             @app.step()
@@ -313,26 +326,7 @@ def test_a_start_on_the_new_primary_while_the_failover_is_noticed_runs_to_its_en
             def twice(x: int) -> int:
                 return double(double(x))
 
-            with app:
-                assert twice(1) == 4
-                engine = app.engine
-                fence = engine.fence_below
-                started: list[Any] = []
-
-                def start_then_fence(floor: int) -> None:
-                    # Called by the keeper once it read the new timeline: a start made
-                    # now has its row on the new primary and registers before the fence.
-                    if floor > 0 and not started:
-                        with ThreadPoolExecutor(1) as pool:
-                            handle = pool.submit(twice.options(id="between").start, 5)
-                            started.append(handle.result(timeout=FINISH))
-                    fence(floor)
-
-                engine.fence_below = start_then_fence  # type: ignore[method-assign]
-                pair.fail_over()
-                wait_until(lambda: bool(started), FINISH, "a start while the failover is seen")
-                assert started[0].result(timeout=FINISH) == 20
-                assert engine.epoch_floor == 1 << 32
+            yield pair, app, twice
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
