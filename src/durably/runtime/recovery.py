@@ -250,8 +250,8 @@ class Recovery:
         self.timeline = read.timeline
 
     async def _claim_failed_over(self, adb: AsyncDatabase) -> None:
-        """Every workflow owned here, anew, in batches while the capacity lasts (the
-        claims are due until a batch comes back short)."""
+        """Every workflow owned here with an epoch below the new timeline's floor, anew,
+        in batches while the capacity lasts (due until a batch comes back short)."""
         host = self.host
         limit = min(RECOVERY_BATCH, RECOVERY_CAPACITY - self.recovering)
         if limit <= 0:

@@ -34,7 +34,6 @@ except ImportError:  # pragma: no cover - a psycopg that moved it: cursors, as b
     AVAILABLE = False
 
 
-
 class _Session:
     """What this module keeps per connection: the names of the statements it prepared
     there, and one Transformer (its dumpers and loaders are looked up once, as a cursor
@@ -94,7 +93,7 @@ class _Call:
         else:
             pgconn.send_query_prepared(self.name, query.params, param_formats=query.formats)
 
-    def read(self, res: Any, encoding: str) -> Any:
+    def read(self, res: Any) -> Any:
         """The statement's result, as a cursor would give it."""
         st = self.statement
         if st.returns != "rows":
@@ -106,6 +105,7 @@ class _Call:
             make = tuple
         else:
             row = st.row
+            encoding = self.tx.encoding
             names = [res.fname(i).decode(encoding) for i in range(res.nfields)]
 
             def make(values: Any) -> Any:
@@ -200,9 +200,8 @@ def _one(results: list[Any]) -> Any:
     return results[0]
 
 
-def _outcomes(conn: Any, calls: list[_Call], replies: list[Any]) -> list[Outcome]:
-    encoding = conn.info.encoding
-    return [Outcome(call.read(res, encoding)) for call, res in zip(calls, replies, strict=True)]
+def _outcomes(calls: list[_Call], replies: list[Any]) -> list[Outcome]:
+    return [Outcome(call.read(res)) for call, res in zip(calls, replies, strict=True)]
 
 
 def run_sync(conn: psycopg.Connection[Any], statements: Sequence[Statement]) -> list[Outcome]:
@@ -212,7 +211,7 @@ def run_sync(conn: psycopg.Connection[Any], statements: Sequence[Statement]) -> 
         for attempt in (0, 1):
             calls = _calls(conn, statements)
             try:
-                return _outcomes(conn, calls, conn.wait(_exchange(conn, calls)))
+                return _outcomes(calls, conn.wait(_exchange(conn, calls)))
             except errors.InvalidSqlStatementName:
                 # The server forgot what was prepared here (DISCARD ALL, DEALLOCATE): it
                 # ran nothing; prepared again, once.
@@ -230,7 +229,7 @@ async def run_async(
         for attempt in (0, 1):
             calls = _calls(conn, statements)
             try:
-                return _outcomes(conn, calls, await conn.wait(_exchange(conn, calls)))
+                return _outcomes(calls, await conn.wait(_exchange(conn, calls)))
             except errors.InvalidSqlStatementName:
                 if attempt:
                     raise
