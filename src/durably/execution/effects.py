@@ -26,6 +26,8 @@ class Call:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+    # ``fn`` is a coroutine function (known from its spec: not inspected per call).
+    is_async: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,7 +182,7 @@ def run_step(
         yield from hold_lease(ctx)
         token, named = in_step.set(position), step_name.set(spec.name)
         try:
-            result = yield Call(spec.fn, args, kwargs)
+            result = yield Call(spec.fn, args, kwargs, spec.is_async)
         except Exception as exc:
             failure = yield from attempt_failed(ctx, position, spec, errors, exc)
             if failure is None:
@@ -348,7 +348,7 @@ def run_body(
     """Run (or replay) the workflow function, then record its outcome, fenced."""
     try:
         yield from hold_lease(ctx)
-        result = yield Call(spec.fn, args, kwargs)
+        result = yield Call(spec.fn, args, kwargs, spec.is_async)
     except (LostOwnership, DatabaseUnavailable):
         raise  # not the workflow's own outcome: left for its owner or for recovery
     except WorkflowCancelled as exc:

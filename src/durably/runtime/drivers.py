@@ -59,6 +59,8 @@ class Runner(Host, TypingProtocol):
 
     async def async_db(self) -> AsyncDatabase: ...
 
+    def opened_async_db(self) -> AsyncDatabase | None: ...
+
     def body_started(self) -> WorkflowContext | None: ...
 
     def body_ended(self, ctx: WorkflowContext | None) -> None: ...
@@ -105,7 +107,7 @@ def drive_sync(host: Host, gen: Protocol[T]) -> T:
 async def drive_async(host: Host, gen: Protocol[T]) -> T:
     """Run a protocol to its end, performing each effect by awaiting."""
     engine, steps = _engine(host), _Steps(gen)
-    db = await engine.async_db()
+    db = engine.opened_async_db() or await engine.async_db()
     while (effect := steps.next()) is not None:
         try:
             steps.send = await _perform_async(engine, db, effect)
@@ -205,7 +207,7 @@ async def _perform_async(engine: Runner, db: AsyncDatabase, effect: Any) -> Any:
     if kind is Call:
         ctx = engine.body_started()
         try:
-            if inspect.iscoroutinefunction(effect.fn):
+            if effect.is_async:
                 return await effect.fn(*effect.args, **effect.kwargs)
             # A blocking function must not stall the event loop.
             result = await asyncio.to_thread(effect.fn, *effect.args, **effect.kwargs)

@@ -422,6 +422,10 @@ class Engine:
         """The statements for another database a transaction step writes to."""
         return self.other_databases.statements(url)
 
+    def opened_async_db(self) -> AsyncDatabase | None:
+        """The async database of the running event loop, if opened already (no await)."""
+        return self._async_dbs.get(asyncio.get_running_loop())
+
     async def async_db(self) -> AsyncDatabase:
         """The async database of the running event loop, opened on first use."""
         loop = asyncio.get_running_loop()

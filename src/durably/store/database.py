@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import psycopg
 import psycopg_pool
@@ -151,13 +151,17 @@ class PoolState(Generic[P, K]):
         try:
             yield
         except psycopg.Error as exc:
-            if self._replaced(pool, exc):
-                raise _PoolReplaced from exc
-            if self.dialect.limit_exceeded(exc):
-                raise _beyond_limit(exc) from exc
-            if self.dialect.connection_lost(exc):
-                raise self._failed(exc) from exc
-            raise
+            self._report(exc, pool)
+
+    def _report(self, exc: psycopg.Error, pool: object = None) -> NoReturn:
+        """Raise what ``_reporting`` makes of ``exc`` (``exc`` itself: a statement's own)."""
+        if self._replaced(pool, exc):
+            raise _PoolReplaced from exc
+        if self.dialect.limit_exceeded(exc):
+            raise _beyond_limit(exc) from exc
+        if self.dialect.connection_lost(exc):
+            raise self._failed(exc) from exc
+        raise exc
 
     def _replaced(self, pool: object, exc: BaseException) -> bool:
         """``exc`` came of asking ``pool`` for a connection after it was set aside: no
@@ -261,8 +265,10 @@ class Database(PoolState[psycopg_pool.ConnectionPool[Any], SyncCommitter]):
         ``for_caller``: its caller waits only for it (a start, an enqueue), and it is
         never queued behind the running workflows' checkpoints."""
         self._suspect()
-        with self._reporting():
+        try:  # _reporting, spelt out: no context manager to make on every write
             return self._committer_for(for_caller).submit(statement)
+        except psycopg.Error as exc:
+            self._report(exc)
 
     def transact(
         self,
@@ -403,8 +409,10 @@ class AsyncDatabase(PoolState[psycopg_pool.AsyncConnectionPool[Any], AsyncCommit
     async def write(self, statement: Statement, *, for_caller: bool = False) -> Result:
         """Async twin of Database.write."""
         self._suspect()
-        with self._reporting():
+        try:
             return await self._committer_for(for_caller).submit(statement)
+        except psycopg.Error as exc:
+            self._report(exc)
 
     async def transact(
         self,

@@ -14,6 +14,7 @@ run prepared under names of this module's own (``_durably_N``), kept per connect
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import weakref
 from collections.abc import Callable, Generator, Sequence
@@ -100,18 +101,25 @@ class _Call:
             count = res.command_tuples
             return -1 if count is None else count
         self.tx.set_pgresult(res)
-        make: Callable[[Any], Any]
         if st.row is None:
-            make = tuple
-        else:
-            row = st.row
-            encoding = self.tx.encoding
-            names = [res.fname(i).decode(encoding) for i in range(res.nfields)]
+            return self.tx.load_rows(0, res.ntuples, tuple)
+        encoding = self.tx.encoding
+        names = tuple(res.fname(i).decode(encoding) for i in range(res.nfields))
+        return self.tx.load_rows(0, res.ntuples, _row_maker(st.row, names))
 
-            def make(values: Any) -> Any:
-                return row(**dict(zip(names, values, strict=True)))
 
-        return self.tx.load_rows(0, res.ntuples, make)
+@functools.cache
+def _row_maker(row: type[tuple[Any, ...]], names: tuple[str, ...]) -> Callable[[Any], Any]:
+    """Builds a row of type ``row`` from values of columns ``names``: by position when
+    the columns are the row's fields in order, else by name (which fails loudly on a
+    column the row does not have, as a cursor's kwargs_row would)."""
+    if names == getattr(row, "_fields", None):
+        return functools.partial(tuple.__new__, row)
+
+    def by_name(values: Any) -> Any:
+        return row(**dict(zip(names, values, strict=True)))
+
+    return by_name
 
 
 Gen = Generator[Any, Any, list[Any]]
