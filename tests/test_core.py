@@ -121,6 +121,35 @@ def test_none_result_and_recorded_error_replayed(app: durably.App) -> None:
     assert app.handle("f").status() is durably.Status.ERROR
 
 
+def test_a_sync_step_that_returns_an_awaitable_fails_with_what_to_do(app: durably.App) -> None:
+    """A sync step whose function hands back a coroutine cannot be awaited in a sync
+    workflow: the step fails with a TypeError that says to await it from an async
+    workflow, and the coroutine is never recorded as its result."""
+
+    async def later() -> int:
+        return 2
+
+    pending: list[Any] = []
+
+    @app.step(retries=0)
+    def hands_back_a_coroutine() -> Any:
+        pending.append(later())
+        return pending[-1]
+
+    @app.workflow
+    def gets_awaitable() -> int:
+        hands_back_a_coroutine()
+        return 0
+
+    with pytest.raises(TypeError, match="hands_back_a_coroutine is async; call it from an"):
+        gets_awaitable.options(id="awaitable-1")()
+    for coroutine in pending:
+        coroutine.close()
+    [step] = app.list_steps("awaitable-1")
+    assert step.error is not None and step.output is None
+    assert app.handle("awaitable-1").status() is durably.Status.ERROR
+
+
 def test_conflicting_function_for_existing_id(app: durably.App) -> None:
     @app.workflow
     def one() -> int:

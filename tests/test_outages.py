@@ -952,7 +952,9 @@ def test_executor_with_an_expired_lease_takes_nothing_over(private: Private) -> 
     go_on.set()
     assert handle.result(timeout=60) == 2
     assert held == [(1, 0, "exec-B")], "taken over by an executor whose lease had expired"
-    assert ran_second == ["B"]
+    # Once heartbeats get through again, A may take the workflow over before B's own
+    # heartbeat renews B's lease (B's had expired): either runs the step, once.
+    assert ran_second in (["A"], ["B"])
 
 
 def test_a_burst_of_calls_through_an_outage_does_not_storm_the_server(

@@ -54,6 +54,10 @@ class Host(Protocol):
         """The version recorded on what this executor starts, and those it recovers."""
         ...
 
+    def lease_held(self) -> int | None:
+        """The generation of this executor's lease when it is valid now, without waiting
+        (None: it must be waited for, ``HoldLease``); raises once the lease is revoked."""
+
     def app_statements(self, url: str) -> AppStatements:
         """The statements for another database that transaction steps write to."""
 

@@ -62,7 +62,10 @@ def guard(ctx: WorkflowContext) -> Protocol[None]:
 def hold_lease(ctx: WorkflowContext) -> Protocol[None]:
     """Before user code runs: this executor holds a valid lease, and, if the lease may
     have lapsed since this run last knew, the workflow is still this run's."""
-    generation = yield HoldLease()
+    # A lease that is valid now needs no trip through the driver (one per step).
+    generation = ctx.engine.lease_held()
+    if generation is None:
+        generation = yield HoldLease()
     if ctx.superseded:
         raise LostOwnership(
             f"workflow {ctx.workflow_id!r} was started again in this process (epoch "

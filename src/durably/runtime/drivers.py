@@ -143,24 +143,22 @@ def _perform_sync(engine: Runner, effect: Any) -> Any:
         return engine.lease.hold()
     if kind is Transact:
         if inspect.iscoroutinefunction(effect.fn):
-            raise TypeError(
-                f"{effect.fn.__qualname__} is async; call it from an async workflow with await"
-            )
+            raise _async_in_sync(effect.fn)
         ctx = engine.body_started()
         try:
             return _transact_sync(engine, effect)
         finally:
             engine.body_ended(ctx)
     if kind is Call:
+        if effect.is_async:
+            raise _async_in_sync(effect.fn)
         ctx = engine.body_started()
         try:
             result = effect.fn(*effect.args, **effect.kwargs)
         finally:
             engine.body_ended(ctx)
-        if inspect.isawaitable(result):
-            raise TypeError(
-                f"{effect.fn.__qualname__} is async; call it from an async workflow with await"
-            )
+        if type(result) not in _PLAIN and inspect.isawaitable(result):
+            raise _async_in_sync(effect.fn)
         return result
     if kind is Watch:
         return engine.notifier.generation(*effect.keys)
@@ -173,6 +171,14 @@ def _perform_sync(engine: Runner, effect: Any) -> Any:
         if engine.observers:
             observe.step_failed(engine.observers, effect)
     return None
+
+
+# Results that are never awaitable: no isinstance check against the Awaitable ABC.
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, dict, tuple})
+
+
+def _async_in_sync(fn: Callable[..., Any]) -> TypeError:
+    return TypeError(f"{fn.__qualname__} is async; call it from an async workflow with await")
 
 
 async def _perform_async(engine: Runner, db: AsyncDatabase, effect: Any) -> Any:

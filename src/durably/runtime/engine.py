@@ -422,6 +422,9 @@ class Engine:
         """The statements for another database a transaction step writes to."""
         return self.other_databases.statements(url)
 
+    def lease_held(self) -> int | None:
+        return self.lease.current()
+
     def opened_async_db(self) -> AsyncDatabase | None:
         """The async database of the running event loop, if opened already (no await)."""
         return self._async_dbs.get(asyncio.get_running_loop())
