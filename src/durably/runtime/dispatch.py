@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import heapq
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -45,6 +47,11 @@ class Dispatch:
         # or the heartbeat's scan if one is lost). Claiming on every freed slot sent a
         # claim per finished workflow that mostly found nothing.
         self.backlogged: set[str] = set()
+        # Ends of tracked workflows reported by other threads, freed on the loop at once.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ended_lock = threading.Lock()
+        self._ended_names: list[str] = []
+        self._wake_pending = False
 
     def next_at(self, now: float) -> float:
         if self.due:
@@ -162,12 +169,27 @@ class Dispatch:
     def _track(self, name: str, future: concurrent.futures.Future[Any]) -> None:
         """Count a claimed workflow against this worker's share until it ends."""
         self.running[name] = self.running.get(name, 0) + 1
-        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        future.add_done_callback(functools.partial(self._ended, name))
 
-        def done(_: object) -> None:
-            loop.call_soon_threadsafe(self._release, name)
+    def _ended(self, name: str, _: object) -> None:
+        """(Any thread.) A tracked workflow ended: its slot is freed on the loop. Ends
+        that come together (a group-commit batch's) wake the loop once, not once each."""
+        with self._ended_lock:
+            self._ended_names.append(name)
+            wake = not self._wake_pending
+            self._wake_pending = True
+        if wake:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._release_ended)
 
-        future.add_done_callback(done)
+    def _release_ended(self) -> None:
+        with self._ended_lock:
+            names, self._ended_names = self._ended_names, []
+            self._wake_pending = False
+        for name in names:
+            self._release(name)
 
     def _release(self, name: str) -> None:
         self.running[name] -= 1
