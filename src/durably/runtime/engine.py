@@ -423,6 +423,7 @@ class Engine:
         return self.other_databases.statements(url)
 
     def lease_held(self) -> int | None:
+        """The lease's generation if it is valid now (``Host.lease_held``)."""
         return self.lease.current()
 
     def opened_async_db(self) -> AsyncDatabase | None:
