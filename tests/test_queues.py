@@ -801,3 +801,36 @@ def test_wake_up_of_a_parked_queued_workflow_keeps_worker_concurrency(
     most = max(n for sample in sampler.samples for _, n in sample)
     assert most <= 1, f"{most} workflows of queue 'solo' (worker_concurrency=1) ran on one worker"
     assert not both, "n1 and n2 ran at once on a worker with worker_concurrency=1"
+
+
+def test_a_worker_of_async_workflows_runs_more_of_a_queue_at_once_than_one_of_sync(
+    app: durably.App, db: psycopg.Connection[Any]
+) -> None:
+    """Without worker_concurrency, a worker runs up to 100 of a queue's workflows at once
+    when it has sync workflows (its threads run them), and up to 300 when every workflow
+    it runs is async: 150 async ones waiting together are all running at once."""
+    from durably.runtime.dispatch import local_capacity
+
+    release = threading.Event()
+
+    @app.workflow(name="wide.wait")
+    async def wait_together(i: int) -> int:
+        while not release.is_set():
+            await asyncio.sleep(0.01)  # released by the test once all 150 run
+        return i
+
+    assert local_capacity([wait_together.spec]) == 300
+    wide = app.queue("wide")
+    handles = [wide.enqueue(wait_together, i) for i in range(150)]
+    query = "SELECT count(*) FROM workflows WHERE queue_name = 'wide' AND status = 'PENDING'"
+    try:
+        wait_until(lambda: db.execute(query).fetchone() == (150,), what="all 150 running")
+    finally:
+        release.set()
+    assert [h.result(timeout=30) for h in handles] == list(range(150))
+
+    @app.workflow(name="wide.sync")
+    def sync_one() -> None:
+        return None
+
+    assert local_capacity([wait_together.spec, sync_one.spec]) == 100

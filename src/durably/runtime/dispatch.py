@@ -14,7 +14,7 @@ import concurrent.futures
 import functools
 import heapq
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +23,23 @@ from durably.runtime.duty import BATCH, NEVER
 from durably.runtime.wakeups import monotonic_at
 
 if TYPE_CHECKING:
+    from durably.execution.specs import WorkflowSpec
     from durably.runtime.duty import KeeperHost, Pacer
     from durably.store.database import AsyncDatabase
     from durably.store.statements import Statement
 
-# Queued workflows one worker runs at once per queue when worker_concurrency is not set.
+# Queued workflows one worker runs at once per queue when worker_concurrency is not set:
+# with sync workflows about its thread pool's size (64 threads run them, the rest wait
+# their turn), more when every workflow it runs is async (all run at once on its loop;
+# a drain of no-op jobs: about 9,600 -> 11,600 jobs/s with 300 instead of 100).
 LOCAL_QUEUE_CAPACITY = 100
+LOCAL_QUEUE_CAPACITY_ASYNC = 300
+
+
+def local_capacity(specs: Iterable[WorkflowSpec]) -> int:
+    """How many of a queue's workflows one worker runs at once without worker_concurrency."""
+    every_async = all(spec.is_async for spec in specs)
+    return LOCAL_QUEUE_CAPACITY_ASYNC if every_async else LOCAL_QUEUE_CAPACITY
 
 
 class Dispatch:
@@ -86,11 +97,12 @@ class Dispatch:
         if not names:
             return
         plain: list[tuple[str, int]] = []
+        default = local_capacity(host.registry.values())
         for name in sorted(queues):
             spec = host.queues.get(name)
             if spec is None or (host.listen_queues is not None and name not in host.listen_queues):
                 continue
-            capacity = spec.worker_concurrency or LOCAL_QUEUE_CAPACITY
+            capacity = spec.worker_concurrency or default
             free = capacity - self.running.get(name, 0)
             if free <= 0:
                 self.backlogged.add(name)  # a finishing run frees a slot: due again
