@@ -133,7 +133,6 @@ def _exchange(conn: Any, calls: list[_Call]) -> Gen:
         return (yield from _alone(conn, calls[0]))
     pgconn = conn.pgconn
     pgconn.enter_pipeline_mode()
-    clean = False
     try:
         for call in calls:
             call.send(pgconn)
@@ -155,16 +154,10 @@ def _exchange(conn: Any, calls: list[_Call]) -> Gen:
                 break
         else:
             raise psycopg.OperationalError("durably: no reply to the end of a pipeline")
-        clean = True
-    finally:
-        if clean:
-            pgconn.exit_pipeline_mode()
-        else:
-            # Interrupted with replies unread (a broken link, a cancelled task): the
-            # connection is closed, so that its owner replaces it, never reusing one
-            # whose next reply would answer the wrong statement.
-            with contextlib.suppress(Exception):
-                pgconn.finish()
+    except BaseException:
+        _abandon(pgconn)
+        raise
+    pgconn.exit_pipeline_mode()
     if errors_seen:
         raise errors.error_from_result(errors_seen[0], encoding=conn.info.encoding)
     session = _sessions[conn]
@@ -177,19 +170,24 @@ def _exchange(conn: Any, calls: list[_Call]) -> Gen:
 def _alone(conn: Any, call: _Call) -> Gen:
     """One statement, outside a pipeline: its result."""
     pgconn = conn.pgconn
-    clean = False
     try:
         call.send(pgconn)
         results = yield from execute(pgconn)
-        clean = True
-    finally:
-        if not clean:
-            with contextlib.suppress(Exception):
-                pgconn.finish()  # as in _exchange: never reused with a reply unread
+    except BaseException:
+        _abandon(pgconn)
+        raise
     res = results[-1]
     if res.status == _FATAL:
         raise errors.error_from_result(res, encoding=conn.info.encoding)
     return [res]
+
+
+def _abandon(pgconn: Any) -> None:
+    """Interrupted with replies unread (a broken link, a cancelled task): the connection
+    is closed, so that its owner replaces it, never reusing one whose next reply would
+    answer the wrong statement."""
+    with contextlib.suppress(Exception):
+        pgconn.finish()
 
 
 def _calls(conn: Any, statements: Sequence[Statement]) -> list[_Call]:
