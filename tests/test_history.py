@@ -287,3 +287,58 @@ def test_listings_by_name_queue_or_statuses_read_their_index(
                 descending=True, limit=5, after=(last.created_at, last.id), **filters
             )
             assert [w.id for w in after] == expected[20:25], filters
+
+
+def test_a_checkpoint_finds_its_workflow_by_key_whatever_the_statistics_say(
+    make_app: Callable[..., durably.App], schema: str, db: Any
+) -> None:
+    """Statistics taken while nothing ran (20,000 finished, none PENDING), then 5,000
+    workflows asleep and 100 running: a checkpoint and a finish, alone or batched, read
+    their own workflows' rows by primary key, not every unfinished workflow's."""
+    app = make_app()
+    _ = app.engine
+    with psycopg.connect(app.engine.db.url, autocommit=True) as conn:
+        fill_history(conn, schema, "q")  # and ANALYZE: no PENDING in the statistics
+    db.execute(
+        "INSERT INTO workflows (id, name, status, inputs, max_recovery_attempts, epoch,"
+        " executor_id, wake_at)"
+        " SELECT CASE WHEN i <= 100 THEN 'run-' ELSE 'asleep-' END || i, 'w', 'PENDING',"
+        "  '[]', 10, 1, CASE WHEN i <= 100 THEN 'me' END,"
+        "  CASE WHEN i > 100 THEN now() + interval '1 day' END"
+        " FROM generate_series(1, 5100) i"
+    )
+    statements = Statements(schema)
+    now = datetime.now(UTC)
+    checkpoints = [
+        statements.record_operation(
+            workflow_id=f"run-{i}", epoch=1, step=1, name="s", kind="step",
+            output="null", error=None, started_at=now,
+        )
+        for i in range(1, 101)
+    ]  # fmt: skip
+    finishes = [
+        statements.finish_workflow(
+            workflow_id=f"run-{i}", epoch=1, status="SUCCESS", output="null", error=None
+        )
+        for i in range(1, 101)
+    ]
+    for alone, many in ((checkpoints[0], checkpoints), (finishes[0], finishes)):
+        assert alone.combine is not None
+        batch, _ = alone.combine(many)
+        one_plan, batch_plan = explain(db, alone), explain(db, batch)
+        # Each workflow's row by its key, counted once per plan node that touches it (a
+        # batched finish locks it, then updates it: three), not 5,100 entries.
+        assert rows_read(one_plan) <= 3, rows_read(one_plan)
+        assert rows_read(batch_plan) <= 3 * len(many), rows_read(batch_plan)
+    # Fenced: a wrong epoch, or a finished workflow, writes nothing.
+    stale = statements.record_operation(
+        workflow_id="run-1", epoch=2, step=1, name="s", kind="step", output="null",
+        error=None, started_at=now,
+    )  # fmt: skip
+    finished = statements.record_operation(
+        workflow_id="old-1", epoch=0, step=1, name="s", kind="step", output="null",
+        error=None, started_at=now,
+    )  # fmt: skip
+    assert stale.combine is not None
+    batch, _ = stale.combine([stale, finished, checkpoints[1]])
+    assert [row[0] for row in db.execute(batch.sql, batch.params).fetchall()] == ["run-2"]

@@ -250,7 +250,7 @@ WITH q AS (
     -- The queue's lock serialises claims, so what is picked is not locked by another;
     -- the status is checked again once locked (a cancel may have committed meanwhile).
     SELECT w.id FROM {schema}.workflows w
-    WHERE w.status IN ('ENQUEUED', 'DELAYED') AND w.id = ANY(ARRAY(
+    WHERE (w.status || '') IN ('ENQUEUED', 'DELAYED') AND w.id = ANY(ARRAY(
         SELECT id FROM ranked
         WHERE partition_key IS NULL OR load <= (SELECT per_partition FROM budget)
         ORDER BY priority NULLS FIRST, enqueued_at, length(id), id
@@ -270,7 +270,7 @@ WITH changed AS (
         status = CASE WHEN %(available_at)s::timestamptz > clock_timestamp() THEN 'DELAYED'
                       ELSE 'ENQUEUED' END,
         updated_at = clock_timestamp()
-    WHERE id = %(workflow_id)s AND status IN ('ENQUEUED', 'DELAYED')
+    WHERE id = %(workflow_id)s AND (status || '') IN ('ENQUEUED', 'DELAYED')
     RETURNING queue_name, status, available_at
 )
 SELECT status,
