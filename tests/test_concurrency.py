@@ -170,3 +170,38 @@ def test_two_hundred_async_workflows_gathered(make_app: Any, db: psycopg.Connect
     rows = db.execute("SELECT workflow_id, step, name, output FROM operations").fetchall()
     assert set(rows) == {(f"a-{i}", k + 1, "add", i * 10 + k) for i in range(200) for k in range(5)}
     assert len(rows) == 1000
+
+
+def test_many_async_workflows_commit_in_two_halves(
+    make_app: Any, db: psycopg.Connection[Any]
+) -> None:
+    """Gathered together, 300 async workflows' writes go out in two alternating halves,
+    not one batch of all but the first (then one side always waits for the other); every
+    write still lands exactly once."""
+    from durably.telemetry import Observer
+
+    sizes: list[int] = []
+
+    class Batches(Observer):
+        def commit_batch(self, size: int) -> None:
+            sizes.append(size)
+
+    app = make_app(telemetry=Batches())
+
+    @app.step(name="double")
+    async def double(i: int, k: int) -> int:
+        return 2 * i + k
+
+    @app.workflow(name="steps")
+    async def steps(i: int) -> list[int]:
+        return [await double(i, k) for k in range(6)]
+
+    async def main() -> list[list[int]]:
+        return await asyncio.gather(*(steps.options(id=f"h-{i}")(i) for i in range(300)))
+
+    app.launch()
+    assert asyncio.run(main()) == [[2 * i + k for k in range(6)] for i in range(300)]
+    assert count(db, "SELECT count(*) FROM operations") == 1800
+    assert count(db, "SELECT count(*) FROM workflows WHERE status = 'SUCCESS'") == 300
+    assert max(sizes) <= 151, sizes  # half of 300, and the one of the first batch
+    assert sum(1 for size in sizes if size >= 100) >= 10, sizes  # still batched

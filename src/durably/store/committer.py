@@ -29,6 +29,11 @@ Result = Any  # rowcount (int) or rows (list of named rows), as the statement as
 
 C = TypeVar("C", psycopg.Connection[Any], psycopg.AsyncConnection[Any])
 
+# The smallest half a batch is split into (see GroupCommit._take_queue). Measured with
+# asyncio.gather of async 10-step workflows: 1,000 gain 27% from halves of 500, 50 lose
+# 3% from halves of 25.
+SPLIT_FROM = 64
+
 
 class Pending:
     """One queued write and, once its batch ran, its result or error."""
@@ -262,8 +267,19 @@ class GroupCommit(Generic[C]):
         connection that died meanwhile."""
         self._stale = True
 
-    def _take_queue(self) -> list[Pending]:
-        batch, self._queue = self._queue, []
+    def _take_queue(self, woken: int = 0) -> list[Pending]:
+        """The next batch: all that is queued, or at most half of the writers in play
+        (those queued, and the ``woken`` by the batch before, who compute now). Two even
+        halves keep both sides busy, one computing while the other's batch commits;
+        started together, writers would otherwise go out as one batch of all but the
+        first, and each side would wait while the other works. Below ``SPLIT_FROM`` a
+        batch's fixed cost (its commit) outweighs what the overlap wins."""
+        queue = self._queue
+        half = (len(queue) + woken + 1) // 2
+        if woken and len(queue) > half >= SPLIT_FROM:
+            batch, self._queue = queue[:half], queue[half:]
+        else:
+            batch, self._queue = queue, []
         return batch
 
     def _drop_stale(self) -> C | None:
@@ -377,23 +393,27 @@ class AsyncCommitter(GroupCommit[psycopg.AsyncConnection[Any]]):
         await item.waiter
         return item.outcome()
 
-    async def _lead(self) -> None:
-        batch = self._take_queue()
+    async def _lead(self, woken: int = 0) -> None:
+        batch = self._take_queue(woken)
         try:
             await self._run(batch)
         except BaseException as exc:
             _fail_unsettled(batch, exc)
         finally:
-            for other in batch:
-                other.done = True
-                if other.waiter is not None and not other.waiter.done():
-                    other.waiter.set_result(None)
+            # What queued meanwhile goes out from a task started before this batch's
+            # writers are woken: it sends first, so the server works on it while they
+            # compute their next writes (woken first, they would all compute while the
+            # server idles, then wait while it works).
             if self._queue:
-                task = asyncio.get_running_loop().create_task(self._lead())
+                task = asyncio.get_running_loop().create_task(self._lead(len(batch)))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             else:
                 self._leading = False
+            for other in batch:
+                other.done = True
+                if other.waiter is not None and not other.waiter.done():
+                    other.waiter.set_result(None)
 
     async def _run(self, batch: list[Pending]) -> None:
         stale = self._drop_stale()
