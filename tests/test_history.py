@@ -342,3 +342,40 @@ def test_a_checkpoint_finds_its_workflow_by_key_whatever_the_statistics_say(
     assert stale.combine is not None
     batch, _ = stale.combine([stale, finished, checkpoints[1]])
     assert [row[0] for row in db.execute(batch.sql, batch.params).fetchall()] == ["run-2"]
+
+
+def test_the_sql_api_send_finds_its_receiver_by_key_whatever_the_statistics_say(
+    make_app: Callable[..., durably.App], schema: str, db: Any
+) -> None:
+    """The SQL API's send() under the same statistics: its wake-up finds the receiver by
+    primary key, not by walking an index of every unfinished workflow, and still wakes it."""
+    app = make_app()
+    _ = app.engine
+    with psycopg.connect(app.engine.db.url, autocommit=True) as conn:
+        fill_history(conn, schema, "q")  # and ANALYZE: no PENDING in the statistics
+    db.execute(
+        "INSERT INTO workflows (id, name, status, inputs, max_recovery_attempts, epoch,"
+        " wake_at, wait_kind, wait_topic)"
+        " SELECT 'asleep-' || i, 'w', 'PENDING', '[]', 10, 1, now() + interval '1 day',"
+        "  'recv', 't'"
+        " FROM generate_series(1, 5000) i"
+    )
+    # Scans this transaction made of any index of workflows but its primary key.
+    scans = sql.SQL(
+        "SELECT coalesce(sum(pg_stat_get_xact_numscans(i.indexrelid)), 0) FROM pg_index i"
+        " WHERE i.indrelid = {}::regclass AND NOT i.indisprimary"
+    ).format(sql.Literal(sql.Identifier(schema, "workflows").as_string(db)))
+    with db.transaction(force_rollback=True):
+        # Beyond the five custom plans PL/pgSQL makes before it may settle on a generic one.
+        for i in range(1, 11):
+            db.execute(
+                sql.SQL("SELECT {}(%s, '1'::jsonb, 't')").format(sql.Identifier(schema, "send")),
+                (f"asleep-{i}",),
+            )
+        row = db.execute(scans).fetchone()
+        assert row is not None and row[0] == 0, row
+        woken = db.execute(
+            "SELECT count(*) FROM workflows"
+            " WHERE id LIKE 'asleep-%%' AND wake_at < now() + interval '1 hour'"
+        ).fetchone()
+        assert woken == (10,)
