@@ -180,7 +180,8 @@ def _measure_rounds(
 
 @benchmark("throughput-sync")
 def throughput_sync(ctx: Context) -> list[Measurement]:
-    """50 threads each run one sync 10-step workflow per round; then 500 started at once."""
+    """50 threads each run one sync 10-step workflow per round; then 500 started at once,
+    by ``wf.start()`` in a loop and by one ``enqueue_many``."""
     concurrency = 50
     rounds = ctx.size(10, 3)
     with ctx.app() as app, ThreadPoolExecutor(concurrency) as pool:
@@ -215,6 +216,25 @@ def throughput_sync(ctx: Context) -> list[Measurement]:
         rates,
         batching,
         f"1 round of {started} per repeat; App(max_threads=64) runs them",
+    )
+    # The same 500 put on a queue in one call: what the app's threads run when the
+    # caller's loop of 500 commits (most of the round above) is not in the way.
+    with ctx.app() as app:
+        wf = declare(app).sync_steps
+        queue = app.queue("bench.many")
+
+        def enqueue_round() -> None:
+            for handle in queue.enqueue_many(wf, [(THROUGHPUT_STEPS,)] * started):
+                handle.result()
+
+        enqueue_round()  # warm up
+        rates, batching = _measure_rounds(ctx, enqueue_round, 1, started)
+    out += _throughput_measurements(
+        "sync.many500",
+        "sync, 500 enqueued at once (enqueue_many; the app's threads)",
+        rates,
+        batching,
+        f"1 round of {started} per repeat; one enqueue_many, then the app's worker runs them",
     )
     return out
 

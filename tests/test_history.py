@@ -289,16 +289,20 @@ def test_listings_by_name_queue_or_statuses_read_their_index(
             assert [w.id for w in after] == expected[20:25], filters
 
 
+def stale_statistics(make_app: Callable[..., durably.App], schema: str) -> None:
+    """A migrated schema with finished history, analyzed: no PENDING in its statistics."""
+    app = make_app()
+    with psycopg.connect(app.engine.db.url, autocommit=True) as conn:
+        fill_history(conn, schema, "q")
+
+
 def test_a_checkpoint_finds_its_workflow_by_key_whatever_the_statistics_say(
     make_app: Callable[..., durably.App], schema: str, db: Any
 ) -> None:
     """Statistics taken while nothing ran (20,000 finished, none PENDING), then 5,000
     workflows asleep and 100 running: a checkpoint and a finish, alone or batched, read
     their own workflows' rows by primary key, not every unfinished workflow's."""
-    app = make_app()
-    _ = app.engine
-    with psycopg.connect(app.engine.db.url, autocommit=True) as conn:
-        fill_history(conn, schema, "q")  # and ANALYZE: no PENDING in the statistics
+    stale_statistics(make_app, schema)
     db.execute(
         "INSERT INTO workflows (id, name, status, inputs, max_recovery_attempts, epoch,"
         " executor_id, wake_at)"
@@ -349,10 +353,7 @@ def test_the_sql_api_send_finds_its_receiver_by_key_whatever_the_statistics_say(
 ) -> None:
     """The SQL API's send() under the same statistics: its wake-up finds the receiver by
     primary key, not by walking an index of every unfinished workflow, and still wakes it."""
-    app = make_app()
-    _ = app.engine
-    with psycopg.connect(app.engine.db.url, autocommit=True) as conn:
-        fill_history(conn, schema, "q")  # and ANALYZE: no PENDING in the statistics
+    stale_statistics(make_app, schema)
     db.execute(
         "INSERT INTO workflows (id, name, status, inputs, max_recovery_attempts, epoch,"
         " wake_at, wait_kind, wait_topic)"
