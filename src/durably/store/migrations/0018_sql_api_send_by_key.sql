@@ -1,8 +1,9 @@
 -- The SQL API's send() finds its receiver by ID alone: the wake-up tests the status as
 -- "(status || '') = 'PENDING'", which no index serves, as every statement of queries.sql
 -- that finds a workflow by its ID does. With "status = 'PENDING'" the planner may walk
--- workflows_status_created instead of the primary key when the statistics were taken
--- while few workflows were PENDING. Privileges and the comment stay as 0007 set them.
+-- an index of every unfinished workflow (workflows_unfinished was seen) instead of the
+-- primary key when the statistics were taken while few workflows were PENDING.
+-- Privileges and the comment stay as 0007 set them.
 CREATE OR REPLACE FUNCTION {schema}.send(
     workflow_id text,
     message jsonb,
