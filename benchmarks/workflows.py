@@ -178,6 +178,31 @@ def _measure_rounds(
     return rates, batching
 
 
+def _five_hundred(
+    ctx: Context,
+    key: str,
+    label: str,
+    note: str,
+    submit: Callable[
+        [durably.App, durably.Workflow[[int], int]], list[durably.WorkflowHandle[Any]]
+    ],
+) -> list[Measurement]:
+    """500 sync 10-step workflows handed to a launched app by ``submit``, run by its
+    own threads; one round per repeat, after one to warm up."""
+    with ctx.app() as app:
+        wf = declare(app).sync_steps
+
+        def one_round() -> None:
+            for handle in submit(app, wf):
+                handle.result()
+
+        one_round()  # warm up
+        rates, batching = _measure_rounds(ctx, one_round, 1, 500)
+    return _throughput_measurements(
+        key, label, rates, batching, f"1 round of 500 per repeat; {note}"
+    )
+
+
 @benchmark("throughput-sync")
 def throughput_sync(ctx: Context) -> list[Measurement]:
     """50 threads each run one sync 10-step workflow per round; then 500 started at once,
@@ -198,43 +223,22 @@ def throughput_sync(ctx: Context) -> list[Measurement]:
         rates, batching = _measure_rounds(ctx, one_round, rounds, concurrency)
     note = f"{rounds} rounds of {concurrency} per repeat"
     out = _throughput_measurements("sync.x50", "sync, 50 threads", rates, batching, note)
-    # The app's own threads: 500 started at once (wf.start), run by its pool.
-    started = 500
-    with ctx.app() as app:
-        wf = declare(app).sync_steps
-
-        def start_round() -> None:
-            handles = [wf.start(THROUGHPUT_STEPS) for _ in range(started)]
-            for handle in handles:
-                handle.result()
-
-        start_round()  # warm up
-        rates, batching = _measure_rounds(ctx, start_round, 1, started)
-    out += _throughput_measurements(
+    # The app's own threads run 500 at once: started by wf.start() in a loop, then put on
+    # a queue in one call (what they run when the caller's loop of 500 commits, most of
+    # the first round, is not in the way).
+    out += _five_hundred(
+        ctx,
         "sync.start500",
         "sync, 500 started at once (the app's threads)",
-        rates,
-        batching,
-        f"1 round of {started} per repeat; App(max_threads=64) runs them",
+        "App(max_threads=64) runs them",
+        lambda app, wf: [wf.start(THROUGHPUT_STEPS) for _ in range(500)],
     )
-    # The same 500 put on a queue in one call: what the app's threads run when the
-    # caller's loop of 500 commits (most of the round above) is not in the way.
-    with ctx.app() as app:
-        wf = declare(app).sync_steps
-        queue = app.queue("bench.many")
-
-        def enqueue_round() -> None:
-            for handle in queue.enqueue_many(wf, [(THROUGHPUT_STEPS,)] * started):
-                handle.result()
-
-        enqueue_round()  # warm up
-        rates, batching = _measure_rounds(ctx, enqueue_round, 1, started)
-    out += _throughput_measurements(
+    out += _five_hundred(
+        ctx,
         "sync.many500",
         "sync, 500 enqueued at once (enqueue_many; the app's threads)",
-        rates,
-        batching,
-        f"1 round of {started} per repeat; one enqueue_many, then the app's worker runs them",
+        "one enqueue_many, then the app's worker runs them",
+        lambda app, wf: app.queue("bench.many").enqueue_many(wf, [(THROUGHPUT_STEPS,)] * 500),
     )
     return out
 
