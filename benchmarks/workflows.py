@@ -183,17 +183,19 @@ def _five_hundred(
     key: str,
     label: str,
     note: str,
-    submit: Callable[
-        [durably.App, durably.Workflow[[int], int]], list[durably.WorkflowHandle[Any]]
+    prepare: Callable[
+        [durably.App, durably.Workflow[[int], int]],
+        Callable[[], list[durably.WorkflowHandle[Any]]],
     ],
 ) -> list[Measurement]:
-    """500 sync 10-step workflows handed to a launched app by ``submit``, run by its
-    own threads; one round per repeat, after one to warm up."""
+    """500 sync 10-step workflows handed to a launched app by what ``prepare`` returns
+    (set up once, outside the timing), run by its own threads; one round per repeat,
+    after one to warm up."""
     with ctx.app() as app:
-        wf = declare(app).sync_steps
+        submit = prepare(app, declare(app).sync_steps)
 
         def one_round() -> None:
-            for handle in submit(app, wf):
+            for handle in submit():
                 handle.result()
 
         one_round()  # warm up
@@ -201,6 +203,14 @@ def _five_hundred(
     return _throughput_measurements(
         key, label, rates, batching, f"1 round of 500 per repeat; {note}"
     )
+
+
+def _on_a_queue(
+    app: durably.App, wf: durably.Workflow[[int], int]
+) -> Callable[[], list[durably.WorkflowHandle[Any]]]:
+    """500 runs of ``wf`` put on a queue of ``app`` by one enqueue_many per round."""
+    queue = app.queue("bench.many")
+    return lambda: queue.enqueue_many(wf, [(THROUGHPUT_STEPS,)] * 500)
 
 
 @benchmark("throughput-sync")
@@ -231,14 +241,14 @@ def throughput_sync(ctx: Context) -> list[Measurement]:
         "sync.start500",
         "sync, 500 started at once (the app's threads)",
         "App(max_threads=64) runs them",
-        lambda app, wf: [wf.start(THROUGHPUT_STEPS) for _ in range(500)],
+        lambda app, wf: lambda: [wf.start(THROUGHPUT_STEPS) for _ in range(500)],
     )
     out += _five_hundred(
         ctx,
         "sync.many500",
         "sync, 500 enqueued at once (enqueue_many; the app's threads)",
         "one enqueue_many, then the app's worker runs them",
-        lambda app, wf: app.queue("bench.many").enqueue_many(wf, [(THROUGHPUT_STEPS,)] * 500),
+        _on_a_queue,
     )
     return out
 
